@@ -1,0 +1,95 @@
+"""The adapter boundary: framework objects on one side, numpy traces on the other.
+
+An adapter owns one model for the duration of one check. Entering it
+snapshots every piece of state the check could touch; each training pass
+starts from that snapshot; leaving it (also on an exception) restores the
+snapshot bit for bit. Checks only ever see the plain ``TrainingTrace``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    framework: str
+    n_params: int
+    n_outputs: int
+    device: str
+    model_name: str
+    has_batchnorm: bool = False
+    embeds_inputs: bool = False  # first layer looks up integer ids
+
+
+@dataclass
+class TrainingTrace:
+    """What one short training pass measured, as numpy and plain numbers.
+
+    Per step: ``loss``, ``lr`` (steps x param groups), ``grad_norm`` (global L2
+    norm of the gradients), ``update_ratio`` (||update|| / ||weights||),
+    ``epoch`` (the epoch each step belongs to). Per epoch: ``train_metric`` and
+    ``val_metric`` (accuracy, or R^2 for regression) and losses, measured in
+    eval mode after the epoch. ``*_pred`` are the final predictions.
+    """
+
+    loss: np.ndarray
+    lr: np.ndarray
+    grad_norm: np.ndarray
+    update_ratio: np.ndarray
+    epoch: np.ndarray
+    train_metric: np.ndarray
+    val_metric: np.ndarray
+    train_loss: np.ndarray
+    val_loss: np.ndarray
+    train_pred: np.ndarray
+    val_pred: np.ndarray
+    steps: int
+    seconds: float
+    truncated: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def final_train(self) -> float:
+        return float(self.train_metric[-1])
+
+    @property
+    def final_val(self) -> float:
+        return float(self.val_metric[-1])
+
+
+class Adapter(abc.ABC):
+    """One model of one framework, prepared for short, restorable training passes."""
+
+    framework: str = "?"
+
+    @abc.abstractmethod
+    def info(self) -> ModelInfo:
+        """Parameter count, output width and where it runs."""
+
+    @abc.abstractmethod
+    def train(
+        self,
+        *,
+        epochs: int,
+        lr_scale: float = 1.0,
+        train_labels: np.ndarray | None = None,
+        max_steps: int | None = None,
+    ) -> TrainingTrace:
+        """Train from the snapshot for ``epochs`` and measure.
+
+        ``lr_scale`` multiplies every learning rate (the lr probe);
+        ``train_labels`` replaces the train labels (the random-label probe).
+        """
+
+    @abc.abstractmethod
+    def __enter__(self) -> "Adapter":
+        """Snapshot weights, buffers, optimizer, scheduler and RNG states."""
+
+    @abc.abstractmethod
+    def __exit__(self, *exc: Any) -> None:
+        """Restore the snapshot bit for bit, whatever happened."""

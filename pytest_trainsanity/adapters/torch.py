@@ -1,0 +1,470 @@
+"""PyTorch adapter: short, instrumented, fully restorable training passes.
+
+Framework code stays at this edge; what leaves it is numpy. The data is
+moved to the device once per check and batched here with a seeded
+permutation (no DataLoader in the loop), so the instrumented epoch costs
+about what a hand-written loop costs (see benchmarks/overhead.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from typing import Any
+
+import numpy as np
+
+from ..data import SplitData, class_ids
+from ..errors import OptionError, SetupError, missing_extra
+from .base import Adapter, ModelInfo, TrainingTrace
+from .devices import auto_gpu_index, xdist_worker_index
+
+EVAL_BATCH = 2048
+LOSS_NAMES = {
+    "cross_entropy": "cross_entropy",
+    "crossentropy": "cross_entropy",
+    "ce": "cross_entropy",
+    "nll": "nll_loss",
+    "mse": "mse_loss",
+    "l1": "l1_loss",
+    "mae": "l1_loss",
+    "smooth_l1": "smooth_l1_loss",
+    "huber": "huber_loss",
+    "bce": "binary_cross_entropy",
+    "bce_with_logits": "binary_cross_entropy_with_logits",
+}
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ModuleNotFoundError:
+        raise missing_extra("torch", "torch") from None
+    return torch
+
+
+def tensor_to_numpy(t: Any) -> np.ndarray:
+    torch = _torch()
+    t = t.detach()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
+    return t.cpu().resolve_conj().resolve_neg().numpy()
+
+
+def split_to_numpy(name: str, split: Any) -> SplitData:
+    """Read a torch Dataset or DataLoader once, in order, into numpy."""
+    torch = _torch()
+    from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+    batch_size = None
+    if isinstance(split, DataLoader):
+        batch_size = split.batch_size
+        dataset = split.dataset
+        map_style = not isinstance(dataset, IterableDataset) and hasattr(dataset, "__len__")
+        loader = (
+            DataLoader(dataset, batch_size=batch_size or 256, shuffle=False, collate_fn=split.collate_fn)
+            if map_style
+            else split
+        )
+    elif isinstance(split, Dataset):
+        loader = DataLoader(split, batch_size=256, shuffle=False)
+    elif isinstance(split, torch.Tensor):
+        raise SetupError(
+            f"TrainSetup({name}=...) is a single tensor; give (X, y) so the labels are known."
+        )
+    else:
+        raise SetupError(
+            f"TrainSetup({name}=...) is a {type(split).__name__}, not a torch Dataset or DataLoader."
+        )
+    xs, ys = [], []
+    try:
+        for batch in loader:
+            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                raise SetupError(
+                    f"TrainSetup({name}=...) yields {type(batch).__name__} batches; each item must be "
+                    f"an (x, y) pair (got {len(batch) if isinstance(batch, (tuple, list)) else 'one'} "
+                    f"element(s)). Wrap the dataset so __getitem__ returns (x, y)."
+                )
+            xs.append(tensor_to_numpy(torch.as_tensor(batch[0])))
+            ys.append(tensor_to_numpy(torch.as_tensor(batch[1])))
+    except SetupError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's dataset failed; say where, briefly
+        raise SetupError(
+            f"Reading TrainSetup({name}=...) failed: {type(exc).__name__}: {exc}".split("\n")[0]
+        ) from None
+    if not xs:
+        raise SetupError(f"TrainSetup({name}=...) is empty (its loader yielded no batches).")
+    return SplitData(name, np.concatenate(xs), np.concatenate(ys), batch_size)
+
+
+def resolve_device(spec: str) -> Any:
+    torch = _torch()
+    cuda_ok = torch.cuda.is_available()
+    if spec == "auto":
+        index = auto_gpu_index(torch.cuda.device_count() if cuda_ok else 0, xdist_worker_index())
+        if index is not None:
+            return torch.device("cuda", index)
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    if spec.startswith("cuda"):
+        if not cuda_ok:
+            raise OptionError(
+                f"trainsanity device {spec!r} was asked for but torch.cuda.is_available() is False "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). Use 'cpu' or 'auto'."
+            )
+        index = int(spec.split(":")[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise OptionError(
+                f"trainsanity device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) are visible."
+            )
+        return torch.device("cuda", index)
+    if spec == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise OptionError("trainsanity device 'mps' was asked for but torch.backends.mps is not available.")
+    return torch.device(spec)
+
+
+class TorchAdapter(Adapter):
+    framework = "torch"
+
+    def __init__(self, model: Any, setup: Any, data: dict[str, SplitData], settings: Any) -> None:
+        torch = _torch()
+        self.torch = torch
+        if not isinstance(model, torch.nn.Module):
+            raise SetupError(f"TrainSetup(model=...) is a {type(model).__name__}, not a torch.nn.Module.")
+        params = list(model.parameters())
+        if not params:
+            raise SetupError("TrainSetup(model=...) has no parameters; there is nothing to train.")
+        self.model, self.setup, self.settings = model, setup, settings
+        self.home = params[0].device
+        self.device = resolve_device(settings.device)
+        self.dtype = params[0].dtype if params[0].is_floating_point() else torch.float32
+        self.params = [p for p in params if p.requires_grad]
+        self.optimizer = self._optimizer(setup.optimizer)
+        self.scheduler = self._scheduler(setup.scheduler)
+        self.loss_fn = self._loss(setup.loss)
+        self.data = data
+        train = data["train"]
+        self.batch_size = train.batch_size or setup.batch_size
+        self.n_outputs = self._validate_forward(train)
+
+    # ------------------------------------------------------------ set-up checks
+
+    def _optimizer(self, given: Any) -> Any:
+        torch = self.torch
+        if isinstance(given, torch.optim.Optimizer):
+            ours = {id(p) for p in self.model.parameters()}
+            foreign = sum(1 for g in given.param_groups for p in g["params"] if id(p) not in ours)
+            if foreign:
+                raise SetupError(
+                    f"TrainSetup(optimizer=...) holds {foreign} parameter tensor(s) that are not this "
+                    f"model's; it was built for another model instance. With a model factory, pass "
+                    f"optimizer=lambda params: torch.optim.Adam(params, lr=1e-3)."
+                )
+            self.owns_optimizer = False
+            return given
+        if callable(given):
+            try:
+                optimizer = given(self.model.parameters())
+            except Exception as exc:  # noqa: BLE001
+                raise SetupError(f"TrainSetup(optimizer=...) callable failed on the model's parameters: {exc}") from None
+            if not isinstance(optimizer, torch.optim.Optimizer):
+                raise SetupError(
+                    f"TrainSetup(optimizer=...) callable returned {type(optimizer).__name__}, not a torch Optimizer."
+                )
+            self.owns_optimizer = True
+            return optimizer
+        raise SetupError(
+            f"TrainSetup(optimizer={given!r}) is not usable with a torch model; give a "
+            f"torch.optim.Optimizer over model.parameters() or a callable(params) -> Optimizer."
+        )
+
+    def _scheduler(self, given: Any) -> Any:
+        if given is None:
+            return None
+        lr_sched = self.torch.optim.lr_scheduler
+        base = getattr(lr_sched, "LRScheduler", getattr(lr_sched, "_LRScheduler", object))
+        if isinstance(given, (base, lr_sched.ReduceLROnPlateau)):
+            scheduler = given
+        elif callable(given):
+            scheduler = given(self.optimizer)
+        else:
+            raise SetupError(f"TrainSetup(scheduler={given!r}) must be an LRScheduler or callable(optimizer).")
+        if getattr(scheduler, "optimizer", None) is not self.optimizer:
+            raise SetupError(
+                "TrainSetup(scheduler=...) drives a different optimizer than TrainSetup(optimizer=...); "
+                "build it on the same optimizer, or pass scheduler=lambda opt: ...(opt, ...)."
+            )
+        if isinstance(scheduler, lr_sched.ReduceLROnPlateau):
+            raise SetupError(
+                "ReduceLROnPlateau needs a monitored metric each step; pytest-trainsanity does not "
+                "drive it yet. Leave scheduler=None for this check."
+            )
+        return scheduler
+
+    def _loss(self, given: Any) -> Any:
+        if isinstance(given, str):
+            name = LOSS_NAMES.get(given.lower().replace("-", "_"))
+            if name is None:
+                raise SetupError(f"TrainSetup(loss={given!r}) is not a known loss name; use one of {sorted(LOSS_NAMES)} or a callable.")
+            return getattr(self.torch.nn.functional, name)
+        if callable(given):
+            return given
+        raise SetupError(f"TrainSetup(loss={given!r}) must be a callable(output, target) or a loss name.")
+
+    def _validate_forward(self, train: SplitData) -> int:
+        """One eval-mode forward of two samples: output shape and label range, before any training."""
+        flags = [(m, m.training) for m in self.model.modules()]
+        try:
+            self.model.eval()
+            with self.torch.no_grad():
+                out = self.model(self._inputs(train.X[:2], self.home))
+        except Exception as exc:  # noqa: BLE001 - one line, not a framework traceback
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SetupError(
+                f"The model could not run on the train inputs: model(X[:2]) with X of shape "
+                f"{tuple(train.X.shape)} and dtype {train.X.dtype} raised {type(exc).__name__}: {first}. "
+                f"Check that the input layer matches the data's shape."
+            ) from None
+        finally:
+            for module, mode in flags:
+                module.training = mode
+        if not isinstance(out, self.torch.Tensor):
+            raise SetupError(
+                f"The model returned {type(out).__name__}; pytest-trainsanity needs a tensor of "
+                f"logits or predictions (wrap the model so forward returns one tensor)."
+            )
+        n_outputs = int(out.reshape(out.shape[0], -1).shape[1])
+        if self.setup.task == "classification":
+            for split in self.data.values():
+                ids = class_ids(split.y)
+                low, high = int(ids.min()), int(ids.max())
+                limit = 2 if n_outputs == 1 else n_outputs
+                if low < 0 or high >= limit:
+                    raise SetupError(
+                        f"TrainSetup({split.name}=...) has labels in [{low}, {high}] but the model "
+                        f"outputs {n_outputs} value(s) per sample, so labels must lie in [0, {limit - 1}]. "
+                        f"Widen the output layer or re-map the labels."
+                    )
+        return n_outputs
+
+    # ------------------------------------------------------------ snapshot / restore
+
+    def __enter__(self) -> "TorchAdapter":
+        torch = self.torch
+        self._rng = (
+            random.getstate(),
+            np.random.get_state(),
+            torch.get_rng_state(),
+            torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+        )
+        self._flags = [(m, m.training) for m in self.model.modules()]
+        self._tensors = [(t, t.detach().clone()) for t in self._state_tensors()]
+        self._grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in self.model.parameters()]
+        self._opt_state = copy.deepcopy(self.optimizer.state_dict())
+        self._sched_state = copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None
+        if self.device != self.home:
+            self.model.to(self.device)
+        self._tensor_data()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        torch = self.torch
+        if self.device != self.home:
+            self.model.to(self.home)
+        self._load_snapshot()
+        for param, grad in self._grads:
+            param.grad = grad
+        for module, mode in self._flags:
+            module.training = mode
+        py, npy, cpu, cuda = self._rng
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+    def _state_tensors(self) -> list[Any]:
+        return [*self.model.parameters(), *self.model.buffers()]
+
+    def _load_snapshot(self) -> None:
+        with self.torch.no_grad():
+            for tensor, saved in self._tensors:
+                tensor.copy_(saved)
+        for param in self.model.parameters():
+            param.grad = None
+        self.optimizer.load_state_dict(copy.deepcopy(self._opt_state))
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(copy.deepcopy(self._sched_state))
+
+    # ------------------------------------------------------------ data
+
+    def _inputs(self, X: np.ndarray, device: Any) -> Any:
+        t = self.torch.as_tensor(X, device=device)
+        return t.long() if X.dtype.kind in "iu" and X.dtype != np.uint8 else t.to(self.dtype)
+
+    def _targets(self, y: np.ndarray) -> Any:
+        t = self.torch.as_tensor(y, device=self.device)
+        if self.setup.task == "classification" and y.dtype.kind in "biu":
+            if self.n_outputs == 1:
+                return t.to(self.dtype).reshape(-1, 1) if y.ndim == 1 else t.to(self.dtype)
+            return t.long()
+        return t.to(self.dtype)
+
+    def _tensor_data(self) -> None:
+        self.tensors = {
+            name: (self._inputs(split.X, self.device), self._targets(split.y))
+            for name, split in self.data.items()
+        }
+
+    # ------------------------------------------------------------ measuring
+
+    def info(self) -> ModelInfo:
+        nn = self.torch.nn
+        modules = list(self.model.modules())
+        first = next((m for m in modules if any(True for _ in m.parameters(recurse=False))), None)
+        return ModelInfo(
+            framework="torch",
+            n_params=sum(p.numel() for p in self.params),
+            n_outputs=self.n_outputs,
+            device=str(self.device),
+            model_name=type(self.model).__name__,
+            has_batchnorm=any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules),
+            embeds_inputs=isinstance(first, (nn.Embedding, nn.EmbeddingBag)),
+        )
+
+    def _scale_lr(self, scale: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["lr"] * scale
+            if "initial_lr" in group:
+                group["initial_lr"] = group["initial_lr"] * scale
+        if self.scheduler is not None and hasattr(self.scheduler, "base_lrs"):
+            self.scheduler.base_lrs = [lr * scale for lr in self.scheduler.base_lrs]
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+    def _predict(self, name: str) -> tuple[float, float, np.ndarray]:
+        """(metric, loss, predictions) of one split, in eval mode."""
+        torch = self.torch
+        X, Y = self.tensors[name]
+        self.model.eval()
+        with torch.no_grad():
+            out = torch.cat([self.model(X[i : i + EVAL_BATCH]) for i in range(0, len(X), EVAL_BATCH)])
+            loss = self.loss_fn(out, Y)
+            loss = float(loss.mean()) if isinstance(loss, torch.Tensor) else float(loss)
+            if self.setup.task == "classification":
+                flat = out.reshape(len(out), -1)
+                if flat.shape[1] == 1:
+                    threshold = 0.0 if (flat.min() < 0 or flat.max() > 1) else 0.5
+                    pred = (flat[:, 0] > threshold).long()
+                else:
+                    pred = flat.argmax(dim=1)
+                target = Y.argmax(dim=1) if Y.ndim == 2 and Y.shape[1] > 1 else Y.reshape(-1).long()
+                metric = float((pred == target).float().mean())
+            else:
+                pred = out.reshape(Y.shape) if out.numel() == Y.numel() else out
+                resid = ((Y - pred) ** 2).sum()
+                total = ((Y - Y.mean(dim=0)) ** 2).sum()
+                metric = float(1.0 - resid / total) if float(total) > 0 else float("nan")
+        return metric, loss, tensor_to_numpy(pred)
+
+    def train(
+        self,
+        *,
+        epochs: int,
+        lr_scale: float = 1.0,
+        train_labels: np.ndarray | None = None,
+        max_steps: int | None = None,
+    ) -> TrainingTrace:
+        start = time.perf_counter()
+        self._load_snapshot()
+        if lr_scale != 1.0:
+            self._scale_lr(lr_scale)
+        saved = self.tensors["train"]
+        if train_labels is not None:  # the random-label probe trains and measures on these
+            self.tensors["train"] = (saved[0], self._targets(train_labels))
+        try:
+            return self._train(epochs, max_steps, start)
+        finally:
+            self.tensors["train"] = saved
+
+    def _train(self, epochs: int, max_steps: int | None, start: float) -> TrainingTrace:
+        torch = self.torch
+        seed = self.settings.seed
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        X, Y = self.tensors["train"]
+        model, optimizer, scheduler, loss_fn, params = self.model, self.optimizer, self.scheduler, self.loss_fn, self.params
+        per_batch = scheduler is not None and self.setup.scheduler_step == "batch"
+        n, bs = len(X), self.batch_size
+        starts = [s for s in range(0, n, bs) if not (n - s == 1 and n > 1)]  # a lone last sample breaks BatchNorm
+        losses, norms, lrs, step_epoch = [], [], [], []
+        epoch_train, epoch_val, loss_train, loss_val = [], [], [], []
+        truncated = False
+        preds = {"train": np.zeros(0), "val": np.zeros(0)}
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(n, generator=generator).to(self.device)
+            first_step = len(losses)
+            for s in starts:
+                if max_steps is not None and len(losses) >= max_steps:
+                    truncated = True
+                    break
+                idx = order[s : s + bs]
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(X[idx]), Y[idx])
+                loss.backward()
+                grads = [p.grad for p in params if p.grad is not None]
+                before = torch._foreach_mul(params, 1.0)
+                optimizer.step()
+                # one fused norm call per step: [grads..., updates..., weights...]
+                norms.append((len(grads), torch.stack(torch._foreach_norm([*grads, *torch._foreach_sub(params, before), *before]))))
+                losses.append(loss.detach())
+                lrs.append([g["lr"] for g in optimizer.param_groups])
+                step_epoch.append(epoch)
+                if per_batch:
+                    scheduler.step()
+            if len(losses) == first_step and epoch > 0:
+                break  # the budget ran out exactly at an epoch boundary
+            if scheduler is not None and not per_batch:
+                scheduler.step()
+            for name, metrics, losses_of in (("train", epoch_train, loss_train), ("val", epoch_val, loss_val)):
+                if name in self.tensors:
+                    metric, split_loss, preds[name] = self._predict(name)
+                    metrics.append(metric)
+                    losses_of.append(split_loss)
+            if truncated:
+                break
+        grad_norm, update_ratio = _split_norms(norms, len(params))
+        return TrainingTrace(
+            loss=tensor_to_numpy(torch.stack(losses)).astype(np.float64) if losses else np.zeros(0),
+            lr=np.asarray([[float(v) for v in row] for row in lrs], dtype=np.float64).reshape(len(lrs), -1),
+            grad_norm=grad_norm,
+            update_ratio=update_ratio,
+            epoch=np.asarray(step_epoch, dtype=np.int64),
+            train_metric=np.asarray(epoch_train, dtype=np.float64),
+            val_metric=np.asarray(epoch_val, dtype=np.float64),
+            train_loss=np.asarray(loss_train, dtype=np.float64),
+            val_loss=np.asarray(loss_val, dtype=np.float64),
+            train_pred=preds["train"],
+            val_pred=preds["val"],
+            steps=len(losses),
+            seconds=time.perf_counter() - start,
+            truncated=truncated,
+        )
+
+
+def _split_norms(norms: list[tuple[int, Any]], n_params: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step global grad norm and ||update|| / ||weights|| from the fused per-tensor norms."""
+    grad_norm = np.zeros(len(norms))
+    update_ratio = np.zeros(len(norms))
+    for i, (n_grads, row) in enumerate(norms):
+        sq = tensor_to_numpy(row).astype(np.float64) ** 2
+        grad_norm[i] = np.sqrt(sq[:n_grads].sum())
+        update = np.sqrt(sq[n_grads : n_grads + n_params].sum())
+        update_ratio[i] = update / max(np.sqrt(sq[n_grads + n_params :].sum()), 1e-12)
+    return grad_norm, update_ratio

@@ -1,0 +1,81 @@
+"""Single-feature target leakage on tabular inputs (numpy only).
+
+For every column, the best one-feature rule (the majority label in each of
+``BINS`` quantile bins of that column, fitted on train) is scored on train
+and applied unchanged to val. A column that alone predicts the train label
+far above the majority baseline but not the val label was built from the
+label (or from information only train has).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BINS = 16
+MAX_ROWS = 20000
+MAX_COLUMNS = 4096
+
+
+@dataclass(frozen=True)
+class FeatureLeak:
+    column: int
+    train_acc: float  # one-feature rule on train
+    val_acc: float  # the same rule on val
+    baseline: float  # majority-class accuracy on train
+
+    @property
+    def train_lift(self) -> float:
+        return _lift(self.train_acc, self.baseline)
+
+    @property
+    def val_lift(self) -> float:
+        return _lift(self.val_acc, self.baseline)
+
+    @property
+    def score(self) -> float:
+        """How much better the column predicts train than val, in [0, 1]."""
+        return float(np.clip(self.train_lift - max(self.val_lift, 0.0), 0.0, 1.0))
+
+
+def _lift(acc: float, base: float) -> float:
+    return (acc - base) / (1.0 - base) if base < 1 else 0.0
+
+
+def _bins(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin index per (row, column) against per-column inner edges (n_edges x d)."""
+    out = np.zeros(X.shape, dtype=np.int64)
+    for k in range(edges.shape[0]):
+        out += X > edges[k][None, :]
+    return out
+
+
+def single_feature_leak(
+    X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, seed: int = 0
+) -> FeatureLeak | None:
+    """The column whose one-feature rule predicts train best relative to val; None if not tabular."""
+    if X_train.ndim != 2 or X_train.shape[1] > MAX_COLUMNS or X_train.dtype.kind not in "biuf":
+        return None
+    rng = np.random.default_rng(seed)
+    if len(X_train) > MAX_ROWS:
+        keep = rng.choice(len(X_train), MAX_ROWS, replace=False)
+        X_train, y_train = X_train[keep], y_train[keep]
+    Xt = np.asarray(X_train, dtype=np.float64)
+    Xv = np.asarray(X_val, dtype=np.float64)
+    classes, yt = np.unique(y_train, return_inverse=True)
+    n_classes, (n, d) = len(classes), Xt.shape
+    edges = np.quantile(Xt, np.linspace(0, 1, BINS + 1)[1:-1], axis=0)  # (BINS-1) x d
+    bt = _bins(Xt, edges)
+    counts = np.bincount(
+        (np.arange(d)[None, :] * BINS * n_classes + bt * n_classes + yt[:, None]).ravel(),
+        minlength=d * BINS * n_classes,
+    ).reshape(d, BINS, n_classes)
+    rule = counts.argmax(axis=2)  # d x BINS: predicted class index per bin
+    train_acc = counts.max(axis=2).sum(axis=1) / n
+    pred_v = classes[rule[np.arange(d)[None, :], _bins(Xv, edges)]]  # n_val x d
+    val_acc = (pred_v == np.asarray(y_val).reshape(-1, 1)).mean(axis=0)
+    baseline = float(np.bincount(yt).max() / n)
+    lift = (train_acc - baseline) / max(1 - baseline, 1e-12) - np.maximum((val_acc - baseline) / max(1 - baseline, 1e-12), 0)
+    best = int(np.argmax(lift))
+    return FeatureLeak(best, float(train_acc[best]), float(val_acc[best]), baseline)

@@ -1,0 +1,124 @@
+"""Splits in every accepted form -> plain numpy ``(X, y)``.
+
+Checks see numpy only. Framework containers (torch Dataset/DataLoader,
+tf.data) are recognised by the module of their type, so nothing is
+imported until a split of that framework actually arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import SetupError
+
+SUPPORTED_FORMS = (
+    "a tuple (X, y) of numpy arrays or torch tensors, a torch Dataset yielding (x, y), "
+    "or a torch DataLoader yielding (x, y) batches"
+)
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One split as numpy. ``batch_size`` is set when the split carried its own (DataLoader)."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    batch_size: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+def framework_of(obj: Any) -> str | None:
+    """'torch', 'tensorflow' or None, from the type's module (imports nothing)."""
+    for cls in type(obj).__mro__:
+        root = cls.__module__.split(".", 1)[0]
+        if root == "torch":
+            return "torch"
+        if root in ("tensorflow", "keras", "tf_keras"):
+            return "tensorflow"
+    return None
+
+
+def as_numpy(value: Any, what: str) -> np.ndarray:
+    """One array-like -> numpy without copying when possible; never writes to it."""
+    if framework_of(value) == "torch":
+        from .adapters.torch import tensor_to_numpy
+
+        return tensor_to_numpy(value)
+    if framework_of(value) == "tensorflow" and hasattr(value, "numpy"):
+        return np.asarray(value.numpy())
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is a usage error
+        raise SetupError(f"{what} could not be read as an array ({type(value).__name__}: {exc}).") from None
+    if array.dtype == object:
+        raise SetupError(
+            f"{what} has dtype object (ragged or mixed values, shape {array.shape}); "
+            f"give a numeric array of equal-shaped samples."
+        )
+    return array
+
+
+def load_split(name: str, split: Any) -> SplitData:
+    """Read one split; errors name the split, the numbers and the supported forms."""
+    if isinstance(split, (tuple, list)):
+        if len(split) != 2:
+            raise SetupError(
+                f"TrainSetup({name}=...) is a {type(split).__name__} of {len(split)} items; "
+                f"a split given as a tuple must be (X, y). Supported: {SUPPORTED_FORMS}."
+            )
+        X = as_numpy(split[0], f"TrainSetup({name}=(X, y)) X")
+        y = as_numpy(split[1], f"TrainSetup({name}=(X, y)) y")
+        data = SplitData(name, X, y)
+    elif framework_of(split) == "torch":
+        from .adapters.torch import split_to_numpy
+
+        data = split_to_numpy(name, split)
+    else:
+        raise SetupError(
+            f"TrainSetup({name}=...) is a {type(split).__module__}.{type(split).__name__}, "
+            f"which is not a supported split form. Supported: {SUPPORTED_FORMS}."
+        )
+    return validate_split(data)
+
+
+def validate_split(data: SplitData) -> SplitData:
+    X, y, name = data.X, data.y, data.name
+    if X.ndim == 0 or y.ndim == 0:
+        raise SetupError(f"TrainSetup({name}=...) X and y must have a sample axis; got shapes {X.shape} and {y.shape}.")
+    if len(X) != len(y):
+        raise SetupError(
+            f"TrainSetup({name}=...) has {len(X)} inputs but {len(y)} labels; X and y must "
+            f"have the same number of samples."
+        )
+    if len(X) == 0:
+        raise SetupError(f"TrainSetup({name}=...) is empty (0 samples); every given split needs samples.")
+    if X.dtype.kind not in "biuf":
+        raise SetupError(
+            f"TrainSetup({name}=...) X has dtype {X.dtype}; inputs must be numeric "
+            f"(float features or integer ids)."
+        )
+    if y.dtype.kind not in "biuf":
+        raise SetupError(f"TrainSetup({name}=...) y has dtype {y.dtype}; labels must be numeric.")
+    return data
+
+
+def load_splits(setup: Any, names: tuple[str, ...] = ("train", "val", "test")) -> dict[str, SplitData]:
+    return {name: load_split(name, split) for name, split in setup.splits().items() if name in names}
+
+
+def class_ids(y: np.ndarray) -> np.ndarray:
+    """Class indices from integer labels or one-hot / probability rows."""
+    if y.ndim >= 2 and y.shape[-1] > 1:
+        return np.argmax(y.reshape(len(y), -1), axis=1)
+    return np.asarray(y).reshape(len(y)).astype(np.int64)
+
+
+def flat(X: np.ndarray) -> np.ndarray:
+    """Samples as rows (a view when possible)."""
+    return X.reshape(len(X), -1)

@@ -1,0 +1,39 @@
+"""Global RNG states: seed for our work, then put back exactly as found.
+
+Only frameworks the process has already imported are touched, so this
+never imports torch or tensorflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+from typing import Iterator
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    torch = sys.modules.get("torch")
+    saved_py, saved_np = random.getstate(), np.random.get_state()
+    saved_torch = torch.get_rng_state() if torch is not None else None
+    saved_cuda = (
+        torch.cuda.get_rng_state_all()
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
+        else None
+    )
+    random.seed(seed)
+    np.random.seed(seed)
+    if torch is not None:
+        torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved_py)
+        np.random.set_state(saved_np)
+        if torch is not None:
+            torch.set_rng_state(saved_torch)
+            if saved_cuda is not None:
+                torch.cuda.set_rng_state_all(saved_cuda)

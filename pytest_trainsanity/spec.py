@@ -1,0 +1,73 @@
+"""``TrainSetup``: the user's description of a training setup, validated once.
+
+It only holds references to the user's objects; checks never mutate them
+(adapters snapshot and restore). Framework-free validation happens here at
+construction; what needs a framework (split forms, model type, label range)
+is validated by the adapter and data layer with the same error style.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .errors import SetupError
+
+SPLITS = ("train", "val", "test")
+TASKS = ("classification", "regression")
+SCHEDULER_STEPS = ("epoch", "batch")
+
+
+@dataclass(frozen=True, eq=False)
+class TrainSetup:
+    """What to train and on which data; see SPEC §2 for every accepted form."""
+
+    model: Any = None
+    train: Any = None
+    val: Any = None
+    test: Any = None
+    optimizer: Any = None
+    loss: Any = None
+    scheduler: Any = None
+    scheduler_step: str = "epoch"
+    task: str = "classification"
+    batch_size: int = 32
+    groups: Mapping[str, Any] | None = None
+    timestamps: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise SetupError(f"TrainSetup(task={self.task!r}) is not supported; use one of {TASKS}.")
+        if self.scheduler_step not in SCHEDULER_STEPS:
+            raise SetupError(
+                f"TrainSetup(scheduler_step={self.scheduler_step!r}) is not supported; use "
+                f"'epoch' (scheduler.step() after every epoch) or 'batch' (after every optimizer step)."
+            )
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise SetupError(f"TrainSetup(batch_size={self.batch_size!r}) must be an integer >= 1.")
+        if self.train is None:
+            raise SetupError("TrainSetup(train=...) is required: give (X, y) arrays, a Dataset or a DataLoader.")
+        for name in ("groups", "timestamps"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, Mapping) or not set(value) <= set(SPLITS):
+                raise SetupError(
+                    f"TrainSetup({name}=...) must be a dict keyed by split name "
+                    f"({', '.join(SPLITS)}), got {type(value).__name__} with keys "
+                    f"{sorted(value) if isinstance(value, Mapping) else '-'}."
+                )
+
+    def splits(self) -> dict[str, Any]:
+        """The splits that were given, in train/val/test order."""
+        return {name: getattr(self, name) for name in SPLITS if getattr(self, name) is not None}
+
+    def require(self, check: str, *fields: str) -> None:
+        """Raise one clear error naming every field ``check`` needs but did not get."""
+        missing = [name for name in fields if getattr(self, name) is None]
+        if missing:
+            raise SetupError(
+                f"{check} needs TrainSetup({', '.join(f'{m}=...' for m in missing)}) but "
+                f"{'it was' if len(missing) == 1 else 'they were'} left None. Only the model-free "
+                f"checks (no_leakage, inputs_normalized) work without a model, optimizer and loss."
+            )

@@ -1,0 +1,79 @@
+"""Source of the ``helpers`` module written into every pytester project.
+
+User-style test files import it to build real digits setups (torch models,
+real data); the scenarios are the ones the issue's acceptance list names.
+"""
+
+HELPERS = r'''
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from pytest_trainsanity import TrainSetup
+
+
+def digits(scaled=True):
+    """The 1437/360 stratified digits split, standardised on train by default."""
+    d = load_digits()
+    Xtr, Xv, ytr, yv = train_test_split(
+        d.data.astype(np.float32), d.target, test_size=360, random_state=0, stratify=d.target)
+    if scaled:
+        sc = StandardScaler().fit(Xtr)
+        Xtr, Xv = sc.transform(Xtr).astype(np.float32), sc.transform(Xv).astype(np.float32)
+    return Xtr, ytr, Xv, yv
+
+
+def mlp(inputs=64, hidden=128, seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(inputs, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
+
+
+def setup(Xtr, ytr, Xv, yv, model=None, lr=1e-3, **kw):
+    model = model if model is not None else mlp(Xtr.shape[1])
+    return TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv),
+                      optimizer=torch.optim.Adam(model.parameters(), lr=lr),
+                      loss=torch.nn.CrossEntropyLoss(), **kw)
+
+
+def clean():
+    return setup(*digits())
+
+
+def memorise():
+    """64 unique train samples with random labels, each repeated 30 times."""
+    Xtr, ytr, Xv, yv = digits()
+    rng = np.random.RandomState(0)
+    idx = rng.choice(len(Xtr), 64, replace=False)
+    return setup(np.repeat(Xtr[idx], 30, axis=0), np.repeat(rng.randint(0, 10, 64), 30), Xv, yv)
+
+
+def label_column():
+    """An extra column 64 equal to the label in train and random in val."""
+    Xtr, ytr, Xv, yv = digits()
+    rng = np.random.RandomState(0)
+    Xtr = np.c_[Xtr, ytr.astype(np.float32)]
+    Xv = np.c_[Xv, rng.randint(0, 10, len(yv)).astype(np.float32)]
+    return setup(Xtr, ytr, Xv, yv)
+
+
+def raw255():
+    """Pixels scaled to [0, 255] (digits are [0, 16])."""
+    Xtr, ytr, Xv, yv = digits(scaled=False)
+    return setup(Xtr * 255 / 16, ytr, Xv * 255 / 16, yv)
+
+
+def val_raw():
+    """Train standardised, val left raw."""
+    Xtr, ytr, _, _ = digits()
+    _, _, Xv, yv = digits(scaled=False)
+    return setup(Xtr, ytr, Xv, yv)
+
+
+def leaked_val(n=72):
+    """The first n val rows replaced by copies of train rows (with their labels)."""
+    Xtr, ytr, Xv, yv = digits()
+    Xv, yv = Xv.copy(), yv.copy()
+    Xv[:n], yv[:n] = Xtr[:n], ytr[:n]
+    return setup(Xtr, ytr, Xv, yv)
+'''

@@ -182,7 +182,7 @@ class CheckSpec:
                 try:
                     values[key] = self.validators[key](value)
                 except ValueError as exc:
-                    raise OptionError(f"{source}: {self.marker}: {exc}.") from None
+                    raise OptionError(f"{source}: {exc}.") from None
         setup = kwargs.get("setup", DEFAULT_SETUP_FIXTURE)
         if not isinstance(setup, str) or not setup.isidentifier():
             raise OptionError(f"{source}: setup must name a fixture, got {setup!r}.")

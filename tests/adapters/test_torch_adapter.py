@@ -1,0 +1,213 @@
+"""The torch adapter on real torch models and real digits data: traces,
+split forms, state restoration bit for bit, determinism, errors."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from pytest_trainsanity import (  # noqa: E402
+    OptionError,
+    SetupError,
+    TrainSanityError,
+    TrainSetup,
+    assert_no_epoch1_overfit,
+    check_epoch1_overfit,
+)
+from pytest_trainsanity.adapters.torch import TorchAdapter  # noqa: E402
+from pytest_trainsanity.data import load_splits  # noqa: E402
+from pytest_trainsanity.settings import RunSettings  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, ...]:
+    d = load_digits()
+    Xtr, Xv, ytr, yv = train_test_split(d.data.astype(np.float32), d.target, test_size=360, random_state=0, stratify=d.target)
+    sc = StandardScaler().fit(Xtr)
+    return sc.transform(Xtr).astype(np.float32), ytr, sc.transform(Xv).astype(np.float32), yv
+
+
+def bn_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(64, 64), torch.nn.BatchNorm1d(64), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(64, 10)
+    )
+
+
+def used_setup(digits, scheduler_step="epoch") -> TrainSetup:
+    """A model whose optimizer, scheduler and BN buffers already hold state, as mid-project."""
+    Xtr, ytr, Xv, yv = digits
+    model = bn_net()
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 0.05}, {"params": list(model[1].parameters()) + list(model[4].parameters())}],
+        lr=0.1, momentum=0.9,
+    )
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    for i in range(3):  # leave real state behind
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.as_tensor(Xtr[i * 32 : (i + 1) * 32])), torch.as_tensor(ytr[i * 32 : (i + 1) * 32])).backward()
+        opt.step()
+    sched.step()
+    model.eval()  # the user left it in eval mode; it must stay so
+    return TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=opt, loss=torch.nn.CrossEntropyLoss(),
+                      scheduler=sched, scheduler_step=scheduler_step)
+
+
+def state_of(setup: TrainSetup) -> dict:
+    return {
+        "tensors": [t.detach().clone() for t in [*setup.model.parameters(), *setup.model.buffers()]],
+        "grads": [None if p.grad is None else p.grad.clone() for p in setup.model.parameters()],
+        "training": [m.training for m in setup.model.modules()],
+        "opt": copy.deepcopy(setup.optimizer.state_dict()),
+        "sched": copy.deepcopy(setup.scheduler.state_dict()),
+        "py": random.getstate(),
+        "np": np.random.get_state()[1].copy(),
+        "torch": torch.get_rng_state().clone(),
+    }
+
+
+def assert_same(before: dict, after: dict) -> None:
+    assert all(torch.equal(a, b) for a, b in zip(before["tensors"], after["tensors"]))
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(before["grads"], after["grads"]))
+    assert before["training"] == after["training"]
+    assert before["sched"] == after["sched"]
+    assert before["py"] == after["py"]
+    assert np.array_equal(before["np"], after["np"])
+    assert torch.equal(before["torch"], after["torch"])
+    so, sa = before["opt"], after["opt"]
+    assert so["param_groups"] == sa["param_groups"]
+    assert so["state"].keys() == sa["state"].keys()
+    for k in so["state"]:
+        for name, value in so["state"][k].items():
+            other = sa["state"][k][name]
+            assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other
+
+
+def test_state_is_restored_bit_for_bit_after_a_check(digits) -> None:
+    setup = used_setup(digits)
+    before = state_of(setup)
+    report = check_epoch1_overfit(setup, epochs=2)
+    assert report.metrics["steps"] == 90
+    assert_same(before, state_of(setup))
+
+
+def test_state_is_restored_after_a_check_that_raises(digits) -> None:
+    setup = used_setup(digits)
+    before = state_of(setup)
+    with pytest.raises(TrainSanityError, match=r"^no_epoch1_overfit FAILED"):
+        assert_no_epoch1_overfit(setup, max_gap=0.0, probes=False)
+    assert_same(before, state_of(setup))
+
+
+def test_state_is_restored_when_training_itself_raises(digits) -> None:
+    setup = used_setup(digits)
+    calls = {"n": 0}
+
+    def exploding_loss(out, y):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise FloatingPointError("loss exploded at step 5")
+        return torch.nn.functional.cross_entropy(out, y)
+
+    bad = TrainSetup(model=setup.model, train=setup.train, val=setup.val, optimizer=setup.optimizer, loss=exploding_loss,
+                     scheduler=setup.scheduler)
+    before = state_of(setup)
+    with pytest.raises(FloatingPointError, match="step 5"):
+        check_epoch1_overfit(bad)
+    assert_same(before, state_of(setup))
+
+
+def test_trace_records_every_step(digits) -> None:
+    setup = used_setup(digits, scheduler_step="batch")
+    adapter = TorchAdapter(setup.model, setup, load_splits(setup), RunSettings(device="cpu"))
+    with adapter:
+        trace = adapter.train(epochs=2)
+        again = adapter.train(epochs=2)
+        slow = adapter.train(epochs=1, lr_scale=0.1)
+    assert trace.steps == 90 and trace.loss.shape == (90,) and trace.lr.shape == (90, 2)
+    assert np.all(trace.grad_norm > 0) and np.all(trace.update_ratio[:10] > 0)
+    assert trace.update_ratio[-1] < 1e-12  # halving every step: the updates vanish, and the trace shows it
+    assert list(np.bincount(trace.epoch)) == [45, 45]
+    assert trace.train_metric.shape == trace.val_metric.shape == (2,)
+    # StepLR(step_size=1, gamma=0.5) stepped per batch from the restored state: lr halves every step
+    assert trace.lr[1, 0] == pytest.approx(trace.lr[0, 0] / 2)
+    assert slow.lr[0, 0] == pytest.approx(trace.lr[0, 0] / 10)
+    np.testing.assert_array_equal(trace.loss, again.loss)  # deterministic from the snapshot
+    assert trace.val_pred.shape == (360,)
+    assert adapter.info().has_batchnorm and adapter.info().n_params == sum(p.numel() for p in setup.model.parameters())
+
+
+def test_step_budget_truncates(digits) -> None:
+    setup = used_setup(digits)
+    adapter = TorchAdapter(setup.model, setup, load_splits(setup), RunSettings(device="cpu"))
+    with adapter:
+        trace = adapter.train(epochs=3, max_steps=50)
+    assert trace.steps == 50 and trace.truncated and trace.train_metric.shape == (2,)
+
+
+@pytest.mark.parametrize("form", ["tensors", "dataset", "loader"])
+def test_split_forms(digits, form: str) -> None:
+    Xtr, ytr, Xv, yv = digits
+    tr = (torch.as_tensor(Xtr), torch.as_tensor(ytr))
+    va = (torch.as_tensor(Xv), torch.as_tensor(yv))
+    if form == "dataset":
+        tr, va = TensorDataset(*tr), TensorDataset(*va)
+    elif form == "loader":
+        tr, va = DataLoader(TensorDataset(*tr), batch_size=64, shuffle=True), DataLoader(TensorDataset(*va), batch_size=100)
+    setup = TrainSetup(model=bn_net, train=tr, val=va, optimizer=lambda p: torch.optim.Adam(p, 1e-3), loss="cross_entropy")
+    report = check_epoch1_overfit(setup, probes=False)
+    assert report.passed
+    assert report.metrics["steps"] == (23 if form == "loader" else 45)  # the loader's batch size wins
+    assert report.metrics["n_train"] == 1437 and report.metrics["n_val"] == 360
+
+
+def test_factory_is_built_seeded_and_gives_the_same_numbers(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    make = lambda: TrainSetup(model=bn_net, train=(Xtr, ytr), val=(Xv, yv),  # noqa: E731
+                              optimizer=lambda p: torch.optim.Adam(p, 1e-3), loss="cross_entropy")
+    a, b = check_epoch1_overfit(make(), probes=False), check_epoch1_overfit(make(), probes=False)
+    drop = lambda m: {k: v for k, v in m.items() if k != "seconds"}  # noqa: E731 - wall time varies
+    assert drop(a.metrics) == drop(b.metrics) and a.message == b.message
+
+
+def test_factory_with_an_optimizer_instance_is_an_error(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    opt = torch.optim.Adam(bn_net().parameters())
+    setup = TrainSetup(model=bn_net, train=(Xtr, ytr), val=(Xv, yv), optimizer=opt, loss="cross_entropy")
+    with pytest.raises(SetupError, match="not this model's; it was built for another model instance"):
+        check_epoch1_overfit(setup)
+
+
+def test_binary_single_logit_and_regression(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    torch.manual_seed(0)
+    binary = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    setup = TrainSetup(model=binary, train=(Xtr, (ytr % 2).astype(np.int64)), val=(Xv, (yv % 2).astype(np.int64)),
+                       optimizer=torch.optim.Adam(binary.parameters(), 1e-3), loss=torch.nn.BCEWithLogitsLoss())
+    report = check_epoch1_overfit(setup)
+    assert report.passed and report.metrics["val_metric"] > 0.8 and report.metrics["chance"] == 0.5
+    torch.manual_seed(0)
+    reg = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    target = lambda X: (X[:, :8].sum(axis=1, keepdims=True) / 3).astype(np.float32)  # noqa: E731
+    setup = TrainSetup(model=reg, train=(Xtr, target(Xtr)), val=(Xv, target(Xv)), task="regression",
+                       optimizer=torch.optim.Adam(reg.parameters(), 1e-2), loss="mse")
+    report = check_epoch1_overfit(setup, epochs=3)
+    assert report.passed and report.metrics["val_metric"] > 0.5
+    assert "train R^2" in report.message and report.metrics["chance"] is None
+
+
+def test_cuda_unavailable_is_a_clear_option_error(digits) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    setup = used_setup(digits)
+    with pytest.raises(OptionError, match=r"device 'cuda' was asked for but torch.cuda.is_available\(\) is False"):
+        check_epoch1_overfit(setup, device="cuda")

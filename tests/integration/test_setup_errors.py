@@ -1,0 +1,71 @@
+"""Unusable setups are test errors with one clear paragraph naming the numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import run
+
+CASES = {
+    "length_mismatch": (
+        "setup(Xtr, ytr[:-5], Xv, yv)",
+        "*TrainSetup(train=...) has 1437 inputs but 1432 labels; X and y must have the same number of samples.*",
+    ),
+    "empty_val": (
+        "setup(Xtr, ytr, Xv[:0], yv[:0])",
+        "*TrainSetup(val=...) is empty (0 samples); every given split needs samples.*",
+    ),
+    "labels_out_of_range": (
+        "setup(Xtr, ytr + 5, Xv, yv)",
+        "*TrainSetup(train=...) has labels in [[]5, 14] but the model outputs 10 value(s) per sample, so labels must lie in [[]0, 9]*",
+    ),
+    "unsupported_model": (
+        "TrainSetup(model=object(), train=(Xtr, ytr), val=(Xv, yv), optimizer='adam', loss='mse')",
+        "*TrainSetup(model=...) is a builtins.object, which no adapter supports. Supported: a torch.nn.Module*",
+    ),
+    "foreign_optimizer": (
+        "TrainSetup(model=mlp(), train=(Xtr, ytr), val=(Xv, yv), optimizer=torch.optim.SGD(mlp().parameters(), 0.1), loss=torch.nn.CrossEntropyLoss())",
+        "*TrainSetup(optimizer=...) holds 4 parameter tensor(s) that are not this model's*",
+    ),
+    "wrong_input_width": (
+        "setup(Xtr[:, :10], ytr, Xv[:, :10], yv, model=mlp(64))",
+        "*The model could not run on the train inputs: model(X[[]:2]) with X of shape (1437, 10) and dtype float32 raised RuntimeError: mat1 and mat2 shapes cannot be multiplied*",
+    ),
+    "split_not_a_pair": (
+        "TrainSetup(model=mlp(), train=(Xtr, ytr, ytr), val=(Xv, yv), optimizer=lambda p: torch.optim.SGD(p, 0.1), loss='cross_entropy')",
+        "*TrainSetup(train=...) is a tuple of 3 items; a split given as a tuple must be (X, y)*",
+    ),
+    "missing_val": (
+        "TrainSetup(model=mlp(), train=(Xtr, ytr), optimizer=lambda p: torch.optim.SGD(p, 0.1), loss='cross_entropy')",
+        "*no_epoch1_overfit needs TrainSetup(val=...) but it was left None*",
+    ),
+    "bad_task": (
+        "TrainSetup(model=mlp(), train=(Xtr, ytr), task='ranking')",
+        "*TrainSetup(task='ranking') is not supported; use one of ('classification', 'regression').*",
+    ),
+    "string_inputs": (
+        "setup(Xtr.astype(str), ytr, Xv, yv)",
+        "*TrainSetup(train=...) X has dtype <U* inputs must be numeric*",
+    ),
+}
+
+
+def test_unusable_setups_are_clear_errors(project: pytest.Pytester) -> None:
+    body = ["import pytest, torch", "from helpers import *", "from pytest_trainsanity import TrainSetup", ""]
+    for name, (expr, _) in CASES.items():
+        body += [
+            "@pytest.fixture",
+            f"def {name}():",
+            "    Xtr, ytr, Xv, yv = digits()",
+            f"    return {expr}",
+            "",
+            f"@pytest.mark.no_epoch1_overfit(setup={name!r})",
+            f"def test_{name}(): pass",
+            "",
+        ]
+    project.makepyfile("\n".join(body))
+    res = run(project)
+    res.assert_outcomes(errors=len(CASES))
+    for name, (_, expected) in CASES.items():
+        res.stdout.fnmatch_lines([f"*ERROR at setup of test_{name} *", expected])
+    assert "site-packages/torch" not in res.stdout.str()

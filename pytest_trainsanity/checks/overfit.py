@@ -214,7 +214,8 @@ def _learning_rate(m: OverfitMeasurements) -> Cause | None:
             score = 0.0
             evidence += "; val is at chance either way, so the lower rate only fits train more slowly"
         else:
-            kept = float(np.clip(1 - (m.val - m.low_lr_val) / (m.val - floor), 0, 1))
+            # credit falls to 0 when lr/10 loses half of val's lead over chance: slower, not better
+            kept = float(np.clip(1 - (m.val - m.low_lr_val) / (0.5 * (m.val - floor)), 0, 1))
             score = shrink * kept
             if shrink > 0.5 and kept < 0.5:
                 evidence += "; the gap shrinks only because the slower run learns less (val drops too)"

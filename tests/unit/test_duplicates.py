@@ -1,0 +1,93 @@
+"""Exact and near duplicate matching, checked against brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_trainsanity.checks.duplicates import (
+    canonical_rows,
+    cross_split,
+    shuffle_labels_by_input,
+    within_split,
+)
+
+
+def brute_force_exact(A: np.ndarray, B: np.ndarray) -> set[int]:
+    a = [tuple(np.where(np.isnan(r), np.inf * 0, r) + 0.0) for r in A.reshape(len(A), -1).astype(np.float64)]
+    rows = {tuple(map(lambda v: "nan" if v != v else v, r)) for r in a}
+    out = set()
+    for j, r in enumerate(B.reshape(len(B), -1).astype(np.float64)):
+        key = tuple("nan" if v != v else v + 0.0 for v in r)
+        if key in rows:
+            out.add(j)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_a=st.integers(1, 40), n_b=st.integers(1, 40), d=st.integers(1, 6), planted=st.integers(0, 10),
+    seed=st.integers(0, 10_000), dtype=st.sampled_from([np.float32, np.float64, np.int64]),
+)
+def test_exact_matches_equal_brute_force(n_a: int, n_b: int, d: int, planted: int, seed: int, dtype: type) -> None:
+    rng = np.random.default_rng(seed)
+    A = rng.integers(0, 3, (n_a, d)).astype(dtype)  # small alphabet: natural collisions too
+    B = rng.integers(0, 3, (n_b, d)).astype(dtype)
+    for _ in range(planted):
+        B[rng.integers(n_b)] = A[rng.integers(n_a)]
+    result = cross_split(A, B, near=False)
+    assert set(result.exact_b.tolist()) == brute_force_exact(A, B)
+    for ia, ib in result.exact_pairs:
+        np.testing.assert_array_equal(A[ia], B[ib])
+
+
+def test_sign_of_zero_nan_and_dtype_variants_match() -> None:
+    A = np.array([[0.0, 1.5], [np.nan, 2.0], [3.0, 4.0]], dtype=np.float64)
+    B = np.array([[-0.0, 1.5], [np.float32("nan"), 2.0], [3.0, 4.001]], dtype=np.float32)
+    result = cross_split(A, B, near=False)
+    assert result.exact_b.tolist() == [0, 1]
+    rows = canonical_rows(np.array([[-0.0, np.nan]]))
+    assert not np.signbit(rows[0, 0])
+
+
+def test_label_conflicts_and_examples() -> None:
+    A = np.arange(20.0).reshape(10, 2)
+    B = A[[1, 3, 5]].copy()
+    ya, yb = np.arange(10), np.array([1, 0, 5])
+    result = cross_split(A, B, ya, yb, near=False)
+    assert result.label_conflicts == 1 and result.exact_pairs == [(1, 0), (3, 1), (5, 2)]
+    assert result.fraction == 1.0
+
+
+def test_near_duplicates_caught_and_natural_neighbours_not() -> None:
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((500, 64))
+    B = rng.standard_normal((100, 64))
+    B[:20] = A[:20] * (1 + 1e-3 * rng.standard_normal((20, 64)))
+    B[20:25] = A[20:25]
+    result = cross_split(A, B)
+    assert result.exact_b.tolist() == [20, 21, 22, 23, 24]
+    assert result.near_b.tolist() == list(range(20))
+    assert len(result.overlap_b) == 25
+    assert cross_split(A, B, near=False).near_b.size == 0
+
+
+def test_within_split_counts() -> None:
+    X = np.repeat(np.arange(12.0).reshape(4, 3), [1, 2, 3, 4], axis=0)
+    w = within_split(X)
+    assert (w.n, w.n_unique) == (10, 4)
+    assert w.duplicate_fraction == pytest.approx(0.6)
+
+
+def test_shuffled_labels_keep_copies_consistent() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((50, 4))
+    X = np.repeat(base, 5, axis=0)
+    y = np.repeat(rng.integers(0, 10, 50), 5)
+    shuffled = shuffle_labels_by_input(X, y, seed=3)
+    assert np.all(shuffled.reshape(50, 5) == shuffled.reshape(50, 5)[:, :1])
+    assert sorted(shuffled.tolist()) == sorted(y.tolist())
+    assert not np.array_equal(shuffled, y)
+    np.testing.assert_array_equal(shuffled, shuffle_labels_by_input(X, y, seed=3))

@@ -1,0 +1,379 @@
+"""Overhead of pytest-trainsanity, as ratios against baselines measured in the same run.
+
+Run it with ``python benchmarks/overhead.py`` (or ``tox -e bench``). It takes
+well under two minutes on a 2-core CPU machine, prints one line per
+measurement with its target and PASS or MISS, and always exits 0: it
+reports, it does not gate.
+
+The numbers:
+
+1. adapter epoch / bare epoch (target <= 1.15x). One instrumented epoch,
+   ``TorchAdapter.train(epochs=1)`` inside an entered adapter (per-step
+   loss, lr, grad norm and update ratio, then train and val accuracy in
+   eval mode), against the hand-written loop a user would write for the
+   same numbers: tensors built once, a seeded ``torch.randperm`` per epoch,
+   zero_grad / forward / loss / backward / step per batch of 32, then
+   ``model.eval()`` and train and val accuracy under ``torch.no_grad()``.
+   Data: sklearn digits, 1437 train / 360 val, standardised on train;
+   model 64-256-256-10 MLP, Adam 1e-3, cross-entropy. The two sides
+   alternate (which one goes first alternates too) over warm-up and timed
+   rounds; the medians are compared.
+   A second ratio times the training steps alone: the same bare loop
+   without its evaluation, against the adapter with its end-of-epoch
+   evaluation replaced by a no-op on that instance only (the adapter
+   source is not touched). What remains on the adapter side is its
+   per-call restore of the snapshot, the per-step measurements and the
+   conversion of the trace to numpy.
+
+2. collect with plugin / collect without (target <= 1.05x).
+   ``python -m pytest --collect-only -q -p no:cacheprovider`` on a generated
+   file of 200 plain tests (and an empty conftest), in subprocesses, with
+   the plugin loaded from its ``trainsanity`` entry point against the same
+   command with ``-p no:trainsanity``. Interpreter and pytest start-up
+   dominate both sides, so the absolute difference in ms is printed too.
+
+3. no_epoch1_overfit wall time / 10 s (target <= 1.0, i.e. <= 10 s on 2
+   cores). ``check_epoch1_overfit(setup)`` with the default probes (main
+   pass, shuffled-label pass, lr/10 pass, plus the statistics) on the
+   digits split with a 64-128-10 MLP. The first call is timed in a fresh
+   subprocess (cold: the plugin's lazy imports, torch's first-use
+   costs); then the median of three further calls in this process, each on
+   a freshly built setup. The verdict uses the cold call.
+
+torch runs with ``torch.set_num_threads(2)`` in every process here (the
+header says so), so the numbers are comparable across machines with two
+or more cores.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+THREADS = 2
+ADAPTER_TARGET = 1.15
+COLLECT_TARGET = 1.05
+OVERFIT_TARGET_S = 10.0
+WARMUP_ROUNDS = 3
+TIMED_ROUNDS = 15
+COLLECT_WARMUP = 2
+COLLECT_RUNS = 11
+OVERFIT_WARM_CALLS = 3
+N_TESTS = 200
+BATCH = 32
+COLD_FLAG = "--cold-overfit"  # internal: the subprocess that times the first check call
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def import_torch() -> Any:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    return torch
+
+
+def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The 1437/360 stratified digits split, standardised with train statistics, float32."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits(return_X_y=True)
+    Xtr, Xv, ytr, yv = train_test_split(X.astype(np.float32), y, test_size=360, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(Xtr)
+    return (scaler.transform(Xtr).astype(np.float32), scaler.transform(Xv).astype(np.float32), ytr, yv)
+
+
+def mlp(torch: Any, *widths: int, seed: int = 0) -> Any:
+    torch.manual_seed(seed)
+    layers: list[Any] = []
+    for i, (a, b) in enumerate(zip(widths, widths[1:])):
+        if i:
+            layers.append(torch.nn.ReLU())
+        layers.append(torch.nn.Linear(a, b))
+    return torch.nn.Sequential(*layers)
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Seconds one call of ``fn`` takes (garbage collected beforehand, not during)."""
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternate(sides: dict[str, Callable[[], Any]], warmup: int, rounds: int) -> dict[str, list[float]]:
+    """Run every side once per round, rotating the order each round; keep the timed rounds' seconds."""
+    names = list(sides)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(warmup + rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            seconds = timed(sides[name])
+            if r >= warmup:
+                times[name].append(seconds)
+    return times
+
+
+def verdict(value: float, target: float) -> str:
+    return "PASS" if value <= target else "MISS"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:8.1f} ms"
+
+
+def header(torch: Any) -> None:
+    import sklearn
+
+    print("pytest-trainsanity overhead benchmark")
+    print(
+        f"python {platform.python_version()} | torch {torch.__version__} | numpy {np.__version__} | "
+        f"scikit-learn {sklearn.__version__} | {os.cpu_count()} CPU(s) | "
+        f"torch.set_num_threads({THREADS}) -> {torch.get_num_threads()} thread(s) | {platform.platform()}"
+    )
+    print()
+
+
+# ---------------------------------------------------------------- 1. adapter epoch vs bare loop
+
+
+def bare_epoch(torch: Any, model: Any, opt: Any, tensors: tuple[Any, ...], evaluate: bool) -> Callable[[], Any]:
+    """The hand-written loop: seeded permutation, 32-sample steps, then eval-mode accuracies."""
+    Xtr, ytr, Xv, yv = tensors
+    loss_fn = torch.nn.CrossEntropyLoss()
+    n = len(Xtr)
+
+    def epoch() -> tuple[float, float] | None:
+        generator = torch.Generator().manual_seed(0)
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        for s in range(0, n, BATCH):
+            idx = order[s : s + BATCH]
+            opt.zero_grad()
+            loss = loss_fn(model(Xtr[idx]), ytr[idx])
+            loss.backward()
+            opt.step()
+        if not evaluate:
+            return None
+        model.eval()
+        with torch.no_grad():
+            train_acc = (model(Xtr).argmax(dim=1) == ytr).float().mean().item()
+            val_acc = (model(Xv).argmax(dim=1) == yv).float().mean().item()
+        return train_acc, val_acc
+
+    return epoch
+
+
+def make_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> Any:
+    from pytest_trainsanity import TrainSetup
+    from pytest_trainsanity.adapters.torch import TorchAdapter
+    from pytest_trainsanity.data import load_splits
+    from pytest_trainsanity.settings import RunSettings
+
+    Xtr, Xv, ytr, yv = split
+    model = mlp(torch, 64, 256, 256, 10)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    setup = TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=opt,
+                       loss=torch.nn.CrossEntropyLoss(), batch_size=BATCH)
+    return TorchAdapter(model, setup, load_splits(setup), RunSettings(device="cpu"))
+
+
+def bench_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> float:
+    Xtr, Xv, ytr, yv = split
+    tensors = tuple(torch.as_tensor(a) for a in (Xtr, ytr, Xv, yv))
+    bare_model = mlp(torch, 64, 256, 256, 10)
+    bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3)
+    steps_model = mlp(torch, 64, 256, 256, 10)
+    steps_opt = torch.optim.Adam(steps_model.parameters(), lr=1e-3)
+    adapter, steps_adapter = make_adapter(torch, split), make_adapter(torch, split)
+    # steps only: this instance's end-of-epoch evaluation becomes a no-op (the class is untouched)
+    steps_adapter._predict = lambda name: (0.0, 0.0, np.zeros(0))
+    with adapter, steps_adapter:
+        trace = adapter.train(epochs=1)
+        times = alternate(
+            {
+                "bare": bare_epoch(torch, bare_model, bare_opt, tensors, evaluate=True),
+                "adapter": lambda: adapter.train(epochs=1),
+                "bare_steps": bare_epoch(torch, steps_model, steps_opt, tensors, evaluate=False),
+                "adapter_steps": lambda: steps_adapter.train(epochs=1),
+            },
+            WARMUP_ROUNDS,
+            TIMED_ROUNDS,
+        )
+    med = {name: statistics.median(t) for name, t in times.items()}
+    ratio = med["adapter"] / med["bare"]
+    steps_ratio = med["adapter_steps"] / med["bare_steps"]
+    print(f"1. instrumented epoch vs bare loop ({trace.steps} steps of {BATCH}, 1437 train / 360 val; "
+          f"median of {TIMED_ROUNDS} alternating rounds after {WARMUP_ROUNDS} warm-up)")
+    print(f"   bare loop + eval      {ms(med['bare'])}   (min {ms(min(times['bare']))})")
+    print(f"   adapter.train(1)      {ms(med['adapter'])}   (min {ms(min(times['adapter']))})")
+    print(f"   ratio {ratio:.3f}x   target <= {ADAPTER_TARGET:.2f}x   {verdict(ratio, ADAPTER_TARGET)}")
+    print(f"   steps only: bare {ms(med['bare_steps']).strip()}, adapter (eval stubbed) "
+          f"{ms(med['adapter_steps']).strip()}, ratio {steps_ratio:.3f}x   target <= {ADAPTER_TARGET:.2f}x   "
+          f"{verdict(steps_ratio, ADAPTER_TARGET)}")
+    print(f"   per step: {1e6 * (med['adapter_steps'] - med['bare_steps']) / trace.steps:+.0f} us over the bare step "
+          f"({1e6 * med['bare_steps'] / trace.steps:.0f} us)")
+    print()
+    return ratio
+
+
+# ---------------------------------------------------------------- 2. collection with vs without the plugin
+
+
+def write_suite(root: Path) -> None:
+    body = "".join(f"def test_{i:03d}():\n    assert {i} == {i}\n\n\n" for i in range(N_TESTS))
+    (root / "test_many.py").write_text(body)
+    (root / "conftest.py").write_text("")
+
+
+def pytest_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        env.pop(name, None)
+    env["OMP_NUM_THREADS"] = str(THREADS)
+    return env
+
+
+def collect(root: Path, extra: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *extra]
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+
+
+def sanity_check_collect(root: Path, env: dict[str, str]) -> None:
+    """Both sides collect 200 tests; only the plugin side knows the plugin's options."""
+    for extra, plugin_loaded in (([], True), (["-p", "no:trainsanity"], False)):
+        done = collect(root, extra, env)
+        if done.returncode != 0 or f"{N_TESTS} tests collected" not in done.stdout:
+            raise SystemExit(f"collection failed ({extra}): rc {done.returncode}\n{done.stdout}{done.stderr}")
+        probe = collect(root, [*extra, "--trainsanity-seed=0"], env)
+        if (probe.returncode == 0) != plugin_loaded:
+            raise SystemExit(f"plugin {'not ' if plugin_loaded else ''}loaded with {extra or 'defaults'}:\n{probe.stderr}")
+
+
+def bench_collect() -> float:
+    env = pytest_env()
+    with tempfile.TemporaryDirectory(prefix="trainsanity-bench-") as tmp:
+        root = Path(tmp)
+        write_suite(root)
+        sanity_check_collect(root, env)
+        times = alternate(
+            {"without": lambda: collect(root, ["-p", "no:trainsanity"], env),
+             "with": lambda: collect(root, [], env)},
+            COLLECT_WARMUP,
+            COLLECT_RUNS,
+        )
+    med = {name: statistics.median(t) for name, t in times.items()}
+    ratio = med["with"] / med["without"]
+    print(f"2. pytest --collect-only -q of {N_TESTS} plain tests, subprocess wall time "
+          f"(median of {COLLECT_RUNS} alternating runs after {COLLECT_WARMUP} warm-up)")
+    print(f"   -p no:trainsanity     {ms(med['without'])}")
+    print(f"   with the plugin       {ms(med['with'])}")
+    print(f"   ratio {ratio:.3f}x   target <= {COLLECT_TARGET:.2f}x   {verdict(ratio, COLLECT_TARGET)}")
+    print(f"   difference {1e3 * (med['with'] - med['without']):+.1f} ms (interpreter and pytest start-up "
+          f"dominate both sides)")
+    print()
+    return ratio
+
+
+# ---------------------------------------------------------------- 3. no_epoch1_overfit wall time
+
+
+def overfit_setup(torch: Any, split: tuple[np.ndarray, ...]) -> Any:
+    from pytest_trainsanity import TrainSetup
+
+    Xtr, Xv, ytr, yv = split
+    model = mlp(torch, 64, 128, 10)
+    return TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv),
+                      optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+                      loss=torch.nn.CrossEntropyLoss())
+
+
+def run_overfit(torch: Any, split: tuple[np.ndarray, ...]) -> tuple[float, Any]:
+    from pytest_trainsanity import check_epoch1_overfit
+
+    setup = overfit_setup(torch, split)
+    gc.collect()
+    start = time.perf_counter()
+    report = check_epoch1_overfit(setup)
+    return time.perf_counter() - start, report
+
+
+def cold_overfit_child() -> None:
+    """Subprocess body: build the setup, then time the first check call; one JSON line out."""
+    torch = import_torch()
+    split = digits_split()
+    start = time.perf_counter()
+    import pytest_trainsanity  # noqa: F401 - the package import (no torch, no pytest) is reported apart
+
+    package_import = time.perf_counter() - start
+    seconds, report = run_overfit(torch, split)
+    print(json.dumps({"seconds": seconds, "import": package_import, "passed": report.passed,
+                      "gap": report.metrics.get("gap"), "train_seconds": report.metrics.get("seconds")}))
+
+
+def cold_overfit() -> dict[str, Any]:
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), COLD_FLAG], capture_output=True,
+                          text=True, env=pytest_env())
+    if done.returncode != 0:
+        raise SystemExit(f"cold no_epoch1_overfit subprocess failed:\n{done.stdout}{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_overfit(torch: Any, split: tuple[np.ndarray, ...]) -> float:
+    cold = cold_overfit()
+    warm = [run_overfit(torch, split) for _ in range(OVERFIT_WARM_CALLS)]
+    warm_s = statistics.median(s for s, _ in warm)
+    report = warm[-1][1]
+    train_s = statistics.median(r.metrics["seconds"] for _, r in warm)
+    cold_ratio, warm_ratio = cold["seconds"] / OVERFIT_TARGET_S, warm_s / OVERFIT_TARGET_S
+    print("3. check_epoch1_overfit(setup) with probes, digits 1437/360, MLP 64-128-10 (target <= "
+          f"{OVERFIT_TARGET_S:.0f} s on {THREADS} threads)")
+    print(f"   cold (first call, fresh process) {cold['seconds']:6.3f} s   ratio {cold_ratio:.3f}   "
+          f"{verdict(cold_ratio, 1.0)}   (package import before it: {1e3 * cold['import']:.0f} ms)")
+    print(f"   warm (median of {OVERFIT_WARM_CALLS})             {warm_s:6.3f} s   ratio {warm_ratio:.3f}   "
+          f"{verdict(warm_ratio, 1.0)}   (of which training passes: {train_s:.3f} s)")
+    print(f"   report.passed={report.passed}  metrics['gap']={report.metrics.get('gap'):.4f}   "
+          f"(cold call: passed={cold['passed']}, gap={cold['gap']:.4f})")
+    print()
+    return cold_ratio
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    if COLD_FLAG in sys.argv[1:]:
+        cold_overfit_child()
+        return 0
+    started = time.perf_counter()
+    torch = import_torch()
+    header(torch)
+    split = digits_split()
+    results = [
+        ("adapter epoch / bare epoch", bench_adapter(torch, split), ADAPTER_TARGET),
+        ("collect with / without plugin", bench_collect(), COLLECT_TARGET),
+        ("no_epoch1_overfit cold / 10 s", bench_overfit(torch, split), 1.0),
+    ]
+    print("summary")
+    for name, value, target in results:
+        print(f"   {name:32s} {value:6.3f}   target <= {target:.2f}   {verdict(value, target)}")
+    print(f"   (benchmark wall time {time.perf_counter() - started:.1f} s; this script reports and always exits 0)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,35 +1,34 @@
 """pytest-trainsanity: training sanity checks as ordinary pytest tests.
 
-Importing this package imports neither torch nor tensorflow.
+Importing this package imports neither torch nor tensorflow, nor numpy: the
+check functions load on first use (PEP 562), so the pytest plugin adds
+nothing heavy to a run that uses no marker.
 """
 
 from __future__ import annotations
 
-from .api import (
-    assert_inputs_normalized,
-    assert_lr_spikes_explained,
-    assert_no_epoch1_overfit,
-    assert_no_leakage,
-    check_epoch1_overfit,
-    check_leakage,
-    check_lr_spikes,
-    check_normalization,
-)
+from typing import TYPE_CHECKING, Any
+
 from .checks.causes import Cause
 from .errors import OptionError, SetupError, TrainSanityError, UsageError
 from .report import CheckReport
 from .spec import TrainSetup
 
+if TYPE_CHECKING:
+    from .api import (
+        assert_inputs_normalized,
+        assert_lr_spikes_explained,
+        assert_no_epoch1_overfit,
+        assert_no_leakage,
+        check_epoch1_overfit,
+        check_leakage,
+        check_lr_spikes,
+        check_normalization,
+    )
+
 __version__ = "0.1.0"
 
-__all__ = [
-    "Cause",
-    "CheckReport",
-    "OptionError",
-    "SetupError",
-    "TrainSanityError",
-    "TrainSetup",
-    "UsageError",
+_API = (
     "assert_inputs_normalized",
     "assert_lr_spikes_explained",
     "assert_no_epoch1_overfit",
@@ -38,4 +37,14 @@ __all__ = [
     "check_leakage",
     "check_lr_spikes",
     "check_normalization",
-]
+)
+
+__all__ = ["Cause", "CheckReport", "OptionError", "SetupError", "TrainSanityError", "TrainSetup", "UsageError", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'pytest_trainsanity' has no attribute {name!r}")

@@ -17,7 +17,8 @@ import numpy as np
 from .adapters.base import Adapter
 from .checks import duplicates, features, normalization, overfit
 from .checks.causes import Cause
-from .data import SplitData, class_ids, framework_of, load_splits
+from .data import SplitData, class_ids, load_splits
+from .frameworks import framework_of
 from .errors import SetupError, TrainSanityError, UsageError
 from .report import CheckReport, cause_lines
 from .rng import seeded

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SetupError
+from .frameworks import framework_of
 
 SUPPORTED_FORMS = (
     "a tuple (X, y) of numpy arrays or torch tensors, a torch Dataset yielding (x, y), "
@@ -31,17 +32,6 @@ class SplitData:
 
     def __len__(self) -> int:
         return len(self.X)
-
-
-def framework_of(obj: Any) -> str | None:
-    """'torch', 'tensorflow' or None, from the type's module (imports nothing)."""
-    for cls in type(obj).__mro__:
-        root = cls.__module__.split(".", 1)[0]
-        if root == "torch":
-            return "torch"
-        if root in ("tensorflow", "keras", "tf_keras"):
-            return "tensorflow"
-    return None
 
 
 def as_numpy(value: Any, what: str) -> np.ndarray:

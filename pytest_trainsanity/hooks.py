@@ -10,7 +10,7 @@ import pluggy
 import pytest
 
 from . import hookspecs
-from .data import framework_of
+from .frameworks import framework_of
 
 
 @pytest.hookimpl(trylast=True)

@@ -10,12 +10,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from . import api
 from .errors import OptionError, TrainSanityError
 from .report import CheckReport, fmt
 from .settings import CHECKS, CHECK_TO_MARKER, RunSettings, build_run_settings
+
+if TYPE_CHECKING:
+    from .api import Prepared
 
 REPORT_ATTR = "trainsanity"  # plain list of report dicts on each TestReport (crosses xdist)
 SUMMARY_TITLE = "trainsanity"
@@ -80,8 +82,10 @@ class Session:
 
     # ---------------------------------------------------------------- per test
 
-    def prepare(self, item: Any, request: Any) -> list[api.Prepared]:
+    def prepare(self, item: Any, request: Any) -> list["Prepared"]:
         """Parse every trainsanity marker of ``item`` and prepare its check (misuse raises here)."""
+        from .api import prepare  # numpy and the checks load only when a marked test runs
+
         prepared = []
         for marker in item.iter_markers():
             spec = CHECKS.get(marker.name)
@@ -89,10 +93,10 @@ class Session:
                 continue
             options = spec.parse(tuple(marker.args), dict(marker.kwargs), f"@pytest.mark.{marker.name}")
             setup = fixture_value(request, options.setup, marker.name)
-            prepared.append(api.prepare(marker.name, setup, options, self.settings, self.hook, item.nodeid))
+            prepared.append(prepare(marker.name, setup, options, self.settings, self.hook, item.nodeid))
         return prepared[::-1]  # decorators apply bottom-up; run in reading order
 
-    def run(self, item: Any, prepared: list[api.Prepared], reports: TestReports) -> None:
+    def run(self, item: Any, prepared: list["Prepared"], reports: TestReports) -> None:
         __tracebackhide__ = True
         failed = []
         for check in prepared:
@@ -158,8 +162,10 @@ class Imperative:
         self._session, self._nodeid, self._reports = session, nodeid, reports
 
     def _check(self, marker: str, setup: Any, kwargs: dict[str, Any]) -> CheckReport:
+        from .api import prepare
+
         options = CHECKS[marker].parse((), kwargs, f"trainsanity.{_FUNCS[marker][0]}()")
-        report = api.prepare(marker, setup, options, self._session.settings, self._session.hook, self._nodeid).run()
+        report = prepare(marker, setup, options, self._session.settings, self._session.hook, self._nodeid).run()
         self._reports.add(report)
         return report
 

@@ -47,6 +47,7 @@ or more cores.
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import os
@@ -107,24 +108,35 @@ def mlp(torch: Any, *widths: int, seed: int = 0) -> Any:
     return torch.nn.Sequential(*layers)
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    """Seconds one call of ``fn`` takes (garbage collected beforehand, not during)."""
-    gc.collect()
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+Side = Callable[[], Any]
 
 
-def alternate(sides: dict[str, Callable[[], Any]], warmup: int, rounds: int) -> dict[str, list[float]]:
-    """Run every side once per round, rotating the order each round; keep the timed rounds' seconds."""
+def no_prep() -> None:
+    return None
+
+
+def alternate(sides: dict[str, tuple[Side, Side]], warmup: int, rounds: int) -> dict[str, list[float]]:
+    """Run every side once per round, rotating the order each round; keep the timed rounds' seconds.
+
+    Each side is ``(prepare, run)``: ``prepare`` is not timed. The heap is collected and frozen
+    once up front, so a collection inside a timed call only walks what that call allocated.
+    """
     names = list(sides)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(warmup + rounds):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            seconds = timed(sides[name])
-            if r >= warmup:
-                times[name].append(seconds)
+    gc.collect()
+    gc.freeze()
+    try:
+        for r in range(warmup + rounds):
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
+                prepare, run = sides[name]
+                prepare()
+                start = time.perf_counter()
+                run()
+                if r >= warmup:
+                    times[name].append(time.perf_counter() - start)
+    finally:
+        gc.unfreeze()
     return times
 
 
@@ -145,6 +157,10 @@ def header(torch: Any) -> None:
         f"scikit-learn {sklearn.__version__} | {os.cpu_count()} CPU(s) | "
         f"torch.set_num_threads({THREADS}) -> {torch.get_num_threads()} thread(s) | {platform.platform()}"
     )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    busy = load > 0.5 * (os.cpu_count() or 1)
+    print(f"load average (1 min) at start: {load:.2f}"
+          + ("  WARNING: the machine is busy; timings will be noisy and ratios unreliable" if busy else ""))
     print()
 
 
@@ -192,6 +208,22 @@ def make_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> Any:
     return TorchAdapter(model, setup, load_splits(setup), RunSettings(device="cpu"))
 
 
+def restorer(model: Any, opt: Any) -> Side:
+    """Puts a bare model and its optimizer back to their state now (untimed, before each bare epoch).
+
+    The adapter restores its snapshot at the start of every ``train()`` (inside its timing), so
+    with this both sides run the same epoch from the same weights on the same permutation.
+    """
+    model_state = copy.deepcopy(model.state_dict())
+    opt_state = copy.deepcopy(opt.state_dict())
+
+    def restore() -> None:
+        model.load_state_dict(model_state)
+        opt.load_state_dict(copy.deepcopy(opt_state))
+
+    return restore
+
+
 def bench_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> float:
     Xtr, Xv, ytr, yv = split
     tensors = tuple(torch.as_tensor(a) for a in (Xtr, ytr, Xv, yv))
@@ -202,18 +234,23 @@ def bench_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> float:
     adapter, steps_adapter = make_adapter(torch, split), make_adapter(torch, split)
     # steps only: this instance's end-of-epoch evaluation becomes a no-op (the class is untouched)
     steps_adapter._predict = lambda name: (0.0, 0.0, np.zeros(0))
+    bare = bare_epoch(torch, bare_model, bare_opt, tensors, evaluate=True)
+    reset_bare, reset_steps = restorer(bare_model, bare_opt), restorer(steps_model, steps_opt)
     with adapter, steps_adapter:
         trace = adapter.train(epochs=1)
+        reset_bare()
+        bare_acc = bare()
         times = alternate(
             {
-                "bare": bare_epoch(torch, bare_model, bare_opt, tensors, evaluate=True),
-                "adapter": lambda: adapter.train(epochs=1),
-                "bare_steps": bare_epoch(torch, steps_model, steps_opt, tensors, evaluate=False),
-                "adapter_steps": lambda: steps_adapter.train(epochs=1),
+                "bare": (reset_bare, bare),
+                "adapter": (no_prep, lambda: adapter.train(epochs=1)),
+                "bare_steps": (reset_steps, bare_epoch(torch, steps_model, steps_opt, tensors, evaluate=False)),
+                "adapter_steps": (no_prep, lambda: steps_adapter.train(epochs=1)),
             },
             WARMUP_ROUNDS,
             TIMED_ROUNDS,
         )
+    same = bool(np.allclose(bare_acc, (trace.final_train, trace.final_val)))
     med = {name: statistics.median(t) for name, t in times.items()}
     ratio = med["adapter"] / med["bare"]
     steps_ratio = med["adapter_steps"] / med["bare_steps"]
@@ -225,8 +262,10 @@ def bench_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> float:
     print(f"   steps only: bare {ms(med['bare_steps']).strip()}, adapter (eval stubbed) "
           f"{ms(med['adapter_steps']).strip()}, ratio {steps_ratio:.3f}x   target <= {ADAPTER_TARGET:.2f}x   "
           f"{verdict(steps_ratio, ADAPTER_TARGET)}")
-    print(f"   per step: {1e6 * (med['adapter_steps'] - med['bare_steps']) / trace.steps:+.0f} us over the bare step "
-          f"({1e6 * med['bare_steps'] / trace.steps:.0f} us)")
+    print(f"   per step: {1e6 * (med['adapter_steps'] - med['bare_steps']) / trace.steps:+.0f} us on top of the "
+          f"bare step's {1e6 * med['bare_steps'] / trace.steps:.0f} us")
+    print(f"   same numbers: bare train/val acc {bare_acc[0]:.4f}/{bare_acc[1]:.4f}, adapter "
+          f"{trace.final_train:.4f}/{trace.final_val:.4f} -> {'identical' if same else 'DIFFERENT'}")
     print()
     return ratio
 
@@ -240,10 +279,17 @@ def write_suite(root: Path) -> None:
     (root / "conftest.py").write_text("")
 
 
-def pytest_env() -> dict[str, str]:
+def child_env(pycache: Path) -> dict[str, str]:
+    """Environment of every subprocess here: no pytest overrides, 2 threads, a private bytecode cache.
+
+    Byte-compiled files go to ``pycache`` (PYTHONPYCACHEPREFIX), so the warm-up runs compile
+    pytest and the plugin once and the timed runs load them as a user's repeated runs would,
+    even where PYTHONDONTWRITEBYTECODE is set; nothing is written next to the sources.
+    """
     env = dict(os.environ)
-    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTHONDONTWRITEBYTECODE"):
         env.pop(name, None)
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
     env["OMP_NUM_THREADS"] = str(THREADS)
     return env
 
@@ -264,8 +310,7 @@ def sanity_check_collect(root: Path, env: dict[str, str]) -> None:
             raise SystemExit(f"plugin {'not ' if plugin_loaded else ''}loaded with {extra or 'defaults'}:\n{probe.stderr}")
 
 
-def bench_collect() -> float:
-    env = pytest_env()
+def bench_collect(env: dict[str, str]) -> float:
     with tempfile.TemporaryDirectory(prefix="trainsanity-bench-") as tmp:
         root = Path(tmp)
         write_suite(root)
@@ -325,16 +370,16 @@ def cold_overfit_child() -> None:
                       "gap": report.metrics.get("gap"), "train_seconds": report.metrics.get("seconds")}))
 
 
-def cold_overfit() -> dict[str, Any]:
+def cold_overfit(env: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run([sys.executable, os.path.abspath(__file__), COLD_FLAG], capture_output=True,
-                          text=True, env=pytest_env())
+                          text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"cold no_epoch1_overfit subprocess failed:\n{done.stdout}{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_overfit(torch: Any, split: tuple[np.ndarray, ...]) -> float:
-    cold = cold_overfit()
+def bench_overfit(torch: Any, split: tuple[np.ndarray, ...], env: dict[str, str]) -> float:
+    cold = cold_overfit(env)
     warm = [run_overfit(torch, split) for _ in range(OVERFIT_WARM_CALLS)]
     warm_s = statistics.median(s for s, _ in warm)
     report = warm[-1][1]
@@ -363,11 +408,13 @@ def main() -> int:
     torch = import_torch()
     header(torch)
     split = digits_split()
-    results = [
-        ("adapter epoch / bare epoch", bench_adapter(torch, split), ADAPTER_TARGET),
-        ("collect with / without plugin", bench_collect(), COLLECT_TARGET),
-        ("no_epoch1_overfit cold / 10 s", bench_overfit(torch, split), 1.0),
-    ]
+    with tempfile.TemporaryDirectory(prefix="trainsanity-pycache-") as pycache:
+        env = child_env(Path(pycache))
+        results = [
+            ("adapter epoch / bare epoch", bench_adapter(torch, split), ADAPTER_TARGET),
+            ("collect with / without plugin", bench_collect(env), COLLECT_TARGET),
+            ("no_epoch1_overfit cold / 10 s", bench_overfit(torch, split, env), 1.0),
+        ]
     print("summary")
     for name, value, target in results:
         print(f"   {name:32s} {value:6.3f}   target <= {target:.2f}   {verdict(value, target)}")

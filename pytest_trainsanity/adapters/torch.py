@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import random
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -223,7 +224,7 @@ class TorchAdapter(Adapter):
             with self.torch.no_grad():
                 out = self.model(self._inputs(train.X[:2], self.home))
         except Exception as exc:  # noqa: BLE001 - one line, not a framework traceback
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
             raise SetupError(
                 f"The model could not run on the train inputs: model(X[:2]) with X of shape "
                 f"{tuple(train.X.shape)} and dtype {train.X.dtype} raised {type(exc).__name__}: {first}. "
@@ -238,6 +239,7 @@ class TorchAdapter(Adapter):
                 f"logits or predictions (wrap the model so forward returns one tensor)."
             )
         n_outputs = int(out.reshape(out.shape[0], -1).shape[1])
+        self.n_outputs = n_outputs
         if self.setup.task == "classification":
             for split in self.data.values():
                 ids = class_ids(split.y)
@@ -249,6 +251,18 @@ class TorchAdapter(Adapter):
                         f"outputs {n_outputs} value(s) per sample, so labels must lie in [0, {limit - 1}]. "
                         f"Widen the output layer or re-map the labels."
                     )
+        try:
+            with self.torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a broadcasting warning here precedes the real error
+                self.loss_fn(out, self._targets(train.y[:2], self.home))
+        except Exception as exc:  # noqa: BLE001
+            first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+            raise SetupError(
+                f"The loss could not compare the model's output with the train labels: loss(output of "
+                f"shape {tuple(out.shape)}, labels of shape {tuple(train.y[:2].shape)} and dtype "
+                f"{train.y.dtype}) raised {type(exc).__name__}: {first}. Check that the loss fits the "
+                f"task ({self.setup.task}) and the label format."
+            ) from None
         return n_outputs
 
     # ------------------------------------------------------------ snapshot / restore
@@ -306,8 +320,8 @@ class TorchAdapter(Adapter):
         t = self.torch.as_tensor(X, device=device)
         return t.long() if X.dtype.kind in "iu" and X.dtype != np.uint8 else t.to(self.dtype)
 
-    def _targets(self, y: np.ndarray) -> Any:
-        t = self.torch.as_tensor(y, device=self.device)
+    def _targets(self, y: np.ndarray, device: Any = None) -> Any:
+        t = self.torch.as_tensor(y, device=self.device if device is None else device)
         if self.setup.task == "classification" and y.dtype.kind in "biu":
             if self.n_outputs == 1:
                 return t.to(self.dtype).reshape(-1, 1) if y.ndim == 1 else t.to(self.dtype)

@@ -43,6 +43,10 @@ CASES = {
         "TrainSetup(model=mlp(), train=(Xtr, ytr), task='ranking')",
         "*TrainSetup(task='ranking') is not supported; use one of ('classification', 'regression').*",
     ),
+    "loss_mismatch": (
+        "TrainSetup(model=mlp(), train=(Xtr, ytr), val=(Xv, yv), optimizer=lambda p: torch.optim.SGD(p, 0.1), loss=torch.nn.MSELoss())",
+        "*The loss could not compare the model's output with the train labels: loss(output of shape (2, 10), labels of shape (2,) and dtype int64) raised RuntimeError:*",
+    ),
     "string_inputs": (
         "setup(Xtr.astype(str), ytr, Xv, yv)",
         "*TrainSetup(train=...) X has dtype <U* inputs must be numeric*",

@@ -1,9 +1,10 @@
 """Overhead of pytest-trainsanity, as ratios against baselines measured in the same run.
 
 Run it with ``python benchmarks/overhead.py`` (or ``tox -e bench``). It takes
-well under two minutes on a 2-core CPU machine, prints one line per
-measurement with its target and PASS or MISS, and always exits 0: it
-reports, it does not gate.
+about a minute on a 2-core CPU machine, prints each measurement with its
+target and PASS or MISS, and always exits 0: it reports, it does not gate.
+Run it on an otherwise idle machine: the header says how busy the CPUs
+were just before it started, and warns when other work was running.
 
 The numbers:
 
@@ -11,34 +12,43 @@ The numbers:
    ``TorchAdapter.train(epochs=1)`` inside an entered adapter (per-step
    loss, lr, grad norm and update ratio, then train and val accuracy in
    eval mode), against the hand-written loop a user would write for the
-   same numbers: tensors built once, a seeded ``torch.randperm`` per epoch,
-   zero_grad / forward / loss / backward / step per batch of 32, then
+   same accuracies: tensors built once, a seeded ``torch.randperm`` per
+   epoch, zero_grad / forward / loss / backward / step per batch of 32, then
    ``model.eval()`` and train and val accuracy under ``torch.no_grad()``.
    Data: sklearn digits, 1437 train / 360 val, standardised on train;
-   model 64-256-256-10 MLP, Adam 1e-3, cross-entropy. The two sides
-   alternate (which one goes first alternates too) over warm-up and timed
-   rounds; the medians are compared.
-   A second ratio times the training steps alone: the same bare loop
-   without its evaluation, against the adapter with its end-of-epoch
-   evaluation replaced by a no-op on that instance only (the adapter
-   source is not touched). What remains on the adapter side is its
-   per-call restore of the snapshot, the per-step measurements and the
-   conversion of the trace to numpy.
+   model 64-256-256-10 MLP, Adam 1e-3, cross-entropy. The adapter restores
+   its snapshot at the start of each ``train()`` (timed, it is its cost);
+   the bare model and optimizer are reset before each epoch (untimed), so
+   both sides run the very same epoch, and the script checks that they end
+   with identical accuracies. The sides alternate, the order rotating each
+   round, over 3 warm-up and 25 timed rounds; medians are compared.
+   A second ratio times the training steps alone: the bare loop without its
+   evaluation, against the adapter with its end-of-epoch evaluation
+   replaced by a no-op on that one instance (the adapter source is not
+   touched). What remains on the adapter side is the snapshot restore, the
+   per-step measurements and the conversion of the trace to numpy.
 
 2. collect with plugin / collect without (target <= 1.05x).
    ``python -m pytest --collect-only -q -p no:cacheprovider`` on a generated
    file of 200 plain tests (and an empty conftest), in subprocesses, with
    the plugin loaded from its ``trainsanity`` entry point against the same
-   command with ``-p no:trainsanity``. Interpreter and pytest start-up
-   dominate both sides, so the absolute difference in ms is printed too.
+   command with ``-p no:trainsanity`` (checked first: both collect 200
+   tests, only the first knows ``--trainsanity-seed``); 21 alternating runs
+   each after 2 warm-up, medians. Interpreter and pytest start-up dominate
+   both sides, so the absolute difference in ms, the run-to-run spread and
+   the plugin's own import time (``python -X importtime``) are printed too.
+   Subprocesses write bytecode to a private temporary PYTHONPYCACHEPREFIX,
+   so the timed runs load compiled modules, as a user's repeated runs do,
+   even where PYTHONDONTWRITEBYTECODE is set.
 
 3. no_epoch1_overfit wall time / 10 s (target <= 1.0, i.e. <= 10 s on 2
    cores). ``check_epoch1_overfit(setup)`` with the default probes (main
    pass, shuffled-label pass, lr/10 pass, plus the statistics) on the
    digits split with a 64-128-10 MLP. The first call is timed in a fresh
-   subprocess (cold: the plugin's lazy imports, torch's first-use
-   costs); then the median of three further calls in this process, each on
-   a freshly built setup. The verdict uses the cold call.
+   subprocess (cold: the plugin's lazy imports, torch's first-use costs;
+   torch, sklearn and the setup are built before the clock starts), then
+   the median of three further calls in this process, each on a freshly
+   built setup. The verdict uses the cold call.
 
 torch runs with ``torch.set_num_threads(2)`` in every process here (the
 header says so), so the numbers are comparable across machines with two
@@ -67,9 +77,9 @@ ADAPTER_TARGET = 1.15
 COLLECT_TARGET = 1.05
 OVERFIT_TARGET_S = 10.0
 WARMUP_ROUNDS = 3
-TIMED_ROUNDS = 15
+TIMED_ROUNDS = 25
 COLLECT_WARMUP = 2
-COLLECT_RUNS = 11
+COLLECT_RUNS = 21
 OVERFIT_WARM_CALLS = 3
 N_TESTS = 200
 BATCH = 32
@@ -157,11 +167,29 @@ def header(torch: Any) -> None:
         f"scikit-learn {sklearn.__version__} | {os.cpu_count()} CPU(s) | "
         f"torch.set_num_threads({THREADS}) -> {torch.get_num_threads()} thread(s) | {platform.platform()}"
     )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    busy = load > 0.5 * (os.cpu_count() or 1)
-    print(f"load average (1 min) at start: {load:.2f}"
-          + ("  WARNING: the machine is busy; timings will be noisy and ratios unreliable" if busy else ""))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    busy = cpu_busy()
+    text = f"{100 * busy:.0f}% over the last second" if busy is not None else "unknown"
+    print(f"CPU busy before start: {text}; load average (1 min) {load:.2f}"
+          + ("  WARNING: other work is running; timings will be noisy" if busy is not None and busy > 0.25 else ""))
     print()
+
+
+def cpu_busy(seconds: float = 1.0) -> float | None:
+    """Fraction of all CPUs busy over ``seconds`` while this script sleeps (Linux /proc/stat; else None)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
 # ---------------------------------------------------------------- 1. adapter epoch vs bare loop
@@ -310,26 +338,42 @@ def sanity_check_collect(root: Path, env: dict[str, str]) -> None:
             raise SystemExit(f"plugin {'not ' if plugin_loaded else ''}loaded with {extra or 'defaults'}:\n{probe.stderr}")
 
 
+def plugin_import_ms(root: Path, env: dict[str, str]) -> float:
+    """Self time of every pytest_trainsanity module imported by one collect run (python -X importtime)."""
+    cmd = [sys.executable, "-X", "importtime", "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    total_us = 0
+    for line in done.stderr.splitlines():
+        parts = line.split("|")
+        if line.startswith("import time:") and len(parts) == 3 and parts[2].strip().startswith("pytest_trainsanity"):
+            total_us += int(parts[0].split(":")[1])
+    return total_us / 1e3
+
+
 def bench_collect(env: dict[str, str]) -> float:
     with tempfile.TemporaryDirectory(prefix="trainsanity-bench-") as tmp:
         root = Path(tmp)
         write_suite(root)
         sanity_check_collect(root, env)
         times = alternate(
-            {"without": lambda: collect(root, ["-p", "no:trainsanity"], env),
-             "with": lambda: collect(root, [], env)},
+            {"without": (no_prep, lambda: collect(root, ["-p", "no:trainsanity"], env)),
+             "with": (no_prep, lambda: collect(root, [], env))},
             COLLECT_WARMUP,
             COLLECT_RUNS,
         )
+        import_ms = plugin_import_ms(root, env)
     med = {name: statistics.median(t) for name, t in times.items()}
     ratio = med["with"] / med["without"]
+    spread = statistics.stdev(times["without"]) / med["without"]
     print(f"2. pytest --collect-only -q of {N_TESTS} plain tests, subprocess wall time "
           f"(median of {COLLECT_RUNS} alternating runs after {COLLECT_WARMUP} warm-up)")
-    print(f"   -p no:trainsanity     {ms(med['without'])}")
-    print(f"   with the plugin       {ms(med['with'])}")
+    print(f"   -p no:trainsanity     {ms(med['without'])}   (min {ms(min(times['without']))})")
+    print(f"   with the plugin       {ms(med['with'])}   (min {ms(min(times['with']))})")
     print(f"   ratio {ratio:.3f}x   target <= {COLLECT_TARGET:.2f}x   {verdict(ratio, COLLECT_TARGET)}")
-    print(f"   difference {1e3 * (med['with'] - med['without']):+.1f} ms (interpreter and pytest start-up "
-          f"dominate both sides)")
+    print(f"   difference {1e3 * (med['with'] - med['without']):+.1f} ms; interpreter and pytest start-up "
+          f"dominate both sides; one run varies by {100 * spread:.0f}% (sd) here, so the ratio's standard "
+          f"error is about {100 * 1.25 * 2 ** 0.5 * spread / COLLECT_RUNS ** 0.5:.1f}%")
+    print(f"   the plugin's own module imports (python -X importtime, self time): {import_ms:.1f} ms")
     print()
     return ratio
 

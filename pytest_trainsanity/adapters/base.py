@@ -31,8 +31,11 @@ class TrainingTrace:
     """What one short training pass measured, as numpy and plain numbers.
 
     Per step: ``loss``, ``lr`` (steps x param groups), ``grad_norm`` (global L2
-    norm of the gradients), ``update_ratio`` (||update|| / ||weights||),
-    ``epoch`` (the epoch each step belongs to). Per epoch: ``train_metric`` and
+    norm of the gradients), ``epoch`` (the epoch each step belongs to), and
+    ``update_ratio`` (||update|| / ||weights||) on sampled steps, NaN on the
+    others: it needs a copy of the weights around the step, which on small
+    models costs more than the whole instrumentation budget, so adapters
+    sample it (torch: every 4th step of each epoch, starting with the first). Per epoch: ``train_metric`` and
     ``val_metric`` (accuracy, or R^2 for regression) and losses, measured in
     eval mode after the epoch. ``*_pred`` are the final predictions.
     """

@@ -22,6 +22,7 @@ from .base import Adapter, ModelInfo, TrainingTrace
 from .devices import auto_gpu_index, xdist_worker_index
 
 EVAL_BATCH = 2048
+UPDATE_EVERY = 4  # ||update|| / ||weights|| is recorded on every 4th step (NaN between): see TrainingTrace
 LOSS_NAMES = {
     "cross_entropy": "cross_entropy",
     "crossentropy": "cross_entropy",
@@ -416,10 +417,13 @@ class TorchAdapter(Adapter):
         per_batch = scheduler is not None and self.setup.scheduler_step == "batch"
         n, bs = len(X), self.batch_size
         starts = [s for s in range(0, n, bs) if not (n - s == 1 and n > 1)]  # a lone last sample breaks BatchNorm
-        losses, norms, lrs, step_epoch = [], [], [], []
+        losses, lrs, step_epoch = [], [], []
         epoch_train, epoch_val, loss_train, loss_val = [], [], [], []
         truncated = False
         preds = {"train": np.zeros(0), "val": np.zeros(0)}
+        before, after = (params[0].new_empty(sum(p.numel() for p in params)) for _ in range(2))
+        zero = before.new_zeros(())
+        grad_norms, update_norms, update_steps = [], [], []
         for epoch in range(epochs):
             model.train()
             order = torch.randperm(n, generator=generator).to(self.device)
@@ -433,10 +437,15 @@ class TorchAdapter(Adapter):
                 loss = loss_fn(model(X[idx]), Y[idx])
                 loss.backward()
                 grads = [p.grad for p in params if p.grad is not None]
-                before = torch._foreach_mul(params, 1.0)
+                grad_norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else zero)
+                sampled = (len(losses) - first_step) % UPDATE_EVERY == 0
+                if sampled:  # copy the weights only on sampled steps: this is the costly record
+                    torch.cat([p.detach().reshape(-1) for p in params], out=before)
                 optimizer.step()
-                # one fused norm call per step: [grads..., updates..., weights...]
-                norms.append((len(grads), torch.stack(torch._foreach_norm([*grads, *torch._foreach_sub(params, before), *before]))))
+                if sampled:
+                    torch.cat([p.detach().reshape(-1) for p in params], out=after)
+                    update_norms.append(torch.stack([torch.linalg.vector_norm(after.sub_(before)), torch.linalg.vector_norm(before)]))
+                    update_steps.append(len(losses))
                 losses.append(loss.detach())
                 lrs.append([g["lr"] for g in optimizer.param_groups])
                 step_epoch.append(epoch)
@@ -453,7 +462,11 @@ class TorchAdapter(Adapter):
                     losses_of.append(split_loss)
             if truncated:
                 break
-        grad_norm, update_ratio = _split_norms(norms, len(params))
+        grad_norm = tensor_to_numpy(torch.stack(grad_norms)).astype(np.float64) if grad_norms else np.zeros(0)
+        update_ratio = np.full(len(losses), np.nan)
+        if update_norms:
+            pairs = tensor_to_numpy(torch.stack(update_norms)).astype(np.float64)
+            update_ratio[update_steps] = pairs[:, 0] / np.maximum(pairs[:, 1], 1e-12)
         return TrainingTrace(
             loss=tensor_to_numpy(torch.stack(losses)).astype(np.float64) if losses else np.zeros(0),
             lr=np.asarray([[float(v) for v in row] for row in lrs], dtype=np.float64).reshape(len(lrs), -1),
@@ -471,14 +484,3 @@ class TorchAdapter(Adapter):
             truncated=truncated,
         )
 
-
-def _split_norms(norms: list[tuple[int, Any]], n_params: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step global grad norm and ||update|| / ||weights|| from the fused per-tensor norms."""
-    grad_norm = np.zeros(len(norms))
-    update_ratio = np.zeros(len(norms))
-    for i, (n_grads, row) in enumerate(norms):
-        sq = tensor_to_numpy(row).astype(np.float64) ** 2
-        grad_norm[i] = np.sqrt(sq[:n_grads].sum())
-        update = np.sqrt(sq[n_grads : n_grads + n_params].sum())
-        update_ratio[i] = update / max(np.sqrt(sq[n_grads + n_params :].sum()), 1e-12)
-    return grad_norm, update_ratio

@@ -74,8 +74,8 @@ class Session:
                 sources.append(f"--trainsanity-{key.replace('_', '-')}")
                 continue
             ini = config.getini(f"trainsanity_{key}")
-            if ini not in (None, "", []):
-                values[key] = ini if key != "explain" else str(ini).lower() in ("1", "true", "yes")
+            if ini not in (None, "", [], False):
+                values[key] = ini
                 sources.append(f"ini trainsanity_{key}")
         source = " / ".join(sources) or "defaults"
         return cls(build_run_settings(values, source), config.hook)
@@ -134,7 +134,8 @@ class Session:
             target = rootdir / target
         target.parent.mkdir(parents=True, exist_ok=True)
         payload = {
-            "settings": {"device": self.settings.device, "seed": self.settings.seed, "max_steps": self.settings.max_steps},
+            "settings": {"device": self.settings.device, "seed": self.settings.seed,
+                         "max_steps": self.settings.max_steps, "artifacts": self.settings.artifacts},
             "checks": self.results,
         }
         tmp = target.with_suffix(target.suffix + f".{os.getpid()}.tmp")

@@ -58,7 +58,10 @@ def test_bad_option_values_are_usage_errors(pytester: pytest.Pytester, args: lis
 
 
 def test_options_ini_and_marker_precedence(project: pytest.Pytester) -> None:
-    project.makeini("[pytest]\ntrainsanity_seed = 7\ntrainsanity_max_steps = 11\ntrainsanity_device = cpu\n")
+    project.makeini(
+        "[pytest]\ntrainsanity_seed = 7\ntrainsanity_max_steps = 11\ntrainsanity_device = cpu\n"
+        "trainsanity_explain = true\ntrainsanity_artifacts = from-ini\n"
+    )
     project.makepyfile(
         """
         import pytest
@@ -75,12 +78,13 @@ def test_options_ini_and_marker_precedence(project: pytest.Pytester) -> None:
             assert "probes not run: probes=False" in r.message
         """
     )
-    res = run(project, "--trainsanity-max-steps=13", "--trainsanity-report=out.json")
+    res = run(project, "--trainsanity-max-steps=13", "--trainsanity-report=out.json", "--trainsanity-artifacts=plots")
     res.assert_outcomes(passed=1, failed=1)
     res.stdout.fnmatch_lines(["trainsanity: device=cpu seed=7 max_steps=13"])  # CLI beats ini
     res.stdout.fnmatch_lines(["*assert 13 == 11*"])
+    res.stdout.fnmatch_lines(["*= trainsanity =*", "*test_marker_wins no_epoch1_overfit passed*", "    Measured:"])  # ini explain
     data = json.loads((project.path / "out.json").read_text())
-    assert data["settings"] == {"device": "cpu", "seed": 7, "max_steps": 13}
+    assert data["settings"] == {"device": "cpu", "seed": 7, "max_steps": 13, "artifacts": "plots"}
 
 
 def test_seed_makes_verdicts_reproducible(project: pytest.Pytester) -> None:
@@ -165,7 +169,7 @@ def test_fixtures_imperative_and_report(project: pytest.Pytester) -> None:
     project.makepyfile(
         """
         import pytest
-        from pytest_trainsanity import TrainSanityError, check_normalization
+        from pytest_trainsanity import OptionError, TrainSanityError, UsageError, check_normalization
         import helpers
 
         def test_imperative(trainsanity, trainsanity_report):
@@ -176,6 +180,10 @@ def test_fixtures_imperative_and_report(project: pytest.Pytester) -> None:
                 trainsanity.assert_inputs_normalized(helpers.val_raw())
             assert [r.name for r in trainsanity_report] == ["no_epoch1_overfit", "inputs_normalized"]
             assert trainsanity.assert_no_epoch1_overfit(helpers.clean(), probes=False).passed
+            with pytest.raises(UsageError, match="no_leakage is registered .* not available in this version"):
+                trainsanity.check_leakage(helpers.clean())
+            with pytest.raises(OptionError, match=r"trainsanity.check_epoch1_overfit\(\): unknown argument\(s\) gap"):
+                trainsanity.check_epoch1_overfit(helpers.clean(), gap=0.1)
 
         def test_outside_pytest_api():
             report = check_normalization(helpers.raw255(), tol=1000)

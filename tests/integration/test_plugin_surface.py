@@ -182,7 +182,7 @@ def test_fixtures_imperative_and_report(project: pytest.Pytester) -> None:
             assert trainsanity.assert_no_epoch1_overfit(helpers.clean(), probes=False).passed
             with pytest.raises(UsageError, match="no_leakage is registered .* not available in this version"):
                 trainsanity.check_leakage(helpers.clean())
-            with pytest.raises(OptionError, match=r"trainsanity.check_epoch1_overfit\(\): unknown argument\(s\) gap"):
+            with pytest.raises(OptionError, match="check_epoch1_overfit.*unknown argument.*gap"):
                 trainsanity.check_epoch1_overfit(helpers.clean(), gap=0.1)
 
         def test_outside_pytest_api():

@@ -149,16 +149,23 @@ def _run_overfit(p: Prepared) -> CheckReport:
     )
     extra = _extra_causes(p.hook, "no_epoch1_overfit", m)
     result = overfit.diagnose(m, opts.max_gap, opts.max_train_acc, extra)
-    result.metrics.update(val_majority=majority, seconds=main.seconds + (noise.seconds + low.seconds if noise and low else 0))
-    lines = [overfit.headline(m, result, opts.max_gap)]
+    result.metrics["seconds"] = main.seconds + (noise.seconds + low.seconds if noise and low else 0)
+    return CheckReport(
+        "no_epoch1_overfit", result.passed, _overfit_message(p, m, result, info), result.metrics,
+        [c.to_dict() for c in result.likely], key=("train_metric", "val_metric", "gap"),
+    )
+
+
+def _overfit_message(p: Prepared, m: overfit.OverfitMeasurements, result: overfit.OverfitResult, info: Any) -> str:
+    lines = [overfit.headline(m, result, p.options.max_gap)]
     lines.append(
         f"Model: {info.model_name} ({info.framework} on {info.device}), {info.n_params:,} trainable "
-        f"parameters; {len(train)} train / {len(val)} val samples; batch {p.data['train'].batch_size or p.setup.batch_size}."
+        f"parameters; {m.n_train} train / {m.n_val} val samples; batch {p.data['train'].batch_size or p.setup.batch_size}."
     )
-    if classification:
+    if m.chance is not None:
         lines.append(
-            f"Baselines: chance {overfit.f3(chance)} ({n_classes} classes); always predicting the "
-            f"majority train class scores {overfit.f3(majority)} on val."
+            f"Baselines: chance {overfit.f3(m.chance)} ({m.n_classes} classes); always predicting the "
+            f"majority train class scores {overfit.f3(m.majority)} on val."
         )
     if result.passed:
         lines.append("Measured:")
@@ -166,10 +173,7 @@ def _run_overfit(p: Prepared) -> CheckReport:
     else:
         lines += cause_lines(result.likely, result.ruled_out)
     lines += [f"Note: {n}" for n in result.notes]
-    return CheckReport(
-        "no_epoch1_overfit", result.passed, "\n".join(lines), result.metrics,
-        [c.to_dict() for c in result.likely], key=("train_metric", "val_metric", "gap"),
-    )
+    return "\n".join(lines)
 
 
 def _extra_causes(hook: Any, check: str, m: Any) -> list[Cause]:

@@ -149,6 +149,12 @@ MISUSE = [
     ("no_epoch1_overfit(setup='nope')", "*uses the setup fixture 'nope', which does not exist. Define @pytest.fixture def nope()*"),
     ("no_epoch1_overfit(setup='not_a_setup')", "*no_epoch1_overfit needs a TrainSetup, but the setup fixture 'not_a_setup' returned dict.*"),
     ("no_leakage", "*no_leakage is registered (its arguments are validated) but its check is not available in this version*"),
+    ("no_leakage(near_duplicates='no')", "*near_duplicates must be True or False, got 'no'*"),
+    ("no_leakage(threshold=0)", "*threshold must be a positive number, got 0*"),
+    ("lr_spike_explained(epochs=0)", "*epochs must be an integer >= 1, got 0*"),
+    ("lr_spike_explained(min_jump=-0.1)", "*min_jump must be a positive number, got -0.1*"),
+    ("inputs_normalized(seed=-2)", "*trainsanity seed -2 (from marker inputs_normalized) must be an integer >= 0.*"),
+    ("no_epoch1_overfit(max_steps='many')", "*trainsanity max_steps 'many' (from marker no_epoch1_overfit) must be an integer >= 1.*"),
 ]
 
 
@@ -267,3 +273,19 @@ def test_loading_the_plugin_imports_no_framework(pytester: pytest.Pytester) -> N
     res = run(pytester, "-s", "-k", "test_other")
     res.assert_outcomes(passed=1)
     res.stdout.fnmatch_lines(["HEAVY="])
+
+
+def test_cuda_asked_for_without_a_gpu_is_a_setup_error(project: pytest.Pytester) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    project.makepyfile(
+        """
+        import pytest
+        @pytest.mark.no_epoch1_overfit
+        def test_x(): pass
+        """
+    )
+    res = run(project, "--trainsanity-device=cuda")
+    res.assert_outcomes(errors=1)
+    res.stdout.fnmatch_lines(["*trainsanity device 'cuda' was asked for but torch.cuda.is_available() is False*Use 'cpu' or 'auto'."])

@@ -1,9 +1,8 @@
-"""Exact and near-duplicate rows within and across splits (numpy only).
+"""Exact and near-duplicate rows of in-memory splits, for ``no_epoch1_overfit``.
 
-Exact matching works on a canonical byte form of each row (float64, with
--0.0 folded to 0.0 and every NaN to one payload) so equal values match
-whatever their dtype; it is exact (no hashing), so it never reports a
-false match. Near duplicates use blocked BLAS distances.
+A thin layer over ``matching`` (the one matcher, also used streaming by
+``no_leakage``): exact copies by verified hashes, near copies by relative L2
+distance (``matching.NEAR_THRESHOLD``).
 """
 
 from __future__ import annotations
@@ -12,30 +11,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-NEAR_THRESHOLD = 0.02  # relative L2 distance ||a - b|| / max(||a||, ||b||)
-NEAR_MAX_PAIRS = 4e8  # above this many train x val pairs, near search samples val rows
-BLOCK = 2048
+from .matching import NEAR_THRESHOLD, Canon, Reference, common_dtype, group_ids
+
+EXAMPLES = 5
+
+
+def canon_for(*splits: np.ndarray) -> Canon:
+    widths = {int(np.prod(X.shape[1:], dtype=np.int64)) for X in splits}
+    if len(widths) != 1:
+        raise ValueError(f"splits have different sample sizes: {sorted(widths)}")
+    return Canon(common_dtype(X.dtype for X in splits), widths.pop())
 
 
 def canonical_rows(X: np.ndarray) -> np.ndarray:
-    """Rows as float64 with -0.0 -> 0.0 and one NaN payload: equal values give equal bytes."""
-    rows = np.array(X.reshape(len(X), -1), dtype=np.float64, copy=True)
-    rows += 0.0  # folds -0.0 into 0.0
-    rows[np.isnan(rows)] = np.nan
-    return np.ascontiguousarray(rows)
+    """Rows in canonical form (-0.0 -> 0.0, one NaN payload): equal values give equal bytes."""
+    return canon_for(X).rows(X)
 
 
-def _row_ids(*splits: np.ndarray) -> list[np.ndarray]:
-    """An id per row such that rows with equal canonical bytes share it, across all given splits."""
-    rows = [canonical_rows(X) for X in splits]
-    width = rows[0].shape[1]
-    if any(r.shape[1] != width for r in rows):
-        raise ValueError(f"splits have different sample sizes: {[r.shape[1] for r in rows]}")
-    allrows = np.concatenate(rows) if len(rows) > 1 else rows[0]
-    void = allrows.view(np.dtype((np.void, allrows.dtype.itemsize * max(width, 1))))[:, 0]
-    _, inverse = np.unique(void, return_inverse=True)
-    bounds = np.cumsum([0] + [len(r) for r in rows])
-    return [inverse[bounds[i] : bounds[i + 1]] for i in range(len(rows))]
+def row_ids(X: np.ndarray) -> np.ndarray:
+    """An id per row, shared by rows with equal values."""
+    canon = canon_for(X)
+    rows = canon.rows(X)
+    return group_ids(canon.hashes(rows), rows, canon)[0]
 
 
 @dataclass(frozen=True)
@@ -54,8 +51,7 @@ class WithinSplit:
 
 
 def within_split(X: np.ndarray) -> WithinSplit:
-    (ids,) = _row_ids(X)
-    return WithinSplit(len(X), int(len(np.unique(ids))))
+    return WithinSplit(len(X), int(row_ids(X).max(initial=-1) + 1))
 
 
 @dataclass(frozen=True)
@@ -87,56 +83,30 @@ def cross_split(
     yb: np.ndarray | None = None,
     near: bool = True,
     threshold: float = NEAR_THRESHOLD,
-    examples: int = 5,
+    examples: int = EXAMPLES,
 ) -> CrossSplit:
-    ids_a, ids_b = _row_ids(Xa, Xb)
-    order = np.argsort(ids_a, kind="stable")
-    uniq, starts = np.unique(ids_a[order], return_index=True)
-    exact_b = np.flatnonzero(np.isin(ids_b, uniq))
-    a_of_b = order[starts][np.searchsorted(uniq, ids_b[exact_b])]  # first row of a with that content
+    canon = canon_for(Xa, Xb)
+    ref = Reference(canon, Xa, near)
+    rows = canon.rows(Xb)
+    ib, ia = ref.exact(rows, canon.hashes(rows))  # b streams against a
+    first = np.unique(ib, return_index=True)[1]
+    exact_b, a_of_b = ib[first], ia[first]
     conflicts = 0
     if ya is not None and yb is not None and len(exact_b):
-        conflicts = int(np.sum(np.any(ya[a_of_b].reshape(len(a_of_b), -1) != yb[exact_b].reshape(len(exact_b), -1), axis=1)))
+        conflicts = int(np.sum(np.any(
+            ya[a_of_b].reshape(len(a_of_b), -1) != yb[exact_b].reshape(len(exact_b), -1), axis=1)))
     pairs = list(zip(a_of_b[:examples].tolist(), exact_b[:examples].tolist()))
-    result = CrossSplit(len(Xb), exact_b, pairs, conflicts, near_threshold=threshold)
     if not near:
-        return result
-    near_b, near_pairs, sampled = near_duplicates(Xa, Xb, threshold, exclude_b=exact_b, examples=examples)
-    return CrossSplit(len(Xb), exact_b, pairs, conflicts, near_b, near_pairs, threshold, sampled)
-
-
-def near_duplicates(
-    Xa: np.ndarray, Xb: np.ndarray, threshold: float, exclude_b: np.ndarray, examples: int = 5, seed: int = 0
-) -> tuple[np.ndarray, list[tuple[int, int]], float]:
-    """Rows of b within ``threshold`` relative L2 of some row of a (exact copies excluded).
-
-    ||a-b||^2 = ||a||^2 + ||b||^2 - 2 a.b in float64 blocks; when the pair count
-    is huge a seeded sample of b is searched and the fraction is reported.
-    """
-    A = Xa.reshape(len(Xa), -1).astype(np.float64)
-    B = Xb.reshape(len(Xb), -1).astype(np.float64)
-    candidates = np.setdiff1d(np.arange(len(B)), exclude_b)
-    sampled = 1.0
-    if len(A) * len(candidates) > NEAR_MAX_PAIRS:
-        keep = max(1, int(NEAR_MAX_PAIRS // max(len(A), 1)))
-        candidates = np.sort(np.random.default_rng(seed).choice(candidates, keep, replace=False))
-        sampled = keep / max(len(B) - len(exclude_b), 1)
-    a2 = np.einsum("ij,ij->i", A, A)
-    found, pairs = [], []
-    for start in range(0, len(candidates), BLOCK):
-        rows = candidates[start : start + BLOCK]
-        Bb = B[rows]
-        b2 = np.einsum("ij,ij->i", Bb, Bb)
-        d2 = np.maximum(b2[:, None] + a2[None, :] - 2.0 * (Bb @ A.T), 0.0)
-        scale = np.maximum(b2[:, None], a2[None, :])
-        close = d2 <= (threshold**2) * scale
-        close &= scale > 0
-        idx = np.flatnonzero(close.any(axis=1))
-        found.append(rows[idx])
-        for i in idx[: max(0, examples - len(pairs))]:
-            pairs.append((int(np.argmin(np.where(close[i], d2[i], np.inf))), int(rows[i])))
-    near_b = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-    return near_b.astype(np.int64), pairs, sampled
+        return CrossSplit(len(Xb), exact_b, pairs, conflicts, near_threshold=threshold)
+    nb, na, dist = ref.close(rows, threshold)
+    fresh = ~np.isin(nb, exact_b)
+    nb, na, dist = nb[fresh], na[fresh], dist[fresh]
+    best = np.lexsort((dist, nb))  # per b row, its closest a row first
+    nb, na = nb[best], na[best]
+    first = np.unique(nb, return_index=True)[1]
+    near_b = nb[first]
+    near_pairs = list(zip(na[first][:examples].tolist(), near_b[:examples].tolist()))
+    return CrossSplit(len(Xb), exact_b, pairs, conflicts, near_b, near_pairs, threshold)
 
 
 def shuffle_labels_by_input(X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
@@ -147,7 +117,7 @@ def shuffle_labels_by_input(X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarr
     unique input keeps the data exactly as memorisable while the labels
     carry no information (Zhang et al. 2017, adapted to duplicates).
     """
-    (ids,) = _row_ids(X)
+    ids = row_ids(X)
     _, first = np.unique(ids, return_index=True)
     group_labels = y[first]
     permuted = group_labels[np.random.default_rng(seed).permutation(len(group_labels))]

@@ -1,0 +1,193 @@
+"""Row matching for leakage: exact copies by hash + verification, near copies
+by a projected pre-filter + exact distance. Streams: the reference splits
+(val/test) are held in memory, the other side arrives in blocks of rows.
+
+Exact matching hashes a canonical form of each row (one common dtype for all
+splits, -0.0 folded into 0.0, every NaN one payload), two 32-bit integer dot
+products with random odd weights over the row's bits (64 bits in all). Every
+hash match is verified on the canonical values, so a collision can never be
+reported as a copy.
+
+Near matching: relative L2 distance ||a - b|| / max(||a||, ||b||) <= t. Rows
+are projected onto ``PROJ`` orthonormal random directions; a projection never
+lengthens a vector, so ||P(a - b)|| <= ||a - b|| and the pre-filter in the
+projected space (one BLAS product per block, distances folded into it) drops
+no true pair. Candidates are verified in float64 on the full rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+NEAR_THRESHOLD = 0.01  # natural digits pairs are >= 0.1 apart; 1e-3-noise copies are ~1e-3 apart
+PROJ = 16
+BLOCK_ROWS = 2048
+REF_BLOCK = 4096
+SEED = 0x5EED
+FLOAT32_SLACK = 1e-5  # relative error of a float32 squared distance, generously
+
+
+def common_dtype(dtypes: Iterable[np.dtype]) -> np.dtype:
+    """float32 when every split is float32 (or narrower ints), float64 when any split needs it, int64 for ids."""
+    dts = [np.dtype(d) for d in dtypes]
+    if all(d.kind in "biu" for d in dts):
+        return np.dtype(np.int64)
+    if all(d == np.float32 or d.kind in "biu" and d.itemsize <= 2 or d == np.float16 for d in dts):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+class Canon:
+    """The canonical row form and hash shared by every split of one check."""
+
+    def __init__(self, dtype: np.dtype, width: int, seed: int = SEED) -> None:
+        self.dtype, self.width = np.dtype(dtype), width
+        words = width * self.dtype.itemsize // 4
+        rng = np.random.default_rng(seed)
+        self.k = (rng.integers(0, 2**31, (2, words), dtype=np.uint64) * 2 + 1).astype(np.uint32)
+
+    def rows(self, X: np.ndarray) -> np.ndarray:
+        """A canonical copy of a block of samples, one row each."""
+        flat = X.reshape(len(X), -1)
+        if flat.shape[1] != self.width:
+            raise ValueError(f"samples have {flat.shape[1]} values but the first split's have {self.width}")
+        if self.dtype.kind in "iu":
+            return np.ascontiguousarray(flat, dtype=self.dtype)
+        rows = np.add(flat, 0.0, dtype=self.dtype)  # a copy in the common dtype; -0.0 + 0.0 == +0.0
+        nan = np.isnan(rows)
+        if nan.any():
+            rows[nan] = np.nan  # one payload
+        return rows
+
+    def hashes(self, rows: np.ndarray) -> np.ndarray:
+        bits = rows.view(np.uint32)
+        return (bits @ self.k[0]).astype(np.uint64) << np.uint64(32) | (bits @ self.k[1]).astype(np.uint64)
+
+    def equal(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Row-wise equality of canonical rows (NaN equals NaN: both are one payload)."""
+        return (a.view(np.uint32) == b.view(np.uint32)).all(axis=1)
+
+
+@dataclass
+class Pairs:
+    """Matches of stream rows (a) to reference rows (b): parallel index arrays."""
+
+    a: list[np.ndarray] = field(default_factory=list)
+    b: list[np.ndarray] = field(default_factory=list)
+    dist: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, a: np.ndarray, b: np.ndarray, dist: np.ndarray | None = None) -> None:
+        self.a.append(a.astype(np.int64))
+        self.b.append(b.astype(np.int64))
+        self.dist.append(np.zeros(len(a)) if dist is None else dist)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.a:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(self.a), np.concatenate(self.b), np.concatenate(self.dist)
+
+
+class Reference:
+    """An in-memory split that stream blocks are matched against."""
+
+    def __init__(self, canon: Canon, X: np.ndarray, near: bool, seed: int = SEED) -> None:
+        self.canon = canon
+        self.rows = np.concatenate([canon.rows(X[i : i + BLOCK_ROWS]) for i in range(0, len(X), BLOCK_ROWS)]) if len(X) else canon.rows(X)
+        h = canon.hashes(self.rows)
+        self.order = np.argsort(h, kind="stable")
+        self.sorted = h[self.order]
+        self.near = near
+        if near:
+            self.proj = projection(canon.width, seed)
+            self.f = np.nan_to_num(self.rows.astype(np.float64))
+            self.norm2 = np.einsum("ij,ij->i", self.f, self.f)
+            p = (self.f @ self.proj).astype(np.float32)
+            # augmented so one product gives squared projected distances: |p|^2 - 2 p.q + |q|^2
+            self.aug = np.hstack([-2 * p, np.ones((len(p), 1), np.float32), (p * p).sum(1, keepdims=True)])
+
+    def exact(self, rows: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every verified (stream row, reference row) pair with equal canonical values."""
+        lo = np.searchsorted(self.sorted, h, side="left")
+        hi = np.searchsorted(self.sorted, h, side="right")
+        count = hi - lo
+        if not count.any():
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        ia = np.repeat(np.arange(len(h)), count)
+        starts = np.repeat(lo, count)
+        offset = np.arange(len(ia)) - np.repeat(np.cumsum(count) - count, count)
+        ib = self.order[starts + offset]
+        ok = self.canon.equal(rows[ia], self.rows[ib])
+        return ia[ok], ib[ok]
+
+    def close(self, rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(stream row, reference row, relative distance) for pairs within ``threshold`` (exact copies included)."""
+        f = np.nan_to_num(rows.astype(np.float64))
+        n2 = np.einsum("ij,ij->i", f, f)
+        p = (f @ self.proj).astype(np.float32)
+        q = np.hstack([p, (p * p).sum(1, keepdims=True), np.ones((len(p), 1), np.float32)])
+        out_a, out_b, out_d = [], [], []
+        t2 = threshold * threshold
+        for start in range(0, len(self.aug), REF_BLOCK):
+            ref = self.aug[start : start + REF_BLOCK]
+            d2 = q @ ref.T  # squared projected distances, a lower bound of the true ones
+            scale = max(float(n2.max(initial=0)), float(self.norm2[start : start + REF_BLOCK].max(initial=0)))
+            ia, ib = np.nonzero(d2 <= (t2 + FLOAT32_SLACK) * scale)  # slack: float32 rounding of d2
+            if not len(ia):
+                continue
+            ib = ib + start
+            diff = f[ia] - self.f[ib]
+            dist2 = np.einsum("ij,ij->i", diff, diff)
+            denom = np.maximum(n2[ia], self.norm2[ib])
+            keep = (dist2 <= t2 * denom) & (denom > 0)
+            out_a.append(ia[keep])
+            out_b.append(ib[keep])
+            out_d.append(np.sqrt(dist2[keep] / denom[keep]))
+        if not out_a:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_d)
+
+
+def projection(width: int, seed: int = SEED) -> np.ndarray:
+    """``width x k`` with orthonormal columns: projecting never lengthens a vector."""
+    k = min(PROJ, width)
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((width, k)))
+    return q
+
+
+def blocks(X: np.ndarray, y: np.ndarray | None, rows: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    for start in range(0, len(X), rows):
+        yield start, X[start : start + rows], None if y is None else y[start : start + rows]
+
+
+@dataclass
+class WithinCounter:
+    """Duplicates inside one split, from its hashes; verified when the rows are at hand."""
+
+    hashes: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, h: np.ndarray) -> None:
+        self.hashes.append(h)
+
+    def count(self, rows: np.ndarray | None = None, canon: Canon | None = None) -> tuple[int, int, bool]:
+        """(rows, unique rows, verified). Unverified counts trust the 64-bit hash."""
+        h = np.concatenate(self.hashes) if self.hashes else np.zeros(0, np.uint64)
+        if rows is None or canon is None:
+            return len(h), len(np.unique(h)), False
+        return len(h), len(group_ids(h, rows, canon)[1]), True
+
+
+def group_ids(h: np.ndarray, rows: np.ndarray, canon: Canon) -> tuple[np.ndarray, np.ndarray]:
+    """(an id per row shared by equal rows, the first row of each id). Hash runs are verified
+    against their first row; a row that collides without being equal gets an id of its own."""
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    new_run = np.r_[True, hs[1:] != hs[:-1]]
+    run_first = order[np.maximum.accumulate(np.where(new_run, np.arange(len(hs)), 0))]
+    same = canon.equal(rows[order], rows[run_first])
+    ids = np.empty(len(h), np.int64)
+    ids[order] = np.where(same, run_first, order)  # a colliding row leads itself
+    firsts, inverse = np.unique(ids, return_inverse=True)
+    return inverse, firsts

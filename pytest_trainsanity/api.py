@@ -15,9 +15,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .adapters.base import Adapter
-from .checks import duplicates, features, normalization, overfit
+from .checks import duplicates, features, leakage, normalization, overfit
 from .checks.causes import Cause
-from .data import SplitData, class_ids, load_splits
+from .data import SplitData, class_ids, is_stream, iter_split, load_splits
 from .frameworks import framework_of
 from .errors import SetupError, TrainSanityError, UsageError
 from .report import CheckReport, cause_lines
@@ -75,6 +75,8 @@ def prepare(
         setup.require(marker, "model", "val", "optimizer", "loss")
         data = load_splits(setup, ("train", "val"))
         return Prepared(options, settings, hook, nodeid, _run_overfit, setup, data, make_adapter(setup, data, settings, hook))
+    if marker == "no_leakage":
+        return Prepared(options, settings, hook, nodeid, _run_leakage, setup, {}, None)
     raise UsageError(
         f"{marker} is registered (its arguments are validated) but its check is not available in this "
         f"version of pytest-trainsanity; it is planned (see the README's roadmap)."
@@ -182,6 +184,104 @@ def _extra_causes(hook: Any, check: str, m: Any) -> list[Cause]:
     for causes in hook.pytest_trainsanity_diagnose(check=check, evidence=evidence):
         found += list(causes or [])
     return found
+
+
+# ---------------------------------------------------------------- no_leakage
+
+
+def _leakage_inputs(setup: TrainSetup) -> list[leakage.SplitInput]:
+    inputs = []
+    for name, split in setup.splits().items():
+        arrays = None
+        if isinstance(split, (tuple, list)):
+            whole = load_split_arrays(name, split)
+            arrays = (whole.X, whole.y)
+        inputs.append(leakage.SplitInput(name, lambda n=name, s=split: iter_split(n, s), arrays))
+        for what in ("groups", "timestamps"):
+            given = getattr(setup, what) or {}
+            if name in given and arrays is not None and len(given[name]) != len(arrays[0]):
+                raise SetupError(
+                    f"TrainSetup({what}={{{name!r}: ...}}) has {len(given[name])} entries but the {name} "
+                    f"split has {len(arrays[0])} samples; give one {what[:-1]} per sample."
+                )
+    return inputs
+
+
+def load_split_arrays(name: str, split: Any) -> SplitData:
+    from .data import load_split
+
+    return load_split(name, split)
+
+
+def _run_leakage(p: Prepared) -> CheckReport:
+    opts = p.options
+    result = leakage.find_leakage(
+        _leakage_inputs(p.setup), near=opts.near_duplicates, threshold=opts.threshold,
+        groups=p.setup.groups, timestamps=p.setup.timestamps,
+        classification=p.setup.task == "classification", max_overlap=opts.max_overlap, seed=p.settings.seed,
+    )
+    metrics: dict[str, Any] = {"near_threshold": result.threshold}
+    for pair in result.pairs:
+        key = f"{pair.a}_{pair.b}"
+        metrics.update({
+            f"{key}_exact": len(pair.exact_b), f"{key}_near": len(pair.near_b), f"{key}_copies": pair.copies,
+            f"{key}_copy_fraction": pair.copies / pair.n_b if pair.n_b else 0.0,
+            f"{key}_label_conflicts": pair.conflicts, f"{key}_group_rows": pair.group_rows_b,
+            f"{key}_temporal_rows": pair.temporal_rows_b,
+        })
+    for name, w in result.within.items():
+        metrics[f"{name}_repeated_rows"] = w.repeats
+    metrics["target_columns"] = len(result.targets)
+    worst = max(result.pairs, key=lambda q: q.copies / max(q.n_b, 1), default=None)
+    metrics["max_copy_fraction"] = worst.copies / worst.n_b if worst and worst.n_b else 0.0
+    return CheckReport(
+        "no_leakage", result.passed, leakage_message(result, opts.max_overlap), metrics,
+        [{"failure": f} for f in result.failures], key=("max_copy_fraction", "target_columns"),
+    )
+
+
+def leakage_message(r: leakage.LeakageResult, max_overlap: int | float) -> str:
+    limit = f"max_overlap {max_overlap}" + (" (a fraction of each pair's second split)" if isinstance(max_overlap, float) else " (a count)")
+    near = f"near copies within relative L2 {r.threshold:g}" if r.threshold is not None else "near copies not searched (near_duplicates=False)"
+    if r.passed:
+        lines = [f"no_leakage passed: no split pair exceeds {limit}; exact copies, {near}, groups and time checked."]
+    else:
+        lines = [f"no_leakage FAILED: {r.failures[0]}."] + [f"  also: {f}" for f in r.failures[1:]]
+        lines.append(f"Limit: {limit}; {near} (relative L2 = ||a - b|| / max(||a||, ||b||)).")
+    for pair in r.pairs:
+        lines.append(f"{pair.a}/{pair.b}: " + _pair_text(pair))
+    lines.append("Within splits (reported, not a failure): " + "; ".join(
+        f"{name} {w.repeats} repeated row(s) of {w.n}{'' if w.verified else ' (by 64-bit hash: a one-shot stream cannot be re-read to verify)'}"
+        for name, w in r.within.items()))
+    for t in r.targets:
+        lines.append(
+            f"Target leakage: column {t.column} alone predicts the train label with accuracy {t.train_acc:.3f} "
+            f"(majority baseline {t.baseline:.3f}); fix: drop or rebuild column {t.column}, it encodes the label."
+        )
+    if not r.passed:
+        lines.append(
+            "Fix: remove from val/test every sample that also occurs in train (np.unique over the concatenated "
+            "splits), split by group (patient, user, session) with sklearn GroupShuffleSplit, and split time "
+            "series by time (every val/test sample after the last train sample)."
+        )
+    return "\n".join(lines)
+
+
+def _pair_text(p: leakage.PairLeak) -> str:
+    frac = p.copies / p.n_b if p.n_b else 0.0
+    parts = [f"{len(p.exact_b)} exact and {len(p.near_b)} near copies of {p.n_b} {p.b} samples ({100 * frac:.1f}%)"]
+    if p.exact_pairs:
+        parts.append(f"exact examples ({p.a}, {p.b}): {p.exact_pairs}")
+    if p.near_pairs:
+        parts.append("near examples: " + ", ".join(f"({x}, {z}) at {d:.2g}" for x, z, d in p.near_pairs))
+    if p.copies:
+        parts.append(f"{p.b} accuracy can be inflated by up to {100 * frac:.0f} points: these samples were trained on")
+    parts.append(f"{p.conflicts} label conflict(s)" + (f" e.g. {p.conflict_pairs}" if p.conflicts else ""))
+    if p.shared_groups or p.group_rows_b:
+        parts.append(f"{p.shared_groups} shared group id(s) covering {p.group_rows_b} {p.b} samples, e.g. {p.group_examples}")
+    if p.latest_a is not None:
+        parts.append(f"{p.temporal_rows_b} {p.b} sample(s) earlier than the latest {p.a} time {p.latest_a}")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------- inputs_normalized

@@ -8,7 +8,7 @@ imported until a split of that framework actually arrives.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -17,8 +17,9 @@ from .frameworks import framework_of
 
 SUPPORTED_FORMS = (
     "a tuple (X, y) of numpy arrays or torch tensors, a torch Dataset yielding (x, y), "
-    "or a torch DataLoader yielding (x, y) batches"
+    "a torch DataLoader yielding (x, y) batches, or an iterator/generator of (X, y) blocks"
 )
+CHUNK_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -54,27 +55,72 @@ def as_numpy(value: Any, what: str) -> np.ndarray:
     return array
 
 
+def _pair(name: str, split: Any) -> tuple[np.ndarray, np.ndarray]:
+    if len(split) != 2:
+        raise SetupError(
+            f"TrainSetup({name}=...) is a {type(split).__name__} of {len(split)} items; "
+            f"a split given as a tuple must be (X, y). Supported: {SUPPORTED_FORMS}."
+        )
+    return as_numpy(split[0], f"TrainSetup({name}=(X, y)) X"), as_numpy(split[1], f"TrainSetup({name}=(X, y)) y")
+
+
+def is_stream(split: Any) -> bool:
+    """A one-shot iterator (e.g. a generator) of (X, y) blocks."""
+    return hasattr(split, "__next__") and framework_of(split) is None
+
+
 def load_split(name: str, split: Any) -> SplitData:
-    """Read one split; errors name the split, the numbers and the supported forms."""
+    """Read one split whole; errors name the split, the numbers and the supported forms."""
     if isinstance(split, (tuple, list)):
-        if len(split) != 2:
-            raise SetupError(
-                f"TrainSetup({name}=...) is a {type(split).__name__} of {len(split)} items; "
-                f"a split given as a tuple must be (X, y). Supported: {SUPPORTED_FORMS}."
-            )
-        X = as_numpy(split[0], f"TrainSetup({name}=(X, y)) X")
-        y = as_numpy(split[1], f"TrainSetup({name}=(X, y)) y")
-        data = SplitData(name, X, y)
+        data = SplitData(name, *_pair(name, split))
     elif framework_of(split) == "torch":
         from .adapters.torch import split_to_numpy
 
         data = split_to_numpy(name, split)
+    elif is_stream(split):
+        parts = list(iter_split(name, split))
+        if not parts:
+            raise SetupError(f"TrainSetup({name}=...) is empty (its iterator yielded no blocks).")
+        data = SplitData(name, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     else:
         raise SetupError(
             f"TrainSetup({name}=...) is a {type(split).__module__}.{type(split).__name__}, "
             f"which is not a supported split form. Supported: {SUPPORTED_FORMS}."
         )
     return validate_split(data)
+
+
+def iter_split(name: str, split: Any, rows: int = CHUNK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The split in blocks of (X, y), never whole: arrays are sliced (np.memmap stays on disk),
+    torch loaders iterated, iterators consumed (once)."""
+    if isinstance(split, (tuple, list)):
+        X, y = _pair(name, split)
+        validate_split(SplitData(name, X[:1], y[:1]) if len(X) == len(y) and len(X) else SplitData(name, X, y))
+        for start in range(0, len(X), rows):
+            yield X[start : start + rows], y[start : start + rows]
+        return
+    if framework_of(split) == "torch":
+        from .adapters.torch import iter_batches
+
+        blocks: Iterator[tuple[Any, Any]] = iter_batches(name, split)
+    elif is_stream(split):
+        blocks = split
+    else:
+        raise SetupError(
+            f"TrainSetup({name}=...) is a {type(split).__module__}.{type(split).__name__}, "
+            f"which is not a supported split form. Supported: {SUPPORTED_FORMS}."
+        )
+    for block in blocks:
+        if not isinstance(block, (tuple, list)) or len(block) != 2:
+            raise SetupError(
+                f"TrainSetup({name}=...) yielded a {type(block).__name__}; each block must be an "
+                f"(X, y) pair of arrays with one row per sample."
+            )
+        X = as_numpy(block[0], f"a block of TrainSetup({name}=...) X")
+        y = as_numpy(block[1], f"a block of TrainSetup({name}=...) y")
+        if len(X) != len(y):
+            raise SetupError(f"a block of TrainSetup({name}=...) has {len(X)} inputs but {len(y)} labels.")
+        yield X, y
 
 
 def validate_split(data: SplitData) -> SplitData:

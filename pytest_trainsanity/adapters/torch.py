@@ -54,32 +54,28 @@ def tensor_to_numpy(t: Any) -> np.ndarray:
     return t.cpu().resolve_conj().resolve_neg().numpy()
 
 
-def split_to_numpy(name: str, split: Any) -> SplitData:
-    """Read a torch Dataset or DataLoader once, in order, into numpy."""
+def _loader(name: str, split: Any) -> tuple[Any, int | None]:
+    """An in-order loader over a Dataset or DataLoader, and the DataLoader's batch size."""
     torch = _torch()
     from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-    batch_size = None
     if isinstance(split, DataLoader):
-        batch_size = split.batch_size
         dataset = split.dataset
         map_style = not isinstance(dataset, IterableDataset) and hasattr(dataset, "__len__")
-        loader = (
-            DataLoader(dataset, batch_size=batch_size or 256, shuffle=False, collate_fn=split.collate_fn)
-            if map_style
-            else split
-        )
-    elif isinstance(split, Dataset):
-        loader = DataLoader(split, batch_size=256, shuffle=False)
-    elif isinstance(split, torch.Tensor):
-        raise SetupError(
-            f"TrainSetup({name}=...) is a single tensor; give (X, y) so the labels are known."
-        )
-    else:
-        raise SetupError(
-            f"TrainSetup({name}=...) is a {type(split).__name__}, not a torch Dataset or DataLoader."
-        )
-    xs, ys = [], []
+        if map_style:  # read in order, whatever the loader's sampler does
+            return DataLoader(dataset, batch_size=split.batch_size or 256, shuffle=False, collate_fn=split.collate_fn), split.batch_size
+        return split, split.batch_size
+    if isinstance(split, Dataset):
+        return DataLoader(split, batch_size=256, shuffle=False), None
+    if isinstance(split, torch.Tensor):
+        raise SetupError(f"TrainSetup({name}=...) is a single tensor; give (X, y) so the labels are known.")
+    raise SetupError(f"TrainSetup({name}=...) is a {type(split).__name__}, not a torch Dataset or DataLoader.")
+
+
+def iter_batches(name: str, split: Any) -> Any:
+    """(X, y) numpy blocks from a torch Dataset or DataLoader, in order."""
+    torch = _torch()
+    loader, _ = _loader(name, split)
     try:
         for batch in loader:
             if not isinstance(batch, (tuple, list)) or len(batch) != 2:
@@ -88,17 +84,22 @@ def split_to_numpy(name: str, split: Any) -> SplitData:
                     f"an (x, y) pair (got {len(batch) if isinstance(batch, (tuple, list)) else 'one'} "
                     f"element(s)). Wrap the dataset so __getitem__ returns (x, y)."
                 )
-            xs.append(tensor_to_numpy(torch.as_tensor(batch[0])))
-            ys.append(tensor_to_numpy(torch.as_tensor(batch[1])))
+            yield tensor_to_numpy(torch.as_tensor(batch[0])), tensor_to_numpy(torch.as_tensor(batch[1]))
     except SetupError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's dataset failed; say where, briefly
         raise SetupError(
             f"Reading TrainSetup({name}=...) failed: {type(exc).__name__}: {exc}".split("\n")[0]
         ) from None
-    if not xs:
+
+
+def split_to_numpy(name: str, split: Any) -> SplitData:
+    """Read a torch Dataset or DataLoader once, in order, into numpy."""
+    _, batch_size = _loader(name, split)
+    parts = list(iter_batches(name, split))
+    if not parts:
         raise SetupError(f"TrainSetup({name}=...) is empty (its loader yielded no batches).")
-    return SplitData(name, np.concatenate(xs), np.concatenate(ys), batch_size)
+    return SplitData(name, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), batch_size)
 
 
 def resolve_device(spec: str) -> Any:

@@ -10,6 +10,7 @@ label (or from information only train has).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,8 @@ class FeatureLeak:
         return float(np.clip(self.train_lift - max(self.val_lift, 0.0), 0.0, 1.0))
 
 
-def _lift(acc: float, base: float) -> float:
-    return (acc - base) / (1.0 - base) if base < 1 else 0.0
+def _lift(acc: Any, base: float) -> Any:
+    return (acc - base) / (1.0 - base) if base < 1 else acc * 0.0
 
 
 def _bins(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -51,31 +52,56 @@ def _bins(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return out
 
 
+def single_feature_rules(
+    X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray | None, float] | None:
+    """Per column: accuracy of its one-feature rule on train and (applied unchanged) on val, and the
+    majority baseline; None when the inputs are not tabular."""
+    if X_train.ndim != 2 or X_train.shape[1] > MAX_COLUMNS or X_train.dtype.kind not in "biuf":
+        return None
+    if len(X_train) > MAX_ROWS:
+        keep = np.random.default_rng(seed).choice(len(X_train), MAX_ROWS, replace=False)
+        X_train, y_train = X_train[keep], y_train[keep]
+    Xt = np.nan_to_num(np.asarray(X_train, dtype=np.float64))
+    classes, yt = np.unique(y_train, return_inverse=True)
+    n_classes, (n, d) = len(classes), Xt.shape
+    edges = np.quantile(Xt, np.linspace(0, 1, BINS + 1)[1:-1], axis=0)  # (BINS-1) x d
+    counts = np.bincount(
+        (np.arange(d)[None, :] * BINS * n_classes + _bins(Xt, edges) * n_classes + yt[:, None]).ravel(),
+        minlength=d * BINS * n_classes,
+    ).reshape(d, BINS, n_classes)
+    train_acc = counts.max(axis=2).sum(axis=1) / n
+    baseline = float(np.bincount(yt).max() / n)
+    if X_val is None or y_val is None or X_val.ndim != 2 or X_val.shape[1] != d:
+        return train_acc, None, baseline
+    rule = counts.argmax(axis=2)  # d x BINS: predicted class index per bin
+    Xv = np.nan_to_num(np.asarray(X_val, dtype=np.float64))
+    pred_v = classes[rule[np.arange(d)[None, :], _bins(Xv, edges)]]  # n_val x d
+    return train_acc, (pred_v == np.asarray(y_val).reshape(-1, 1)).mean(axis=0), baseline
+
+
 def single_feature_leak(
     X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, seed: int = 0
 ) -> FeatureLeak | None:
     """The column whose one-feature rule predicts train best relative to val; None if not tabular."""
-    if X_train.ndim != 2 or X_train.shape[1] > MAX_COLUMNS or X_train.dtype.kind not in "biuf":
+    rules = single_feature_rules(X_train, y_train, X_val, y_val, seed)
+    if rules is None or rules[1] is None:
         return None
-    rng = np.random.default_rng(seed)
-    if len(X_train) > MAX_ROWS:
-        keep = rng.choice(len(X_train), MAX_ROWS, replace=False)
-        X_train, y_train = X_train[keep], y_train[keep]
-    Xt = np.asarray(X_train, dtype=np.float64)
-    Xv = np.asarray(X_val, dtype=np.float64)
-    classes, yt = np.unique(y_train, return_inverse=True)
-    n_classes, (n, d) = len(classes), Xt.shape
-    edges = np.quantile(Xt, np.linspace(0, 1, BINS + 1)[1:-1], axis=0)  # (BINS-1) x d
-    bt = _bins(Xt, edges)
-    counts = np.bincount(
-        (np.arange(d)[None, :] * BINS * n_classes + bt * n_classes + yt[:, None]).ravel(),
-        minlength=d * BINS * n_classes,
-    ).reshape(d, BINS, n_classes)
-    rule = counts.argmax(axis=2)  # d x BINS: predicted class index per bin
-    train_acc = counts.max(axis=2).sum(axis=1) / n
-    pred_v = classes[rule[np.arange(d)[None, :], _bins(Xv, edges)]]  # n_val x d
-    val_acc = (pred_v == np.asarray(y_val).reshape(-1, 1)).mean(axis=0)
-    baseline = float(np.bincount(yt).max() / n)
-    lift = (train_acc - baseline) / max(1 - baseline, 1e-12) - np.maximum((val_acc - baseline) / max(1 - baseline, 1e-12), 0)
-    best = int(np.argmax(lift))
+    train_acc, val_acc, baseline = rules
+    best = int(np.argmax(_lift(train_acc, baseline) - np.maximum(_lift(val_acc, baseline), 0)))
     return FeatureLeak(best, float(train_acc[best]), float(val_acc[best]), baseline)
+
+
+def target_columns(
+    X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None,
+    min_lift: float, seed: int = 0,
+) -> list[FeatureLeak]:
+    """Columns that alone predict the train label at least ``min_lift`` of the way from the
+    majority baseline to perfect: the label (or a function of it) is among the features."""
+    rules = single_feature_rules(X_train, y_train, X_val, y_val, seed)
+    if rules is None:
+        return []
+    train_acc, val_acc, baseline = rules
+    hits = np.flatnonzero(_lift(train_acc, baseline) >= min_lift)
+    return [FeatureLeak(int(j), float(train_acc[j]), float(val_acc[j]) if val_acc is not None else float("nan"), baseline)
+            for j in hits[np.argsort(-train_acc[hits])]]

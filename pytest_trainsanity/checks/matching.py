@@ -24,8 +24,8 @@ import numpy as np
 
 NEAR_THRESHOLD = 0.01  # natural digits pairs are >= 0.1 apart; 1e-3-noise copies are ~1e-3 apart
 PROJ = 16
-BLOCK_ROWS = 2048
-REF_BLOCK = 4096
+BLOCK_ROWS = 1024
+SUB_ROWS = 256  # stream rows per norm window
 SEED = 0x5EED
 FLOAT32_SLACK = 1e-5  # relative error of a float32 squared distance, generously
 
@@ -102,9 +102,18 @@ class Reference:
         self.near = near
         if near:
             self.proj = projection(canon.width, seed)
-            self.f = np.nan_to_num(self.rows.astype(np.float64))
-            self.norm2 = np.einsum("ij,ij->i", self.f, self.f)
-            p = (self.f @ self.proj).astype(np.float32)
+            norm2, proj = [], []
+            for begin in range(0, len(self.rows), BLOCK_ROWS):
+                f = as_float(self.rows[begin : begin + BLOCK_ROWS])
+                norm2.append(np.einsum("ij,ij->i", f, f))
+                proj.append(f @ self.proj)
+            n2 = np.concatenate(norm2) if norm2 else np.zeros(0)
+            p = (np.concatenate(proj) if proj else np.zeros((0, self.proj.shape[1]))).astype(np.float32)
+            # sorted by norm: a near copy has a norm within a factor (1 - t) of its original's,
+            # so each block of stream rows only meets a window of reference rows
+            self.by_norm = np.argsort(n2, kind="stable")
+            self.norm = np.sqrt(n2[self.by_norm])
+            p = p[self.by_norm]
             # augmented so one product gives squared projected distances: |p|^2 - 2 p.q + |q|^2
             self.aug = np.hstack([-2 * p, np.ones((len(p), 1), np.float32), (p * p).sum(1, keepdims=True)])
 
@@ -124,23 +133,30 @@ class Reference:
 
     def close(self, rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(stream row, reference row, relative distance) for pairs within ``threshold`` (exact copies included)."""
-        f = np.nan_to_num(rows.astype(np.float64))
-        n2 = np.einsum("ij,ij->i", f, f)
+        f = as_float(rows)
+        norm = np.sqrt(np.einsum("ij,ij->i", f, f))
         p = (f @ self.proj).astype(np.float32)
         q = np.hstack([p, (p * p).sum(1, keepdims=True), np.ones((len(p), 1), np.float32)])
+        order = np.argsort(norm, kind="stable")
         out_a, out_b, out_d = [], [], []
         t2 = threshold * threshold
-        for start in range(0, len(self.aug), REF_BLOCK):
-            ref = self.aug[start : start + REF_BLOCK]
-            d2 = q @ ref.T  # squared projected distances, a lower bound of the true ones
-            scale = max(float(n2.max(initial=0)), float(self.norm2[start : start + REF_BLOCK].max(initial=0)))
-            ia, ib = np.nonzero(d2 <= (t2 + FLOAT32_SLACK) * scale)  # slack: float32 rounding of d2
-            if not len(ia):
+        for begin in range(0, len(order), SUB_ROWS):
+            sub = order[begin : begin + SUB_ROWS]
+            lo, hi = norm[sub[0]] * (1 - threshold), norm[sub[-1]] / max(1 - threshold, 1e-12)
+            first = int(np.searchsorted(self.norm, lo * (1 - 1e-6), side="left"))
+            last = int(np.searchsorted(self.norm, hi * (1 + 1e-6) + 1e-30, side="right"))
+            if first >= last:
                 continue
-            ib = ib + start
-            diff = f[ia] - self.f[ib]
+            d2 = q[sub] @ self.aug[first:last].T  # squared projected distances: lower bounds of the true ones
+            cut = (t2 + FLOAT32_SLACK) * max(float(norm[sub[-1]]), float(self.norm[last - 1])) ** 2
+            hit = np.flatnonzero(d2.min(axis=1) <= cut)  # almost always empty
+            if not len(hit):
+                continue
+            i, j = np.nonzero(d2[hit] <= cut)
+            ia, ib = sub[hit[i]], self.by_norm[first + j]
+            diff = f[ia] - as_float(self.rows[ib])
             dist2 = np.einsum("ij,ij->i", diff, diff)
-            denom = np.maximum(n2[ia], self.norm2[ib])
+            denom = np.maximum(norm[ia], self.norm[first + j]) ** 2
             keep = (dist2 <= t2 * denom) & (denom > 0)
             out_a.append(ia[keep])
             out_b.append(ib[keep])
@@ -148,6 +164,11 @@ class Reference:
         if not out_a:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_d)
+
+
+def as_float(rows: np.ndarray) -> np.ndarray:
+    """float64 for distances; NaN/Inf as 0 so one bad value does not hide a near copy."""
+    return np.nan_to_num(rows.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def projection(width: int, seed: int = SEED) -> np.ndarray:

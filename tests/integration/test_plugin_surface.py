@@ -148,7 +148,7 @@ MISUSE = [
     ("lr_spike_explained(allow=('magic',))", "*allow may hold only lr_schedule, batch_stats, momentum, unexplained; got [[]'magic']*"),
     ("no_epoch1_overfit(setup='nope')", "*uses the setup fixture 'nope', which does not exist. Define @pytest.fixture def nope()*"),
     ("no_epoch1_overfit(setup='not_a_setup')", "*no_epoch1_overfit needs a TrainSetup, but the setup fixture 'not_a_setup' returned dict.*"),
-    ("no_leakage", "*no_leakage is registered (its arguments are validated) but its check is not available in this version*"),
+    ("lr_spike_explained", "*lr_spike_explained is registered (its arguments are validated) but its check is not available in this version*"),
     ("no_leakage(near_duplicates='no')", "*near_duplicates must be True or False, got 'no'*"),
     ("no_leakage(threshold=0)", "*threshold must be a positive number, got 0*"),
     ("lr_spike_explained(epochs=0)", "*epochs must be an integer >= 1, got 0*"),
@@ -186,8 +186,9 @@ def test_fixtures_imperative_and_report(project: pytest.Pytester) -> None:
                 trainsanity.assert_inputs_normalized(helpers.val_raw())
             assert [r.name for r in trainsanity_report] == ["no_epoch1_overfit", "inputs_normalized"]
             assert trainsanity.assert_no_epoch1_overfit(helpers.clean(), probes=False).passed
-            with pytest.raises(UsageError, match="no_leakage is registered .* not available in this version"):
-                trainsanity.check_leakage(helpers.clean())
+            with pytest.raises(UsageError, match="lr_spike_explained is registered .* not available in this version"):
+                trainsanity.check_lr_spikes(helpers.clean())
+            assert trainsanity.assert_no_leakage(helpers.clean()).passed
             with pytest.raises(OptionError, match="check_epoch1_overfit.*unknown argument.*gap"):
                 trainsanity.check_epoch1_overfit(helpers.clean(), gap=0.1)
 

@@ -14,8 +14,13 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
         import pytest
         import helpers
 
-        for _name in ("clean", "memorise", "label_column", "raw255", "val_raw", "leaked_val"):
+        for _name in ("clean", "memorise", "label_column", "raw255", "val_raw", "leaked_val",
+                      "copied", "near_copies", "conflicts", "loaders"):
             globals()[_name] = pytest.fixture(getattr(helpers, _name), name=_name)
+
+        for _name, _fn, _arg in (("shared_groups", helpers.grouped, True), ("disjoint_groups", helpers.grouped, False),
+                                 ("overlapping_times", helpers.timed, True), ("later_times", helpers.timed, False)):
+            globals()[_name] = pytest.fixture(lambda _fn=_fn, _arg=_arg: _fn(_arg), name=_name)
 
         @pytest.fixture
         def train_setup():

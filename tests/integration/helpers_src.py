@@ -70,6 +70,57 @@ def val_raw():
     return setup(Xtr, ytr, Xv, yv)
 
 
+def splits_only(Xtr, ytr, Xv, yv, **kw):
+    return TrainSetup(train=(Xtr, ytr), val=(Xv, yv), **kw)
+
+
+def copied(n=72):
+    Xtr, ytr, Xv, yv = digits()
+    Xv, yv = Xv.copy(), yv.copy()
+    Xv[:n], yv[:n] = Xtr[100:100 + n], ytr[100:100 + n]
+    return splits_only(Xtr, ytr, Xv, yv)
+
+
+def near_copies(n=50):
+    """n val rows replaced by train rows with 1e-3 relative gaussian noise."""
+    Xtr, ytr, Xv, yv = digits()
+    rng = np.random.default_rng(0)
+    Xv, yv = Xv.copy(), yv.copy()
+    Xv[:n] = Xtr[:n] * (1 + 1e-3 * rng.standard_normal((n, Xtr.shape[1]))).astype(np.float32)
+    yv[:n] = ytr[:n]
+    return splits_only(Xtr, ytr, Xv, yv)
+
+
+def conflicts(n=10):
+    """n val rows copied from train with a different label."""
+    Xtr, ytr, Xv, yv = digits()
+    Xv, yv = Xv.copy(), yv.copy()
+    Xv[:n], yv[:n] = Xtr[:n], (ytr[:n] + 1) % 10
+    return splits_only(Xtr, ytr, Xv, yv)
+
+
+def grouped(shared):
+    Xtr, ytr, Xv, yv = digits()
+    gtr = np.arange(len(Xtr)) // 4
+    gv = np.arange(len(Xv)) // 4 + (gtr.max() - 4 if shared else gtr.max() + 1)
+    return splits_only(Xtr, ytr, Xv, yv, groups={"train": gtr, "val": gv})
+
+
+def timed(overlap):
+    Xtr, ytr, Xv, yv = digits()
+    ttr = np.datetime64("2024-01-01") + np.arange(len(Xtr)).astype("timedelta64[h]")
+    start = ttr[-1] - np.timedelta64(30, "h") if overlap else ttr[-1] + np.timedelta64(1, "h")
+    return splits_only(Xtr, ytr, Xv, yv, timestamps={"train": ttr, "val": start + np.arange(len(Xv)).astype("timedelta64[h]")})
+
+
+def loaders(n=72):
+    """The copied() scenario with DataLoader splits."""
+    from torch.utils.data import DataLoader, TensorDataset
+    s = copied(n)
+    dl = lambda X, y, shuffle: DataLoader(TensorDataset(torch.as_tensor(X), torch.as_tensor(y)), batch_size=64, shuffle=shuffle)
+    return TrainSetup(train=dl(*s.train, True), val=dl(*s.val, False))
+
+
 def leaked_val(n=72):
     """The first n val rows replaced by copies of train rows (with their labels)."""
     Xtr, ytr, Xv, yv = digits()

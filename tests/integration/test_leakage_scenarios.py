@@ -1,0 +1,85 @@
+"""``no_leakage`` on digits, end to end: the issue's acceptance scenarios."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import run
+
+SCENARIOS = """
+import pytest
+
+@pytest.mark.no_leakage(setup="copied")
+def test_copied(): pass
+
+@pytest.mark.no_leakage(setup="near_copies")
+def test_near_copies(): pass
+
+@pytest.mark.no_leakage(setup="near_copies", near_duplicates=False)
+def test_near_copies_not_searched(): pass
+
+@pytest.mark.no_leakage(setup="conflicts")
+def test_conflicts(): pass
+
+@pytest.mark.no_leakage(setup="shared_groups")
+def test_shared_groups(): pass
+
+@pytest.mark.no_leakage(setup="disjoint_groups")
+def test_disjoint_groups(): pass
+
+@pytest.mark.no_leakage(setup="overlapping_times")
+def test_overlapping_times(): pass
+
+@pytest.mark.no_leakage(setup="later_times")
+def test_later_times(): pass
+
+@pytest.mark.no_leakage(setup="loaders")
+def test_loaders(): pass
+
+@pytest.mark.no_leakage(setup="copied", max_overlap=0.25)
+def test_fraction_allowed(): pass
+
+@pytest.mark.no_leakage(setup="copied", max_overlap=71)
+def test_count_one_short(): pass
+
+@pytest.mark.no_leakage
+def test_clean(trainsanity_report):
+    assert trainsanity_report["no_leakage"].metrics["train_val_copies"] == 0
+"""
+
+
+def test_leakage_scenarios(project: pytest.Pytester) -> None:
+    project.makepyfile(test_leak=SCENARIOS)
+    res = run(project, "--trainsanity-report=r.json")
+    checks = {c["nodeid"].split("::")[1]: c for c in json.loads((project.path / "r.json").read_text())["checks"]}
+    verdicts = {name: c["passed"] for name, c in checks.items()}
+    assert verdicts == {
+        "test_copied": False, "test_near_copies": False, "test_near_copies_not_searched": True,
+        "test_conflicts": False, "test_shared_groups": False, "test_disjoint_groups": True,
+        "test_overlapping_times": False, "test_later_times": True, "test_loaders": False,
+        "test_fraction_allowed": True, "test_count_one_short": False, "test_clean": True,
+    }
+    res.assert_outcomes(passed=5, failed=7)
+    m = {name: c["metrics"] for name, c in checks.items()}
+    assert (m["test_copied"]["train_val_exact"], m["test_copied"]["train_val_near"]) == (72, 0)
+    assert (m["test_near_copies"]["train_val_exact"], m["test_near_copies"]["train_val_near"]) == (0, 50)
+    assert m["test_near_copies_not_searched"]["train_val_copies"] == 0
+    assert (m["test_conflicts"]["train_val_exact"], m["test_conflicts"]["train_val_label_conflicts"]) == (10, 10)
+    assert m["test_loaders"]["train_val_exact"] == 72
+    assert m["test_shared_groups"]["train_val_group_rows"] == 20
+    assert m["test_overlapping_times"]["train_val_temporal_rows"] == 30
+    res.stdout.fnmatch_lines([
+        "*no_leakage FAILED: train/val: 72 copies (exact or near) of 360 val samples (20.0%; limit 0).",
+        "*Limit: max_overlap 0 (a count); near copies within relative L2 0.01*",
+        "*train/val: 72 exact and 0 near copies of 360 val samples (20.0%); exact examples (train, val): [[](100, 0), (101, 1)*"
+        "val accuracy can be inflated by up to 20 points*",
+    ])
+    res.stdout.fnmatch_lines(["*train/val: 0 exact and 50 near copies of 360 val samples (13.9%); near examples: (0, 0) at 0.0007*"])
+    res.stdout.fnmatch_lines(["*also: train/val: 10 copies with a different label of 360 val samples (2.8%; limit 0)"])
+    res.stdout.fnmatch_lines(["*no_leakage FAILED: train/val: 20 samples in groups shared with the other split of 360 val samples*",
+                              "*5 shared group id(s) covering 20 val samples, e.g. [[]355, 356, 357, 358, 359]*"])
+    res.stdout.fnmatch_lines(["*no_leakage FAILED: train/val: 30 samples earlier than the other split's latest time*",
+                              "*30 val sample(s) earlier than the latest train time 2024-03-01T20*"])
+    res.stdout.fnmatch_lines(["*no_leakage FAILED: train/val: 72 copies (exact or near) of 360 val samples (20.0%; limit 71)*"])

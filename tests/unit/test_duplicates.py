@@ -91,3 +91,37 @@ def test_shuffled_labels_keep_copies_consistent() -> None:
     assert sorted(shuffled.tolist()) == sorted(y.tolist())
     assert not np.array_equal(shuffled, y)
     np.testing.assert_array_equal(shuffled, shuffle_labels_by_input(X, y, seed=3))
+
+
+def _nan_payload(payload: int) -> np.float64:
+    return np.array([0x7FF8000000000000 | payload], dtype=np.uint64).view(np.float64)[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_a=st.integers(1, 30), n_b=st.integers(1, 30), d=st.integers(1, 5), planted=st.integers(0, 8),
+    seed=st.integers(0, 10_000), block=st.integers(1, 7),
+    dtype_a=st.sampled_from([np.float32, np.float64]), dtype_b=st.sampled_from([np.float32, np.float64]),
+)
+def test_streamed_matcher_equals_brute_force_with_zero_sign_nan_and_dtype_variants(
+    n_a: int, n_b: int, d: int, planted: int, seed: int, block: int, dtype_a: type, dtype_b: type
+) -> None:
+    from pytest_trainsanity.checks.leakage import SplitInput, find_leakage
+
+    rng = np.random.default_rng(seed)
+    values = np.array([0.0, -0.0, 0.5, 1.0, np.nan, _nan_payload(1234)], dtype=np.float64)  # float32-exact values
+    A = values[rng.integers(0, len(values), (n_a, d))]
+    B = values[rng.integers(0, len(values), (n_b, d))]
+    for _ in range(planted):
+        B[rng.integers(n_b)] = A[rng.integers(n_a)]
+    A, B = A.astype(dtype_a), B.astype(dtype_b)
+    ya, yb = rng.integers(0, 2, n_a), rng.integers(0, 2, n_b)
+    train = SplitInput("train", lambda: ((A[i : i + block], ya[i : i + block]) for i in range(0, n_a, block)))
+    val = SplitInput("val", lambda: iter([(B, yb)]), (B, yb))
+    (pair,) = find_leakage([train, val], near=False, classification=False).pairs
+    assert set(pair.exact_b.tolist()) == brute_force_exact(A, B)
+    expected_conflicts = {
+        j for j in brute_force_exact(A, B)
+        if any(ya[i] != yb[j] for i in range(n_a) if brute_force_exact(A[i : i + 1], B[j : j + 1]))
+    }
+    assert pair.conflicts == len(expected_conflicts)

@@ -31,8 +31,7 @@ def canonical_rows(X: np.ndarray) -> np.ndarray:
 def row_ids(X: np.ndarray) -> np.ndarray:
     """An id per row, shared by rows with equal values."""
     canon = canon_for(X)
-    rows = canon.rows(X)
-    return group_ids(canon.hashes(rows), rows, canon)[0]
+    return group_ids(canon.hashes(X), X.reshape(len(X), -1), canon)[0]
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def cross_split(
 ) -> CrossSplit:
     canon = canon_for(Xa, Xb)
     ref = Reference(canon, Xa, near)
-    rows = canon.rows(Xb)
+    rows = Xb.reshape(len(Xb), -1)
     ib, ia = ref.exact(rows, canon.hashes(rows))  # b streams against a
     first = np.unique(ib, return_index=True)[1]
     exact_b, a_of_b = ib[first], ia[first]

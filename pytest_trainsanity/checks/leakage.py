@@ -157,7 +157,9 @@ def find_leakage(
         widths.add(int(np.prod(first[0].shape[1:], dtype=np.int64)))
     if len(widths) > 1:
         raise ValueError(f"the splits' samples have different sizes: {sorted(widths)} values")
-    canon = Canon(common_dtype(dtypes or [np.float64]), widths.pop() if widths else 0, seed=seed ^ 0x5EED)
+    # 64-bit hashes when the streamed split cannot be re-read to verify its own repeats
+    canon = Canon(common_dtype(dtypes or [np.float64]), widths.pop() if widths else 0, seed=seed ^ 0x5EED,
+                  wide=head.arrays is None)
     references = {name: Reference(canon, X, near) for name, (X, _) in ref_arrays.items()}
     pairs, within = [], {}
 
@@ -165,11 +167,10 @@ def find_leakage(
     matches = [_Match(name, references[name], ref_arrays[name][1]) for name in references]
     counter, n_head, sample_X, sample_y = WithinCounter(), 0, [], []
     for X, y in itertools.chain([first] if first is not None else [], stream):
-        rows = canon.rows(X)
-        h = canon.hashes(rows)
+        h = canon.hashes(X)
         counter.add(h)
         for match in matches:
-            match.feed(n_head, rows, h, y, t)
+            match.feed(n_head, X.reshape(len(X), -1), h, y, t)
         if n_head < FEATURE_ROWS:
             sample_X.append(X[: FEATURE_ROWS - n_head])
             sample_y.append(y[: FEATURE_ROWS - n_head])
@@ -180,15 +181,14 @@ def find_leakage(
     # references against the later references (val -> test), all in memory
     names = list(references)
     for i, name in enumerate(names):
-        rows = references[name].rows
-        h = canon.hashes(rows)
+        rows, h = references[name].rows, references[name].hashes
         within[name] = Within(len(rows), int(group_ids(h, rows, canon)[1].size), True)
         y = ref_arrays[name][1]
         for later in names[i + 1 :]:
             m = _Match(later, references[later], ref_arrays[later][1])
             for start in range(0, len(rows), 4096):
                 m.feed(start, rows[start : start + 4096], h[start : start + 4096], y[start : start + 4096], t)
-            pairs.append(m.result(name, len(rows), len(rows_of(references[later])), t))
+            pairs.append(m.result(name, len(rows), len(references[later].rows), t))
 
     for pair in pairs:
         _groups_and_time(pair, groups, timestamps)
@@ -199,10 +199,6 @@ def find_leakage(
         if Xs.ndim == 2 and ys.ndim == 1:
             targets = target_columns(Xs, ys, val[0] if val else None, val[1] if val else None, TARGET_LIFT, seed)
     return LeakageResult(pairs, within, targets, t, _failures(pairs, targets, max_overlap))
-
-
-def rows_of(ref: Reference) -> np.ndarray:
-    return ref.rows
 
 
 def _read(split: SplitInput) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +216,7 @@ def _within_head(counter: WithinCounter, head: SplitInput, canon: Canon) -> With
     h = np.concatenate(counter.hashes)
     _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
     suspects = np.flatnonzero(counts[inverse] > 1)
-    rows = canon.rows(head.arrays[0][suspects])
+    rows = head.arrays[0].reshape(n, -1)[suspects]
     distinct = group_ids(h[suspects], rows, canon)[1].size
     return Within(n, n - len(suspects) + int(distinct), True)
 

@@ -41,53 +41,59 @@ def common_dtype(dtypes: Iterable[np.dtype]) -> np.dtype:
 
 
 class Canon:
-    """The canonical row form and hash shared by every split of one check."""
+    """The canonical row form and the row hash shared by every split of one check.
 
-    def __init__(self, dtype: np.dtype, width: int, seed: int = SEED) -> None:
-        self.dtype, self.width = np.dtype(dtype), width
+    Hashing reads the raw block once per integer dot product: the weights are
+    even, so every 32-bit word's top bit (a float32's sign) drops out and -0.0
+    hashes like 0.0 with no canonical copy; rows holding NaN (found by one BLAS
+    row sum) are re-hashed from their canonical form. Sign-only differences
+    collide and are told apart by verification. ``wide`` adds a second dot for
+    64 bits: for streams that cannot be re-read to verify.
+    """
+
+    def __init__(self, dtype: np.dtype, width: int, seed: int = SEED, wide: bool = False) -> None:
+        self.dtype, self.width, self.wide = np.dtype(dtype), width, wide
         words = width * self.dtype.itemsize // 4
         rng = np.random.default_rng(seed)
-        self.k = (rng.integers(0, 2**31, (2, words), dtype=np.uint64) * 2 + 1).astype(np.uint32)
+        self.k = (rng.integers(1, 2**31, (2, words), dtype=np.uint64) * 2).astype(np.uint32)
 
-    def rows(self, X: np.ndarray) -> np.ndarray:
-        """A canonical copy of a block of samples, one row each."""
+    def flat(self, X: np.ndarray) -> np.ndarray:
+        """Rows in the common dtype, contiguous (no copy when they already are)."""
         flat = X.reshape(len(X), -1)
         if flat.shape[1] != self.width:
             raise ValueError(f"samples have {flat.shape[1]} values but the first split's have {self.width}")
+        return np.ascontiguousarray(flat, dtype=self.dtype)
+
+    def rows(self, X: np.ndarray) -> np.ndarray:
+        """A canonical copy: -0.0 -> 0.0 and one NaN payload, so equal values give equal bits."""
+        flat = self.flat(X)
         if self.dtype.kind in "iu":
-            return np.ascontiguousarray(flat, dtype=self.dtype)
-        rows = np.add(flat, 0.0, dtype=self.dtype)  # a copy in the common dtype; -0.0 + 0.0 == +0.0
+            return flat.copy()
+        rows = flat + self.dtype.type(0.0)  # -0.0 + 0.0 == +0.0
         nan = np.isnan(rows)
         if nan.any():
-            rows[nan] = np.nan  # one payload
+            rows[nan] = np.nan
         return rows
 
-    def hashes(self, rows: np.ndarray) -> np.ndarray:
-        bits = rows.view(np.uint32)
-        return (bits @ self.k[0]).astype(np.uint64) << np.uint64(32) | (bits @ self.k[1]).astype(np.uint64)
+    def hashes(self, X: np.ndarray) -> np.ndarray:
+        flat = self.flat(X)
+        h = self._dots(flat)
+        if self.dtype.kind == "f" and len(flat):
+            bad = np.flatnonzero(np.isnan(flat @ np.ones(self.width, self.dtype)))
+            if len(bad):
+                h[bad] = self._dots(self.rows(flat[bad]))
+        return h
+
+    def _dots(self, flat: np.ndarray) -> np.ndarray:
+        bits = flat.view(np.uint32)
+        h = (bits @ self.k[0]).astype(np.uint64)
+        if self.wide:
+            h = h << np.uint64(32) | (bits @ self.k[1]).astype(np.uint64)
+        return h
 
     def equal(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Row-wise equality of canonical rows (NaN equals NaN: both are one payload)."""
-        return (a.view(np.uint32) == b.view(np.uint32)).all(axis=1)
-
-
-@dataclass
-class Pairs:
-    """Matches of stream rows (a) to reference rows (b): parallel index arrays."""
-
-    a: list[np.ndarray] = field(default_factory=list)
-    b: list[np.ndarray] = field(default_factory=list)
-    dist: list[np.ndarray] = field(default_factory=list)
-
-    def add(self, a: np.ndarray, b: np.ndarray, dist: np.ndarray | None = None) -> None:
-        self.a.append(a.astype(np.int64))
-        self.b.append(b.astype(np.int64))
-        self.dist.append(np.zeros(len(a)) if dist is None else dist)
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not self.a:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        return np.concatenate(self.a), np.concatenate(self.b), np.concatenate(self.dist)
+        """Row-wise equality of raw rows by their canonical values (NaN equals NaN)."""
+        return (self.rows(a).view(np.uint32) == self.rows(b).view(np.uint32)).all(axis=1)
 
 
 class Reference:
@@ -95,8 +101,9 @@ class Reference:
 
     def __init__(self, canon: Canon, X: np.ndarray, near: bool, seed: int = SEED) -> None:
         self.canon = canon
-        self.rows = np.concatenate([canon.rows(X[i : i + BLOCK_ROWS]) for i in range(0, len(X), BLOCK_ROWS)]) if len(X) else canon.rows(X)
-        h = canon.hashes(self.rows)
+        self.rows = X.reshape(len(X), -1)  # the caller's array: read, never copied whole or written
+        h = np.concatenate([canon.hashes(self.rows[i : i + BLOCK_ROWS]) for i in range(0, len(X), BLOCK_ROWS)]) if len(X) else np.zeros(0, np.uint64)
+        self.hashes = h
         self.order = np.argsort(h, kind="stable")
         self.sorted = h[self.order]
         self.near = near
@@ -201,14 +208,18 @@ class WithinCounter:
 
 
 def group_ids(h: np.ndarray, rows: np.ndarray, canon: Canon) -> tuple[np.ndarray, np.ndarray]:
-    """(an id per row shared by equal rows, the first row of each id). Hash runs are verified
-    against their first row; a row that collides without being equal gets an id of its own."""
+    """(an id per row shared by equal rows, the first row of each id). Rows whose hash repeats
+    are verified against the first row of their hash run; a colliding row gets an id of its own."""
     order = np.argsort(h, kind="stable")
     hs = h[order]
-    new_run = np.r_[True, hs[1:] != hs[:-1]]
-    run_first = order[np.maximum.accumulate(np.where(new_run, np.arange(len(hs)), 0))]
-    same = canon.equal(rows[order], rows[run_first])
+    new_run = np.r_[True, hs[1:] != hs[:-1]] if len(hs) else np.zeros(0, bool)
+    run_first = order[np.maximum.accumulate(np.where(new_run, np.arange(len(hs)), 0))] if len(hs) else order
+    leader = run_first.copy()
+    repeated = np.flatnonzero(order != run_first)  # rows that claim to repeat an earlier one
+    if len(repeated):
+        same = canon.equal(rows[order[repeated]], rows[run_first[repeated]])
+        leader[repeated[~same]] = order[repeated[~same]]
     ids = np.empty(len(h), np.int64)
-    ids[order] = np.where(same, run_first, order)  # a colliding row leads itself
+    ids[order] = leader
     firsts, inverse = np.unique(ids, return_inverse=True)
     return inverse, firsts

@@ -56,6 +56,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -64,8 +65,10 @@ try:
 except ImportError:  # pragma: no cover
     pd = None
 try:
-    from deepchecks.tabular import Dataset as _DCDataset
-    from deepchecks.tabular.checks import TrainTestSamplesMix as _DCSamplesMix
+    with warnings.catch_warnings():  # deepchecks warns that pkg_resources is deprecated
+        warnings.simplefilter("ignore")
+        from deepchecks.tabular import Dataset as _DCDataset
+        from deepchecks.tabular.checks import TrainTestSamplesMix as _DCSamplesMix
 except Exception:  # ImportError, or a broken install (numpy/pandas too new)
     _DCDataset = _DCSamplesMix = None
 try:
@@ -183,8 +186,6 @@ def _score(found, exact, near):
 
 
 if __name__ == "__main__":
-    import warnings
-
     warnings.filterwarnings("ignore")
     REL = 1e-2  # KDTree radius: 10x the planted relative noise
     LIMIT = 300.0  # skip a call whose power-law extrapolation exceeds this

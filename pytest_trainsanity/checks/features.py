@@ -17,6 +17,7 @@ import numpy as np
 BINS = 16
 MAX_ROWS = 20000
 MAX_COLUMNS = 4096
+COLUMN_BLOCK = 64
 
 
 @dataclass(frozen=True)
@@ -62,22 +63,27 @@ def single_feature_rules(
     if len(X_train) > MAX_ROWS:
         keep = np.random.default_rng(seed).choice(len(X_train), MAX_ROWS, replace=False)
         X_train, y_train = X_train[keep], y_train[keep]
-    Xt = np.nan_to_num(np.asarray(X_train, dtype=np.float64))
     classes, yt = np.unique(y_train, return_inverse=True)
-    n_classes, (n, d) = len(classes), Xt.shape
-    edges = np.quantile(Xt, np.linspace(0, 1, BINS + 1)[1:-1], axis=0)  # (BINS-1) x d
-    counts = np.bincount(
-        (np.arange(d)[None, :] * BINS * n_classes + _bins(Xt, edges) * n_classes + yt[:, None]).ravel(),
-        minlength=d * BINS * n_classes,
-    ).reshape(d, BINS, n_classes)
-    train_acc = counts.max(axis=2).sum(axis=1) / n
+    n_classes, (n, d) = len(classes), X_train.shape
+    with_val = X_val is not None and y_val is not None and X_val.ndim == 2 and X_val.shape[1] == d
+    train_acc, val_acc = np.zeros(d), np.zeros(d)
+    for lo in range(0, d, COLUMN_BLOCK):  # column blocks bound the memory of the bin tables
+        cols = slice(lo, min(lo + COLUMN_BLOCK, d))
+        Xt = np.nan_to_num(np.asarray(X_train[:, cols], dtype=np.float64))
+        w = Xt.shape[1]
+        edges = np.quantile(Xt, np.linspace(0, 1, BINS + 1)[1:-1], axis=0)  # (BINS-1) x w
+        counts = np.bincount(
+            (np.arange(w)[None, :] * BINS * n_classes + _bins(Xt, edges) * n_classes + yt[:, None]).ravel(),
+            minlength=w * BINS * n_classes,
+        ).reshape(w, BINS, n_classes)
+        train_acc[cols] = counts.max(axis=2).sum(axis=1) / n
+        if with_val:
+            rule = counts.argmax(axis=2)  # w x BINS: predicted class index per bin
+            Xv = np.nan_to_num(np.asarray(X_val[:, cols], dtype=np.float64))
+            pred_v = classes[rule[np.arange(w)[None, :], _bins(Xv, edges)]]  # n_val x w
+            val_acc[cols] = (pred_v == np.asarray(y_val).reshape(-1, 1)).mean(axis=0)
     baseline = float(np.bincount(yt).max() / n)
-    if X_val is None or y_val is None or X_val.ndim != 2 or X_val.shape[1] != d:
-        return train_acc, None, baseline
-    rule = counts.argmax(axis=2)  # d x BINS: predicted class index per bin
-    Xv = np.nan_to_num(np.asarray(X_val, dtype=np.float64))
-    pred_v = classes[rule[np.arange(d)[None, :], _bins(Xv, edges)]]  # n_val x d
-    return train_acc, (pred_v == np.asarray(y_val).reshape(-1, 1)).mean(axis=0), baseline
+    return train_acc, val_acc if with_val else None, baseline
 
 
 def single_feature_leak(

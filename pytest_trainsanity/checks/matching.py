@@ -27,7 +27,7 @@ PROJ = 16
 BLOCK_ROWS = 1024
 SUB_ROWS = 256  # stream rows per norm window
 SEED = 0x5EED
-FLOAT32_SLACK = 1e-5  # relative error of a float32 squared distance, generously
+FLOAT32_SLACK = 1e-4  # relative error of float32 norms, projections and squared distances, generously
 
 
 def common_dtype(dtypes: Iterable[np.dtype]) -> np.dtype:
@@ -109,13 +109,14 @@ class Reference:
         self.near = near
         if near:
             self.proj = projection(canon.width, seed)
+            self.proj32 = self.proj.astype(np.float32)
             norm2, proj = [], []
             for begin in range(0, len(self.rows), BLOCK_ROWS):
-                f = as_float(self.rows[begin : begin + BLOCK_ROWS])
-                norm2.append(np.einsum("ij,ij->i", f, f))
-                proj.append(f @ self.proj)
+                n2_block, p_block = self.sketch(self.rows[begin : begin + BLOCK_ROWS])
+                norm2.append(n2_block)
+                proj.append(p_block)
             n2 = np.concatenate(norm2) if norm2 else np.zeros(0)
-            p = (np.concatenate(proj) if proj else np.zeros((0, self.proj.shape[1]))).astype(np.float32)
+            p = np.concatenate(proj) if proj else np.zeros((0, self.proj.shape[1]), np.float32)
             # sorted by norm: a near copy has a norm within a factor (1 - t) of its original's,
             # so each block of stream rows only meets a window of reference rows
             self.by_norm = np.argsort(n2, kind="stable")
@@ -123,6 +124,16 @@ class Reference:
             p = p[self.by_norm]
             # augmented so one product gives squared projected distances: |p|^2 - 2 p.q + |q|^2
             self.aug = np.hstack([-2 * p, np.ones((len(p), 1), np.float32), (p * p).sum(1, keepdims=True)])
+
+    def sketch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Squared norms and projections in float32 (BLAS, no float64 copy of the block); the
+        pre-filter's slack covers their rounding, candidates are verified in float64."""
+        x = np.ascontiguousarray(rows, dtype=np.float32)
+        bad = np.flatnonzero(~np.isfinite(x @ np.ones(x.shape[1], np.float32))) if len(x) else []
+        if len(bad):
+            x = x.copy()
+            x[bad] = np.nan_to_num(x[bad], nan=0.0, posinf=0.0, neginf=0.0)
+        return np.einsum("ij,ij->i", x, x).astype(np.float64), x @ self.proj32
 
     def exact(self, rows: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every verified (stream row, reference row) pair with equal canonical values."""
@@ -140,9 +151,8 @@ class Reference:
 
     def close(self, rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(stream row, reference row, relative distance) for pairs within ``threshold`` (exact copies included)."""
-        f = as_float(rows)
-        norm = np.sqrt(np.einsum("ij,ij->i", f, f))
-        p = (f @ self.proj).astype(np.float32)
+        n2, p = self.sketch(rows)
+        norm = np.sqrt(n2)
         q = np.hstack([p, (p * p).sum(1, keepdims=True), np.ones((len(p), 1), np.float32)])
         order = np.argsort(norm, kind="stable")
         out_a, out_b, out_d = [], [], []
@@ -161,9 +171,9 @@ class Reference:
                 continue
             i, j = np.nonzero(d2[hit] <= cut)
             ia, ib = sub[hit[i]], self.by_norm[first + j]
-            diff = f[ia] - as_float(self.rows[ib])
+            diff = as_float(rows[ia]) - as_float(self.rows[ib])
             dist2 = np.einsum("ij,ij->i", diff, diff)
-            denom = np.maximum(norm[ia], self.norm[first + j]) ** 2
+            denom = np.maximum(exact_norm2(rows[ia]), exact_norm2(self.rows[ib]))
             keep = (dist2 <= t2 * denom) & (denom > 0)
             out_a.append(ia[keep])
             out_b.append(ib[keep])
@@ -176,6 +186,11 @@ class Reference:
 def as_float(rows: np.ndarray) -> np.ndarray:
     """float64 for distances; NaN/Inf as 0 so one bad value does not hide a near copy."""
     return np.nan_to_num(rows.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def exact_norm2(rows: np.ndarray) -> np.ndarray:
+    f = as_float(rows)
+    return np.einsum("ij,ij->i", f, f)
 
 
 def projection(width: int, seed: int = SEED) -> np.ndarray:

@@ -79,7 +79,7 @@ def prepare(
         return Prepared(options, settings, hook, nodeid, _run_leakage, setup, {}, None)
     raise UsageError(
         f"{marker} is registered (its arguments are validated) but its check is not available in this "
-        f"version of pytest-trainsanity; it is planned (see the README's roadmap)."
+        f"version of pytest-trainsanity; it is planned (see the README's marker table)."
     )
 
 

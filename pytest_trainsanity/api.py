@@ -218,7 +218,8 @@ def _run_leakage(p: Prepared) -> CheckReport:
     result = leakage.find_leakage(
         _leakage_inputs(p.setup), near=opts.near_duplicates, threshold=opts.threshold,
         groups=p.setup.groups, timestamps=p.setup.timestamps,
-        classification=p.setup.task == "classification", max_overlap=opts.max_overlap, seed=p.settings.seed,
+        classification=p.setup.task == "classification", max_overlap=opts.max_overlap,
+        within_split=opts.within_split, seed=p.settings.seed,
     )
     metrics: dict[str, Any] = {"near_threshold": result.threshold}
     for pair in result.pairs:
@@ -235,12 +236,12 @@ def _run_leakage(p: Prepared) -> CheckReport:
     worst = max(result.pairs, key=lambda q: q.copies / max(q.n_b, 1), default=None)
     metrics["max_copy_fraction"] = worst.copies / worst.n_b if worst and worst.n_b else 0.0
     return CheckReport(
-        "no_leakage", result.passed, leakage_message(result, opts.max_overlap), metrics,
+        "no_leakage", result.passed, leakage_message(result, opts.max_overlap, opts.within_split), metrics,
         [{"failure": f} for f in result.failures], key=("max_copy_fraction", "target_columns"),
     )
 
 
-def leakage_message(r: leakage.LeakageResult, max_overlap: int | float) -> str:
+def leakage_message(r: leakage.LeakageResult, max_overlap: int | float, within_split: bool = False) -> str:
     limit = f"max_overlap {max_overlap}" + (" (a fraction of each pair's second split)" if isinstance(max_overlap, float) else " (a count)")
     near = f"near copies within relative L2 {r.threshold:g}" if r.threshold is not None else "near copies not searched (near_duplicates=False)"
     if r.passed:
@@ -250,7 +251,7 @@ def leakage_message(r: leakage.LeakageResult, max_overlap: int | float) -> str:
         lines.append(f"Limit: {limit}; {near} (relative L2 = ||a - b|| / max(||a||, ||b||)).")
     for pair in r.pairs:
         lines.append(f"{pair.a}/{pair.b}: " + _pair_text(pair))
-    lines.append("Within splits (reported, not a failure): " + "; ".join(
+    lines.append("Within splits" + ("" if within_split else " (reported, not a failure; within_split=True fails on them)") + ": " + "; ".join(
         f"{name} {w.repeats} repeated row(s) of {w.n}{'' if w.verified else ' (by 64-bit hash: a one-shot stream cannot be re-read to verify)'}"
         for name, w in r.within.items()))
     for t in r.targets:

@@ -222,9 +222,10 @@ CHECKS: dict[str, CheckSpec] = {
         CheckSpec(
             "no_leakage",
             "leakage",
-            {"near_duplicates": True, "threshold": None, "max_overlap": 0},
+            {"near_duplicates": True, "threshold": None, "max_overlap": 0, "within_split": False},
             {
                 "near_duplicates": _boolean("near_duplicates"),
+                "within_split": _boolean("within_split"),
                 "threshold": _optional(_positive("threshold")),
                 "max_overlap": _overlap,
             },

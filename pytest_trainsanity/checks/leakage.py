@@ -144,6 +144,7 @@ def find_leakage(
     timestamps: Mapping[str, Any] | None = None,
     classification: bool = True,
     max_overlap: int | float = 0,
+    within_split: bool = False,
     seed: int = 0,
 ) -> LeakageResult:
     t = (threshold if threshold is not None else NEAR_THRESHOLD) if near else None
@@ -198,7 +199,11 @@ def find_leakage(
         Xs, ys = np.concatenate(sample_X), np.concatenate(sample_y)
         if Xs.ndim == 2 and ys.ndim == 1:
             targets = target_columns(Xs, ys, val[0] if val else None, val[1] if val else None, TARGET_LIFT, seed)
-    return LeakageResult(pairs, within, targets, t, _failures(pairs, targets, max_overlap))
+    failures = _failures(pairs, targets, max_overlap)
+    if within_split:  # asked for: repeated rows inside a split fail too
+        failures += [f"{name}: {w.repeats} repeated row(s) of {w.n} ({100 * w.repeats / w.n:.1f}%; limit "
+                     f"{allowed(max_overlap, w.n)})" for name, w in within.items() if w.repeats > allowed(max_overlap, w.n)]
+    return LeakageResult(pairs, within, targets, t, failures)
 
 
 def _read(split: SplitInput) -> tuple[np.ndarray, np.ndarray]:

@@ -44,6 +44,12 @@ def test_fraction_allowed(): pass
 @pytest.mark.no_leakage(setup="copied", max_overlap=71)
 def test_count_one_short(): pass
 
+@pytest.mark.no_leakage(setup="memorise")
+def test_repeats_reported(): pass
+
+@pytest.mark.no_leakage(setup="memorise", within_split=True)
+def test_repeats_asked(): pass
+
 @pytest.mark.no_leakage
 def test_clean(trainsanity_report):
     assert trainsanity_report["no_leakage"].metrics["train_val_copies"] == 0
@@ -60,8 +66,10 @@ def test_leakage_scenarios(project: pytest.Pytester) -> None:
         "test_conflicts": False, "test_shared_groups": False, "test_disjoint_groups": True,
         "test_overlapping_times": False, "test_later_times": True, "test_loaders": False,
         "test_fraction_allowed": True, "test_count_one_short": False, "test_clean": True,
+        "test_repeats_reported": True, "test_repeats_asked": False,
     }
-    res.assert_outcomes(passed=5, failed=7)
+    res.assert_outcomes(passed=6, failed=8)
+    assert m_of(checks, "test_repeats_reported")["train_repeated_rows"] == 1920 - 64
     m = {name: c["metrics"] for name, c in checks.items()}
     assert (m["test_copied"]["train_val_exact"], m["test_copied"]["train_val_near"]) == (72, 0)
     assert (m["test_near_copies"]["train_val_exact"], m["test_near_copies"]["train_val_near"]) == (0, 50)
@@ -83,3 +91,9 @@ def test_leakage_scenarios(project: pytest.Pytester) -> None:
     res.stdout.fnmatch_lines(["*no_leakage FAILED: train/val: 30 samples earlier than the other split's latest time*",
                               "*30 val sample(s) earlier than the latest train time 2024-02-29T20*"])
     res.stdout.fnmatch_lines(["*no_leakage FAILED: train/val: 72 copies (exact or near) of 360 val samples (20.0%; limit 71)*"])
+    res.stdout.fnmatch_lines(["*no_leakage FAILED: train: 1856 repeated row(s) of 1920 (96.7%; limit 0).",
+                              "*Within splits: train 1856 repeated row(s) of 1920; val 0 repeated row(s) of 360"])
+
+
+def m_of(checks: dict, name: str) -> dict:
+    return checks[name]["metrics"]

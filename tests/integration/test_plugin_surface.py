@@ -17,7 +17,7 @@ def test_markers_are_registered_with_signatures(pytester: pytest.Pytester) -> No
     res = run(pytester, "--markers")
     res.stdout.fnmatch_lines([
         "@pytest.mark.no_epoch1_overfit(max_gap=0.15, max_train_acc=None, epochs=1, probes=True, setup='train_setup'):*",
-        "@pytest.mark.no_leakage(near_duplicates=True, threshold=None, max_overlap=0, setup='train_setup'):*",
+        "@pytest.mark.no_leakage(near_duplicates=True, threshold=None, max_overlap=0, within_split=False, setup='train_setup'):*",
         "@pytest.mark.lr_spike_explained(epochs=20, metric='val_acc', min_jump=None, allow=('lr_schedule',), setup='train_setup'):*",
         "@pytest.mark.inputs_normalized(tol=5.0, setup='train_setup'):*",
     ])
@@ -151,6 +151,7 @@ MISUSE = [
     ("lr_spike_explained", "*lr_spike_explained is registered (its arguments are validated) but its check is not available in this version*"),
     ("no_leakage(near_duplicates='no')", "*near_duplicates must be True or False, got 'no'*"),
     ("no_leakage(threshold=0)", "*threshold must be a positive number, got 0*"),
+    ("no_leakage(within_split=1)", "*within_split must be True or False, got 1*"),
     ("lr_spike_explained(epochs=0)", "*epochs must be an integer >= 1, got 0*"),
     ("lr_spike_explained(min_jump=-0.1)", "*min_jump must be a positive number, got -0.1*"),
     ("inputs_normalized(seed=-2)", "*trainsanity seed -2 (from marker inputs_normalized) must be an integer >= 0.*"),

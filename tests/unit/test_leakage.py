@@ -31,6 +31,9 @@ def test_within_split_repeats_are_reported_not_failed() -> None:
                           classification=False)
     assert result.passed
     assert (result.within["train"].repeats, result.within["train"].verified) == (100, True)
+    asked = find_leakage([arrays("train", X, y), arrays("val", rng.standard_normal((20, 8)), rng.integers(0, 2, 20))],
+                         classification=False, within_split=True)
+    assert asked.failures == ["train: 100 repeated row(s) of 150 (66.7%; limit 0)"]
 
 
 def test_a_one_shot_generator_streams_and_says_its_repeats_are_by_hash() -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from .adapters.base import Adapter
 from .checks import duplicates, features, leakage, normalization, overfit
 from .checks.causes import Cause
-from .data import SplitData, class_ids, is_stream, iter_split, load_splits
+from .data import SplitData, class_ids, iter_split, load_split, load_splits
 from .frameworks import framework_of
 from .errors import SetupError, TrainSanityError, UsageError
 from .report import CheckReport, cause_lines
@@ -194,7 +194,7 @@ def _leakage_inputs(setup: TrainSetup) -> list[leakage.SplitInput]:
     for name, split in setup.splits().items():
         arrays = None
         if isinstance(split, (tuple, list)):
-            whole = load_split_arrays(name, split)
+            whole = load_split(name, split)  # arrays are referenced, not copied
             arrays = (whole.X, whole.y)
         inputs.append(leakage.SplitInput(name, lambda n=name, s=split: iter_split(n, s), arrays))
         for what in ("groups", "timestamps"):
@@ -205,12 +205,6 @@ def _leakage_inputs(setup: TrainSetup) -> list[leakage.SplitInput]:
                     f"split has {len(arrays[0])} samples; give one {what[:-1]} per sample."
                 )
     return inputs
-
-
-def load_split_arrays(name: str, split: Any) -> SplitData:
-    from .data import load_split
-
-    return load_split(name, split)
 
 
 def _run_leakage(p: Prepared) -> CheckReport:

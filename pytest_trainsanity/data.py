@@ -95,7 +95,7 @@ def iter_split(name: str, split: Any, rows: int = CHUNK_ROWS) -> Iterator[tuple[
     torch loaders iterated, iterators consumed (once)."""
     if isinstance(split, (tuple, list)):
         X, y = _pair(name, split)
-        validate_split(SplitData(name, X[:1], y[:1]) if len(X) == len(y) and len(X) else SplitData(name, X, y))
+        validate_split(SplitData(name, X, y))  # shapes and dtypes only: reads no rows (np.memmap stays on disk)
         for start in range(0, len(X), rows):
             yield X[start : start + rows], y[start : start + rows]
         return

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from .features import FeatureLeak, target_columns
-from .matching import NEAR_THRESHOLD, Canon, Reference, WithinCounter, common_dtype, group_ids
+from .matching import NEAR_THRESHOLD, Canon, Reference, common_dtype, group_ids
 
 EXAMPLES = 5
 TARGET_LIFT = 0.95  # a column alone gets 95% of the way from the majority baseline to perfect
@@ -166,10 +166,11 @@ def find_leakage(
 
     # the streamed split against every reference
     matches = [_Match(name, references[name], ref_arrays[name][1]) for name in references]
-    counter, n_head, sample_X, sample_y = WithinCounter(), 0, [], []
+    head_hashes: list[np.ndarray] = []
+    n_head, sample_X, sample_y = 0, [], []
     for X, y in itertools.chain([first] if first is not None else [], stream):
         h = canon.hashes(X)
-        counter.add(h)
+        head_hashes.append(h)
         for match in matches:
             match.feed(n_head, X.reshape(len(X), -1), h, y, t)
         if n_head < FEATURE_ROWS:
@@ -177,7 +178,7 @@ def find_leakage(
             sample_y.append(y[: FEATURE_ROWS - n_head])
         n_head += len(X)
     pairs += [m.result(head.name, n_head, len(ref_arrays[m.ref_name][0]), t) for m in matches]
-    within[head.name] = _within_head(counter, head, canon)
+    within[head.name] = _within_head(np.concatenate(head_hashes) if head_hashes else np.zeros(0, np.uint64), head, canon)
 
     # references against the later references (val -> test), all in memory
     names = list(references)
@@ -213,13 +214,13 @@ def _read(split: SplitInput) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def _within_head(counter: WithinCounter, head: SplitInput, canon: Canon) -> Within:
-    n, unique, _ = counter.count()
-    if head.arrays is None or n == unique:
-        return Within(n, unique, head.arrays is not None)
-    # verify: re-read only the rows whose hash repeats
-    h = np.concatenate(counter.hashes)
+def _within_head(h: np.ndarray, head: SplitInput, canon: Canon) -> Within:
+    """Repeats in the streamed split: by hash, then verified by re-reading only the suspects when
+    the split is in memory."""
+    n = len(h)
     _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+    if head.arrays is None or len(counts) == n:
+        return Within(n, len(counts), head.arrays is not None)
     suspects = np.flatnonzero(counts[inverse] > 1)
     rows = head.arrays[0].reshape(n, -1)[suspects]
     distinct = group_ids(h[suspects], rows, canon)[1].size

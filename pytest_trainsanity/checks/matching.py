@@ -17,8 +17,7 @@ no true pair. Candidates are verified in float64 on the full rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -198,28 +197,6 @@ def projection(width: int, seed: int = SEED) -> np.ndarray:
     k = min(PROJ, width)
     q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((width, k)))
     return q
-
-
-def blocks(X: np.ndarray, y: np.ndarray | None, rows: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    for start in range(0, len(X), rows):
-        yield start, X[start : start + rows], None if y is None else y[start : start + rows]
-
-
-@dataclass
-class WithinCounter:
-    """Duplicates inside one split, from its hashes; verified when the rows are at hand."""
-
-    hashes: list[np.ndarray] = field(default_factory=list)
-
-    def add(self, h: np.ndarray) -> None:
-        self.hashes.append(h)
-
-    def count(self, rows: np.ndarray | None = None, canon: Canon | None = None) -> tuple[int, int, bool]:
-        """(rows, unique rows, verified). Unverified counts trust the 64-bit hash."""
-        h = np.concatenate(self.hashes) if self.hashes else np.zeros(0, np.uint64)
-        if rows is None or canon is None:
-            return len(h), len(np.unique(h)), False
-        return len(h), len(group_ids(h, rows, canon)[1]), True
 
 
 def group_ids(h: np.ndarray, rows: np.ndarray, canon: Canon) -> tuple[np.ndarray, np.ndarray]:

@@ -120,7 +120,8 @@ def iter_split(name: str, split: Any, rows: int = CHUNK_ROWS) -> Iterator[tuple[
         y = as_numpy(block[1], f"a block of TrainSetup({name}=...) y")
         if len(X) != len(y):
             raise SetupError(f"a block of TrainSetup({name}=...) has {len(X)} inputs but {len(y)} labels.")
-        yield X, y
+        if len(X):  # an empty block carries nothing
+            yield X, y
 
 
 def validate_split(data: SplitData) -> SplitData:

@@ -278,7 +278,7 @@ class TorchAdapter(Adapter):
             torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
         )
         self._flags = [(m, m.training) for m in self.model.modules()]
-        self._tensors = [(t, t.detach().clone()) for t in self._state_tensors()]
+        self._tensors = {name: t.detach().clone() for name, t in self._named_state()}
         self._grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in self.model.parameters()]
         self._opt_state = copy.deepcopy(self.optimizer.state_dict())
         self._sched_state = copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None
@@ -303,13 +303,15 @@ class TorchAdapter(Adapter):
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
 
-    def _state_tensors(self) -> list[Any]:
-        return [*self.model.parameters(), *self.model.buffers()]
+    def _named_state(self) -> list[tuple[str, Any]]:
+        """Parameters and every buffer (persistent or not), by name. By name because
+        ``Module.to`` keeps Parameter objects but replaces buffer tensors."""
+        return [*self.model.named_parameters(remove_duplicate=False), *self.model.named_buffers(remove_duplicate=False)]
 
     def _load_snapshot(self) -> None:
         with self.torch.no_grad():
-            for tensor, saved in self._tensors:
-                tensor.copy_(saved)
+            for name, tensor in self._named_state():
+                tensor.copy_(self._tensors[name])
         for param in self.model.parameters():
             param.grad = None
         self.optimizer.load_state_dict(copy.deepcopy(self._opt_state))
@@ -353,12 +355,16 @@ class TorchAdapter(Adapter):
         )
 
     def _scale_lr(self, scale: float) -> None:
+        """Every learning rate the optimizer and scheduler keep (OneCycleLR's max_lr/min_lr in the
+        groups, CyclicLR's max_lrs), so the schedule cannot restore the full rate."""
         for group in self.optimizer.param_groups:
-            group["lr"] = group["lr"] * scale
-            if "initial_lr" in group:
-                group["initial_lr"] = group["initial_lr"] * scale
-        if self.scheduler is not None and hasattr(self.scheduler, "base_lrs"):
-            self.scheduler.base_lrs = [lr * scale for lr in self.scheduler.base_lrs]
+            for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+                if key in group:
+                    group[key] = group[key] * scale
+        for attr in ("base_lrs", "max_lrs"):
+            if self.scheduler is not None and hasattr(self.scheduler, attr):
+                setattr(self.scheduler, attr, [lr * scale for lr in getattr(self.scheduler, attr)])
+        if self.scheduler is not None:
             self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def _predict(self, name: str) -> tuple[float, float, np.ndarray]:

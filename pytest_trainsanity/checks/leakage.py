@@ -158,9 +158,7 @@ def find_leakage(
         widths.add(int(np.prod(first[0].shape[1:], dtype=np.int64)))
     if len(widths) > 1:
         raise ValueError(f"the splits' samples have different sizes: {sorted(widths)} values")
-    # 64-bit hashes when the streamed split cannot be re-read to verify its own repeats
-    canon = Canon(common_dtype(dtypes or [np.float64]), widths.pop() if widths else 0, seed=seed ^ 0x5EED,
-                  wide=head.arrays is None)
+    canon = Canon(common_dtype(dtypes or [np.float64]), widths.pop() if widths else 0, seed=seed ^ 0x5EED)
     references = {name: Reference(canon, X, near) for name, (X, _) in ref_arrays.items()}
     pairs, within = [], {}
 
@@ -221,7 +219,7 @@ def _within_head(h: np.ndarray, head: SplitInput, canon: Canon) -> Within:
     _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
     if head.arrays is None or len(counts) == n:
         return Within(n, len(counts), head.arrays is not None)
-    suspects = np.flatnonzero(counts[inverse] > 1)
+    suspects = np.flatnonzero(counts[inverse.reshape(-1)] > 1)
     rows = head.arrays[0].reshape(n, -1)[suspects]
     distinct = group_ids(h[suspects], rows, canon)[1].size
     return Within(n, n - len(suspects) + int(distinct), True)

@@ -3,8 +3,8 @@ by a projected pre-filter + exact distance. Streams: the reference splits
 (val/test) are held in memory, the other side arrives in blocks of rows.
 
 Exact matching hashes a canonical form of each row (one common dtype for all
-splits, -0.0 folded into 0.0, every NaN one payload), two 32-bit integer dot
-products with random odd weights over the row's bits (64 bits in all). Every
+splits, -0.0 folded into 0.0, every NaN one payload), one 64-bit integer dot
+product of the row's 32-bit words with random odd weights. Every
 hash match is verified on the canonical values, so a collision can never be
 reported as a copy.
 
@@ -23,7 +23,7 @@ import numpy as np
 
 NEAR_THRESHOLD = 0.01  # natural digits pairs are >= 0.1 apart; 1e-3-noise copies are ~1e-3 apart
 PROJ = 16
-BLOCK_ROWS = 1024
+BLOCK_ROWS = 512
 SUB_ROWS = 256  # stream rows per norm window
 SEED = 0x5EED
 FLOAT32_SLACK = 1e-4  # relative error of float32 norms, projections and squared distances, generously
@@ -42,19 +42,15 @@ def common_dtype(dtypes: Iterable[np.dtype]) -> np.dtype:
 class Canon:
     """The canonical row form and the row hash shared by every split of one check.
 
-    Hashing reads the raw block once per integer dot product: the weights are
-    even, so every 32-bit word's top bit (a float32's sign) drops out and -0.0
-    hashes like 0.0 with no canonical copy; rows holding NaN (found by one BLAS
-    row sum) are re-hashed from their canonical form. Sign-only differences
-    collide and are told apart by verification. ``wide`` adds a second dot for
-    64 bits: for streams that cannot be re-read to verify.
+    Hashing makes one canonical copy of each block (``x + 0.0`` folds -0.0;
+    rows holding NaN, found by one BLAS row sum, get one NaN payload) and takes
+    one 64-bit integer dot product of its 32-bit words with random odd weights.
     """
 
-    def __init__(self, dtype: np.dtype, width: int, seed: int = SEED, wide: bool = False) -> None:
-        self.dtype, self.width, self.wide = np.dtype(dtype), width, wide
+    def __init__(self, dtype: np.dtype, width: int, seed: int = SEED) -> None:
+        self.dtype, self.width = np.dtype(dtype), width
         words = width * self.dtype.itemsize // 4
-        rng = np.random.default_rng(seed)
-        self.k = (rng.integers(1, 2**31, (2, words), dtype=np.uint64) * 2).astype(np.uint32)
+        self.k = np.random.default_rng(seed).integers(0, 2**63, words, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
     def flat(self, X: np.ndarray) -> np.ndarray:
         """Rows in the common dtype, contiguous (no copy when they already are)."""
@@ -75,20 +71,29 @@ class Canon:
         return rows
 
     def hashes(self, X: np.ndarray) -> np.ndarray:
-        flat = self.flat(X)
-        h = self._dots(flat)
-        if self.dtype.kind == "f" and len(flat):
-            bad = np.flatnonzero(np.isnan(flat @ np.ones(self.width, self.dtype)))
-            if len(bad):
-                h[bad] = self._dots(self.rows(flat[bad]))
-        return h
+        """64-bit row hashes, computed in cache-sized blocks (a big block's temporaries would not fit)."""
+        flat = X.reshape(len(X), -1)
+        if len(flat) <= BLOCK_ROWS:
+            return self._block_hashes(flat)
+        return np.concatenate([self._block_hashes(flat[i : i + BLOCK_ROWS]) for i in range(0, len(flat), BLOCK_ROWS)])
 
-    def _dots(self, flat: np.ndarray) -> np.ndarray:
-        bits = flat.view(np.uint32)
-        h = (bits @ self.k[0]).astype(np.uint64)
-        if self.wide:
-            h = h << np.uint64(32) | (bits @ self.k[1]).astype(np.uint64)
-        return h
+    def _block_hashes(self, X: np.ndarray) -> np.ndarray:
+        flat = self.flat(X)
+        if self.dtype.kind != "f" or not len(flat):
+            return self._dots(flat.copy())
+        canon = flat + self.dtype.type(0.0)  # a copy of the block: -0.0 + 0.0 == +0.0
+        bad = np.flatnonzero(np.isnan(canon @ np.ones(self.width, self.dtype)))  # rows holding NaN (BLAS)
+        if len(bad):
+            rows = canon[bad]
+            rows[np.isnan(rows)] = np.nan  # one payload
+            canon[bad] = rows
+        return self._dots(canon)
+
+    def _dots(self, scratch: np.ndarray) -> np.ndarray:
+        """One integer dot product of each row's 32-bit words with random odd 64-bit weights,
+        mod 2^64. In 64 bits a word's top (sign) bit lands on 33 random bits of the hash, so
+        rows that differ only in signs, or in structured low bits, still hash apart."""
+        return scratch.view(np.uint32) @ self.k
 
     def equal(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Row-wise equality of raw rows by their canonical values (NaN equals NaN)."""
@@ -101,38 +106,38 @@ class Reference:
     def __init__(self, canon: Canon, X: np.ndarray, near: bool, seed: int = SEED) -> None:
         self.canon = canon
         self.rows = X.reshape(len(X), -1)  # the caller's array: read, never copied whole or written
-        h = np.concatenate([canon.hashes(self.rows[i : i + BLOCK_ROWS]) for i in range(0, len(X), BLOCK_ROWS)]) if len(X) else np.zeros(0, np.uint64)
-        self.hashes = h
+        self.hashes = h = canon.hashes(self.rows)
         self.order = np.argsort(h, kind="stable")
         self.sorted = h[self.order]
         self.near = near
         if near:
             self.proj = projection(canon.width, seed)
-            self.proj32 = self.proj.astype(np.float32)
+            self.sketch_dtype = np.float32 if canon.dtype == np.float32 else np.float64
             norm2, proj = [], []
             for begin in range(0, len(self.rows), BLOCK_ROWS):
                 n2_block, p_block = self.sketch(self.rows[begin : begin + BLOCK_ROWS])
                 norm2.append(n2_block)
                 proj.append(p_block)
             n2 = np.concatenate(norm2) if norm2 else np.zeros(0)
-            p = np.concatenate(proj) if proj else np.zeros((0, self.proj.shape[1]), np.float32)
+            p = np.concatenate(proj) if proj else np.zeros((0, self.proj.shape[1]), self.sketch_dtype)
             # sorted by norm: a near copy has a norm within a factor (1 - t) of its original's,
             # so each block of stream rows only meets a window of reference rows
             self.by_norm = np.argsort(n2, kind="stable")
             self.norm = np.sqrt(n2[self.by_norm])
             p = p[self.by_norm]
             # augmented so one product gives squared projected distances: |p|^2 - 2 p.q + |q|^2
-            self.aug = np.hstack([-2 * p, np.ones((len(p), 1), np.float32), (p * p).sum(1, keepdims=True)])
+            self.aug = np.hstack([-2 * p, np.ones((len(p), 1), p.dtype), (p * p).sum(1, keepdims=True)])
 
     def sketch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Squared norms and projections in float32 (BLAS, no float64 copy of the block); the
         pre-filter's slack covers their rounding, candidates are verified in float64."""
-        x = np.ascontiguousarray(rows, dtype=np.float32)
-        bad = np.flatnonzero(~np.isfinite(x @ np.ones(x.shape[1], np.float32))) if len(x) else []
+        dt = np.float32 if self.canon.dtype == np.float32 else np.float64  # wide data: no float32 overflow
+        x = np.ascontiguousarray(rows, dtype=dt)
+        bad = np.flatnonzero(~np.isfinite(x @ np.ones(x.shape[1], dt))) if len(x) else []
         if len(bad):
             x = x.copy()
             x[bad] = np.nan_to_num(x[bad], nan=0.0, posinf=0.0, neginf=0.0)
-        return np.einsum("ij,ij->i", x, x).astype(np.float64), x @ self.proj32
+        return np.einsum("ij,ij->i", x, x).astype(np.float64), (x @ self.proj.astype(dt)).astype(self.sketch_dtype)
 
     def exact(self, rows: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every verified (stream row, reference row) pair with equal canonical values."""
@@ -152,15 +157,15 @@ class Reference:
         """(stream row, reference row, relative distance) for pairs within ``threshold`` (exact copies included)."""
         n2, p = self.sketch(rows)
         norm = np.sqrt(n2)
-        q = np.hstack([p, (p * p).sum(1, keepdims=True), np.ones((len(p), 1), np.float32)])
+        q = np.hstack([p, (p * p).sum(1, keepdims=True), np.ones((len(p), 1), p.dtype)])
         order = np.argsort(norm, kind="stable")
         out_a, out_b, out_d = [], [], []
         t2 = threshold * threshold
         for begin in range(0, len(order), SUB_ROWS):
             sub = order[begin : begin + SUB_ROWS]
             lo, hi = norm[sub[0]] * (1 - threshold), norm[sub[-1]] / max(1 - threshold, 1e-12)
-            first = int(np.searchsorted(self.norm, lo * (1 - 1e-6), side="left"))
-            last = int(np.searchsorted(self.norm, hi * (1 + 1e-6) + 1e-30, side="right"))
+            first = int(np.searchsorted(self.norm, lo * (1 - FLOAT32_SLACK), side="left"))
+            last = int(np.searchsorted(self.norm, hi * (1 + FLOAT32_SLACK) + 1e-30, side="right"))
             if first >= last:
                 continue
             d2 = q[sub] @ self.aug[first:last].T  # squared projected distances: lower bounds of the true ones
@@ -200,18 +205,20 @@ def projection(width: int, seed: int = SEED) -> np.ndarray:
 
 
 def group_ids(h: np.ndarray, rows: np.ndarray, canon: Canon) -> tuple[np.ndarray, np.ndarray]:
-    """(an id per row shared by equal rows, the first row of each id). Rows whose hash repeats
-    are verified against the first row of their hash run; a colliding row gets an id of its own."""
-    order = np.argsort(h, kind="stable")
-    hs = h[order]
-    new_run = np.r_[True, hs[1:] != hs[:-1]] if len(hs) else np.zeros(0, bool)
-    run_first = order[np.maximum.accumulate(np.where(new_run, np.arange(len(hs)), 0))] if len(hs) else order
-    leader = run_first.copy()
-    repeated = np.flatnonzero(order != run_first)  # rows that claim to repeat an earlier one
-    if len(repeated):
-        same = canon.equal(rows[order[repeated]], rows[run_first[repeated]])
-        leader[repeated[~same]] = order[repeated[~same]]
-    ids = np.empty(len(h), np.int64)
-    ids[order] = leader
-    firsts, inverse = np.unique(ids, return_inverse=True)
-    return inverse, firsts
+    """(an id per row shared by equal rows, the first row of each id). Only rows whose hash
+    repeats are compared, exactly, by their canonical bytes, so a collision never merges
+    different rows and never splits equal ones."""
+    n = len(h)
+    leader = np.arange(n)
+    _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+    suspects = np.flatnonzero(counts[inverse.reshape(-1)] > 1) if n else np.zeros(0, np.int64)
+    if len(suspects):
+        c = np.ascontiguousarray(canon.rows(rows[suspects]))
+        keys = c.view(np.dtype((np.void, c.dtype.itemsize * c.shape[1])))[:, 0]
+        _, groups = np.unique(keys, return_inverse=True)
+        groups = groups.reshape(-1)
+        first = np.full(groups.max() + 1, n, dtype=np.int64)
+        np.minimum.at(first, groups, suspects)
+        leader[suspects] = first[groups]
+    firsts, ids = np.unique(leader, return_inverse=True)
+    return ids.reshape(-1), firsts

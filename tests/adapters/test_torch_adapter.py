@@ -214,3 +214,21 @@ def test_cuda_unavailable_is_a_clear_option_error(digits) -> None:
     setup = used_setup(digits)
     with pytest.raises(OptionError, match=r"device 'cuda' was asked for but torch.cuda.is_available\(\) is False"):
         check_epoch1_overfit(setup, device="cuda")
+
+
+@pytest.mark.parametrize("kind", ["onecycle", "cyclic"])
+def test_lr_probe_scales_schedules_that_recompute_the_rate(digits, kind: str) -> None:
+    Xtr, ytr, Xv, yv = digits
+    model = bn_net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=200) if kind == "onecycle"
+             else torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=20))
+    setup = TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=opt, loss="cross_entropy",
+                       scheduler=sched, scheduler_step="batch")
+    adapter = TorchAdapter(model, setup, load_splits(setup), RunSettings(device="cpu"))
+    before = copy.deepcopy(sched.state_dict())
+    with adapter:
+        full = adapter.train(epochs=2)
+        low = adapter.train(epochs=2, lr_scale=0.1)
+    np.testing.assert_allclose(low.lr[:, 0], full.lr[:, 0] * 0.1, rtol=1e-6)
+    assert sched.state_dict() == before

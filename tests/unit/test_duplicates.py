@@ -125,3 +125,26 @@ def test_streamed_matcher_equals_brute_force_with_zero_sign_nan_and_dtype_varian
         if any(ya[i] != yb[j] for i in range(n_a) if brute_force_exact(A[i : i + 1], B[j : j + 1]))
     }
     assert pair.conflicts == len(expected_conflicts)
+
+
+def test_sign_only_differences_group_and_hash_apart() -> None:
+    A, B = [1.0, 2.0], [-1.0, 2.0]
+    assert within_split(np.array([A, B, B, B], np.float32)) .n_unique == 2
+    rng = np.random.default_rng(0)
+    pm1 = np.sign(rng.standard_normal((6, 32))).astype(np.float32)
+    X = np.repeat(pm1, 2, axis=0)
+    assert within_split(X).n_unique == 6
+    y = np.repeat(np.arange(6), 2)
+    shuffled = shuffle_labels_by_input(X, y, seed=1)
+    assert np.all(shuffled[::2] == shuffled[1::2])
+    from pytest_trainsanity.checks.matching import Canon
+
+    h = Canon(np.dtype(np.float32), 32).hashes(np.sign(rng.standard_normal((2000, 32))).astype(np.float32))
+    assert len(np.unique(h)) > 1990  # sign patterns hash apart: no quadratic verification
+
+
+def test_near_copies_of_huge_float64_values_are_found() -> None:
+    rng = np.random.default_rng(2)
+    A = rng.random((300, 200)) * 1e20
+    B = A[:10] * (1 + 1e-3 * rng.standard_normal((10, 200)))
+    assert cross_split(A, B).near_b.tolist() == list(range(10))

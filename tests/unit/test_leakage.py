@@ -70,3 +70,10 @@ def test_users_arrays_are_not_written() -> None:
     before = X.copy()
     find_leakage([arrays("train", X, np.zeros(100, int)), arrays("val", X[:10], np.zeros(10, int))])
     assert np.array_equal(X.view(np.uint32), before.view(np.uint32))
+
+
+def test_empty_blocks_are_skipped() -> None:
+    X, y = rng.standard_normal((30, 4)), rng.integers(0, 2, 30)
+    blocks = [(X[:10], y[:10]), (X[10:10], y[10:10]), (X[10:], y[10:]), (X[:0], y[:0])]
+    report = check_leakage(TrainSetup(train=iter(blocks), val=(X[:3], y[:3])), near_duplicates=False)
+    assert report.metrics["train_val_exact"] == 3

@@ -72,22 +72,17 @@ def is_stream(split: Any) -> bool:
 def load_split(name: str, split: Any) -> SplitData:
     """Read one split whole; errors name the split, the numbers and the supported forms."""
     if isinstance(split, (tuple, list)):
-        data = SplitData(name, *_pair(name, split))
-    elif framework_of(split) == "torch":
-        from .adapters.torch import split_to_numpy
+        return validate_split(SplitData(name, *_pair(name, split)))
+    parts = list(iter_split(name, split))  # the one reader of loaders and iterators
+    if not parts:
+        raise SetupError(f"TrainSetup({name}=...) is empty (it yielded no samples).")
+    batch_size = None
+    if framework_of(split) == "torch":
+        from .adapters.torch import loader_batch_size
 
-        data = split_to_numpy(name, split)
-    elif is_stream(split):
-        parts = list(iter_split(name, split))
-        if not parts:
-            raise SetupError(f"TrainSetup({name}=...) is empty (its iterator yielded no blocks).")
-        data = SplitData(name, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-    else:
-        raise SetupError(
-            f"TrainSetup({name}=...) is a {type(split).__module__}.{type(split).__name__}, "
-            f"which is not a supported split form. Supported: {SUPPORTED_FORMS}."
-        )
-    return validate_split(data)
+        batch_size = loader_batch_size(name, split)
+    X, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return validate_split(SplitData(name, X, y, batch_size))
 
 
 def iter_split(name: str, split: Any, rows: int = CHUNK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -154,8 +149,3 @@ def class_ids(y: np.ndarray) -> np.ndarray:
     if y.ndim >= 2 and y.shape[-1] > 1:
         return np.argmax(y.reshape(len(y), -1), axis=1)
     return np.asarray(y).reshape(len(y)).astype(np.int64)
-
-
-def flat(X: np.ndarray) -> np.ndarray:
-    """Samples as rows (a view when possible)."""
-    return X.reshape(len(X), -1)

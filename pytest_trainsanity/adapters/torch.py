@@ -93,13 +93,9 @@ def iter_batches(name: str, split: Any) -> Any:
         ) from None
 
 
-def split_to_numpy(name: str, split: Any) -> SplitData:
-    """Read a torch Dataset or DataLoader once, in order, into numpy."""
-    _, batch_size = _loader(name, split)
-    parts = list(iter_batches(name, split))
-    if not parts:
-        raise SetupError(f"TrainSetup({name}=...) is empty (its loader yielded no batches).")
-    return SplitData(name, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), batch_size)
+def loader_batch_size(name: str, split: Any) -> int | None:
+    """A DataLoader's own batch size (None for a Dataset): the training pass uses it."""
+    return _loader(name, split)[1]
 
 
 def resolve_device(spec: str) -> Any:

@@ -8,6 +8,15 @@ product of the row's 32-bit words with random odd weights. Every
 hash match is verified on the canonical values, so a collision can never be
 reported as a copy.
 
+On wide rows the hash may cover only a *key window*: the aligned run of
+``WINDOW_WORDS`` words that best separates a sample of the in-memory split.
+Equal rows have equal windows, so no copy is missed, and every match is
+verified on the full row anyway; reading 128 bytes of a 3 kB row is what
+makes the exact search cheaper than one read of the data. When a window turns
+out to separate rows badly (many candidates for a block, or many repeated
+keys), the rows concerned are re-hashed in full, so the cost degrades to the
+full hash, never to a quadratic comparison.
+
 Near matching: relative L2 distance ||a - b|| / max(||a||, ||b||) <= t. Rows
 are projected onto ``PROJ`` orthonormal random directions; a projection never
 lengthens a vector, so ||P(a - b)|| <= ||a - b|| and the pre-filter in the
@@ -27,6 +36,9 @@ BLOCK_ROWS = 512
 SUB_ROWS = 256  # stream rows per norm window
 SEED = 0x5EED
 FLOAT32_SLACK = 1e-4  # relative error of float32 norms, projections and squared distances, generously
+WINDOW_WORDS = 32  # 128 bytes: two cache lines per row
+WINDOW_SAMPLE = 1024
+WINDOW_COLLISIONS = 0.01  # a window is used when it merges at most 1% more sample rows than the full rows do
 
 
 def common_dtype(dtypes: Iterable[np.dtype]) -> np.dtype:
@@ -51,6 +63,23 @@ class Canon:
         self.dtype, self.width = np.dtype(dtype), width
         words = width * self.dtype.itemsize // 4
         self.k = np.random.default_rng(seed).integers(0, 2**63, words, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self.window: slice | None = None  # value columns the key hash covers; None: the whole row
+
+    def choose_window(self, sample: np.ndarray) -> None:
+        """Hash only the aligned run of values that separates ``sample`` (rows of an in-memory
+        split) almost as well as the full rows do; keep full-row hashing when none does."""
+        span = WINDOW_WORDS * 4 // self.dtype.itemsize  # values per window
+        rows = sample[:WINDOW_SAMPLE].reshape(min(len(sample), WINDOW_SAMPLE), -1)
+        if self.width < 4 * span or len(rows) < 64:
+            return
+        full = len(np.unique(self.hashes(rows)))
+        best, best_distinct = None, -1
+        for start in range(0, self.width - span + 1, span):
+            self.window = slice(start, start + span)
+            distinct = len(np.unique(self.hashes(rows)))
+            if distinct > best_distinct:
+                best, best_distinct = self.window, distinct
+        self.window = best if full - best_distinct <= WINDOW_COLLISIONS * len(rows) else None
 
     def flat(self, X: np.ndarray) -> np.ndarray:
         """Rows in the common dtype, contiguous (no copy when they already are)."""
@@ -70,19 +99,23 @@ class Canon:
             rows[nan] = np.nan
         return rows
 
-    def hashes(self, X: np.ndarray) -> np.ndarray:
-        """64-bit row hashes, computed in cache-sized blocks (a big block's temporaries would not fit)."""
+    def hashes(self, X: np.ndarray, full: bool = False) -> np.ndarray:
+        """64-bit row hashes (of the key window unless ``full``), computed in cache-sized blocks
+        (a big block's temporaries would not fit)."""
         flat = X.reshape(len(X), -1)
+        if flat.shape[1] != self.width:
+            raise ValueError(f"samples have {flat.shape[1]} values but the first split's have {self.width}")
+        cols = slice(None) if full or self.window is None else self.window
         if len(flat) <= BLOCK_ROWS:
-            return self._block_hashes(flat)
-        return np.concatenate([self._block_hashes(flat[i : i + BLOCK_ROWS]) for i in range(0, len(flat), BLOCK_ROWS)])
+            return self._block_hashes(flat[:, cols])
+        return np.concatenate([self._block_hashes(flat[i : i + BLOCK_ROWS, cols]) for i in range(0, len(flat), BLOCK_ROWS)])
 
-    def _block_hashes(self, X: np.ndarray) -> np.ndarray:
-        flat = self.flat(X)
+    def _block_hashes(self, flat: np.ndarray) -> np.ndarray:
+        flat = np.asarray(flat, dtype=self.dtype)  # a copy only when the dtype differs
         if self.dtype.kind != "f" or not len(flat):
-            return self._dots(flat.copy())
-        canon = flat + self.dtype.type(0.0)  # a copy of the block: -0.0 + 0.0 == +0.0
-        bad = np.flatnonzero(np.isnan(canon @ np.ones(self.width, self.dtype)))  # rows holding NaN (BLAS)
+            return self._dots(np.ascontiguousarray(flat))
+        canon = flat + self.dtype.type(0.0)  # a contiguous copy of the block: -0.0 + 0.0 == +0.0
+        bad = np.flatnonzero(np.isnan(canon @ np.ones(canon.shape[1], self.dtype)))  # rows holding NaN (BLAS)
         if len(bad):
             rows = canon[bad]
             rows[np.isnan(rows)] = np.nan  # one payload
@@ -93,7 +126,8 @@ class Canon:
         """One integer dot product of each row's 32-bit words with random odd 64-bit weights,
         mod 2^64. In 64 bits a word's top (sign) bit lands on 33 random bits of the hash, so
         rows that differ only in signs, or in structured low bits, still hash apart."""
-        return scratch.view(np.uint32) @ self.k
+        words = scratch.view(np.uint32)
+        return words @ self.k[: words.shape[1]]
 
     def equal(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Row-wise equality of raw rows by their canonical values (NaN equals NaN)."""
@@ -106,9 +140,9 @@ class Reference:
     def __init__(self, canon: Canon, X: np.ndarray, near: bool, seed: int = SEED) -> None:
         self.canon = canon
         self.rows = X.reshape(len(X), -1)  # the caller's array: read, never copied whole or written
-        self.hashes = h = canon.hashes(self.rows)
-        self.order = np.argsort(h, kind="stable")
-        self.sorted = h[self.order]
+        self.hashes = h = canon.hashes(self.rows)  # key hashes (the window's, when the canon has one)
+        self.order, self.sorted = sort_hashes(h)
+        self._full: tuple[np.ndarray, np.ndarray] | None = None  # (order, sorted) of full-row hashes, on demand
         self.near = near
         if near:
             self.proj = projection(canon.width, seed)
@@ -140,16 +174,16 @@ class Reference:
         return np.einsum("ij,ij->i", x, x).astype(np.float64), (x @ self.proj.astype(dt)).astype(self.sketch_dtype)
 
     def exact(self, rows: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every verified (stream row, reference row) pair with equal canonical values."""
-        lo = np.searchsorted(self.sorted, h, side="left")
-        hi = np.searchsorted(self.sorted, h, side="right")
-        count = hi - lo
-        if not count.any():
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        ia = np.repeat(np.arange(len(h)), count)
-        starts = np.repeat(lo, count)
-        offset = np.arange(len(ia)) - np.repeat(np.cumsum(count) - count, count)
-        ib = self.order[starts + offset]
+        """Every verified (stream row, reference row) pair with equal canonical values; ``h`` are
+        the rows' key hashes. A block whose keys meet too many candidates (a window that does not
+        separate this data) is matched again on full-row hashes."""
+        ia, ib = candidates(self.order, self.sorted, h)
+        if self.canon.window is not None and len(ia) > 4 * len(h) + 64:
+            if self._full is None:
+                self._full = sort_hashes(self.canon.hashes(self.rows, full=True))
+            ia, ib = candidates(*self._full, self.canon.hashes(rows, full=True))
+        if not len(ia):
+            return ia, ib
         ok = self.canon.equal(rows[ia], self.rows[ib])
         return ia[ok], ib[ok]
 
@@ -187,6 +221,27 @@ class Reference:
         return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_d)
 
 
+def sort_hashes(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(h, kind="stable")
+    return order, h[order]
+
+
+def candidates(order: np.ndarray, sorted_h: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index into h, index into the sorted table's split) for every equal hash."""
+    none = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if not len(sorted_h) or not len(h):
+        return none
+    lo = np.searchsorted(sorted_h, h, side="left")
+    hit = np.flatnonzero(sorted_h[np.minimum(lo, len(sorted_h) - 1)] == h)
+    if not len(hit):
+        return none
+    lo = lo[hit]
+    count = np.searchsorted(sorted_h, h[hit], side="right") - lo
+    ia = np.repeat(hit, count)
+    offset = np.arange(len(ia)) - np.repeat(np.cumsum(count) - count, count)
+    return ia, order[np.repeat(lo, count) + offset]
+
+
 def as_float(rows: np.ndarray) -> np.ndarray:
     """float64 for distances; NaN/Inf as 0 so one bad value does not hide a near copy."""
     return np.nan_to_num(rows.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
@@ -212,6 +267,9 @@ def group_ids(h: np.ndarray, rows: np.ndarray, canon: Canon) -> tuple[np.ndarray
     leader = np.arange(n)
     _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
     suspects = np.flatnonzero(counts[inverse.reshape(-1)] > 1) if n else np.zeros(0, np.int64)
+    if canon.window is not None and len(suspects) > n // 20 + 64:  # the key window separates badly here
+        _, inv, cnt = np.unique(canon.hashes(rows[suspects], full=True), return_inverse=True, return_counts=True)
+        suspects = suspects[cnt[inv.reshape(-1)] > 1]
     if len(suspects):
         c = np.ascontiguousarray(canon.rows(rows[suspects]))
         keys = c.view(np.dtype((np.void, c.dtype.itemsize * c.shape[1])))[:, 0]

@@ -148,3 +148,79 @@ def test_near_copies_of_huge_float64_values_are_found() -> None:
     A = rng.random((300, 200)) * 1e20
     B = A[:10] * (1 + 1e-3 * rng.standard_normal((10, 200)))
     assert cross_split(A, B).near_b.tolist() == list(range(10))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_a=st.integers(70, 200), n_b=st.integers(70, 120), d=st.integers(128, 300), planted=st.integers(0, 20),
+    twins=st.integers(0, 20), seed=st.integers(0, 10_000), dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_key_window_matches_equal_brute_force_on_wide_rows(
+    n_a: int, n_b: int, d: int, planted: int, twins: int, seed: int, dtype: type
+) -> None:
+    """Wide in-memory rows hash only a key window: copies, repeats, and rows that differ from a
+    copy in one value (inside or outside the window) are still counted exactly."""
+    from pytest_trainsanity.checks.leakage import SplitInput, find_leakage
+
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n_a, d)).astype(dtype)
+    B = rng.standard_normal((n_b, d)).astype(dtype)
+    for _ in range(planted):
+        B[rng.integers(n_b)] = A[rng.integers(n_a)]
+        A[rng.integers(n_a)] = A[rng.integers(n_a)]  # repeats inside train
+    for _ in range(twins):  # equal except one value: the same key window, or not
+        j = rng.integers(n_b)
+        B[j] = A[rng.integers(n_a)]
+        B[j, rng.integers(d)] += 1
+    B[:3] *= -0.0  # zero signs and a NaN: canonical values still match
+    A[:3] = B[:3]
+    A[3, 5] = B[3, 5] = np.nan
+    A[3] = B[3]
+    ya, yb = rng.integers(0, 2, n_a), rng.integers(0, 2, n_b)
+    train = SplitInput("train", lambda: ((A[i : i + 50], ya[i : i + 50]) for i in range(0, n_a, 50)), (A, ya))
+    val = SplitInput("val", lambda: iter([(B, yb)]), (B, yb))
+    result = find_leakage([train, val], near=False, classification=False)
+    assert set(result.pairs[0].exact_b.tolist()) == brute_force_exact(A, B)
+    assert result.within["train"].unique == len({tuple("nan" if v != v else v + 0.0 for v in r) for r in A.astype(np.float64)})
+
+
+def test_a_key_window_that_stops_separating_falls_back_to_full_rows() -> None:
+    """The window is chosen on the reference; a stream that is constant there is matched on full
+    rows (correct, and no candidate explosion)."""
+    from pytest_trainsanity.checks.matching import Canon, Reference, group_ids
+
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal((500, 256)).astype(np.float32)
+    canon = Canon(np.dtype(np.float32), 256)
+    canon.choose_window(ref)
+    assert canon.window is not None
+    stream = rng.standard_normal((2000, 256)).astype(np.float32)
+    ref[:50, canon.window] = ref[0, canon.window]  # 50 reference rows share one key ...
+    stream[:, canon.window] = ref[0, canon.window]  # ... and so does every stream row: 100k candidates
+    stream[[10, 20]] = ref[[0, 7]]
+    reference = Reference(canon, ref, near=False)
+    ia, ib = reference.exact(stream, canon.hashes(stream))
+    assert sorted(zip(ia.tolist(), ib.tolist())) == [(10, 0), (20, 7)]
+    assert reference._full is not None  # the fallback ran
+    stream[1] = stream[2]
+    ids, firsts = group_ids(canon.hashes(stream), stream, canon)
+    assert len(firsts) == 1999 and ids[1] == ids[2]
+
+
+def test_narrow_or_poorly_separating_data_keeps_full_row_hashing() -> None:
+    from pytest_trainsanity.checks.matching import Canon
+
+    canon = Canon(np.dtype(np.float32), 64)
+    canon.choose_window(np.random.default_rng(0).standard_normal((500, 64)).astype(np.float32))
+    assert canon.window is None  # too narrow to be worth a window
+    rows = np.zeros((500, 256), np.float32)
+    rows[:, -1] = np.arange(500)  # only the last window tells every row apart
+    rows[:, :32] = np.arange(500)[:, None] % 3
+    canon = Canon(np.dtype(np.float32), 256)
+    canon.choose_window(rows)
+    assert canon.window == slice(224, 256)
+    spread = np.zeros((500, 256), np.float32)
+    spread[:, 0], spread[:, 100] = np.arange(500) % 20, np.arange(500) // 20  # no window alone separates
+    canon = Canon(np.dtype(np.float32), 256)
+    canon.choose_window(spread)
+    assert canon.window is None

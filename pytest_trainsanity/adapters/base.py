@@ -55,6 +55,13 @@ class TrainingTrace:
     seconds: float
     truncated: bool = False
     notes: list[str] = field(default_factory=list)
+    # recorded with ``train(detail=True)`` (lr_spike_explained): momentum-buffer norm on the
+    # sampled steps (NaN between), relative drift of the batch-norm running statistics per epoch
+    # (NaN without batch norm), each epoch's batch order, and a checkpoint before each epoch
+    momentum_norm: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    bn_drift: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    orders: list[np.ndarray] = field(default_factory=list)
+    checkpoints: list[Any] = field(default_factory=list)
 
     @property
     def final_train(self) -> float:
@@ -82,12 +89,25 @@ class Adapter(abc.ABC):
         lr_scale: float = 1.0,
         train_labels: np.ndarray | None = None,
         max_steps: int | None = None,
+        detail: bool = False,
     ) -> TrainingTrace:
-        """Train from the snapshot for ``epochs`` and measure.
+        """Train from the snapshot for ``epochs`` and measure (``detail``: also momentum norms,
+        batch-norm drift, batch orders and a checkpoint per epoch, for replays).
 
         ``lr_scale`` multiplies every learning rate (the lr probe);
         ``train_labels`` replaces the train labels (the random-label probe).
         """
+
+    def interventions(self) -> dict[str, str]:
+        """Replay interventions this adapter supports ("" when it does, else why not):
+        ``hold_lr``, ``reshuffle``, ``reset_momentum``, ``freeze_bn``."""
+        return {}
+
+    def replay(self, trace: TrainingTrace, epoch: int, intervention: str | None = None, seed_offset: int = 1) -> dict[str, float]:
+        """Re-run ``epoch`` from the checkpoint before it and return ``{"val_acc": ..., "val_loss":
+        ..., "train_acc": ..., "train_loss": ...}``; adapters without checkpoints raise
+        NotImplementedError and spikes are then attributed by evidence alone (the report says so)."""
+        raise NotImplementedError(f"{type(self).__name__} does not replay epochs")
 
     @abc.abstractmethod
     def __enter__(self) -> "Adapter":

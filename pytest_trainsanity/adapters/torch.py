@@ -274,10 +274,8 @@ class TorchAdapter(Adapter):
             torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
         )
         self._flags = [(m, m.training) for m in self.model.modules()]
-        self._tensors = {name: t.detach().clone() for name, t in self._named_state()}
+        self._snapshot = self._capture()
         self._grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in self.model.parameters()]
-        self._opt_state = copy.deepcopy(self.optimizer.state_dict())
-        self._sched_state = copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None
         if self.device != self.home:
             self.model.to(self.device)
         self._tensor_data()
@@ -304,15 +302,26 @@ class TorchAdapter(Adapter):
         ``Module.to`` keeps Parameter objects but replaces buffer tensors."""
         return [*self.model.named_parameters(remove_duplicate=False), *self.model.named_buffers(remove_duplicate=False)]
 
-    def _load_snapshot(self) -> None:
+    def _capture(self) -> dict[str, Any]:
+        """Weights, every buffer, optimizer and scheduler state: the snapshot and each checkpoint."""
+        return {
+            "tensors": {name: t.detach().clone() for name, t in self._named_state()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
         with self.torch.no_grad():
             for name, tensor in self._named_state():
-                tensor.copy_(self._tensors[name])
+                tensor.copy_(state["tensors"][name])
         for param in self.model.parameters():
             param.grad = None
-        self.optimizer.load_state_dict(copy.deepcopy(self._opt_state))
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         if self.scheduler is not None:
-            self.scheduler.load_state_dict(copy.deepcopy(self._sched_state))
+            self.scheduler.load_state_dict(copy.deepcopy(state["scheduler"]))
+
+    def _load_snapshot(self) -> None:
+        self._restore(self._snapshot)
 
     # ------------------------------------------------------------ data
 
@@ -395,6 +404,7 @@ class TorchAdapter(Adapter):
         lr_scale: float = 1.0,
         train_labels: np.ndarray | None = None,
         max_steps: int | None = None,
+        detail: bool = False,
     ) -> TrainingTrace:
         start = time.perf_counter()
         self._load_snapshot()
@@ -404,86 +414,216 @@ class TorchAdapter(Adapter):
         if train_labels is not None:  # the random-label probe trains and measures on these
             self.tensors["train"] = (saved[0], self._targets(train_labels))
         try:
-            return self._train(epochs, max_steps, start)
+            return self._train(epochs, max_steps, start, detail)
         finally:
             self.tensors["train"] = saved
 
-    def _train(self, epochs: int, max_steps: int | None, start: float) -> TrainingTrace:
-        torch = self.torch
+    def _seed(self) -> Any:
         seed = self.settings.seed
         random.seed(seed)
         np.random.seed(seed)
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        X, Y = self.tensors["train"]
-        model, optimizer, scheduler, loss_fn, params = self.model, self.optimizer, self.scheduler, self.loss_fn, self.params
-        per_batch = scheduler is not None and self.setup.scheduler_step == "batch"
-        n, bs = len(X), self.batch_size
-        starts = [s for s in range(0, n, bs) if not (n - s == 1 and n > 1)]  # a lone last sample breaks BatchNorm
-        losses, lrs, step_epoch = [], [], []
+        self.torch.manual_seed(seed)
+        return self.torch.Generator().manual_seed(seed)
+
+    def _train(self, epochs: int, max_steps: int | None, start: float, detail: bool) -> TrainingTrace:
+        torch = self.torch
+        generator = self._seed()
+        n = len(self.tensors["train"][0])
+        rec = _Record(self.params, detail)
         epoch_train, epoch_val, loss_train, loss_val = [], [], [], []
-        truncated = False
         preds = {"train": np.zeros(0), "val": np.zeros(0)}
-        before, after = (params[0].new_empty(sum(p.numel() for p in params)) for _ in range(2))
-        zero = before.new_zeros(())
-        grad_norms, update_norms, update_steps = [], [], []
+        truncated = False
+        rec.last_bn = self._bn_stats() if detail else None
         for epoch in range(epochs):
-            model.train()
-            order = torch.randperm(n, generator=generator).to(self.device)
-            first_step = len(losses)
-            for s in starts:
-                if max_steps is not None and len(losses) >= max_steps:
-                    truncated = True
-                    break
-                idx = order[s : s + bs]
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(X[idx]), Y[idx])
-                loss.backward()
-                grads = [p.grad for p in params if p.grad is not None]
-                grad_norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else zero)
-                sampled = (len(losses) - first_step) % UPDATE_EVERY == 0
-                if sampled:  # copy the weights only on sampled steps: this is the costly record
-                    torch.cat([p.detach().reshape(-1) for p in params], out=before)
-                optimizer.step()
-                if sampled:
-                    torch.cat([p.detach().reshape(-1) for p in params], out=after)
-                    update_norms.append(torch.stack([torch.linalg.vector_norm(after.sub_(before)), torch.linalg.vector_norm(before)]))
-                    update_steps.append(len(losses))
-                losses.append(loss.detach())
-                lrs.append([g["lr"] for g in optimizer.param_groups])
-                step_epoch.append(epoch)
-                if per_batch:
-                    scheduler.step()
-            if len(losses) == first_step and epoch > 0:
+            if detail:
+                rec.checkpoints.append({**self._capture(), "generator": generator.get_state(), "rng": torch.get_rng_state()})
+            order = torch.randperm(n, generator=generator)
+            if detail:
+                rec.orders.append(tensor_to_numpy(order))
+            budget = None if max_steps is None else max_steps - len(rec.losses)
+            ran = self._epoch(epoch, order.to(self.device), rec, budget)
+            if ran == 0 and epoch > 0:
+                truncated = True
                 break  # the budget ran out exactly at an epoch boundary
-            if scheduler is not None and not per_batch:
-                scheduler.step()
             for name, metrics, losses_of in (("train", epoch_train, loss_train), ("val", epoch_val, loss_val)):
                 if name in self.tensors:
                     metric, split_loss, preds[name] = self._predict(name)
                     metrics.append(metric)
                     losses_of.append(split_loss)
-            if truncated:
+            if detail:
+                rec.bn_drift(self._bn_stats())
+            if budget is not None and ran < len(self._starts(n)):
+                truncated = True
                 break
-        grad_norm = tensor_to_numpy(torch.stack(grad_norms)).astype(np.float64) if grad_norms else np.zeros(0)
-        update_ratio = np.full(len(losses), np.nan)
-        if update_norms:
-            pairs = tensor_to_numpy(torch.stack(update_norms)).astype(np.float64)
-            update_ratio[update_steps] = pairs[:, 0] / np.maximum(pairs[:, 1], 1e-12)
-        return TrainingTrace(
-            loss=tensor_to_numpy(torch.stack(losses)).astype(np.float64) if losses else np.zeros(0),
-            lr=np.asarray([[float(v) for v in row] for row in lrs], dtype=np.float64).reshape(len(lrs), -1),
-            grad_norm=grad_norm,
-            update_ratio=update_ratio,
-            epoch=np.asarray(step_epoch, dtype=np.int64),
-            train_metric=np.asarray(epoch_train, dtype=np.float64),
-            val_metric=np.asarray(epoch_val, dtype=np.float64),
-            train_loss=np.asarray(loss_train, dtype=np.float64),
-            val_loss=np.asarray(loss_val, dtype=np.float64),
-            train_pred=preds["train"],
-            val_pred=preds["val"],
-            steps=len(losses),
-            seconds=time.perf_counter() - start,
-            truncated=truncated,
+        return rec.trace(
+            train_metric=np.asarray(epoch_train, dtype=np.float64), val_metric=np.asarray(epoch_val, dtype=np.float64),
+            train_loss=np.asarray(loss_train, dtype=np.float64), val_loss=np.asarray(loss_val, dtype=np.float64),
+            train_pred=preds["train"], val_pred=preds["val"], seconds=time.perf_counter() - start, truncated=truncated,
         )
 
+    def _starts(self, n: int) -> list[int]:
+        bs = self.batch_size
+        return [s for s in range(0, n, bs) if not (n - s == 1 and n > 1)]  # a lone last sample breaks BatchNorm
+
+    def _epoch(self, epoch: int, order: Any, rec: "_Record", budget: int | None, hold_lr: list[float] | None = None) -> int:
+        """One epoch over ``order``; returns the steps run (fewer when ``budget`` runs out)."""
+        torch = self.torch
+        X, Y = self.tensors["train"]
+        model, optimizer, scheduler, loss_fn, params = self.model, self.optimizer, self.scheduler, self.loss_fn, self.params
+        per_batch = scheduler is not None and self.setup.scheduler_step == "batch"
+        bs, ran = self.batch_size, 0
+        model.train()
+        for s in self._starts(len(X)):
+            if budget is not None and ran >= budget:
+                break
+            if hold_lr is not None:
+                for group, lr in zip(optimizer.param_groups, hold_lr):
+                    group["lr"] = lr
+            idx = order[s : s + bs]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(X[idx]), Y[idx])
+            loss.backward()
+            sampled = ran % UPDATE_EVERY == 0
+            rec.before_step(optimizer, sampled)
+            optimizer.step()
+            rec.after_step(loss, optimizer, epoch, sampled)
+            ran += 1
+            if per_batch:
+                scheduler.step()
+        if scheduler is not None and not per_batch and ran:
+            scheduler.step()
+        return ran
+
+    def _bn_modules(self) -> list[Any]:
+        return [m for m in self.model.modules() if isinstance(m, self.torch.nn.modules.batchnorm._BatchNorm)]
+
+    def _bn_stats(self) -> Any:
+        stats = [t.detach().reshape(-1).float() for m in self._bn_modules() for t in (m.running_mean, m.running_var) if t is not None]
+        return self.torch.cat(stats).clone() if stats else None
+
+    def interventions(self) -> dict[str, str]:
+        """The replay interventions this model supports, and why the others do not apply."""
+        out = {"hold_lr": "", "reshuffle": ""}
+        has_momentum = any(
+            g.get("momentum", 0) or (g.get("betas") or (0,))[0] for g in self.optimizer.param_groups
+        )
+        out["reset_momentum"] = "" if has_momentum else f"{type(self.optimizer).__name__} keeps no momentum"
+        out["freeze_bn"] = "" if self._bn_modules() else "the model has no batch-norm layer"
+        return out
+
+    def replay(
+        self, trace: TrainingTrace, epoch: int, intervention: str | None = None, seed_offset: int = 1
+    ) -> dict[str, float]:
+        """Re-run ``epoch`` from the checkpoint before it (``trace`` from ``train(detail=True)``),
+        as recorded or under one intervention; the metrics after it (``val_acc`` ...: accuracy or
+        R^2, and losses)."""
+        torch = self.torch
+        ckpt = trace.checkpoints[epoch]
+        self._restore(ckpt)
+        torch.set_rng_state(ckpt["rng"])
+        generator = torch.Generator().manual_seed(0)
+        generator.set_state(ckpt["generator"])
+        n = len(self.tensors["train"][0])
+        if intervention == "reshuffle":
+            generator = torch.Generator().manual_seed(self.settings.seed + 7919 * seed_offset + epoch)
+        order = torch.randperm(n, generator=generator).to(self.device)
+        hold = None
+        if intervention == "hold_lr":
+            before = np.flatnonzero(trace.epoch == epoch - 1)
+            hold = trace.lr[before[-1]].tolist() if len(before) else None
+        if intervention == "reset_momentum":
+            for state in self.optimizer.state.values():
+                for key in ("momentum_buffer", "exp_avg"):
+                    if isinstance(state.get(key), torch.Tensor):
+                        state[key].zero_()
+        frozen = [(m, m.momentum) for m in self._bn_modules()] if intervention == "freeze_bn" else []
+        try:
+            for m, _ in frozen:
+                m.momentum = 0.0  # running statistics stay where the checkpoint left them
+            self._epoch(epoch, order, _Record(self.params, False), None, hold)
+        finally:
+            for m, momentum in frozen:
+                m.momentum = momentum
+        out = {}
+        for name in ("train", "val"):
+            if name in self.tensors:
+                metric, loss, _ = self._predict(name)
+                out[f"{name}_acc"], out[f"{name}_loss"] = metric, loss
+        return out
+
+
+class _Record:
+    """Per-step records kept on the device until the pass ends (no sync per step)."""
+
+    def __init__(self, params: list[Any], detail: bool) -> None:
+        import torch
+
+        self.torch, self.params, self.detail = torch, params, detail
+        self.losses: list[Any] = []
+        self.lrs: list[list[float]] = []
+        self.step_epoch: list[int] = []
+        self.grad_norms: list[Any] = []
+        self.update_norms: list[Any] = []
+        self.update_steps: list[int] = []
+        self.momentum_norms: list[Any] = []
+        self.checkpoints: list[dict[str, Any]] = []
+        self.orders: list[np.ndarray] = []
+        self.bn: list[float] = []
+        self.last_bn: Any = None
+        size = sum(p.numel() for p in params)
+        self.before, self.after = params[0].new_empty(size), params[0].new_empty(size)
+        self.zero = self.before.new_zeros(())
+
+    def before_step(self, optimizer: Any, sampled: bool) -> None:
+        torch = self.torch
+        grads = [p.grad for p in self.params if p.grad is not None]
+        self.grad_norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else self.zero)
+        if sampled:  # copy the weights only on sampled steps: this is the costly record
+            torch.cat([p.detach().reshape(-1) for p in self.params], out=self.before)
+
+    def after_step(self, loss: Any, optimizer: Any, epoch: int, sampled: bool) -> None:
+        torch = self.torch
+        if sampled:
+            torch.cat([p.detach().reshape(-1) for p in self.params], out=self.after)
+            self.update_norms.append(torch.stack([torch.linalg.vector_norm(self.after.sub_(self.before)), torch.linalg.vector_norm(self.before)]))
+            self.update_steps.append(len(self.losses))
+            if self.detail:
+                bufs = [st[k] for st in optimizer.state.values() for k in ("momentum_buffer", "exp_avg") if isinstance(st.get(k), torch.Tensor)]
+                self.momentum_norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(bufs))) if bufs else self.zero)
+        self.losses.append(loss.detach())
+        self.lrs.append([g["lr"] for g in optimizer.param_groups])
+        self.step_epoch.append(epoch)
+
+    def bn_drift(self, stats: Any) -> None:
+        """Relative change of the batch-norm running statistics over the epoch (NaN without BN)."""
+        torch = self.torch
+        if stats is None:
+            self.bn.append(float("nan"))
+            return
+        prev = self.last_bn
+        self.bn.append(float("nan") if prev is None else float(torch.linalg.vector_norm(stats - prev) / torch.linalg.vector_norm(prev).clamp_min(1e-12)))
+        self.last_bn = stats
+
+    def trace(self, **per_epoch: Any) -> TrainingTrace:
+        torch = self.torch
+        n = len(self.losses)
+        update_ratio = np.full(n, np.nan)
+        momentum = np.full(n, np.nan)
+        if self.update_norms:
+            pairs = tensor_to_numpy(torch.stack(self.update_norms)).astype(np.float64)
+            update_ratio[self.update_steps] = pairs[:, 0] / np.maximum(pairs[:, 1], 1e-12)
+        if self.momentum_norms:
+            momentum[self.update_steps] = tensor_to_numpy(torch.stack(self.momentum_norms)).astype(np.float64)
+        return TrainingTrace(
+            loss=tensor_to_numpy(torch.stack(self.losses)).astype(np.float64) if n else np.zeros(0),
+            lr=np.asarray([[float(v) for v in row] for row in self.lrs], dtype=np.float64).reshape(n, -1),
+            grad_norm=tensor_to_numpy(torch.stack(self.grad_norms)).astype(np.float64) if n else np.zeros(0),
+            update_ratio=update_ratio,
+            epoch=np.asarray(self.step_epoch, dtype=np.int64),
+            steps=n,
+            momentum_norm=momentum,
+            bn_drift=np.asarray(self.bn, dtype=np.float64),
+            orders=self.orders,
+            checkpoints=self.checkpoints,
+            **per_epoch,
+        )

@@ -148,7 +148,7 @@ MISUSE = [
     ("lr_spike_explained(allow=('magic',))", "*allow may hold only lr_schedule, batch_stats, momentum, unexplained; got [[]'magic']*"),
     ("no_epoch1_overfit(setup='nope')", "*uses the setup fixture 'nope', which does not exist. Define @pytest.fixture def nope()*"),
     ("no_epoch1_overfit(setup='not_a_setup')", "*no_epoch1_overfit needs a TrainSetup, but the setup fixture 'not_a_setup' returned dict.*"),
-    ("lr_spike_explained", "*lr_spike_explained is registered (its arguments are validated) but its check is not available in this version*"),
+    ("lr_spike_explained(setup='no_model')", "*lr_spike_explained needs TrainSetup(model=..., optimizer=..., loss=...) but they were left None.*"),
     ("no_leakage(near_duplicates='no')", "*near_duplicates must be True or False, got 'no'*"),
     ("no_leakage(threshold=0)", "*threshold must be a positive number, got 0*"),
     ("no_leakage(within_split=1)", "*within_split must be True or False, got 1*"),
@@ -162,7 +162,8 @@ MISUSE = [
 def test_misuse_is_a_one_paragraph_setup_error(project: pytest.Pytester) -> None:
     tests = "\n".join(f"@pytest.mark.{marker}\ndef test_{i}(): pass\n" for i, (marker, _) in enumerate(MISUSE))
     project.makepyfile(
-        "import pytest\n\n@pytest.fixture\ndef not_a_setup():\n    return {'model': None}\n\n" + tests
+        "import pytest\nimport numpy as np\nfrom pytest_trainsanity import TrainSetup\n\n@pytest.fixture\ndef not_a_setup():\n    return {'model': None}\n\n"
+        "@pytest.fixture\ndef no_model():\n    return TrainSetup(train=(np.zeros((4, 2)), np.zeros(4)))\n\n" + tests
     )
     res = run(project)
     res.assert_outcomes(errors=len(MISUSE))
@@ -176,7 +177,7 @@ def test_fixtures_imperative_and_report(project: pytest.Pytester) -> None:
     project.makepyfile(
         """
         import pytest
-        from pytest_trainsanity import OptionError, TrainSanityError, UsageError, check_normalization
+        from pytest_trainsanity import OptionError, TrainSanityError, check_normalization
         import helpers
 
         def test_imperative(trainsanity, trainsanity_report):
@@ -187,8 +188,8 @@ def test_fixtures_imperative_and_report(project: pytest.Pytester) -> None:
                 trainsanity.assert_inputs_normalized(helpers.val_raw())
             assert [r.name for r in trainsanity_report] == ["no_epoch1_overfit", "inputs_normalized"]
             assert trainsanity.assert_no_epoch1_overfit(helpers.clean(), probes=False).passed
-            with pytest.raises(UsageError, match="lr_spike_explained is registered .* not available in this version"):
-                trainsanity.check_lr_spikes(helpers.clean())
+            spikes = trainsanity.check_lr_spikes(helpers.clean(), epochs=5, allow=())
+            assert spikes.passed and spikes.metrics["spikes"] == 0 and spikes.name == "lr_spike_explained"
             assert trainsanity.assert_no_leakage(helpers.clean()).passed
             with pytest.raises(OptionError, match="check_epoch1_overfit.*unknown argument.*gap"):
                 trainsanity.check_epoch1_overfit(helpers.clean(), gap=0.1)

@@ -383,12 +383,12 @@ def _evidence(trace: Any, epoch: int, supported: dict[str, str]) -> list[str]:
     if ratio is None:
         out.append(f"lr unchanged at {_g(during.mean()) if len(during) else '?'} around the spike")
     else:
-        kind = "dropped" if ratio < 1 else "rose"
-        if ratio > 1 and len(before) and np.allclose(top[trace.epoch < epoch], before[-1]) and epoch > 1:
-            kind += " (warm-up end)"
-        elif ratio > 1 and epoch > 1 and top[trace.epoch < epoch].max() > before[-1] * 1.05:
-            kind += " (a restart)"
-        out.append(f"lr {kind} x{ratio:.3g} ({_g(before[-1])} -> {_g(during.mean())}) at epoch {epoch + 1}")
+        kind = ""
+        if ratio > 1 and np.allclose(top[trace.epoch < epoch], before[-1]) and epoch > 1:
+            kind = " (warm-up end)"
+        elif ratio > 1 and top[trace.epoch < epoch].max() > before[-1] * 1.05:
+            kind = " (a restart)"
+        out.append(f"lr {'dropped' if ratio < 1 else 'rose'} x{ratio:.3g}{kind} ({_g(before[-1])} -> {_g(during.mean())}) at epoch {epoch + 1}")
     if not supported.get("freeze_bn"):
         drift = trace.bn_drift
         if len(drift) > epoch and np.isfinite(drift[epoch]):
@@ -518,24 +518,23 @@ def _plot(p: Prepared, trace: Any, series: np.ndarray, found: spikes.Detection, 
     epochs = np.arange(1, len(series) + 1)
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
-    if True:
-        ax.plot(epochs, series, marker="o", label=metric)
-        for sp in found.spikes:
-            ax.annotate(sp.cause, (sp.epoch + 1, sp.after), textcoords="offset points", xytext=(5, 8), color="red")
-            ax.plot([sp.epoch + 1], [sp.after], "o", color="red", markersize=10, fillstyle="none")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        lr_ax = ax.twinx()
-        steps = np.arange(len(trace.epoch))
-        per_epoch = max(int(np.bincount(trace.epoch).max()), 1) if len(trace.epoch) else 1
-        if trace.lr.size:
-            lr_ax.plot(1 + steps / per_epoch, trace.lr.max(axis=1), color="gray", alpha=0.6, label="lr")
-            if (trace.lr > 0).all():
-                lr_ax.set_yscale("log")
-        lr_ax.set_ylabel("learning rate")
-        ax.set_title(f"lr_spike_explained: {p.nodeid or ''}"[:90], fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, dpi=90)
+    ax.plot(epochs, series, marker="o", label=metric)
+    for sp in found.spikes:
+        ax.annotate(sp.cause, (sp.epoch + 1, sp.after), textcoords="offset points", xytext=(5, 8), color="red")
+        ax.plot([sp.epoch + 1], [sp.after], "o", color="red", markersize=10, fillstyle="none")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    lr_ax = ax.twinx()
+    per_epoch = max(int(np.bincount(trace.epoch).max()), 1) if len(trace.epoch) else 1
+    if trace.lr.size:  # the lr of each step, placed within its epoch
+        lr_ax.plot(trace.epoch + 1 + (np.arange(len(trace.epoch)) % per_epoch) / per_epoch - 1, trace.lr.max(axis=1),
+                   color="gray", alpha=0.6)
+        if (trace.lr > 0).all():
+            lr_ax.set_yscale("log")
+    lr_ax.set_ylabel("learning rate (gray)")
+    ax.set_title(f"lr_spike_explained {p.nodeid or ''}"[-90:], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
     return path
 
 

@@ -136,7 +136,7 @@ def lr_collapse(lr: np.ndarray, step_epoch: np.ndarray, epochs: int) -> Collapse
     low = top <= COLLAPSE_FACTOR * peak
     if not low[-1]:
         return None
-    first = int(np.argmax(low))
+    first = int(len(low) - np.argmin(low[::-1])) if not low.all() else 0  # the final stretch below the floor
     if step_epoch[first] >= COLLAPSE_BY * epochs:
         return None
     steps_per_epoch = int(np.bincount(step_epoch).max())

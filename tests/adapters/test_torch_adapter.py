@@ -232,3 +232,39 @@ def test_lr_probe_scales_schedules_that_recompute_the_rate(digits, kind: str) ->
         low = adapter.train(epochs=2, lr_scale=0.1)
     np.testing.assert_allclose(low.lr[:, 0], full.lr[:, 0] * 0.1, rtol=1e-6)
     assert sched.state_dict() == before
+
+
+def test_replay_reproduces_the_recorded_epoch_and_interventions_act(digits) -> None:
+    setup = used_setup(digits)
+    data = load_splits(setup, ("train", "val"))
+    adapter = TorchAdapter(setup.model, setup, data, RunSettings(device="cpu"))
+    before = state_of(setup)
+    with adapter:
+        trace = adapter.train(epochs=4, detail=True)
+        assert len(trace.checkpoints) == 4 and len(trace.orders) == 4 and len(trace.bn_drift) == 4
+        assert np.isfinite(trace.bn_drift).all() and (trace.bn_drift > 0).all()
+        assert np.isfinite(trace.momentum_norm).sum() == np.isfinite(trace.update_ratio).sum() > 0
+        for epoch in (1, 3):  # as recorded: the same numbers, bit for bit on CPU
+            again = adapter.replay(trace, epoch)
+            assert again["val_acc"] == trace.val_metric[epoch] and again["train_loss"] == trace.train_loss[epoch]
+        assert adapter.interventions() == {"hold_lr": "", "reshuffle": "", "reset_momentum": "", "freeze_bn": ""}
+        bn = setup.model[1]
+        adapter.replay(trace, 2, "freeze_bn")
+        assert torch.equal(bn.running_mean, trace.checkpoints[2]["tensors"]["1.running_mean"])
+        assert bn.momentum == 0.1  # restored after the replay
+        assert adapter.replay(trace, 2, "reshuffle")["val_loss"] != trace.val_loss[2]
+        held = adapter.replay(trace, 2, "hold_lr")
+        assert held["val_loss"] != trace.val_loss[2]  # StepLR halves the lr each epoch: holding it matters
+        adapter.replay(trace, 2, "reset_momentum")
+    assert_same(before, state_of(setup))
+
+
+def test_a_model_without_batch_norm_or_momentum_says_which_interventions_do_not_apply(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 10))
+    setup = TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                       loss=torch.nn.CrossEntropyLoss())
+    adapter = TorchAdapter(model, setup, load_splits(setup, ("train", "val")), RunSettings(device="cpu"))
+    assert adapter.interventions() == {"hold_lr": "", "reshuffle": "", "reset_momentum": "SGD keeps no momentum",
+                                       "freeze_bn": "the model has no batch-norm layer"}

@@ -15,7 +15,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
         import helpers
 
         for _name in ("clean", "memorise", "label_column", "raw255", "val_raw", "leaked_val",
-                      "copied", "near_copies", "conflicts", "loaders"):
+                      "copied", "near_copies", "conflicts", "loaders", "warmup", "per_step_decay"):
             globals()[_name] = pytest.fixture(getattr(helpers, _name), name=_name)
 
         for _name, _fn, _arg in (("shared_groups", helpers.grouped, True), ("disjoint_groups", helpers.grouped, False),

@@ -127,4 +127,25 @@ def leaked_val(n=72):
     Xv, yv = Xv.copy(), yv.copy()
     Xv[:n], yv[:n] = Xtr[:n], ytr[:n]
     return setup(Xtr, ytr, Xv, yv)
+def warmup():
+    """The issue's scenario: Adam lr=1e-2 held at 1e-5 for five epochs, then the full rate."""
+    Xtr, ytr, Xv, yv = digits()
+    model = mlp(Xtr.shape[1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    return TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=opt, loss=torch.nn.CrossEntropyLoss(),
+                      scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1e-3 if e < 5 else 1.0))
+
+
+def per_step_decay():
+    """The seed-002 article's Example 1 in torch: lr 0.01 halved every 10 *steps* (Keras
+    ExponentialDecay(decay_steps=10, decay_rate=0.5, staircase=True) counts optimizer steps),
+    Dense(128)-Dense(10) on rand(1000, 10) with random labels, batch 32."""
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(1000, 10).astype(np.float32), rng.randint(0, 10, 1000)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    return TrainSetup(model=model, train=(X, y), optimizer=opt, loss=torch.nn.CrossEntropyLoss(),
+                      scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 ** (step // 10)),
+                      scheduler_step="batch")
 '''

@@ -1,0 +1,60 @@
+"""``lr_spike_explained`` on digits, end to end: the issue's acceptance scenarios."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import run
+
+SCENARIOS = """
+import pytest
+
+@pytest.mark.lr_spike_explained(setup="warmup")
+def test_warmup_allowed(trainsanity_report):
+    spikes = [c for c in trainsanity_report["lr_spike_explained"].causes if c["cause"] != "lr_collapse"]
+    assert [(s["epoch"], s["cause"], s["attributed_by"]) for s in spikes] == [(6, "lr_schedule", "replay")]
+
+@pytest.mark.lr_spike_explained(setup="warmup", allow=())
+def test_warmup_not_allowed(): pass
+
+@pytest.mark.lr_spike_explained(epochs=10, allow=())
+def test_constant_adam(): pass
+
+@pytest.mark.lr_spike_explained(setup="per_step_decay", epochs=30, metric="train_acc")
+def test_per_step_decay(): pass
+"""
+
+
+def test_spike_scenarios(project: pytest.Pytester) -> None:
+    project.makepyfile(test_spikes=SCENARIOS)
+    res = run(project, "--trainsanity-report=r.json", "--trainsanity-artifacts=plots")
+    checks = {c["nodeid"].split("::")[1]: c for c in json.loads((project.path / "r.json").read_text())["checks"]}
+    assert {name: c["passed"] for name, c in checks.items()} == {
+        "test_warmup_allowed": True, "test_warmup_not_allowed": False, "test_constant_adam": True,
+        "test_per_step_decay": False,
+    }
+    res.assert_outcomes(passed=2, failed=2)
+    (spike,) = checks["test_warmup_not_allowed"]["causes"]
+    assert (spike["epoch"], spike["cause"]) == (6, "lr_schedule")
+    assert spike["removed_fraction"]["hold_lr"] > 0.9 and spike["removed_fraction"]["reshuffle"] < 0.5
+    assert any("lr rose x1e+03 (warm-up end) (1e-05 -> 0.01) at epoch 6" in e for e in spike["evidence"])
+    assert checks["test_constant_adam"]["metrics"]["spikes"] == 0
+    res.stdout.fnmatch_lines([
+        "*lr_spike_explained FAILED: val_acc jumped +0.8* at epoch 6 (0.1* -> 0.9*; the run's trend predicted +0.0*), "
+        "caused by lr_schedule, which is not in allow=().",
+        "*1. epoch 6: val_acc +0.8* -> lr_schedule",
+        "*evidence: lr rose x1e+03 (warm-up end) (1e-05 -> 0.01) at epoch 6; no batch-norm layer*",
+        "*replay of epoch 6 from the checkpoint before it: as recorded +0.8*; hold the lr at its value before the spike: +0.0* (removes 9*%)*",
+        "*Fix:*",
+        "*lr_schedule: the jump follows the learning-rate schedule. If that is intended, allow it*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*lr_spike_explained FAILED: the learning rate collapsed: it fell below 0.001 x its peak 0.01 at step 100 (epoch 4 of 30)*",
+        "*lr_collapse: the schedule advances once per optimizer step (32 steps per epoch) and halves the lr every 10* steps*",
+    ])
+    plot = Path(checks["test_warmup_not_allowed"]["metrics"]["plot"])
+    assert plot.parent == project.path / "plots" and plot.read_bytes()[:4] == b"\x89PNG"
+    res.stdout.fnmatch_lines([f"*Plot: {plot}"])

@@ -1,0 +1,83 @@
+"""Spike detection, attribution from replays and lr collapse, on plain numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytest_trainsanity.checks.spikes import Spike, attribute, detect, epoch_lr, lr_collapse
+
+
+def concave(n: int, top: float = 0.97, rate: float = 0.6, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return top - (top - 0.1) * np.exp(-rate * np.arange(1, n + 1)) + noise * rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_early_gains_of_a_concave_curve_are_not_spikes(seed: int) -> None:
+    found = detect(concave(20, noise=0.004, seed=seed), higher_is_better=True, resolution=1 / 360)
+    assert found.spikes == []
+
+
+def test_a_jump_after_a_plateau_is_a_spike_at_its_epoch() -> None:
+    m = np.r_[np.full(5, 0.12) + 0.003 * np.arange(5), concave(10)[:10] * 0 + 0.95]
+    found = detect(m, higher_is_better=True, resolution=1 / 360)
+    assert [(s.epoch, round(s.jump, 3)) for s in found.spikes] == [(5, round(0.95 - m[4], 3))]
+    assert found.threshold == pytest.approx(max(5 * found.sigma, 0.1 * (0.95 - 0.12)))
+
+
+def test_drops_and_losses_are_signed_the_right_way() -> None:
+    acc = np.r_[concave(8), np.full(6, concave(8)[-1] - 0.3)]
+    (drop,) = detect(acc, higher_is_better=True).spikes
+    assert drop.epoch == 8 and drop.jump == pytest.approx(-0.3)
+    recovered = np.r_[concave(8), concave(8)[-1] - 0.3, np.full(5, concave(8)[-1])]
+    assert [(s.epoch, s.jump > 0) for s in detect(recovered, True).spikes] == [(8, False), (9, True)]
+    loss = np.r_[np.full(6, 2.3) - 0.001 * np.arange(6), np.full(6, 0.4)]
+    (fall,) = detect(loss, higher_is_better=False).spikes
+    assert fall.epoch == 6 and fall.jump == pytest.approx(0.4 - loss[5])
+
+
+def test_min_jump_floor_and_short_runs() -> None:
+    m = np.r_[np.full(5, 0.5), np.full(5, 0.56)]
+    assert [s.epoch for s in detect(m, True, resolution=1 / 360).spikes] == [5]
+    assert detect(m, True, min_jump=0.1, resolution=1 / 360).spikes == []
+    short = detect(np.array([0.1, 0.5, 0.9]), True)
+    assert short.spikes == [] and "need at least 4" in short.note
+
+
+def test_attribution_picks_the_intervention_that_removes_most() -> None:
+    sp = Spike(epoch=6, before=0.15, after=0.96, trend=0.01, threshold=0.1)
+    attribute(sp, baseline=0.96, replayed={"hold_lr": 0.17, "reshuffle": 0.95, "reset_momentum": 0.90})
+    assert sp.cause == "lr_schedule"
+    assert sp.effects["hold_lr"] == pytest.approx(1 - 0.02 / 0.81) and sp.effects["reshuffle"] < 0.1
+    weak = Spike(epoch=6, before=0.5, after=0.7, trend=0.0, threshold=0.1)
+    attribute(weak, baseline=0.7, replayed={"reshuffle": 0.62, "freeze_bn": 0.66})
+    assert weak.cause == "unexplained"  # 40% at most: nothing explains half of it
+    bn = Spike(epoch=6, before=0.5, after=0.7, trend=0.0, threshold=0.1)
+    attribute(bn, baseline=0.7, replayed={"reshuffle": 0.62, "freeze_bn": 0.52})
+    assert bn.cause == "batch_stats"
+    drop = Spike(epoch=4, before=0.9, after=0.5, trend=0.0, threshold=0.1)
+    attribute(drop, baseline=0.5, replayed={"reset_momentum": 0.88, "hold_lr": 0.6})
+    assert drop.cause == "momentum" and drop.effects["reset_momentum"] == pytest.approx(0.95)
+
+
+def test_a_replay_that_does_not_reproduce_the_jump_is_unexplained() -> None:
+    sp = Spike(epoch=3, before=0.5, after=0.8, trend=0.0, threshold=0.1)
+    attribute(sp, baseline=0.52, replayed={"hold_lr": 0.5})
+    assert sp.cause == "unexplained" and "did not reproduce" in sp.evidence[0]
+
+
+def test_lr_collapse_of_a_per_step_decay_and_not_of_sane_schedules() -> None:
+    steps_per_epoch, epochs = 32, 30
+    step = np.arange(steps_per_epoch * epochs)
+    epoch = step // steps_per_epoch
+    per_step = 0.01 * 0.5 ** (step // 10)
+    c = lr_collapse(per_step[:, None], epoch, epochs)
+    assert c is not None and c.epoch == 3 and c.step == 100 and c.halving_steps == pytest.approx(10, rel=0.1)
+    per_epoch = 0.01 * 0.5 ** (epoch // 10)  # the article's intent: halve every 10 epochs
+    assert lr_collapse(per_epoch[:, None], epoch, epochs) is None
+    cosine = 0.01 * 0.5 * (1 + np.cos(np.pi * step / len(step)))  # reaches ~0 only at the very end
+    assert lr_collapse(cosine[:, None], epoch, epochs) is None
+    restarts = 0.01 * 0.5 * (1 + np.cos(np.pi * (step % 160) / 159))  # warm restarts touch 0 every 5 epochs
+    assert lr_collapse(restarts[:, None], epoch, epochs) is None
+    assert list(epoch_lr(per_epoch[:, None], epoch, epochs)[[0, 10, 29]]) == [0.01, 0.005, 0.0025]

@@ -307,7 +307,7 @@ def _run_spikes(p: Prepared) -> CheckReport:
     plot = _plot(p, trace, series, found, opts.metric)
     metrics: dict[str, Any] = {
         "epochs": len(series), "spikes": len(found.spikes), "unallowed_spikes": len(bad),
-        "noise": found.sigma, "threshold": found.threshold, "lr_collapse": collapse is not None,
+        "noise": found.sigma, "threshold": found.threshold, "margin": found.margin, "lr_collapse": collapse is not None,
         "final_metric": float(series[-1]) if len(series) else float("nan"),
         "train_seconds": trace.seconds, "replay_seconds": replay_seconds,
         "replay_cost": replay_seconds / trace.seconds if trace.seconds else 0.0,

@@ -6,7 +6,8 @@ trend predicts ``g[t]`` by the median of the (up to) three changes before it,
 so the fast but shrinking gains of a concave learning curve predict each
 other and are not spikes; a jump after a plateau is. Residuals
 ``r = g - trend`` give the run's noise ``sigma`` (1.4826 x their median
-absolute deviation, at least the metric's resolution). A spike is a
+absolute deviation, the largest one left out so a spike does not widen its
+own yardstick; at least the metric's resolution). A spike is a
 residual beyond ``max(K_SIGMA * sigma, RANGE_FRACTION * range(m), min_jump)``,
 either way (a rise or a drop). The first three epochs only feed the trend.
 
@@ -76,6 +77,7 @@ class Detection:
     sigma: float
     threshold: float
     note: str | None = None
+    margin: float = float("nan")  # the largest |change - trend| over the threshold (>= 1: a spike)
 
 
 def detect(m: np.ndarray, higher_is_better: bool, min_jump: float | None = None, resolution: float = 0.0) -> Detection:
@@ -89,14 +91,17 @@ def detect(m: np.ndarray, higher_is_better: bool, min_jump: float | None = None,
     trend = np.array([np.median(g[max(0, i - TREND_WINDOW) : i]) if i else 0.0 for i in range(len(g))])
     r = g - trend
     scored = r[FIRST_DETECTABLE - 2 :]  # residuals whose trend has at least two changes behind it
+    if len(scored) >= 6:  # the largest residual (a spike's own) does not widen the noise it is judged by
+        scored = np.delete(scored, np.argmax(np.abs(scored)))
     sigma = max(1.4826 * float(np.median(np.abs(scored - np.median(scored)))), resolution, 1e-12)
     threshold = max(K_SIGMA * sigma, RANGE_FRACTION * float(m.max() - m.min()), min_jump or 0.0)
-    spikes = []
+    spikes, margin = [], 0.0
     for i in range(FIRST_DETECTABLE - 1, len(g)):
         rise, drop = g[i] - max(trend[i], 0.0), g[i] - min(trend[i], 0.0)
+        margin = max(margin, rise / threshold, -drop / threshold)
         if rise > threshold or drop < -threshold:
             spikes.append(Spike(i + 1, float(m[i]), float(m[i + 1]), float(s * trend[i]), threshold))
-    return Detection(spikes, sigma, threshold)
+    return Detection(spikes, sigma, threshold, margin=margin)
 
 
 def attribute(spike: Spike, baseline: float, replayed: dict[str, float]) -> None:

@@ -221,7 +221,7 @@ def main() -> int:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     print(f"pytest-trainsanity attribution benchmark | torch {torch.__version__} | {os.cpu_count()} CPU(s) | "
           f"load average {os.getloadavg()[0]:.2f}")
-    found = correct = planted = false_smooth = extra = 0
+    found = correct = planted = false_smooth = extra = all_rises = all_right = 0
     train_s = replay_s = 0.0
     only = sys.argv[1] if len(sys.argv) > 1 else ""
     for sc in scenarios():
@@ -242,6 +242,8 @@ def main() -> int:
             lo, hi = sc.window
             inside = [s for s in spikes if lo <= s["epoch"] <= hi and s["jump"] > 0]  # every plant is a rise
             extra += len(spikes) - len(inside)
+            all_rises += len(inside)
+            all_right += sum(s["cause"] == sc.cause for s in inside)
             if inside:
                 found += 1
                 top = max(inside, key=lambda s: s["jump"])
@@ -258,6 +260,7 @@ def main() -> int:
     accuracy = correct / found if found else float("nan")
     print(f"detection recall      {found}/{planted} = {recall:.2f}")
     print(f"attribution accuracy  {correct}/{found} = {accuracy:.2f}   target >= 0.90   {'PASS' if accuracy >= 0.9 else 'MISS'}")
+    print(f"  every rise in a planted window: {all_right}/{all_rises} got the planted cause (reported, not a target)")
     print(f"false spikes (smooth) {false_smooth}   target 0   {'PASS' if false_smooth == 0 else 'MISS'}   "
           f"(spikes outside the planted window on planted runs: {extra})")
     cost = replay_s / train_s if train_s else float("nan")

@@ -300,7 +300,8 @@ def _run_spikes(p: Prepared) -> CheckReport:
         series = _series(trace, opts.metric)
         resolution = 1.0 / len(p.data[split]) if opts.metric.endswith("acc") and p.setup.task == "classification" else 0.0
         found = spikes.detect(series, higher, opts.min_jump, resolution)
-        replay_seconds = _attribute(adapter, trace, found.spikes, opts.metric, series)
+        labels = class_ids(p.data["train"].y) if p.setup.task == "classification" else None
+        replay_seconds = _attribute(adapter, trace, found.spikes, opts.metric, series, labels)
     collapse = spikes.lr_collapse(trace.lr, trace.epoch, opts.epochs)
     bad = [sp for sp in found.spikes if sp.cause not in opts.allow]
     passed = not bad and collapse is None
@@ -327,7 +328,8 @@ def _series(trace: Any, metric: str) -> np.ndarray:
             "val_loss": trace.val_loss, "train_loss": trace.train_loss}[metric]
 
 
-def _attribute(adapter: Adapter, trace: Any, found: list[spikes.Spike], metric: str, series: np.ndarray) -> float:
+def _attribute(adapter: Adapter, trace: Any, found: list[spikes.Spike], metric: str, series: np.ndarray,
+               labels: np.ndarray | None) -> float:
     """Evidence for every spike; replays for the largest ones within ``REPLAY_BUDGET``."""
     import time
 
@@ -338,6 +340,11 @@ def _attribute(adapter: Adapter, trace: Any, found: list[spikes.Spike], metric: 
     budget = int(REPLAY_BUDGET * len(series)) if usable else 0
     for sp in found:
         sp.evidence += _evidence(trace, sp.epoch, supported)
+        if labels is not None and trace.orders:
+            mix = spikes.batch_mix(labels, trace.orders, int(np.bincount(trace.epoch).max()))
+            if len(mix) > sp.epoch:
+                sp.evidence.append(f"batch label mix {mix[sp.epoch]:.3g} from the split's (total variation, mean over "
+                                   f"batches) vs median {_g(np.median(np.delete(mix, sp.epoch)))} in the other epochs")
     for sp in sorted(found, key=lambda q: -abs(q.jump - q.trend)):
         if budget < per_spike or len(trace.checkpoints) <= sp.epoch:
             sp.how = "evidence"

@@ -81,3 +81,13 @@ def test_lr_collapse_of_a_per_step_decay_and_not_of_sane_schedules() -> None:
     restarts = 0.01 * 0.5 * (1 + np.cos(np.pi * (step % 160) / 159))  # warm restarts touch 0 every 5 epochs
     assert lr_collapse(restarts[:, None], epoch, epochs) is None
     assert list(epoch_lr(per_epoch[:, None], epoch, epochs)[[0, 10, 29]]) == [0.01, 0.005, 0.0025]
+
+
+def test_batch_mix_is_zero_for_stratified_batches_and_large_for_sorted_ones() -> None:
+    from pytest_trainsanity.checks.spikes import batch_mix
+
+    labels = np.tile(np.arange(4), 24)  # 96 samples, 4 classes, balanced
+    stratified = np.arange(96)  # every batch of 4 holds each class once
+    by_class = np.argsort(labels, kind="stable")  # batches of a single class
+    mix = batch_mix(labels, [stratified, by_class], 4)
+    assert mix[0] == 0.0 and mix[1] == pytest.approx(0.75)

@@ -72,19 +72,27 @@ def prepare(
     if marker == "inputs_normalized":
         return Prepared(options, settings, hook, nodeid, _run_normalization, setup, load_splits(setup))
     if marker == "no_epoch1_overfit":
-        setup.require(marker, "model", "val", "optimizer", "loss")
+        setup.require(marker, "model", "val", *_training_fields(setup))
         data = load_splits(setup, ("train", "val"))
         return Prepared(options, settings, hook, nodeid, _run_overfit, setup, data, make_adapter(setup, data, settings, hook))
     if marker == "no_leakage":
         return Prepared(options, settings, hook, nodeid, _run_leakage, setup, {}, None)
     if marker == "lr_spike_explained":
-        setup.require(marker, "model", "optimizer", "loss")
+        setup.require(marker, "model", *_training_fields(setup))
         names = ("train", "val") if options.metric.startswith("val") else ("train",)
         if options.metric.startswith("val"):
             setup.require(f"{marker}(metric={options.metric!r})", "val")
         data = load_splits(setup, names)
         return Prepared(options, settings, hook, nodeid, _run_spikes, setup, data, make_adapter(setup, data, settings, hook))
     raise UsageError(f"{marker} is not a pytest-trainsanity check.")
+
+
+def _training_fields(setup: TrainSetup) -> tuple[str, ...]:
+    """optimizer and loss, unless a compiled Keras model carries its own."""
+    model = setup.model
+    if framework_of(model) == "tensorflow" and getattr(model, "optimizer", None) is not None and getattr(model, "loss", None):
+        return ()
+    return ("optimizer", "loss")
 
 
 def make_adapter(setup: TrainSetup, data: dict[str, SplitData], settings: RunSettings, hook: Any) -> Adapter:
@@ -101,8 +109,8 @@ def make_adapter(setup: TrainSetup, data: dict[str, SplitData], settings: RunSet
     if adapter is None:
         raise SetupError(
             f"TrainSetup(model=...) is a {type(model).__module__}.{type(model).__name__}, which no adapter "
-            f"supports. Supported: a torch.nn.Module or a zero-argument factory returning one (Keras "
-            f"arrives with the Keras adapter); other frameworks can add an adapter through the "
+            f"supports. Supported: a torch.nn.Module, a keras.Model, or a zero-argument factory returning one; "
+            f"other frameworks can add an adapter through the "
             f"pytest_trainsanity_make_adapter hook."
         )
     return adapter
@@ -501,10 +509,12 @@ def _collapse_fix(c: spikes.Collapse | None, p: Prepared) -> str:
     text = f"the schedule advances once per optimizer step ({c.steps_per_epoch} steps per epoch)"
     if c.halving_steps:
         text += f" and halves the lr every {c.halving_steps:.3g} steps ({c.steps_per_epoch / c.halving_steps:.3g} times per epoch)"
+    per_epoch = ("use a keras.callbacks.LearningRateScheduler" if p.adapter is not None and p.adapter.framework == "tensorflow"
+                 else "step the scheduler once per epoch (TrainSetup(scheduler_step='epoch'))")
     return (
         text + ". If the decay was meant per epoch, count it in steps (Keras ExponentialDecay: decay_steps = "
-        f"epochs_per_decay x {c.steps_per_epoch}) or step the scheduler once per epoch "
-        "(TrainSetup(scheduler_step='epoch')); otherwise raise the floor (a minimum lr) or slow the decay."
+        f"epochs_per_decay x {c.steps_per_epoch}) or {per_epoch}; otherwise raise the floor (a minimum lr) or "
+        "slow the decay."
     )
 
 

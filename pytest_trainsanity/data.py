@@ -16,8 +16,9 @@ from .errors import SetupError
 from .frameworks import framework_of
 
 SUPPORTED_FORMS = (
-    "a tuple (X, y) of numpy arrays or torch tensors, a torch Dataset yielding (x, y), "
-    "a torch DataLoader yielding (x, y) batches, or an iterator/generator of (X, y) blocks"
+    "a tuple (X, y) of numpy arrays or torch/tf tensors, a torch Dataset yielding (x, y), "
+    "a torch DataLoader yielding (x, y) batches, a tf.data.Dataset of (x, y) (batched or not), "
+    "a keras PyDataset, or an iterator/generator of (X, y) blocks"
 )
 CHUNK_ROWS = 4096
 
@@ -98,6 +99,10 @@ def iter_split(name: str, split: Any, rows: int = CHUNK_ROWS) -> Iterator[tuple[
         from .adapters.torch import iter_batches
 
         blocks: Iterator[tuple[Any, Any]] = iter_batches(name, split)
+    elif framework_of(split) == "tensorflow" and not hasattr(split, "shape"):
+        from .adapters.keras import iter_batches as tf_batches
+
+        blocks = tf_batches(name, split)
     elif is_stream(split):
         blocks = split
     else:

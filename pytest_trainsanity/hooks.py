@@ -19,6 +19,10 @@ def pytest_trainsanity_make_adapter(model: Any, setup: Any, data: Any, settings:
         from .adapters.torch import TorchAdapter
 
         return TorchAdapter(model, setup, data, settings)
+    if framework_of(model) == "tensorflow":
+        from .adapters.keras import KerasAdapter
+
+        return KerasAdapter(model, setup, data, settings)
     return None
 
 

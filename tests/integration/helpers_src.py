@@ -149,3 +149,87 @@ def per_step_decay():
                       scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 ** (step // 10)),
                       scheduler_step="batch")
 '''
+
+KERAS_HELPERS = r'''
+import numpy as np
+import torch  # noqa: F401 - one process: torch before tensorflow
+import keras
+import tensorflow as tf
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from pytest_trainsanity import TrainSetup
+
+SNAPSHOTS = {}
+
+
+def digits(scaled=True):
+    d = load_digits()
+    Xtr, Xv, ytr, yv = train_test_split(
+        d.data.astype(np.float32), d.target, test_size=360, random_state=0, stratify=d.target)
+    if scaled:
+        sc = StandardScaler().fit(Xtr)
+        Xtr, Xv = sc.transform(Xtr).astype(np.float32), sc.transform(Xv).astype(np.float32)
+    return Xtr, ytr, Xv, yv
+
+
+def mlp(inputs=64, hidden=128, seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(hidden, activation="relu"), keras.layers.Dense(10)])
+
+
+def setup(Xtr, ytr, Xv, yv, model=None, lr=1e-3, **kw):
+    model = model if model is not None else mlp(Xtr.shape[1])
+    SNAPSHOTS[id(model)] = [v.numpy().copy() for v in model.variables]
+    return TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=keras.optimizers.Adam(lr),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **kw)
+
+
+def unchanged(model):
+    return all(np.array_equal(a, v.numpy()) for a, v in zip(SNAPSHOTS[id(model)], model.variables))
+
+
+def clean():
+    return setup(*digits())
+
+
+def memorise():
+    Xtr, ytr, Xv, yv = digits()
+    rng = np.random.RandomState(0)
+    idx = rng.choice(len(Xtr), 64, replace=False)
+    return setup(np.repeat(Xtr[idx], 30, axis=0), np.repeat(rng.randint(0, 10, 64), 30), Xv, yv)
+
+
+def raw255():
+    Xtr, ytr, Xv, yv = digits(scaled=False)
+    return setup(Xtr * 255 / 16, ytr, Xv * 255 / 16, yv)
+
+
+def leaked_tfdata():
+    """72 val rows copied from train; both splits as tf.data (train batched, val not)."""
+    Xtr, ytr, Xv, yv = digits()
+    Xv, yv = Xv.copy(), yv.copy()
+    Xv[:72], yv[:72] = Xtr[100:172], ytr[100:172]
+    return TrainSetup(train=tf.data.Dataset.from_tensor_slices((Xtr, ytr)).batch(64),
+                      val=tf.data.Dataset.from_tensor_slices((Xv, yv)))
+
+
+def warmup():
+    """Adam 1e-2 held at 1e-5 for five epochs by a LearningRateScheduler callback."""
+    Xtr, ytr, Xv, yv = digits()
+    return setup(Xtr, ytr, Xv, yv, lr=1e-2,
+                 scheduler=keras.callbacks.LearningRateScheduler(lambda epoch, lr: 1e-5 if epoch < 5 else 1e-2))
+
+
+def article_decay():
+    """The seed-002 article's Example 1 as written, compiled: ExponentialDecay counted in steps."""
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(1000, 10).astype(np.float32), keras.utils.to_categorical(rng.randint(0, 10, 1000), num_classes=10)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, decay_steps=10, decay_rate=0.5, staircase=True)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule), loss="categorical_crossentropy")
+    SNAPSHOTS[id(model)] = [v.numpy().copy() for v in model.variables]
+    return TrainSetup(model=model, train=(X, y), batch_size=32)
+'''

@@ -1,0 +1,184 @@
+"""The Keras 3 adapter (TensorFlow backend) on real Keras models and real digits data:
+model forms, split forms, state restoration bit for bit, replays, errors."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")  # one process: torch before tensorflow
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from pytest_trainsanity import (  # noqa: E402
+    OptionError,
+    SetupError,
+    TrainSetup,
+    check_epoch1_overfit,
+    check_lr_spikes,
+)
+from pytest_trainsanity.adapters.keras import KerasAdapter  # noqa: E402
+from pytest_trainsanity.data import load_splits  # noqa: E402
+from pytest_trainsanity.settings import RunSettings  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, ...]:
+    d = load_digits()
+    Xtr, Xv, ytr, yv = train_test_split(d.data.astype(np.float32), d.target, test_size=360, random_state=0, stratify=d.target)
+    sc = StandardScaler().fit(Xtr)
+    return sc.transform(Xtr).astype(np.float32), ytr, sc.transform(Xv).astype(np.float32), yv
+
+
+def bn_net() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((64,))
+    h = keras.layers.Dense(64)(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.Dropout(0.1)(keras.layers.ReLU()(h))
+    return keras.Model(inputs, keras.layers.Dense(10)(h))  # functional
+
+
+def used_setup(digits) -> TrainSetup:
+    """A compiled model whose optimizer (SGD momentum, a decaying schedule) already holds state."""
+    Xtr, ytr, Xv, yv = digits
+    model = bn_net()
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=20, decay_rate=0.5)
+    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(Xtr[:96], ytr[:96], batch_size=32, epochs=1, verbose=0)  # leave real state behind
+    return TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv))
+
+
+def state_of(setup: TrainSetup) -> dict:
+    return {
+        "model": [v.numpy().copy() for v in setup.model.variables],
+        "opt": [v.numpy().copy() for v in setup.model.optimizer.variables],
+        "lr": setup.model.optimizer._learning_rate,
+        "py": random.getstate(),
+        "np": np.random.get_state()[1].copy(),
+        "tf": tf.random.get_global_generator().state.numpy().copy(),
+    }
+
+
+def assert_same(before: dict, after: dict) -> None:
+    assert all(np.array_equal(a, b) for a, b in zip(before["model"], after["model"]))
+    assert all(np.array_equal(a, b) for a, b in zip(before["opt"], after["opt"]))
+    assert before["lr"] is after["lr"]
+    assert before["py"] == after["py"]
+    assert np.array_equal(before["np"], after["np"]) and np.array_equal(before["tf"], after["tf"])
+
+
+def test_state_is_restored_bit_for_bit_after_checks(digits) -> None:
+    setup = used_setup(digits)
+    before = state_of(setup)
+    assert before["opt"][0] == 3  # iterations: the schedule's position
+    report = check_epoch1_overfit(setup, epochs=2)
+    assert report.metrics["steps"] == 90 and "keras on /CPU:0" in report.message
+    assert_same(before, state_of(setup))
+    check_lr_spikes(setup, epochs=4, allow=("lr_schedule", "batch_stats", "momentum", "unexplained"))
+    assert_same(before, state_of(setup))
+
+
+def test_state_is_restored_when_training_itself_raises(digits) -> None:
+    setup = used_setup(digits)
+    calls = {"n": 0}
+
+    def exploding_loss(y, out):
+        calls["n"] += 1  # counted while tracing: the traced step runs the python once per trace
+        if calls["n"] > 3:
+            raise FloatingPointError("loss exploded")
+        return keras.losses.sparse_categorical_crossentropy(y, out, from_logits=True)
+
+    bad = TrainSetup(model=setup.model, train=setup.train, val=setup.val, optimizer=setup.model.optimizer, loss=exploding_loss)
+    before = state_of(setup)
+    with pytest.raises(FloatingPointError, match="loss exploded"):
+        check_epoch1_overfit(bad)
+    assert_same(before, state_of(setup))
+
+
+class Subclassed(keras.Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = keras.layers.Dense(64, activation="relu")
+        self.out = keras.layers.Dense(10)
+
+    def call(self, x, training=False):
+        return self.out(self.hidden(x))
+
+
+@pytest.mark.parametrize("form", ["sequential_names", "subclassed_unbuilt", "functional_tfdata", "pydataset"])
+def test_model_and_split_forms(digits, form: str) -> None:
+    Xtr, ytr, Xv, yv = digits
+    keras.utils.set_random_seed(0)
+    kw: dict = {"optimizer": "adam", "loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
+    train, val = (Xtr, ytr), (Xv, yv)
+    if form == "sequential_names":
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+        kw["loss"] = "sparse_categorical_crossentropy"
+    elif form == "subclassed_unbuilt":
+        model = Subclassed()
+    else:
+        model = bn_net()
+        if form == "functional_tfdata":
+            train = tf.data.Dataset.from_tensor_slices((Xtr, ytr)).batch(100)
+            val = tf.data.Dataset.from_tensor_slices((Xv, yv))  # unbatched
+        else:
+            class Batches(keras.utils.PyDataset):
+                def __init__(self, X, y):
+                    super().__init__()
+                    self.X, self.y = X, y
+
+                def __len__(self):
+                    return (len(self.X) + 99) // 100
+
+                def __getitem__(self, i):
+                    return self.X[i * 100 : (i + 1) * 100], self.y[i * 100 : (i + 1) * 100]
+
+            train, val = Batches(Xtr, ytr), Batches(Xv, yv)
+    report = check_epoch1_overfit(TrainSetup(model=model, train=train, val=val, **kw), probes=False)
+    assert report.passed and report.metrics["train_metric"] > 0.5, report.message
+
+
+def test_replay_reproduces_the_recorded_epoch_and_interventions_act(digits) -> None:
+    setup = used_setup(digits)
+    data = load_splits(setup, ("train", "val"))
+    adapter = KerasAdapter(setup.model, setup, data, RunSettings(device="cpu"))
+    before = state_of(setup)
+    with adapter:
+        trace = adapter.train(epochs=4, detail=True)
+        assert len(trace.checkpoints) == 4 and np.isfinite(trace.bn_drift[1:]).all()
+        assert np.isfinite(trace.momentum_norm).sum() == np.isfinite(trace.update_ratio).sum() > 0
+        assert trace.lr[0, 0] < 0.1 and trace.lr[-1, 0] < trace.lr[0, 0]  # the schedule continues from step 3
+        for epoch in (1, 3):
+            again = adapter.replay(trace, epoch)
+            assert again["val_acc"] == trace.val_metric[epoch] and again["train_loss"] == pytest.approx(trace.train_loss[epoch], rel=1e-6)
+        assert adapter.interventions() == {"hold_lr": "", "reshuffle": "", "reset_momentum": "", "freeze_bn": ""}
+        bn = next(layer for layer in setup.model.layers if isinstance(layer, keras.layers.BatchNormalization))
+        adapter.replay(trace, 2, "freeze_bn")
+        stats = trace.checkpoints[2]["model"][[v.path for v in setup.model.variables].index(bn.moving_mean.path)]
+        assert np.array_equal(bn.moving_mean.numpy(), stats)
+        assert adapter.replay(trace, 2, "hold_lr")["val_loss"] != trace.val_loss[2]
+        assert adapter.replay(trace, 2, "reshuffle")["val_loss"] != trace.val_loss[2]
+    assert_same(before, state_of(setup))
+
+
+def test_misuse_is_one_clear_error(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    with pytest.raises(SetupError, match=r"The loss could not compare the train labels with the model's output.*sparse ids vs one-hot"):
+        check_epoch1_overfit(TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer="adam", loss="categorical_crossentropy"))
+    with pytest.raises(SetupError, match=r"labels in \[0, 9\] but the model outputs 5 value"):
+        small = keras.Sequential([keras.Input((64,)), keras.layers.Dense(5)])
+        check_epoch1_overfit(TrainSetup(model=small, train=(Xtr, ytr), val=(Xv, yv), optimizer="adam", loss="mse"))
+    with pytest.raises(OptionError, match="TensorFlow sees 0 GPU"):
+        check_epoch1_overfit(TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer="adam",
+                                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)), device="cuda")
+    with pytest.raises(SetupError, match="not a Keras optimizer name"):
+        check_epoch1_overfit(TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer="adamw2", loss="mse"))

@@ -50,6 +50,11 @@ The numbers:
    the median of three further calls in this process, each on a freshly
    built setup. The verdict uses the cold call.
 
+4. Keras epoch / model.fit epoch (target <= 1.2x): ``KerasAdapter.train(epochs=1)``
+   against ``model.fit`` for one epoch with ``validation_data`` plus
+   ``model.evaluate`` on train, the same numbers a user gets from Keras (see
+   ``bench_keras``). Skipped when tensorflow is not installed.
+
 torch runs with ``torch.set_num_threads(2)`` in every process here (the
 header says so), so the numbers are comparable across machines with two
 or more cores.
@@ -74,6 +79,7 @@ import numpy as np
 
 THREADS = 2
 ADAPTER_TARGET = 1.15
+KERAS_TARGET = 1.2
 COLLECT_TARGET = 1.05
 OVERFIT_TARGET_S = 10.0
 WARMUP_ROUNDS = 3
@@ -441,6 +447,73 @@ def bench_overfit(torch: Any, split: tuple[np.ndarray, ...], env: dict[str, str]
     return cold_ratio
 
 
+# ---------------------------------------------------------------- 4. Keras: instrumented epoch vs model.fit
+
+
+def bench_keras(split: tuple[np.ndarray, ...]) -> float | None:
+    """One instrumented Keras epoch (``KerasAdapter.train(epochs=1)``: per-step loss, lr, grad norm,
+    sampled update ratio and momentum norm, then train and val accuracy in inference mode) against
+    what a user runs for the same numbers: ``model.fit(epochs=1, batch_size=32, shuffle=True,
+    validation_data=(Xv, yv), verbose=0)`` plus ``model.evaluate`` on train (fit's own train
+    accuracy is a running average in training mode). Same model (64-256-256-10 MLP), Adam 1e-3,
+    sparse cross-entropy from logits. The fit side's weights and optimizer are reset (untimed)
+    before each round; the adapter restores its snapshot inside its timing."""
+    try:
+        import keras
+        import tensorflow as tf
+    except ModuleNotFoundError:
+        print("4. Keras: tensorflow is not installed here; skipped\n")
+        return None
+    from pytest_trainsanity import TrainSetup
+    from pytest_trainsanity.adapters.keras import KerasAdapter
+    from pytest_trainsanity.data import load_splits
+    from pytest_trainsanity.settings import RunSettings
+
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    Xtr, Xv, ytr, yv = split
+
+    def net() -> Any:
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((64,)), keras.layers.Dense(256, activation="relu"),
+                                 keras.layers.Dense(256, activation="relu"), keras.layers.Dense(10)])
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    fit_model = net()
+    fit_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
+    fit_model.optimizer.build(fit_model.trainable_variables)
+    weights = [v.numpy().copy() for v in fit_model.variables]
+    opt_state = [v.numpy().copy() for v in fit_model.optimizer.variables]
+
+    def reset_fit() -> None:
+        for v, w in zip(fit_model.variables, weights):
+            v.assign(w)
+        for v, w in zip(fit_model.optimizer.variables, opt_state):
+            v.assign(w)
+
+    def fit() -> Any:
+        fit_model.fit(Xtr, ytr, epochs=1, batch_size=BATCH, shuffle=True, validation_data=(Xv, yv), verbose=0)
+        return fit_model.evaluate(Xtr, ytr, batch_size=2048, verbose=0)
+
+    model = net()
+    setup = TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=keras.optimizers.Adam(1e-3), loss=loss,
+                       batch_size=BATCH)
+    adapter = KerasAdapter(model, setup, load_splits(setup), RunSettings(device="cpu"))
+    with adapter:
+        trace = adapter.train(epochs=1)
+        times = alternate({"fit": (reset_fit, fit), "adapter": (no_prep, lambda: adapter.train(epochs=1))},
+                          WARMUP_ROUNDS, TIMED_ROUNDS)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    ratio = med["adapter"] / med["fit"]
+    print(f"4. Keras {keras.__version__} (tensorflow {tf.__version__}): instrumented epoch vs model.fit "
+          f"({trace.steps} steps of {BATCH}; median of {TIMED_ROUNDS} alternating rounds after {WARMUP_ROUNDS} warm-up)")
+    print(f"   model.fit(1 epoch, validation_data) + evaluate(train)  {ms(med['fit'])}   (min {ms(min(times['fit']))})")
+    print(f"   KerasAdapter.train(1)                                  {ms(med['adapter'])}   (min {ms(min(times['adapter']))})")
+    print(f"   ratio {ratio:.3f}x   target <= {KERAS_TARGET:.2f}x   {verdict(ratio, KERAS_TARGET)}   "
+          f"(adapter train/val acc {trace.final_train:.4f}/{trace.final_val:.4f})")
+    print()
+    return ratio
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -459,6 +532,9 @@ def main() -> int:
             ("collect with / without plugin", bench_collect(env), COLLECT_TARGET),
             ("no_epoch1_overfit cold / 10 s", bench_overfit(torch, split, env), 1.0),
         ]
+        keras_ratio = bench_keras(split)
+        if keras_ratio is not None:
+            results.append(("keras epoch / model.fit epoch", keras_ratio, KERAS_TARGET))
     print("summary")
     for name, value, target in results:
         print(f"   {name:32s} {value:6.3f}   target <= {target:.2f}   {verdict(value, target)}")

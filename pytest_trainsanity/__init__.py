@@ -15,6 +15,7 @@ from .report import CheckReport
 from .spec import TrainSetup
 
 if TYPE_CHECKING:
+    from .adapters.base import Adapter, ModelInfo, TrainingTrace
     from .api import (
         assert_inputs_normalized,
         assert_lr_spikes_explained,
@@ -39,7 +40,10 @@ _API = (
     "check_normalization",
 )
 
-__all__ = ["Cause", "CheckReport", "OptionError", "SetupError", "TrainSanityError", "TrainSetup", "UsageError", *_API]
+_ADAPTER_API = ("Adapter", "ModelInfo", "TrainingTrace")  # for third-party adapters (numpy-backed, so lazy too)
+
+__all__ = ["Cause", "CheckReport", "OptionError", "SetupError", "TrainSanityError", "TrainSetup", "UsageError",
+           *_API, *_ADAPTER_API]
 
 
 def __getattr__(name: str) -> Any:
@@ -47,4 +51,8 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name in _ADAPTER_API:
+        from .adapters import base
+
+        return getattr(base, name)
     raise AttributeError(f"module 'pytest_trainsanity' has no attribute {name!r}")

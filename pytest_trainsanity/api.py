@@ -88,11 +88,14 @@ def prepare(
 
 
 def _training_fields(setup: TrainSetup) -> tuple[str, ...]:
-    """optimizer and loss, unless a compiled Keras model carries its own."""
-    model = setup.model
-    if framework_of(model) == "tensorflow" and getattr(model, "optimizer", None) is not None and getattr(model, "loss", None):
-        return ()
-    return ("optimizer", "loss")
+    """What a training check needs besides the model: optimizer and loss for torch and for an
+    uncompiled Keras model; a compiled Keras model carries its own, and a third-party adapter
+    (another framework) decides for itself."""
+    model, framework = setup.model, framework_of(setup.model)
+    if framework == "torch" or framework == "tensorflow" and not (
+            getattr(model, "optimizer", None) is not None and getattr(model, "loss", None)):
+        return ("optimizer", "loss")
+    return ()
 
 
 def make_adapter(setup: TrainSetup, data: dict[str, SplitData], settings: RunSettings, hook: Any) -> Adapter:

@@ -148,7 +148,7 @@ MISUSE = [
     ("lr_spike_explained(allow=('magic',))", "*allow may hold only lr_schedule, batch_stats, momentum, unexplained; got [[]'magic']*"),
     ("no_epoch1_overfit(setup='nope')", "*uses the setup fixture 'nope', which does not exist. Define @pytest.fixture def nope()*"),
     ("no_epoch1_overfit(setup='not_a_setup')", "*no_epoch1_overfit needs a TrainSetup, but the setup fixture 'not_a_setup' returned dict.*"),
-    ("lr_spike_explained(setup='no_model')", "*lr_spike_explained needs TrainSetup(model=..., optimizer=..., loss=...) but they were left None.*"),
+    ("lr_spike_explained(setup='no_model')", "*lr_spike_explained needs TrainSetup(model=...) but it was left None.*"),
     ("no_leakage(near_duplicates='no')", "*near_duplicates must be True or False, got 'no'*"),
     ("no_leakage(threshold=0)", "*threshold must be a positive number, got 0*"),
     ("no_leakage(within_split=1)", "*within_split must be True or False, got 1*"),

@@ -83,3 +83,17 @@ def test_xdist_worker_takes_gpu_n_mod_count() -> None:
 def test_standalone_hook_declines_unknown_models() -> None:
     hook = standalone_hook()
     assert hook.pytest_trainsanity_make_adapter(model=object(), setup=None, data={}, settings=RunSettings()) is None
+
+
+def test_readme_ci_recipe_is_the_workflow_file_and_runs_the_quick_start_commands() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    workflow = (root / ".github" / "workflows" / "trainsanity.yml").read_text()
+    assert "```yaml\n" + workflow + "```" in readme
+    quick_start = readme.split("## Quick start")[1].split("## Use it")[0]
+    commands = [line for line in quick_start.splitlines() if line.startswith("pip install")]
+    assert commands == ["pip install tox && tox -e examples", "pip install tox && tox"]
+    assert [line.split("run: ", 1)[1] for line in workflow.splitlines() if "run: " in line] == commands
+    assert (root / ".ci" / "run").read_text().strip().endswith(commands[1])

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ..data import SplitData, class_ids
+from ..errors import SetupError
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -116,3 +119,30 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def __exit__(self, *exc: Any) -> None:
         """Restore the snapshot bit for bit, whatever happened."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, for one-paragraph setup errors (no framework traceback)."""
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+
+
+def check_label_range(data: dict[str, SplitData], task: str, n_outputs: int) -> None:
+    """Classification labels must index the model's outputs (0/1 for a single output)."""
+    if task != "classification":
+        return
+    for split in data.values():
+        ids = class_ids(split.y)
+        low, high = int(ids.min()), int(ids.max())
+        limit = 2 if n_outputs == 1 else n_outputs
+        if low < 0 or high >= limit:
+            raise SetupError(
+                f"TrainSetup({split.name}=...) has labels in [{low}, {high}] but the model outputs "
+                f"{n_outputs} value(s) per sample, so labels must lie in [0, {limit - 1}]. "
+                f"Widen the output layer or re-map the labels."
+            )
+
+
+def batch_starts(n: int, batch_size: int) -> list[int]:
+    """Start of every batch of an epoch; a lone last sample is dropped (it breaks batch norm)."""
+    return [s for s in range(0, n, batch_size) if not (n - s == 1 and n > 1)]

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..data import SplitData, class_ids
 from ..errors import OptionError, SetupError, missing_extra
-from .base import Adapter, ModelInfo, TrainingTrace
+from .base import Adapter, ModelInfo, TrainingTrace, batch_starts, check_label_range, first_line
 from .devices import auto_gpu_index, xdist_worker_index
 
 EVAL_BATCH = 2048
@@ -174,7 +174,7 @@ class KerasAdapter(Adapter):
         try:
             out = self.model(self._inputs(train.X[:2]), training=False)
         except Exception as exc:  # noqa: BLE001 - one line, not a framework traceback
-            first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise SetupError(
                 f"The model could not run on the train inputs: model(X[:2]) with X of shape {tuple(train.X.shape)} "
                 f"and dtype {train.X.dtype} raised {type(exc).__name__}: {first}. Check that the input layer matches "
@@ -183,17 +183,7 @@ class KerasAdapter(Adapter):
         if isinstance(out, (list, tuple, dict)):
             raise SetupError("The model returns several outputs; pytest-trainsanity needs one tensor of logits or predictions.")
         n_outputs = int(np.prod(out.shape[1:])) if len(out.shape) > 1 else 1
-        if self.setup.task == "classification":
-            for split in self.data.values():
-                ids = class_ids(split.y)
-                low, high = int(ids.min()), int(ids.max())
-                limit = 2 if n_outputs == 1 else n_outputs
-                if low < 0 or high >= limit:
-                    raise SetupError(
-                        f"TrainSetup({split.name}=...) has labels in [{low}, {high}] but the model outputs "
-                        f"{n_outputs} value(s) per sample, so labels must lie in [0, {limit - 1}]. Widen the output "
-                        f"layer or re-map the labels."
-                    )
+        check_label_range(self.data, self.setup.task, n_outputs)
         return n_outputs
 
     def _check_loss(self, train: SplitData) -> None:
@@ -201,7 +191,7 @@ class KerasAdapter(Adapter):
         try:
             self.loss_fn(self._targets(train.y[:2]), out)
         except Exception as exc:  # noqa: BLE001
-            first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise SetupError(
                 f"The loss could not compare the train labels with the model's output: loss(labels of shape "
                 f"{tuple(train.y[:2].shape)} and dtype {train.y.dtype}, output of shape {tuple(out.shape)}) raised "
@@ -374,10 +364,6 @@ class KerasAdapter(Adapter):
             self._Y.assign(saved)
             self._scale.assign(1.0)
 
-    def _starts(self, n: int) -> list[int]:
-        bs = self.batch_size
-        return [s for s in range(0, n, bs) if not (n - s == 1 and n > 1)]  # a lone last sample breaks BatchNorm
-
     def _train(self, epochs: int, max_steps: int | None, start: float, detail: bool) -> TrainingTrace:
         rng = np.random.RandomState(self.settings.seed)
         n = int(self._X.shape[0])
@@ -408,7 +394,7 @@ class KerasAdapter(Adapter):
                 rec.bn.append(float("nan") if stats is None or last_bn is None else
                               float(np.linalg.norm(stats - last_bn) / max(np.linalg.norm(last_bn), 1e-12)))
                 last_bn = stats
-            if budget is not None and ran < len(self._starts(n)):
+            if budget is not None and ran < len(batch_starts(n, self.batch_size)):
                 truncated = True
                 break
         return rec.trace(
@@ -427,7 +413,7 @@ class KerasAdapter(Adapter):
         tf = self.tf
         plain, sampled_fn = self._step_fn(False), self._step_fn(True)
         bs, ran = self.batch_size, 0
-        for s in self._starts(len(order)):
+        for s in batch_starts(len(order), self.batch_size):
             if budget is not None and ran >= budget:
                 break
             idx = tf.constant(order[s : s + bs])

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data import SplitData, class_ids
+from ..data import SplitData
 from ..errors import OptionError, SetupError, missing_extra
-from .base import Adapter, ModelInfo, TrainingTrace
+from .base import Adapter, ModelInfo, TrainingTrace, batch_starts, check_label_range, first_line
 from .devices import auto_gpu_index, xdist_worker_index
 
 EVAL_BATCH = 2048
@@ -222,7 +222,7 @@ class TorchAdapter(Adapter):
             with self.torch.no_grad():
                 out = self.model(self._inputs(train.X[:2], self.home))
         except Exception as exc:  # noqa: BLE001 - one line, not a framework traceback
-            first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise SetupError(
                 f"The model could not run on the train inputs: model(X[:2]) with X of shape "
                 f"{tuple(train.X.shape)} and dtype {train.X.dtype} raised {type(exc).__name__}: {first}. "
@@ -238,23 +238,13 @@ class TorchAdapter(Adapter):
             )
         n_outputs = int(out.reshape(out.shape[0], -1).shape[1])
         self.n_outputs = n_outputs
-        if self.setup.task == "classification":
-            for split in self.data.values():
-                ids = class_ids(split.y)
-                low, high = int(ids.min()), int(ids.max())
-                limit = 2 if n_outputs == 1 else n_outputs
-                if low < 0 or high >= limit:
-                    raise SetupError(
-                        f"TrainSetup({split.name}=...) has labels in [{low}, {high}] but the model "
-                        f"outputs {n_outputs} value(s) per sample, so labels must lie in [0, {limit - 1}]. "
-                        f"Widen the output layer or re-map the labels."
-                    )
+        check_label_range(self.data, self.setup.task, n_outputs)
         try:
             with self.torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a broadcasting warning here precedes the real error
                 self.loss_fn(out, self._targets(train.y[:2], self.home))
         except Exception as exc:  # noqa: BLE001
-            first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise SetupError(
                 f"The loss could not compare the model's output with the train labels: loss(output of "
                 f"shape {tuple(out.shape)}, labels of shape {tuple(train.y[:2].shape)} and dtype "
@@ -452,7 +442,7 @@ class TorchAdapter(Adapter):
                     losses_of.append(split_loss)
             if detail:
                 rec.bn_drift(self._bn_stats())
-            if budget is not None and ran < len(self._starts(n)):
+            if budget is not None and ran < len(batch_starts(n, self.batch_size)):
                 truncated = True
                 break
         return rec.trace(
@@ -461,19 +451,14 @@ class TorchAdapter(Adapter):
             train_pred=preds["train"], val_pred=preds["val"], seconds=time.perf_counter() - start, truncated=truncated,
         )
 
-    def _starts(self, n: int) -> list[int]:
-        bs = self.batch_size
-        return [s for s in range(0, n, bs) if not (n - s == 1 and n > 1)]  # a lone last sample breaks BatchNorm
-
     def _epoch(self, epoch: int, order: Any, rec: "_Record", budget: int | None, hold_lr: list[float] | None = None) -> int:
         """One epoch over ``order``; returns the steps run (fewer when ``budget`` runs out)."""
-        torch = self.torch
         X, Y = self.tensors["train"]
-        model, optimizer, scheduler, loss_fn, params = self.model, self.optimizer, self.scheduler, self.loss_fn, self.params
+        model, optimizer, scheduler, loss_fn = self.model, self.optimizer, self.scheduler, self.loss_fn
         per_batch = scheduler is not None and self.setup.scheduler_step == "batch"
         bs, ran = self.batch_size, 0
         model.train()
-        for s in self._starts(len(X)):
+        for s in batch_starts(len(X), self.batch_size):
             if budget is not None and ran >= budget:
                 break
             if hold_lr is not None:

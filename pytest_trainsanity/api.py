@@ -224,12 +224,17 @@ def _leakage_inputs(setup: TrainSetup) -> list[leakage.SplitInput]:
 
 def _run_leakage(p: Prepared) -> CheckReport:
     opts = p.options
-    result = leakage.find_leakage(
-        _leakage_inputs(p.setup), near=opts.near_duplicates, threshold=opts.threshold,
-        groups=p.setup.groups, timestamps=p.setup.timestamps,
-        classification=p.setup.task == "classification", max_overlap=opts.max_overlap,
-        within_split=opts.within_split, seed=p.settings.seed,
-    )
+    try:
+        result = leakage.find_leakage(
+            _leakage_inputs(p.setup), near=opts.near_duplicates, threshold=opts.threshold,
+            groups=p.setup.groups, timestamps=p.setup.timestamps,
+            classification=p.setup.task == "classification", max_overlap=opts.max_overlap,
+            within_split=opts.within_split, seed=p.settings.seed,
+        )
+    except UsageError:
+        raise
+    except ValueError as exc:  # the splits do not fit together (sample sizes, label shapes)
+        raise SetupError(f"no_leakage cannot compare the splits: {exc}.") from None
     metrics: dict[str, Any] = {"near_threshold": result.threshold}
     for pair in result.pairs:
         key = f"{pair.a}_{pair.b}"

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .errors import OptionError, TrainSanityError
+import pytest
+
+from .errors import OptionError, TrainSanityError, UsageError
 from .report import CheckReport, fmt
 from .settings import CHECKS, CHECK_TO_MARKER, RunSettings, build_run_settings
 
@@ -100,7 +102,14 @@ class Session:
         __tracebackhide__ = True
         failed = []
         for check in prepared:
-            report = check.run()
+            try:
+                report = check.run()
+            except UsageError as exc:  # misuse found while running (a streamed split read lazily)
+                problem = str(exc)
+            else:
+                problem = None
+            if problem is not None:
+                pytest.fail(f"pytest-trainsanity: {problem}", pytrace=False)  # outside `except`: no chained traceback
             reports.add(report)
             for key in report.key:
                 if key in report.metrics:

@@ -231,9 +231,13 @@ class KerasAdapter(Adapter):
             self._hold = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="trainsanity_hold_lr")
             self._schedule = self._orig_lr if schedule else None
             self.optimizer._learning_rate = self._lr
-            self.tensors = {name: (self._inputs(s.X), self._targets(s.y)) for name, s in self.data.items()}
-            X, Y = self.tensors["train"]
-            self._X, self._Y = X, tf.Variable(Y, trainable=False, name="trainsanity_train_labels")
+            try:
+                self.tensors = {name: (self._inputs(s.X), self._targets(s.y)) for name, s in self.data.items()}
+                X, Y = self.tensors["train"]
+                self._X, self._Y = X, tf.Variable(Y, trainable=False, name="trainsanity_train_labels")
+            except BaseException:  # e.g. out of device memory: the optimizer gets its own rate back
+                self.__exit__()
+                raise
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -266,9 +266,13 @@ class TorchAdapter(Adapter):
         self._flags = [(m, m.training) for m in self.model.modules()]
         self._snapshot = self._capture()
         self._grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in self.model.parameters()]
-        if self.device != self.home:
-            self.model.to(self.device)
-        self._tensor_data()
+        try:
+            if self.device != self.home:
+                self.model.to(self.device)
+            self._tensor_data()
+        except BaseException:  # e.g. out of device memory: leave nothing moved or changed
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from ..data import class_ids
 from .features import FeatureLeak, target_columns
 from .matching import NEAR_THRESHOLD, Canon, Reference, common_dtype, group_ids
 
@@ -152,6 +153,10 @@ def find_leakage(
     stream = head.blocks()
     first = next(stream, None)
     ref_arrays = {s.name: s.arrays if s.arrays is not None else _read(s) for s in refs}
+    if classification:  # labels compared as class ids: one-hot in one split, ids in another, still agree
+        ref_arrays = {name: (X, class_ids(y)) for name, (X, y) in ref_arrays.items()}
+        first = (first[0], class_ids(first[1])) if first is not None else None
+        stream = ((X, class_ids(y)) for X, y in stream)
     dtypes = [a[0].dtype for a in ref_arrays.values()] + ([first[0].dtype] if first is not None else [])
     widths = {int(np.prod(a[0].shape[1:], dtype=np.int64)) for a in ref_arrays.values()}
     if first is not None:

@@ -268,3 +268,17 @@ def test_a_model_without_batch_norm_or_momentum_says_which_interventions_do_not_
     adapter = TorchAdapter(model, setup, load_splits(setup, ("train", "val")), RunSettings(device="cpu"))
     assert adapter.interventions() == {"hold_lr": "", "reshuffle": "", "reset_momentum": "SGD keeps no momentum",
                                        "freeze_bn": "the model has no batch-norm layer"}
+
+
+def test_a_failure_while_entering_leaves_the_model_as_it_was(digits, monkeypatch) -> None:
+    setup = used_setup(digits)
+    adapter = TorchAdapter(setup.model, setup, load_splits(setup, ("train", "val")), RunSettings(device="cpu"))
+    before = state_of(setup)
+
+    def out_of_memory() -> None:
+        raise MemoryError("device full")
+
+    monkeypatch.setattr(adapter, "_tensor_data", out_of_memory)  # our own method, not the framework
+    with pytest.raises(MemoryError):
+        adapter.__enter__()
+    assert_same(before, state_of(setup))

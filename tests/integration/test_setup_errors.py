@@ -73,3 +73,34 @@ def test_unusable_setups_are_clear_errors(project: pytest.Pytester) -> None:
     for name, (_, expected) in CASES.items():
         res.stdout.fnmatch_lines([f"*ERROR at setup of test_{name} *", expected])
     assert "site-packages/torch" not in res.stdout.str()
+
+
+def test_misuse_found_while_streaming_is_one_paragraph_not_a_traceback(project: pytest.Pytester) -> None:
+    """A generator split is read only when no_leakage runs: its misuse surfaces then, cleanly."""
+    project.makepyfile("""
+        import numpy as np
+        import pytest
+        from pytest_trainsanity import TrainSetup
+
+        @pytest.fixture
+        def triples():
+            X = np.zeros((8, 3))
+            return TrainSetup(train=((X[i : i + 4], X[i : i + 4, 0], X[i : i + 4, 1]) for i in range(0, 8, 4)), val=(X, X[:, 0]))
+
+        @pytest.fixture
+        def widths():
+            return TrainSetup(train=(np.zeros((10, 3)), np.zeros(10)), val=(np.zeros((5, 4)), np.zeros(5)))
+
+        @pytest.mark.no_leakage(setup="triples")
+        def test_triples(): pass
+
+        @pytest.mark.no_leakage(setup="widths")
+        def test_widths(): pass
+    """)
+    res = run(project)
+    res.assert_outcomes(failed=2)
+    res.stdout.fnmatch_lines([
+        "*pytest-trainsanity: TrainSetup(train=...) yielded a tuple; each block must be an (X, y) pair*",
+        "*pytest-trainsanity: no_leakage cannot compare the splits: the splits' samples have different sizes: [[]3, 4] values.",
+    ])
+    assert "Traceback" not in res.stdout.str() and "leakage.py:" not in res.stdout.str()

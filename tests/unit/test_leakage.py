@@ -77,3 +77,11 @@ def test_empty_blocks_are_skipped() -> None:
     blocks = [(X[:10], y[:10]), (X[10:10], y[10:10]), (X[10:], y[10:]), (X[:0], y[:0])]
     report = check_leakage(TrainSetup(train=iter(blocks), val=(X[:3], y[:3])), near_duplicates=False)
     assert report.metrics["train_val_exact"] == 3
+
+
+def test_one_hot_labels_in_one_split_and_ids_in_another_do_not_conflict() -> None:
+    X = rng.standard_normal((10, 4))
+    Y = np.eye(10)[np.arange(10) % 3]  # one-hot train labels
+    result = find_leakage([arrays("train", X, Y), arrays("val", X[:3].copy(), np.arange(3))], classification=True)
+    (pair,) = result.pairs
+    assert len(pair.exact_b) == 3 and pair.conflicts == 0

@@ -9,6 +9,7 @@ misuse as a setup error and a bad measurement as a test failure.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -309,14 +310,14 @@ def _run_spikes(p: Prepared) -> CheckReport:
     adapter, opts = p.adapter, p.options
     assert adapter is not None
     info = adapter.info()
-    higher = spikes.HIGHER_IS_BETTER[opts.metric] if p.setup.task == "classification" or opts.metric.endswith("loss") else True
-    split = opts.metric.split("_")[0]
+    classification = p.setup.task == "classification"
     with adapter:
         trace = adapter.train(epochs=opts.epochs, max_steps=p.settings.max_steps, detail=True)
         series = _series(trace, opts.metric)
-        resolution = 1.0 / len(p.data[split]) if opts.metric.endswith("acc") and p.setup.task == "classification" else 0.0
-        found = spikes.detect(series, higher, opts.min_jump, resolution)
-        labels = class_ids(p.data["train"].y) if p.setup.task == "classification" else None
+        split = opts.metric.split("_")[0]
+        resolution = 1.0 / len(p.data[split]) if opts.metric.endswith("acc") and classification else 0.0
+        found = spikes.detect(series, spikes.HIGHER_IS_BETTER[opts.metric], opts.min_jump, resolution)
+        labels = class_ids(p.data["train"].y) if classification else None
         replay_seconds = _attribute(adapter, trace, found.spikes, opts.metric, series, labels)
     collapse = spikes.lr_collapse(trace.lr, trace.epoch, opts.epochs)
     bad = [sp for sp in found.spikes if sp.cause not in opts.allow]
@@ -347,24 +348,23 @@ def _series(trace: Any, metric: str) -> np.ndarray:
 def _attribute(adapter: Adapter, trace: Any, found: list[spikes.Spike], metric: str, series: np.ndarray,
                labels: np.ndarray | None) -> float:
     """Evidence for every spike; replays for the largest ones within ``REPLAY_BUDGET``."""
-    import time
-
     start = time.perf_counter()
     supported = adapter.interventions()
     usable = [k for k, why in supported.items() if not why]
     per_spike = 1 + len(usable) + (1 if "reshuffle" in usable else 0)
     budget = int(REPLAY_BUDGET * len(series)) if usable else 0
+    top = spikes.top_lr(trace.lr, len(trace.epoch))
+    mix = (spikes.batch_mix(labels, trace.orders, int(np.bincount(trace.epoch).max()))
+           if found and labels is not None and trace.orders else np.zeros(0))
     for sp in found:
-        sp.evidence += _evidence(trace, sp.epoch, supported)
-        if labels is not None and trace.orders:
-            mix = spikes.batch_mix(labels, trace.orders, int(np.bincount(trace.epoch).max()))
-            if len(mix) > sp.epoch:
-                sp.evidence.append(f"batch label mix {mix[sp.epoch]:.3g} from the split's (total variation, mean over "
+        sp.evidence += _evidence(trace, top, sp.epoch, supported)
+        if len(mix) > sp.epoch:
+            sp.evidence.append(f"batch label mix {mix[sp.epoch]:.3g} from the split's (total variation, mean over "
                                    f"batches) vs median {_g(np.median(np.delete(mix, sp.epoch)))} in the other epochs")
     for sp in sorted(found, key=lambda q: -abs(q.jump - q.trend)):
         if budget < per_spike or len(trace.checkpoints) <= sp.epoch:
             sp.how = "evidence"
-            sp.cause = _cause_by_evidence(trace, sp.epoch)
+            sp.cause = _cause_by_evidence(trace, top, sp.epoch)
             sp.evidence.append("not replayed: " + ("the adapter cannot replay epochs" if not usable else
                                                    f"the replay budget ({REPLAY_BUDGET:g} x the run) was spent"))
             continue
@@ -372,7 +372,7 @@ def _attribute(adapter: Adapter, trace: Any, found: list[spikes.Spike], metric: 
         base = adapter.replay(trace, sp.epoch)[metric]
         replayed: dict[str, float] = {}
         for k in usable:
-            if k == "hold_lr" and _lr_ratio(trace, sp.epoch) is None:
+            if k == "hold_lr" and _lr_ratio(trace, top, sp.epoch) is None:
                 continue  # the lr did not change: holding it changes nothing
             value = adapter.replay(trace, sp.epoch, k)[metric]
             if k == "reshuffle":  # two other orders: one lucky order is not the answer
@@ -382,9 +382,9 @@ def _attribute(adapter: Adapter, trace: Any, found: list[spikes.Spike], metric: 
     return time.perf_counter() - start
 
 
-def _lr_ratio(trace: Any, epoch: int) -> float | None:
-    """How much the lr changed from the end of the epoch before to the spike epoch (None: not at all)."""
-    top = trace.lr.max(axis=1) if trace.lr.size else np.zeros(len(trace.epoch))
+def _lr_ratio(trace: Any, top: np.ndarray, epoch: int) -> float | None:
+    """How much the lr (``top``: per step, max over groups) changed from the end of the epoch
+    before to the spike epoch (None: not at all)."""
     before, during = top[trace.epoch == epoch - 1], top[trace.epoch == epoch]
     if not len(before) or not len(during):
         return None
@@ -392,15 +392,14 @@ def _lr_ratio(trace: Any, epoch: int) -> float | None:
     return None if abs(np.log(max(ratio, 1e-300))) < np.log(1.05) else ratio
 
 
-def _cause_by_evidence(trace: Any, epoch: int) -> str:
-    ratio = _lr_ratio(trace, epoch)
+def _cause_by_evidence(trace: Any, top: np.ndarray, epoch: int) -> str:
+    ratio = _lr_ratio(trace, top, epoch)
     return "lr_schedule" if ratio is not None and (ratio >= 2 or ratio <= 0.5) else "unexplained"
 
 
-def _evidence(trace: Any, epoch: int, supported: dict[str, str]) -> list[str]:
+def _evidence(trace: Any, top: np.ndarray, epoch: int, supported: dict[str, str]) -> list[str]:
     out = []
-    top = trace.lr.max(axis=1) if trace.lr.size else np.zeros(len(trace.epoch))
-    ratio = _lr_ratio(trace, epoch)
+    ratio = _lr_ratio(trace, top, epoch)
     before = top[trace.epoch == epoch - 1]
     during = top[trace.epoch == epoch]
     if ratio is None:
@@ -552,7 +551,7 @@ def _plot(p: Prepared, trace: Any, series: np.ndarray, found: spikes.Detection, 
     lr_ax = ax.twinx()
     per_epoch = max(int(np.bincount(trace.epoch).max()), 1) if len(trace.epoch) else 1
     if trace.lr.size:  # the lr of each step, placed within its epoch
-        lr_ax.plot(trace.epoch + 1 + (np.arange(len(trace.epoch)) % per_epoch) / per_epoch - 1, trace.lr.max(axis=1),
+        lr_ax.plot(trace.epoch + (np.arange(len(trace.epoch)) % per_epoch) / per_epoch, spikes.top_lr(trace.lr, len(trace.epoch)),
                    color="gray", alpha=0.6)
         if (trace.lr > 0).all():
             lr_ax.set_yscale("log")

@@ -13,7 +13,7 @@ import pytest
 from . import hooks as builtin_hooks
 from . import hookspecs
 from .errors import UsageError
-from .session import REPORT_ATTR, SUMMARY_TITLE, Imperative, Session, TestReports
+from .session import REPORT_ATTR, SUMMARY_TITLE, Imperative, Session, TestReports, fail_usage
 from .settings import CHECKS, DEFAULT_MAX_STEPS, DEFAULT_SEED, DEVICE_CHOICES
 
 SESSION = pytest.StashKey[Session]()
@@ -71,7 +71,7 @@ def _trainsanity_prepare(request: pytest.FixtureRequest) -> None:
         return
     except UsageError as exc:
         problem = str(exc)
-    pytest.fail(f"pytest-trainsanity: {problem}", pytrace=False)  # outside `except`: no chained traceback
+    fail_usage(problem)
 
 
 @pytest.fixture

@@ -59,6 +59,12 @@ class TestReports:
         return [r.to_dict() for r in self._reports]
 
 
+def fail_usage(problem: str) -> None:
+    """Misuse as one paragraph. Called outside ``except`` so no exception chain is printed."""
+    __tracebackhide__ = True
+    pytest.fail(f"pytest-trainsanity: {problem}", pytrace=False)
+
+
 @dataclass(eq=False)  # registered as a plugin: must stay hashable
 class Session:
     settings: RunSettings
@@ -105,11 +111,11 @@ class Session:
             try:
                 report = check.run()
             except UsageError as exc:  # misuse found while running (a streamed split read lazily)
-                problem = str(exc)
+                problem: str | None = str(exc)
             else:
                 problem = None
             if problem is not None:
-                pytest.fail(f"pytest-trainsanity: {problem}", pytrace=False)  # outside `except`: no chained traceback
+                fail_usage(problem)
             reports.add(report)
             for key in report.key:
                 if key in report.metrics:

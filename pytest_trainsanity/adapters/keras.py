@@ -107,15 +107,18 @@ class KerasAdapter(Adapter):
         train = data["train"]
         self.batch_size = train.batch_size or setup.batch_size
         with tf.device(self.device):
-            self.n_outputs = self._validate_forward(train)
+            out = self._validate_forward(train)
+            self.n_outputs = int(np.prod(out.shape[1:])) if len(out.shape) > 1 else 1
+            check_label_range(self.data, self.setup.task, self.n_outputs)
             self.params = list(model.trainable_variables)
             if not self.params:
                 raise SetupError("TrainSetup(model=...) has no trainable weights; there is nothing to train.")
             self.optimizer = self._optimizer(setup.optimizer)
             self.loss_fn = self._loss(setup.loss)
-            self._check_loss(train)
+            self._check_loss(train, out)
         self.scheduler = self._scheduler(setup.scheduler)
-        self._step_fns: dict[bool, Any] = {}
+        self._step_fns: dict[bool, Any] = {}  # sampled? -> the traced training step
+        self._predict_fn: Any = None
 
     # ------------------------------------------------------------ set-up checks
 
@@ -170,7 +173,8 @@ class KerasAdapter(Adapter):
             f"callable(epoch, lr) -> lr; a LearningRateSchedule belongs inside the optimizer."
         )
 
-    def _validate_forward(self, train: SplitData) -> int:
+    def _validate_forward(self, train: SplitData) -> Any:
+        """One inference-mode forward of two samples, before any training: its output."""
         try:
             out = self.model(self._inputs(train.X[:2]), training=False)
         except Exception as exc:  # noqa: BLE001 - one line, not a framework traceback
@@ -182,12 +186,9 @@ class KerasAdapter(Adapter):
             ) from None
         if isinstance(out, (list, tuple, dict)):
             raise SetupError("The model returns several outputs; pytest-trainsanity needs one tensor of logits or predictions.")
-        n_outputs = int(np.prod(out.shape[1:])) if len(out.shape) > 1 else 1
-        check_label_range(self.data, self.setup.task, n_outputs)
-        return n_outputs
+        return out
 
-    def _check_loss(self, train: SplitData) -> None:
-        out = self.model(self._inputs(train.X[:2]), training=False)
+    def _check_loss(self, train: SplitData, out: Any) -> None:
         try:
             self.loss_fn(self._targets(train.y[:2]), out)
         except Exception as exc:  # noqa: BLE001
@@ -248,6 +249,7 @@ class KerasAdapter(Adapter):
         np.random.set_state(npy)
         self.tf.random.get_global_generator().state.assign(tfs)
         self._step_fns.clear()
+        self._predict_fn = None
 
     def _capture(self) -> dict[str, Any]:
         return {
@@ -263,9 +265,12 @@ class KerasAdapter(Adapter):
 
     # ------------------------------------------------------------ measuring
 
+    def _layers(self) -> list[Any]:
+        """Every layer, nested ones included."""
+        return list(self.model._flatten_layers(include_self=False))
+
     def info(self) -> ModelInfo:
-        layers = self.model._flatten_layers(include_self=False) if hasattr(self.model, "_flatten_layers") else self.model.layers
-        layers = list(layers)
+        layers = self._layers()
         first = next((layer for layer in layers if layer.weights), None)
         return ModelInfo(
             framework="keras",
@@ -278,8 +283,7 @@ class KerasAdapter(Adapter):
         )
 
     def _bn_layers(self) -> list[Any]:
-        return [layer for layer in self.model._flatten_layers(include_self=False)
-                if isinstance(layer, self.keras.layers.BatchNormalization)]
+        return [layer for layer in self._layers() if isinstance(layer, self.keras.layers.BatchNormalization)]
 
     def _momentum_vars(self) -> list[Any]:
         return list(getattr(self.optimizer, "_momentums", None) or getattr(self.optimizer, "momentums", None) or [])
@@ -289,9 +293,9 @@ class KerasAdapter(Adapter):
         X, Y = self.tensors[name]
         if name == "train":
             Y = self._Y
-        fn = self._step_fns.get("predict")
-        if fn is None:
-            fn = self._step_fns["predict"] = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        if self._predict_fn is None:
+            self._predict_fn = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        fn = self._predict_fn
         out = tf.concat([fn(X[i : i + EVAL_BATCH]) for i in range(0, int(X.shape[0]), EVAL_BATCH)], axis=0)
         loss = float(np.mean(np.asarray(self.loss_fn(Y, out))))
         out_np, y_np = np.asarray(out), np.asarray(Y)

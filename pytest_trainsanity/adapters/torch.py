@@ -423,7 +423,7 @@ class TorchAdapter(Adapter):
         torch = self.torch
         generator = self._seed()
         n = len(self.tensors["train"][0])
-        rec = _Record(self.params, detail)
+        rec = _Record(self.torch, self.params, detail)
         epoch_train, epoch_val, loss_train, loss_val = [], [], [], []
         preds = {"train": np.zeros(0), "val": np.zeros(0)}
         truncated = False
@@ -529,7 +529,7 @@ class TorchAdapter(Adapter):
         try:
             for m, _ in frozen:
                 m.momentum = 0.0  # running statistics stay where the checkpoint left them
-            self._epoch(epoch, order, _Record(self.params, False), None, hold)
+            self._epoch(epoch, order, _Record(self.torch, self.params, False), None, hold)
         finally:
             for m, momentum in frozen:
                 m.momentum = momentum
@@ -544,9 +544,7 @@ class TorchAdapter(Adapter):
 class _Record:
     """Per-step records kept on the device until the pass ends (no sync per step)."""
 
-    def __init__(self, params: list[Any], detail: bool) -> None:
-        import torch
-
+    def __init__(self, torch: Any, params: list[Any], detail: bool) -> None:
         self.torch, self.params, self.detail = torch, params, detail
         self.losses: list[Any] = []
         self.lrs: list[list[float]] = []

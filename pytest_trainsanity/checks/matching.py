@@ -81,12 +81,16 @@ class Canon:
                 best, best_distinct = self.window, distinct
         self.window = best if full - best_distinct <= WINDOW_COLLISIONS * len(rows) else None
 
-    def flat(self, X: np.ndarray) -> np.ndarray:
-        """Rows in the common dtype, contiguous (no copy when they already are)."""
+    def _rows_of(self, X: np.ndarray) -> np.ndarray:
+        """One row per sample (a view), of this canon's width."""
         flat = X.reshape(len(X), -1)
         if flat.shape[1] != self.width:
             raise ValueError(f"samples have {flat.shape[1]} values but the first split's have {self.width}")
-        return np.ascontiguousarray(flat, dtype=self.dtype)
+        return flat
+
+    def flat(self, X: np.ndarray) -> np.ndarray:
+        """Rows in the common dtype, contiguous (no copy when they already are)."""
+        return np.ascontiguousarray(self._rows_of(X), dtype=self.dtype)
 
     def rows(self, X: np.ndarray) -> np.ndarray:
         """A canonical copy: -0.0 -> 0.0 and one NaN payload, so equal values give equal bits."""
@@ -102,9 +106,7 @@ class Canon:
     def hashes(self, X: np.ndarray, full: bool = False) -> np.ndarray:
         """64-bit row hashes (of the key window unless ``full``), computed in cache-sized blocks
         (a big block's temporaries would not fit)."""
-        flat = X.reshape(len(X), -1)
-        if flat.shape[1] != self.width:
-            raise ValueError(f"samples have {flat.shape[1]} values but the first split's have {self.width}")
+        flat = self._rows_of(X)
         cols = slice(None) if full or self.window is None else self.window
         if len(flat) <= BLOCK_ROWS:
             return self._block_hashes(flat[:, cols])

@@ -134,7 +134,7 @@ def lr_collapse(lr: np.ndarray, step_epoch: np.ndarray, epochs: int) -> Collapse
     run and stays there to the end: a decay counted in steps where epochs were meant, usually."""
     if not len(lr):
         return None
-    top = lr.max(axis=1) if lr.ndim == 2 else lr
+    top = top_lr(lr, len(step_epoch))
     peak = float(top.max())
     if not peak > 0:
         return None
@@ -155,9 +155,16 @@ def lr_collapse(lr: np.ndarray, step_epoch: np.ndarray, epochs: int) -> Collapse
     return Collapse(int(step_epoch[first]), first, peak, float(top[-1]), halving, steps_per_epoch)
 
 
+def top_lr(lr: np.ndarray, steps: int) -> np.ndarray:
+    """Per step, the largest lr of any param group (zeros when none was recorded)."""
+    if lr.ndim == 2 and lr.size:
+        return lr.max(axis=1)
+    return lr if lr.ndim == 1 and len(lr) == steps else np.zeros(steps)
+
+
 def epoch_lr(lr: np.ndarray, step_epoch: np.ndarray, epochs: int) -> np.ndarray:
     """The first step's lr of each epoch (max over param groups)."""
-    top = lr.max(axis=1) if lr.ndim == 2 and lr.shape[1] else np.zeros(len(step_epoch))
+    top = top_lr(lr, len(step_epoch))
     out = np.full(epochs, np.nan)
     for e in range(epochs):
         at = np.flatnonzero(step_epoch == e)

@@ -10,9 +10,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from pytest_trainsanity import (  # noqa: E402
@@ -26,14 +23,6 @@ from pytest_trainsanity import (  # noqa: E402
 from pytest_trainsanity.adapters.torch import TorchAdapter  # noqa: E402
 from pytest_trainsanity.data import load_splits  # noqa: E402
 from pytest_trainsanity.settings import RunSettings  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[np.ndarray, ...]:
-    d = load_digits()
-    Xtr, Xv, ytr, yv = train_test_split(d.data.astype(np.float32), d.target, test_size=360, random_state=0, stratify=d.target)
-    sc = StandardScaler().fit(Xtr)
-    return sc.transform(Xtr).astype(np.float32), ytr, sc.transform(Xv).astype(np.float32), yv
 
 
 def bn_net() -> torch.nn.Module:

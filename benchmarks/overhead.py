@@ -231,7 +231,7 @@ def bare_epoch(torch: Any, model: Any, opt: Any, tensors: tuple[Any, ...], evalu
 def make_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> Any:
     from pytest_trainsanity import TrainSetup
     from pytest_trainsanity.adapters.torch import TorchAdapter
-    from pytest_trainsanity.data import load_splits
+    from pytest_trainsanity.adapters.splits import open_splits as load_splits
     from pytest_trainsanity.settings import RunSettings
 
     Xtr, Xv, ytr, yv = split
@@ -466,7 +466,7 @@ def bench_keras(split: tuple[np.ndarray, ...]) -> float | None:
         return None
     from pytest_trainsanity import TrainSetup
     from pytest_trainsanity.adapters.keras import KerasAdapter
-    from pytest_trainsanity.data import load_splits
+    from pytest_trainsanity.adapters.splits import open_splits as load_splits
     from pytest_trainsanity.settings import RunSettings
 
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)

@@ -16,7 +16,7 @@ import pytest
 if TYPE_CHECKING:
     from .adapters.base import Adapter
     from .checks.causes import Cause
-    from .data import SplitData
+    from .adapters.splits import Split
     from .report import CheckReport
     from .settings import RunSettings
     from .spec import TrainSetup
@@ -24,10 +24,13 @@ if TYPE_CHECKING:
 
 @pytest.hookspec(firstresult=True)
 def pytest_trainsanity_make_adapter(
-    model: Any, setup: "TrainSetup", data: "dict[str, SplitData]", settings: "RunSettings"
+    model: Any, setup: "TrainSetup", data: "dict[str, Split]", settings: "RunSettings"
 ) -> "Adapter | None":
     """Return an adapter for ``model`` (already built from a factory), or None
-    to let another implementation try. ``data`` holds the splits as numpy."""
+    to let another implementation try. ``data`` holds the splits a check reads, as
+    ``Split`` handles (nothing read yet): ``split.sample(settings.eval_samples,
+    settings.seed)`` gives the eval sample (``.numpy()``: input fields and target),
+    array splits also expose ``.X`` and ``.y``."""
 
 
 @pytest.hookspec

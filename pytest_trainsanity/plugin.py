@@ -14,7 +14,7 @@ from . import hooks as builtin_hooks
 from . import hookspecs
 from .errors import UsageError
 from .session import REPORT_ATTR, SUMMARY_TITLE, Imperative, Session, TestReports, fail_usage
-from .settings import CHECKS, DEFAULT_MAX_STEPS, DEFAULT_SEED, DEVICE_CHOICES
+from .settings import CHECKS, DEFAULT_EVAL_SAMPLES, DEFAULT_MAX_STEPS, DEFAULT_SEED, DEVICE_CHOICES
 
 SESSION = pytest.StashKey[Session]()
 PREPARED = pytest.StashKey[list]()
@@ -26,6 +26,8 @@ OPTIONS = (  # (name, help, extra addoption kwargs); each has an ini twin trains
     ("seed", f"seed of every training pass and probe (default {DEFAULT_SEED}): verdicts are reproducible", {}),
     ("max-steps", f"most optimizer steps one training pass may take (default {DEFAULT_MAX_STEPS}; "
                   "0 or none: no budget)", {}),
+    ("eval-samples", f"most samples per split a training check measures its metrics on: a seeded sample "
+                     f"(default {DEFAULT_EVAL_SAMPLES}); datasets are never read whole for training checks", {}),
     ("report", "write every check's measurements as JSON to this path", {}),
     ("artifacts", "directory for plots and other artifacts", {}),
     ("explain", "print every check's full diagnosis in the terminal summary", {"action": "store_true", "default": None}),
@@ -107,7 +109,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_report_header(config: pytest.Config) -> str:
     s = _session(config).settings
-    return f"trainsanity: device={s.device} seed={s.seed} max_steps={s.max_steps}"
+    return f"trainsanity: device={s.device} seed={s.seed} max_steps={s.max_steps} eval_samples={s.eval_samples}"
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -75,7 +75,7 @@ class Session:
     def from_config(cls, config: Any) -> "Session":
         values: dict[str, Any] = {}
         sources: list[str] = []
-        for key in ("device", "seed", "max_steps", "report", "artifacts", "explain"):
+        for key in ("device", "seed", "max_steps", "eval_samples", "report", "artifacts", "explain"):
             cli = config.getoption(f"trainsanity_{key}")
             if cli is not None:
                 values[key] = cli
@@ -150,7 +150,8 @@ class Session:
         target.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "settings": {"device": self.settings.device, "seed": self.settings.seed,
-                         "max_steps": self.settings.max_steps, "artifacts": self.settings.artifacts},
+                         "max_steps": self.settings.max_steps,
+                         "eval_samples": self.settings.eval_samples, "artifacts": self.settings.artifacts},
             "checks": self.results,
         }
         tmp = target.with_suffix(target.suffix + f".{os.getpid()}.tmp")

@@ -17,6 +17,7 @@ from .errors import OptionError
 
 DEFAULT_SEED = 0
 DEFAULT_MAX_STEPS = 2000
+DEFAULT_EVAL_SAMPLES = 10000
 DEFAULT_SETUP_FIXTURE = "train_setup"
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
@@ -58,6 +59,7 @@ class RunSettings:
     device: str = "auto"
     seed: int = DEFAULT_SEED
     max_steps: int | None = DEFAULT_MAX_STEPS
+    eval_samples: int = DEFAULT_EVAL_SAMPLES
     report: str | None = None
     artifacts: str | None = None
     explain: bool = False
@@ -67,7 +69,7 @@ class RunSettings:
         return build_run_settings({**dataclasses.asdict(self), **values}, source)
 
 
-RUN_KEYS = ("device", "seed", "max_steps")  # the run settings a marker may override
+RUN_KEYS = ("device", "seed", "max_steps", "eval_samples")  # the run settings a marker may override
 
 
 def build_run_settings(values: Mapping[str, Any], source: str) -> RunSettings:
@@ -75,6 +77,7 @@ def build_run_settings(values: Mapping[str, Any], source: str) -> RunSettings:
         device=_device(values.get("device", "auto"), source),
         seed=_int(values.get("seed", DEFAULT_SEED), source, "seed", 0),
         max_steps=_max_steps(values.get("max_steps", DEFAULT_MAX_STEPS), source),
+        eval_samples=_int(values.get("eval_samples", DEFAULT_EVAL_SAMPLES), source, "eval_samples", 1),
         report=values.get("report") or None,
         artifacts=values.get("artifacts") or None,
         explain=bool(values.get("explain", False)),

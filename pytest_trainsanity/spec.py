@@ -9,7 +9,7 @@ is validated by the adapter and data layer with the same error style.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import SetupError
 
@@ -34,6 +34,9 @@ class TrainSetup:
     batch_size: int = 32
     groups: Mapping[str, Any] | None = None
     timestamps: Mapping[str, Any] | None = None
+    step: Callable[[Any, Any], Any] | None = None  # the user's training step: (model, batch) -> loss
+    target_key: str | None = None  # dict batches: the key holding the target
+    datamodule: Any = None  # a Lightning LightningDataModule filling the splits not given
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -45,8 +48,15 @@ class TrainSetup:
             )
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise SetupError(f"TrainSetup(batch_size={self.batch_size!r}) must be an integer >= 1.")
-        if self.train is None:
-            raise SetupError("TrainSetup(train=...) is required: give (X, y) arrays, a Dataset or a DataLoader.")
+        if self.train is None and self.datamodule is None:
+            raise SetupError(
+                "TrainSetup(train=...) is required: give (X, y) arrays, a Dataset or a DataLoader "
+                "(or datamodule=, a Lightning LightningDataModule)."
+            )
+        if self.step is not None and not callable(self.step):
+            raise SetupError(f"TrainSetup(step={self.step!r}) must be a callable(model, batch) -> loss.")
+        if self.target_key is not None and not isinstance(self.target_key, str):
+            raise SetupError(f"TrainSetup(target_key={self.target_key!r}) must be the name (a str) of a batch key.")
         for name in ("groups", "timestamps"):
             value = getattr(self, name)
             if value is None:
@@ -59,15 +69,16 @@ class TrainSetup:
                 )
 
     def splits(self) -> dict[str, Any]:
-        """The splits that were given, in train/val/test order."""
+        """The splits that were given, in train/val/test order (a datamodule's are read by the adapters)."""
         return {name: getattr(self, name) for name in SPLITS if getattr(self, name) is not None}
 
     def require(self, check: str, *fields: str) -> None:
         """Raise one clear error naming every field ``check`` needs but did not get."""
-        missing = [name for name in fields if getattr(self, name) is None]
+        missing = [name for name in fields if getattr(self, name) is None
+                   and not (name in SPLITS and self.datamodule is not None)]
         if missing:
             raise SetupError(
                 f"{check} needs TrainSetup({', '.join(f'{m}=...' for m in missing)}) but "
                 f"{'it was' if len(missing) == 1 else 'they were'} left None. Only the model-free "
-                f"checks (no_leakage, inputs_normalized) work without a model, optimizer and loss."
+                f"checks (no_leakage, inputs_normalized) work without a model."
             )

@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data import SplitData, class_ids
+from ..checks.labels import class_ids
+from ..checks.matching import Canon, common_dtype
 from ..errors import SetupError
+from ..progress import Progress
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class ModelInfo:
     model_name: str
     has_batchnorm: bool = False
     embeds_inputs: bool = False  # first layer looks up integer ids
+    notes: tuple[str, ...] = ()  # what the adapter chose for the user (e.g. a default optimizer)
 
 
 @dataclass
@@ -40,7 +43,10 @@ class TrainingTrace:
     models costs more than the whole instrumentation budget, so adapters
     sample it (torch: every 4th step of each epoch, starting with the first). Per epoch: ``train_metric`` and
     ``val_metric`` (accuracy, or R^2 for regression) and losses, measured in
-    eval mode after the epoch. ``*_pred`` are the final predictions.
+    eval mode after the epoch, on each split's eval sample. ``*_pred`` are the final
+    predictions on those samples (class ids for classification). ``label_counts`` (steps x
+    classes, classification only) is the label mix of every training batch as the pipeline
+    yielded it.
     """
 
     loss: np.ndarray
@@ -65,6 +71,7 @@ class TrainingTrace:
     bn_drift: np.ndarray = field(default_factory=lambda: np.zeros(0))
     orders: list[np.ndarray] = field(default_factory=list)
     checkpoints: list[Any] = field(default_factory=list)
+    label_counts: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def final_train(self) -> float:
@@ -79,6 +86,7 @@ class Adapter(abc.ABC):
     """One model of one framework, prepared for short, restorable training passes."""
 
     framework: str = "?"
+    progress: Progress | None = None  # set by the check: passes log their progress through it
 
     @abc.abstractmethod
     def info(self) -> ModelInfo:
@@ -90,15 +98,15 @@ class Adapter(abc.ABC):
         *,
         epochs: int,
         lr_scale: float = 1.0,
-        train_labels: np.ndarray | None = None,
+        noise: "LabelNoise | None" = None,
         max_steps: int | None = None,
         detail: bool = False,
     ) -> TrainingTrace:
         """Train from the snapshot for ``epochs`` and measure (``detail``: also momentum norms,
-        batch-norm drift, batch orders and a checkpoint per epoch, for replays).
+        batch-norm drift and a checkpoint per epoch, for replays).
 
-        ``lr_scale`` multiplies every learning rate (the lr probe);
-        ``train_labels`` replaces the train labels (the random-label probe).
+        ``lr_scale`` multiplies every learning rate (the lr probe); ``noise`` replaces every
+        train target, in training and in the train metric (the random-label probe).
         """
 
     def interventions(self) -> dict[str, str]:
@@ -127,20 +135,54 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
-def check_label_range(data: dict[str, SplitData], task: str, n_outputs: int) -> None:
-    """Classification labels must index the model's outputs (0/1 for a single output)."""
+def check_label_range(targets: dict[str, np.ndarray], task: str, n_outputs: int, sampled: bool = False) -> None:
+    """Classification labels must index the model's outputs (0/1 for a single output); -100
+    (the ignore index of token-level targets) is not a label."""
     if task != "classification":
         return
-    for split in data.values():
-        ids = class_ids(split.y)
+    for name, y in targets.items():
+        ids = class_ids(y)
+        ids = ids[ids != -100] if y.ndim >= 2 and y.dtype.kind in "iu" else ids
+        if not len(ids):
+            continue
         low, high = int(ids.min()), int(ids.max())
         limit = 2 if n_outputs == 1 else n_outputs
         if low < 0 or high >= limit:
             raise SetupError(
-                f"TrainSetup({split.name}=...) has labels in [{low}, {high}] but the model outputs "
-                f"{n_outputs} value(s) per sample, so labels must lie in [0, {limit - 1}]. "
+                f"TrainSetup({name}=...) has labels in [{low}, {high}]{' (in its eval sample)' if sampled else ''} "
+                f"but the model outputs {n_outputs} value(s) per sample, so labels must lie in [0, {limit - 1}]. "
                 f"Widen the output layer or re-map the labels."
             )
+
+
+@dataclass
+class LabelNoise:
+    """The random-label probe's targets (Zhang et al. 2017, adapted to pipelines and duplicates).
+
+    Every sample gets the target of the train eval sample's row that a seeded 64-bit hash of its
+    inputs picks: labels keep the train label distribution and carry no information about the
+    inputs, copies of one input share one label (so duplicated data stays exactly as memorisable),
+    and a streamed batch is relabelled on its own, without an index into the dataset.
+    """
+
+    pool: np.ndarray  # targets of the train eval sample, one row per sample, as the pipeline yields them
+    seed: int
+
+    def pick(self, fields: list[np.ndarray]) -> np.ndarray:
+        """Row of ``pool`` for each sample of a batch whose inputs are ``fields`` (numpy)."""
+        n = len(fields[0])
+        h = np.zeros(n, dtype=np.uint64)
+        for i, f in enumerate(fields):
+            flat = f.reshape(n, -1)
+            if flat.dtype.kind == "b":
+                flat = flat.astype(np.uint8)
+            canon = Canon(common_dtype([flat.dtype]), flat.shape[1], seed=self.seed * 1000003 + i)
+            with np.errstate(over="ignore"):
+                h = h * np.uint64(0x9E3779B97F4A7C15) + canon.hashes(flat, full=True)
+        return ((h >> np.uint64(11)) % np.uint64(len(self.pool))).astype(np.int64)
+
+    def targets(self, fields: list[np.ndarray]) -> np.ndarray:
+        return self.pool[self.pick(fields)]
 
 
 def batch_starts(n: int, batch_size: int) -> list[int]:

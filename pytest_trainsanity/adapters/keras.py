@@ -1,11 +1,14 @@
 """Keras 3 adapter (TensorFlow backend): short, instrumented, fully restorable training passes.
 
 The twin of the torch adapter: the same ``TrainingTrace``, the same probes and
-replays. Training runs our own loop (one traced ``tf.function`` step with
-``tf.GradientTape``; batches gathered in-graph from tensors held on the
-device), not ``model.fit``, so every step can be measured and every epoch
-checkpointed; ``benchmarks/overhead.py`` compares it with a plain
-``model.fit``.
+replays. Training runs our own loop (a traced ``tf.function`` step with
+``tf.GradientTape``), not ``model.fit``, so every step can be measured and
+every epoch checkpointed; ``benchmarks/overhead.py`` compares it with a plain
+``model.fit``. Arrays are held on the device and batches gathered in-graph;
+a tf.data or PyDataset split is iterated as it is, at most ``max_steps``
+batches a pass. Inputs reach the model as the pipeline made them (Keras
+layers cast floating inputs to their compute dtype themselves, as in
+``model.fit``); dict inputs go to functional models with named inputs.
 
 Learning rate. For the length of a check the optimizer's rate is swapped for a
 variable of ours (Keras reads ``optimizer._learning_rate``; restored on exit).
@@ -16,63 +19,31 @@ re-traces the step. A ``keras.callbacks.LearningRateScheduler`` (or a
 callable ``(epoch, lr) -> lr``) given as ``TrainSetup(scheduler=...)`` is
 applied before every epoch, as ``model.fit`` would.
 
-Loss callables follow the Keras convention ``loss(y_true, y_pred)``.
+Loss callables follow the Keras convention ``loss(y_true, y_pred)``;
+``TrainSetup(step=...)`` is called as ``step(model, batch)`` inside the
+gradient tape.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import itertools
 import random
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Iterator
 
 import numpy as np
 
-from ..data import SplitData, class_ids
-from ..errors import OptionError, SetupError, missing_extra
-from .base import Adapter, ModelInfo, TrainingTrace, batch_starts, check_label_range, first_line
+from ..checks.labels import class_ids
+from ..errors import OptionError, SetupError, TrainSanityError
+from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, first_line
+from .batches import describe, tree_leaves, tree_map
 from .devices import auto_gpu_index, xdist_worker_index
+from .keras_data import _tf
+from .splits import Split, as_numpy
 
 EVAL_BATCH = 2048
 UPDATE_EVERY = 4  # as torch: ||update|| / ||weights|| and the momentum norm on every 4th step
-
-
-def _tf() -> tuple[Any, Any]:
-    if importlib.util.find_spec("torch") is not None:  # one process: torch before tensorflow
-        import torch  # noqa: F401
-    try:
-        import keras
-        import tensorflow as tf
-    except ModuleNotFoundError:
-        raise missing_extra("tensorflow", "tensorflow") from None
-    return tf, keras
-
-
-def iter_batches(name: str, split: Any) -> Any:
-    """(X, y) numpy blocks from a tf.data.Dataset (batched or not) or a keras PyDataset."""
-    tf, keras = _tf()
-    if isinstance(split, tf.data.Dataset):
-        spec = split.element_spec
-        if not isinstance(spec, tuple) or len(spec) < 2:
-            raise SetupError(
-                f"TrainSetup({name}=...) is a tf.data.Dataset whose elements are {type(spec).__name__}; each "
-                f"element must be an (x, y) pair (e.g. tf.data.Dataset.from_tensor_slices((X, y)))."
-            )
-        batched = spec[0].shape.rank is not None and spec[0].shape.rank >= 1 and spec[0].shape[0] is None
-        items = (split if batched else split.batch(4096)).as_numpy_iterator()
-    elif isinstance(split, keras.utils.PyDataset):
-        items = (split[i] for i in range(len(split)))
-    else:
-        raise SetupError(f"TrainSetup({name}=...) is a {type(split).__name__}, not a tf.data.Dataset or keras PyDataset.")
-    try:
-        for batch in items:
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise SetupError(f"TrainSetup({name}=...) yields {type(batch).__name__} items; each must be an (x, y) pair.")
-            yield np.asarray(batch[0]), np.asarray(batch[1])
-    except SetupError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the user's dataset failed; say where, briefly
-        raise SetupError(f"Reading TrainSetup({name}=...) failed: {type(exc).__name__}: {exc}".split("\n")[0]) from None
 
 
 def resolve_device(spec: str) -> str:
@@ -94,30 +65,48 @@ def resolve_device(spec: str) -> str:
     return "/CPU:0"
 
 
+def _predictions(out: Any) -> Any:
+    """A tensor; the first output of several; ``logits`` of a dict output."""
+    if isinstance(out, Mapping):
+        if "logits" in out:
+            return out["logits"]
+        raise SetupError(f"The model returns a dict of outputs {sorted(out)}; pytest-trainsanity reads predictions "
+                         f"from one tensor, the first of a list, or the 'logits' of a dict.")
+    if isinstance(out, (list, tuple)):
+        return out[0]
+    return out
+
+
 class KerasAdapter(Adapter):
     framework = "tensorflow"
+    progress_label = "training pass"
 
-    def __init__(self, model: Any, setup: Any, data: dict[str, SplitData], settings: Any) -> None:
+    def __init__(self, model: Any, setup: Any, data: dict[str, Split], settings: Any) -> None:
         tf, keras = _tf()
         self.tf, self.keras = tf, keras
         if not isinstance(model, keras.Model):
             raise SetupError(f"TrainSetup(model=...) is a {type(model).__name__}, not a keras.Model.")
-        self.model, self.setup, self.settings, self.data = model, setup, settings, data
+        self.model, self.setup, self.settings, self.splits = model, setup, settings, data
         self.device = resolve_device(settings.device)
-        train = data["train"]
-        self.batch_size = train.batch_size or setup.batch_size
+        self.train_split = data["train"]
+        self.arrays = self.train_split.kind == "arrays"
+        self.samples = {name: split.sample(settings.eval_samples, settings.seed) for name, split in data.items()}
+        self.form = self.samples["train"].form
+        self.batch_size = self.train_split.batch_size or setup.batch_size
+        self.step = setup.step
         with tf.device(self.device):
-            out = self._validate_forward(train)
+            out = self._validate_forward()
             self.n_outputs = int(np.prod(out.shape[1:])) if len(out.shape) > 1 else 1
-            check_label_range(self.data, self.setup.task, self.n_outputs)
+            check_label_range({n: s.numpy()[1] for n, s in self.samples.items()}, self.setup.task, self.n_outputs,
+                              sampled=any(s.sampled for s in self.samples.values()))
             self.params = list(model.trainable_variables)
             if not self.params:
                 raise SetupError("TrainSetup(model=...) has no trainable weights; there is nothing to train.")
             self.optimizer = self._optimizer(setup.optimizer)
-            self.loss_fn = self._loss(setup.loss)
-            self._check_loss(train, out)
+            self.loss_fn = self._loss(setup.loss) if self.step is None else None
+            self._check_loss(out)
         self.scheduler = self._scheduler(setup.scheduler)
-        self._step_fns: dict[bool, Any] = {}  # sampled? -> the traced training step
+        self._fns: dict[tuple[str, bool], Any] = {}  # (kind, sampled?) -> the traced training step
         self._predict_fn: Any = None
 
     # ------------------------------------------------------------ set-up checks
@@ -152,6 +141,11 @@ class KerasAdapter(Adapter):
         keras = self.keras
         if given is None:
             given = getattr(self.model, "loss", None)
+        if given is None:
+            raise SetupError(
+                "TrainSetup(loss=...) is needed for an uncompiled Keras model without TrainSetup(step=...); give a "
+                "Keras loss, a callable(y_true, y_pred) or a name, or compile the model with its loss."
+            )
         if isinstance(given, str):
             try:
                 return keras.losses.get(given)
@@ -173,46 +167,68 @@ class KerasAdapter(Adapter):
             f"callable(epoch, lr) -> lr; a LearningRateSchedule belongs inside the optimizer."
         )
 
-    def _validate_forward(self, train: SplitData) -> Any:
-        """One inference-mode forward of two samples, before any training: its output."""
-        try:
-            out = self.model(self._inputs(train.X[:2]), training=False)
-        except Exception as exc:  # noqa: BLE001 - one line, not a framework traceback
-            first = first_line(exc)
-            raise SetupError(
-                f"The model could not run on the train inputs: model(X[:2]) with X of shape {tuple(train.X.shape)} "
-                f"and dtype {train.X.dtype} raised {type(exc).__name__}: {first}. Check that the input layer matches "
-                f"the data's shape."
-            ) from None
-        if isinstance(out, (list, tuple, dict)):
-            raise SetupError("The model returns several outputs; pytest-trainsanity needs one tensor of logits or predictions.")
-        return out
+    def _first_layer(self) -> str:
+        layer = next((layer for layer in self._layers() if layer.weights), None)
+        if layer is None:
+            return type(self.model).__name__
+        return f"{layer.name} ({type(layer).__name__}) with {layer.weights[0].dtype} weights"
 
-    def _check_loss(self, train: SplitData, out: Any) -> None:
+    def _validate_forward(self) -> Any:
+        """One inference-mode forward of the first train samples, before any training: its output."""
+        batch = self._device(self.samples["train"].head(2), shape_targets=False)
         try:
-            self.loss_fn(self._targets(train.y[:2]), out)
+            out = self.model(self.form.keras_input(batch), training=False)
+        except Exception as exc:  # noqa: BLE001 - one line, not a framework traceback
+            fields = "; ".join(f"{k}: {describe(v)}" for k, v in self.form.inputs(batch).items())
+            raise SetupError(
+                f"The model could not run on a train batch as the pipeline yields it ({self.form.structure()}): "
+                f"{fields} raised {type(exc).__name__}: {first_line(exc)}. The model's first layer is "
+                f"{self._first_layer()}. Check that the input layer matches the data's shape; the plugin feeds "
+                f"batches as the pipeline yields them."
+            ) from None
+        return _predictions(out)
+
+    def _check_loss(self, out: Any) -> None:
+        batch = self._device(self.samples["train"].head(2))
+        y = self.form.target(batch)
+        try:
+            if self.step is not None:
+                self._step_loss(batch, training=False)
+            else:
+                self.loss_fn(y, out)
+        except SetupError:
+            raise
         except Exception as exc:  # noqa: BLE001
             first = first_line(exc)
+            if self.step is not None:
+                raise SetupError(f"TrainSetup(step=...) failed on a train batch: {type(exc).__name__}: {first}.") from None
             raise SetupError(
-                f"The loss could not compare the train labels with the model's output: loss(labels of shape "
-                f"{tuple(train.y[:2].shape)} and dtype {train.y.dtype}, output of shape {tuple(out.shape)}) raised "
-                f"{type(exc).__name__}: {first}. Check that the loss fits the task ({self.setup.task}) and the label "
-                f"format (sparse ids vs one-hot)."
+                f"The loss could not compare the train labels with the model's output: loss(labels {describe(y)}, "
+                f"output {describe(out)}) raised {type(exc).__name__}: {first}. Check that the loss fits the task "
+                f"({self.setup.task}) and the label format (sparse ids vs one-hot)."
             ) from None
 
     # ------------------------------------------------------------ data
 
-    def _inputs(self, X: np.ndarray) -> Any:
-        tf = self.tf
-        if X.dtype.kind in "iu" and X.dtype != np.uint8:
-            return tf.convert_to_tensor(X.astype(np.int64))
-        return tf.convert_to_tensor(X.astype(np.float32, copy=False))
+    def _tensor(self, leaf: Any) -> Any:
+        if isinstance(leaf, np.ndarray) or hasattr(leaf, "numpy") or hasattr(leaf, "shape"):
+            return self.tf.convert_to_tensor(leaf)  # dtype kept: Keras layers cast floats themselves
+        return leaf
 
-    def _targets(self, y: np.ndarray) -> Any:
+    def _targets(self, y: Any) -> Any:
+        """Array targets in the loss's format: class ids as int64 (float 0/1 for one output)."""
         tf = self.tf
+        y = np.asarray(y)
         if self.setup.task == "classification" and y.dtype.kind in "biu":
-            return tf.convert_to_tensor(y.astype(np.float32) if self.n_outputs == 1 else y.astype(np.int64))
+            n_outputs = getattr(self, "n_outputs", None)
+            return tf.convert_to_tensor(y.astype(np.float32) if n_outputs == 1 else y.astype(np.int64))
         return tf.convert_to_tensor(y.astype(np.float32, copy=False))
+
+    def _device(self, batch: Any, shape_targets: bool = True) -> Any:
+        batch = tree_map(self._tensor, batch)
+        if self.arrays and shape_targets:
+            batch = self.form.with_target(batch, self._targets(self.form.target(batch)))
+        return batch
 
     # ------------------------------------------------------------ snapshot / restore
 
@@ -233,9 +249,11 @@ class KerasAdapter(Adapter):
             self._schedule = self._orig_lr if schedule else None
             self.optimizer._learning_rate = self._lr
             try:
-                self.tensors = {name: (self._inputs(s.X), self._targets(s.y)) for name, s in self.data.items()}
-                X, Y = self.tensors["train"]
-                self._X, self._Y = X, tf.Variable(Y, trainable=False, name="trainsanity_train_labels")
+                self.eval_batches = {name: [self._device(c) for c in s.chunks(EVAL_BATCH)] for name, s in self.samples.items()}
+                if self.arrays:
+                    split = self.train_split
+                    self._X = tree_map(self._tensor, split.X)
+                    self._Y = tf.Variable(self._targets(as_numpy(split.y, "y")), trainable=False, name="trainsanity_train_labels")
             except BaseException:  # e.g. out of device memory: the optimizer gets its own rate back
                 self.__exit__()
                 raise
@@ -248,8 +266,11 @@ class KerasAdapter(Adapter):
         random.setstate(py)
         np.random.set_state(npy)
         self.tf.random.get_global_generator().state.assign(tfs)
-        self._step_fns.clear()
+        for split in self.splits.values():
+            split.rewind()
+        self._fns.clear()
         self._predict_fn = None
+        self.eval_batches = {}
 
     def _capture(self) -> dict[str, Any]:
         return {
@@ -272,6 +293,9 @@ class KerasAdapter(Adapter):
     def info(self) -> ModelInfo:
         layers = self._layers()
         first = next((layer for layer in layers if layer.weights), None)
+        notes = [f"{self.form.structure()} from {self.train_split.describe()}"]
+        if self.step is not None:
+            notes.append("loss from TrainSetup(step=...)")
         return ModelInfo(
             framework="keras",
             n_params=int(sum(np.prod(v.shape) for v in self.params)),
@@ -280,6 +304,7 @@ class KerasAdapter(Adapter):
             model_name=type(self.model).__name__,
             has_batchnorm=any(isinstance(layer, self.keras.layers.BatchNormalization) for layer in layers),
             embeds_inputs=isinstance(first, self.keras.layers.Embedding),
+            notes=tuple(notes),
         )
 
     def _bn_layers(self) -> list[Any]:
@@ -288,17 +313,41 @@ class KerasAdapter(Adapter):
     def _momentum_vars(self) -> list[Any]:
         return list(getattr(self.optimizer, "_momentums", None) or getattr(self.optimizer, "momentums", None) or [])
 
-    def _predict(self, name: str) -> tuple[float, float, np.ndarray]:
+    def _step_loss(self, batch: Any, training: bool) -> Any:
         tf = self.tf
-        X, Y = self.tensors[name]
-        if name == "train":
-            Y = self._Y
+        out = self.step(self.model, batch)
+        loss = out.get("loss") if isinstance(out, Mapping) else out[0] if isinstance(out, (tuple, list)) else out
+        if loss is None:
+            raise SetupError("TrainSetup(step=...) returned no loss; return a scalar tensor, a dict with 'loss' or a tuple.")
+        return tf.reduce_mean(loss)
+
+    def _measure(self, name: str, noise: LabelNoise | None = None) -> tuple[float, float, np.ndarray]:
+        """(metric, loss, predictions) of one split's eval sample, in inference mode."""
+        try:
+            return self._measure_sample(name, noise)
+        except (SetupError, TrainSanityError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's model or loss failed in inference: one paragraph
+            raise SetupError(f"Measuring the {name} eval sample in inference mode failed: {type(exc).__name__}: "
+                             f"{first_line(exc)}. The model's first layer is {self._first_layer()}.") from None
+
+    def _measure_sample(self, name: str, noise: LabelNoise | None) -> tuple[float, float, np.ndarray]:
+        tf = self.tf
         if self._predict_fn is None:
             self._predict_fn = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
-        fn = self._predict_fn
-        out = tf.concat([fn(X[i : i + EVAL_BATCH]) for i in range(0, int(X.shape[0]), EVAL_BATCH)], axis=0)
-        loss = float(np.mean(np.asarray(self.loss_fn(Y, out))))
-        out_np, y_np = np.asarray(out), np.asarray(Y)
+        outs, ys, loss_sum, n = [], [], 0.0, 0
+        for batch in self.eval_batches[name]:
+            if noise is not None:
+                batch = self._relabel(batch, noise)
+            out = _predictions(self._predict_fn(self.form.keras_input(batch)))
+            y = self.form.target(batch)
+            size = int(np.asarray(y).shape[0])
+            loss = self._step_loss(batch, False) if self.step is not None else tf.reduce_mean(self.loss_fn(y, out))
+            loss_sum += float(loss) * size
+            n += size
+            outs.append(np.asarray(out))
+            ys.append(np.asarray(y))
+        out_np, y_np = np.concatenate(outs), np.concatenate(ys)
         if self.setup.task == "classification":
             flat = out_np.reshape(len(out_np), -1)
             if flat.shape[1] == 1:
@@ -311,90 +360,126 @@ class KerasAdapter(Adapter):
             pred = out_np.reshape(y_np.shape) if out_np.size == y_np.size else out_np
             total = float(((y_np - y_np.mean(axis=0)) ** 2).sum())
             metric = float(1.0 - ((y_np - pred) ** 2).sum() / total) if total > 0 else float("nan")
-        return metric, loss, pred
+        return metric, loss_sum / max(n, 1), pred
 
-    def _step_fn(self, sampled: bool) -> Any:
-        """The traced training step: gather the batch, forward, loss (+ model losses), gradients,
-        the step's learning rate, apply; ``sampled`` also measures the update and momentum norms."""
-        if sampled in self._step_fns:
-            return self._step_fns[sampled]
+    def _relabel(self, batch: Any, noise: LabelNoise) -> Any:
+        fields = [np.asarray(v) for v in tree_leaves(self.form.inputs(batch))]
+        target = noise.targets(fields)
+        return self.form.with_target(batch, self._targets(target) if self.arrays else self.tf.convert_to_tensor(target))
+
+    def _core(self, batch: Any, sampled: bool) -> Any:
+        """Forward, loss (+ model losses), gradients, the step's learning rate, apply (traced)."""
         tf = self.tf
-        model, opt, loss_fn, params = self.model, self.optimizer, self.loss_fn, self.params
+        model, opt, params = self.model, self.optimizer, self.params
+        with tf.GradientTape() as tape:
+            if self.step is not None:
+                loss = self._step_loss(batch, True)
+            else:
+                out = _predictions(model(self.form.keras_input(batch), training=True))
+                loss = tf.reduce_mean(self.loss_fn(self.form.target(batch), out))
+            if model.losses:
+                loss += tf.add_n(model.losses)
+        grads = tape.gradient(loss, params)
+        gnorm = tf.linalg.global_norm([g for g in grads if g is not None])
+        base = self._schedule(opt.iterations) if self._schedule is not None else self._base
+        lr = tf.where(self._hold >= 0, self._hold, tf.cast(base, tf.float32) * self._scale)
+        self._lr.assign(lr)
+        if sampled:
+            before = [tf.identity(p) for p in params]
+        opt.apply_gradients(zip(grads, params))
+        if not sampled:
+            return loss, gnorm, lr
         momentum = self._momentum_vars()
+        upd = tf.linalg.global_norm([p - b for p, b in zip(params, before)])
+        wnorm = tf.linalg.global_norm(before)
+        mom = tf.linalg.global_norm(momentum) if momentum else tf.constant(0.0)
+        return loss, gnorm, lr, upd, wnorm, mom
 
-        def step(idx: Any) -> Any:
-            x, y = tf.gather(self._X, idx), tf.gather(self._Y, idx)
-            with tf.GradientTape() as tape:
-                out = model(x, training=True)
-                loss = tf.reduce_mean(loss_fn(y, out))
-                if model.losses:
-                    loss += tf.add_n(model.losses)
-            grads = tape.gradient(loss, params)
-            gnorm = tf.linalg.global_norm([g for g in grads if g is not None])
-            base = self._schedule(opt.iterations) if self._schedule is not None else self._base
-            lr = tf.where(self._hold >= 0, self._hold, tf.cast(base, tf.float32) * self._scale)
-            self._lr.assign(lr)
-            if sampled:
-                before = [tf.identity(p) for p in params]
-            opt.apply_gradients(zip(grads, params))
-            if not sampled:
-                return loss, gnorm, lr
-            upd = tf.linalg.global_norm([p - b for p, b in zip(params, before)])
-            wnorm = tf.linalg.global_norm(before)
-            mom = tf.linalg.global_norm(momentum) if momentum else tf.constant(0.0)
-            return loss, gnorm, lr, upd, wnorm, mom
+    def _step_fn(self, kind: str, sampled: bool) -> Any:
+        """The traced step: ``idx`` gathers an array batch in-graph; ``batch`` takes a streamed one."""
+        key = (kind, sampled)
+        if key not in self._fns:
+            tf = self.tf
+            if kind == "idx":
+                def step(idx: Any) -> Any:
+                    x = tree_map(lambda t: tf.gather(t, idx), self._X)
+                    return self._core((x, tf.gather(self._Y, idx)), sampled)
 
-        fn = tf.function(step, input_signature=[tf.TensorSpec([None], tf.int32)])
-        self._step_fns[sampled] = fn
-        return fn
+                self._fns[key] = tf.function(step, input_signature=[tf.TensorSpec([None], tf.int32)])
+            else:
+                self._fns[key] = tf.function(lambda batch: self._core(batch, sampled), reduce_retracing=True)
+        return self._fns[key]
 
     def train(
         self,
         *,
         epochs: int,
         lr_scale: float = 1.0,
-        train_labels: np.ndarray | None = None,
+        noise: LabelNoise | None = None,
         max_steps: int | None = None,
         detail: bool = False,
     ) -> TrainingTrace:
         start = time.perf_counter()
         self._restore(self._snapshot)
+        for split in self.splits.values():
+            split.rewind()
         self._scale.assign(lr_scale)
         self._hold.assign(-1.0)
         self._base.assign(self._start_lr)
-        saved = self._Y.numpy()
-        if train_labels is not None:  # the random-label probe trains and measures on these
-            self._Y.assign(self._targets(train_labels))
+        saved = self._Y.numpy() if self.arrays else None
+        if noise is not None and self.arrays:  # the random-label probe trains and measures on these
+            fields = [as_numpy(leaf, "X") for leaf in tree_leaves(self.train_split.X)]
+            self._Y.assign(self._targets(noise.targets(fields)))
         try:
             with self.tf.device(self.device):
-                return self._train(epochs, max_steps, start, detail)
+                return self._train(epochs, max_steps, start, detail, noise)
         finally:
-            self._Y.assign(saved)
+            if saved is not None:
+                self._Y.assign(saved)
             self._scale.assign(1.0)
 
-    def _train(self, epochs: int, max_steps: int | None, start: float, detail: bool) -> TrainingTrace:
+    def steps_per_epoch(self) -> int | None:
+        if self.arrays:
+            return len(batch_starts(self.train_split.n_samples(), self.batch_size))
+        return self.train_split.steps()  # type: ignore[attr-defined]
+
+    def _batches(self, rng: np.random.RandomState, orders: list[np.ndarray] | None) -> Iterator[tuple[str, Any]]:
+        """One epoch: ("idx", indices) for arrays (gathered in-graph), ("batch", batch) for streams."""
+        if self.arrays:
+            order = rng.permutation(self.train_split.n_samples()).astype(np.int32)
+            if orders is not None:
+                orders.append(order)
+            bs = self.batch_size
+            return (("idx", self.tf.constant(order[s : s + bs])) for s in batch_starts(len(order), bs))
+        return (("batch", b) for b in self.train_split.batches())  # type: ignore[attr-defined]
+
+    def _train(self, epochs: int, max_steps: int | None, start: float, detail: bool, noise: LabelNoise | None) -> TrainingTrace:
         rng = np.random.RandomState(self.settings.seed)
-        n = int(self._X.shape[0])
+        random.seed(self.settings.seed)
         rec = _Record()
         epoch_train, epoch_val, loss_train, loss_val = [], [], [], []
         preds = {"train": np.zeros(0), "val": np.zeros(0)}
         truncated = False
+        per_epoch = self.steps_per_epoch()
         last_bn = self._bn_stats() if detail else None
+        total = (min(max_steps, epochs * per_epoch) if max_steps and per_epoch else max_steps or
+                 (epochs * per_epoch if per_epoch else None))
+        if self.progress is not None:
+            self.progress.start(self.progress_label, total, epochs)
+        orders: list[np.ndarray] = []
         for epoch in range(epochs):
             if detail:
-                rec.checkpoints.append({**self._capture(), "rng": rng.get_state(), "base": float(self._base.numpy())})
+                rec.checkpoints.append({**self._capture(), "rng": rng.get_state(), "py": random.getstate(),
+                                        "base": float(self._base.numpy())})
             self._epoch_lr(epoch)
-            order = rng.permutation(n).astype(np.int32)
-            if detail:
-                rec.orders.append(order)
             budget = None if max_steps is None else max_steps - len(rec.losses)
-            ran = self._epoch(epoch, order, rec, budget)
+            ran = self._epoch(epoch, self._batches(rng, orders if self.arrays else None), rec, budget, noise)
             if ran == 0 and epoch > 0:
                 truncated = True
                 break
             for name, metrics, losses_of in (("train", epoch_train, loss_train), ("val", epoch_val, loss_val)):
-                if name in self.tensors:
-                    metric, split_loss, preds[name] = self._predict(name)
+                if name in self.samples:
+                    metric, split_loss, preds[name] = self._measure(name, noise if name == "train" else None)
                     metrics.append(metric)
                     losses_of.append(split_loss)
             if detail:
@@ -402,14 +487,26 @@ class KerasAdapter(Adapter):
                 rec.bn.append(float("nan") if stats is None or last_bn is None else
                               float(np.linalg.norm(stats - last_bn) / max(np.linalg.norm(last_bn), 1e-12)))
                 last_bn = stats
-            if budget is not None and ran < len(batch_starts(n, self.batch_size)):
+            if budget is not None and ran >= budget and (per_epoch is None or ran < per_epoch):
                 truncated = True
                 break
+        if self.progress is not None:
+            self.progress.done(len(rec.losses))
+        counts = None
+        if self.setup.task == "classification":
+            classes = max(self.n_outputs, 2)
+            if self.arrays:
+                ids = class_ids(as_numpy(self.train_split.y, "y"))
+                counts = [np.bincount(ids[o[s : s + self.batch_size]], minlength=classes)[:classes]
+                          for o in orders for s in batch_starts(len(o), self.batch_size)][: len(rec.losses)]
+            else:
+                counts = rec.counts
         return rec.trace(
+            self.tf, counts,
             train_metric=np.asarray(epoch_train, dtype=np.float64), val_metric=np.asarray(epoch_val, dtype=np.float64),
             train_loss=np.asarray(loss_train, dtype=np.float64), val_loss=np.asarray(loss_val, dtype=np.float64),
             train_pred=preds["train"], val_pred=preds["val"], seconds=time.perf_counter() - start, truncated=truncated,
-            tf=self.tf,
+            orders=orders if detail else [],
         )
 
     def _epoch_lr(self, epoch: int) -> None:
@@ -417,24 +514,42 @@ class KerasAdapter(Adapter):
         if self.scheduler is not None:
             self._base.assign(float(self.scheduler(epoch, float(self._base.numpy()))))
 
-    def _epoch(self, epoch: int, order: np.ndarray, rec: "_Record", budget: int | None) -> int:
-        tf = self.tf
-        plain, sampled_fn = self._step_fn(False), self._step_fn(True)
-        bs, ran = self.batch_size, 0
-        for s in batch_starts(len(order), self.batch_size):
-            if budget is not None and ran >= budget:
-                break
-            idx = tf.constant(order[s : s + bs])
+    def _epoch(self, epoch: int, batches: Iterator[tuple[str, Any]], rec: "_Record", budget: int | None,
+               noise: LabelNoise | None = None) -> int:
+        ran = 0
+        classes = max(getattr(self, "n_outputs", 2), 2)
+        count = not self.arrays and self.setup.task == "classification"
+        for kind, item in itertools.islice(batches, budget):
+            if kind == "batch":
+                if noise is not None:
+                    item = self._relabel(item, noise)
+                if count:
+                    rec.counts.append(np.bincount(np.clip(class_ids(np.asarray(self.form.target(item))), 0, classes - 1),
+                                                  minlength=classes)[:classes])
+                item = tree_map(self._tensor, item)
+            fn = self._step_fn(kind, ran % UPDATE_EVERY == 0)
+            try:
+                result = fn(item)
+            except (SetupError, TrainSanityError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the user's model, loss or step failed: one paragraph
+                raise SetupError(
+                    f"Training step {len(rec.losses) + 1} failed on a batch as the pipeline yields it "
+                    f"({self.form.structure()}): {type(exc).__name__}: {first_line(exc)}. The model's first layer is "
+                    f"{self._first_layer()}."
+                ) from None
             if ran % UPDATE_EVERY == 0:
-                loss, gnorm, lr, upd, wnorm, mom = sampled_fn(idx)
+                loss, gnorm, lr, upd, wnorm, mom = result
                 rec.sampled.append((len(rec.losses), upd, wnorm, mom))
             else:
-                loss, gnorm, lr = plain(idx)
+                loss, gnorm, lr = result
             rec.losses.append(loss)
             rec.grad_norms.append(gnorm)
             rec.lrs.append(lr)
             rec.step_epoch.append(epoch)
             ran += 1
+            if self.progress is not None:
+                self.progress.step(epoch, len(rec.losses))
         return ran
 
     def _bn_stats(self) -> np.ndarray | None:
@@ -443,6 +558,8 @@ class KerasAdapter(Adapter):
 
     def interventions(self) -> dict[str, str]:
         out = {"hold_lr": "", "reshuffle": ""}
+        if getattr(self.train_split, "kind", "") == "tf.data":
+            out["reshuffle"] = "a tf.data pipeline orders its own batches"
         out["reset_momentum"] = "" if self._momentum_vars() else f"{type(self.optimizer).__name__} keeps no momentum"
         out["freeze_bn"] = "" if self._bn_layers() else "the model has no batch-norm layer"
         return out
@@ -454,12 +571,12 @@ class KerasAdapter(Adapter):
         self._hold.assign(-1.0)
         rng = np.random.RandomState()
         rng.set_state(ckpt["rng"])
+        random.setstate(ckpt["py"])
         if intervention == "reshuffle":
             rng = np.random.RandomState(self.settings.seed + 7919 * seed_offset + epoch)
-        n = int(self._X.shape[0])
+            random.seed(self.settings.seed + 7919 * seed_offset + epoch)
         with self.tf.device(self.device):
             self._epoch_lr(epoch)
-            order = rng.permutation(n).astype(np.int32)
             if intervention == "hold_lr":
                 before = np.flatnonzero(trace.epoch == epoch - 1)
                 if len(before):
@@ -468,8 +585,9 @@ class KerasAdapter(Adapter):
                 for v in self._momentum_vars():
                     v.assign(np.zeros(v.shape, dtype=np.float32))
             bn = [(v, v.numpy().copy()) for layer in self._bn_layers() for v in (layer.moving_mean, layer.moving_variance)]
+            steps = int(np.sum(trace.epoch == epoch))
             try:
-                self._epoch(epoch, order, _Record(), None)
+                self._epoch(epoch, self._batches(rng, None), _Record(), steps or None)
             finally:
                 self._hold.assign(-1.0)
             if intervention == "freeze_bn":  # the running statistics stay where the checkpoint left them
@@ -477,8 +595,8 @@ class KerasAdapter(Adapter):
                     v.assign(value)
             out = {}
             for name in ("train", "val"):
-                if name in self.tensors:
-                    metric, loss, _ = self._predict(name)
+                if name in self.samples:
+                    metric, loss, _ = self._measure(name)
                     out[f"{name}_acc"], out[f"{name}_loss"] = metric, loss
         return out
 
@@ -493,10 +611,10 @@ class _Record:
         self.step_epoch: list[int] = []
         self.sampled: list[tuple[int, Any, Any, Any]] = []
         self.checkpoints: list[dict[str, Any]] = []
-        self.orders: list[np.ndarray] = []
         self.bn: list[float] = []
+        self.counts: list[np.ndarray] = []
 
-    def trace(self, tf: Any, **per_epoch: Any) -> TrainingTrace:
+    def trace(self, tf: Any, counts: list[np.ndarray] | None, **per_epoch: Any) -> TrainingTrace:
         n = len(self.losses)
         as_np = lambda xs: np.asarray(tf.stack(xs).numpy(), dtype=np.float64) if xs else np.zeros(0)  # noqa: E731
         update_ratio, momentum = np.full(n, np.nan), np.full(n, np.nan)
@@ -508,6 +626,7 @@ class _Record:
         return TrainingTrace(
             loss=as_np(self.losses), lr=as_np(self.lrs).reshape(n, 1), grad_norm=as_np(self.grad_norms),
             update_ratio=update_ratio, epoch=np.asarray(self.step_epoch, dtype=np.int64), steps=n,
-            momentum_norm=momentum, bn_drift=np.asarray(self.bn, dtype=np.float64), orders=self.orders,
-            checkpoints=self.checkpoints, **per_epoch,
+            momentum_norm=momentum, bn_drift=np.asarray(self.bn, dtype=np.float64),
+            checkpoints=self.checkpoints, label_counts=np.asarray(counts, dtype=np.float64) if counts else np.zeros((0, 0)),
+            **per_epoch,
         )

@@ -21,7 +21,7 @@ from pytest_trainsanity import (  # noqa: E402
     check_epoch1_overfit,
 )
 from pytest_trainsanity.adapters.torch import TorchAdapter  # noqa: E402
-from pytest_trainsanity.data import load_splits  # noqa: E402
+from pytest_trainsanity.adapters.splits import open_splits as load_splits  # noqa: E402
 from pytest_trainsanity.settings import RunSettings  # noqa: E402
 
 
@@ -110,8 +110,9 @@ def test_state_is_restored_when_training_itself_raises(digits) -> None:
     bad = TrainSetup(model=setup.model, train=setup.train, val=setup.val, optimizer=setup.optimizer, loss=exploding_loss,
                      scheduler=setup.scheduler)
     before = state_of(setup)
-    with pytest.raises(FloatingPointError, match="step 5"):
-        check_epoch1_overfit(bad)
+    with pytest.raises(SetupError, match=r"Training step 4 failed on a batch as the pipeline yields it \(x: float32 "
+                                         r"\(32, 64\); target int64 \(32,\)\): FloatingPointError: loss exploded at step 5"):
+        check_epoch1_overfit(bad)  # the 1st call is the validation before training
     assert_same(before, state_of(setup))
 
 

@@ -58,11 +58,11 @@ class LogRegAdapter(Adapter):
         z = self.model.logits(split.X)
         return float((z.argmax(1) == y).mean()), softmax_loss(z, y)[0], z.argmax(1)
 
-    def train(self, *, epochs, lr_scale=1.0, train_labels=None, max_steps=None, detail=False):
+    def train(self, *, epochs, lr_scale=1.0, noise=None, max_steps=None, detail=False):
         start = time.perf_counter()
         self.__exit__()  # every pass starts from the snapshot
         m, X = self.model, self.data["train"].X
-        self.labels = self.data["train"].y if train_labels is None else train_labels
+        self.labels = self.data["train"].y if noise is None else noise.targets([X])
         rng = np.random.default_rng(self.settings.seed)
         rec = {k: [] for k in ("loss", "lr", "grad", "ratio", "epoch")}
         per_epoch = {k: [] for k in ("tm", "vm", "tl", "vl")}
@@ -178,12 +178,12 @@ def test_a_third_party_adapter_and_hooks_in_a_conftest(third_party: pytest.Pytes
     res.assert_outcomes(passed=2, failed=1)
     res.stdout.fnmatch_lines([
         "*no_epoch1_overfit FAILED: after 1 epoch (60 steps) train accuracy * vs val *",
-        "*Model: LogReg (numpy-logreg on cpu), 650 trainable parameters; 1920 train / 360 val samples; batch 32.",
+        "*Model: LogReg (numpy-logreg on cpu), 650 trainable parameters; 1,920 train / 360 val samples; batch 32.",
         "*Likely causes, strongest evidence first:",
         "*1. small train set (house rule) (evidence score 0.99): only 1920 train samples",
         "*fix: collect at least 2000 samples before judging over-fitting",
-        "*2. memorisation (model capacity) (evidence score *): 650 trainable parameters*labels shuffled*",
-        "*3. train duplication (evidence score *): 64 unique inputs among 1920 train samples*",
+        "*2. train duplication (evidence score *): 64 unique inputs among 1920 train samples*",
+        "*3. memorisation (model capacity) (evidence score *): 650 trainable parameters*labels shuffled*",
     ])
     res.stdout.fnmatch_lines(["*test_memorise no_epoch1_overfit FAILED: *[[]top cause: small train set (house rule)]"])
     tracked = [json.loads(line) for line in (third_party.path / "tracker.jsonl").read_text().splitlines()]

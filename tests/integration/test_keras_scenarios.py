@@ -64,7 +64,7 @@ def test_keras_scenarios(keras_project: pytest.Pytester) -> None:
     assert checks[("test_leaked_tfdata", "no_leakage")]["metrics"]["train_val_exact"] == 72
     res.stdout.fnmatch_lines([
         "*no_epoch1_overfit FAILED: after 1 epoch (60 steps) train accuracy * vs val *: gap * > max_gap 0.150*",
-        "*Model: Sequential (keras on /CPU:0), 9,610 trainable parameters; 1920 train / 360 val samples; batch 32.",
+        "*Model: Sequential (keras on /CPU:0), 9,610 trainable parameters; 1,920 train / 360 val samples; batch 32.",
         f"*1. {overfit.CAUSE_DUPLICATION} (evidence score 0.97): 64 unique inputs among 1920 train samples*",
     ])
     res.stdout.fnmatch_lines(["*inputs_normalized FAILED for train, val: train inputs are not standardised: values span [[]0, 255]*"])

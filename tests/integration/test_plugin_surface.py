@@ -60,7 +60,7 @@ def test_bad_option_values_are_usage_errors(pytester: pytest.Pytester, args: lis
 def test_options_ini_and_marker_precedence(project: pytest.Pytester) -> None:
     project.makeini(
         "[pytest]\ntrainsanity_seed = 7\ntrainsanity_max_steps = 11\ntrainsanity_device = cpu\n"
-        "trainsanity_explain = true\ntrainsanity_artifacts = from-ini\n"
+        "trainsanity_explain = true\ntrainsanity_artifacts = from-ini\ntrainsanity_eval_samples = 300\n"
     )
     project.makepyfile(
         """
@@ -68,23 +68,26 @@ def test_options_ini_and_marker_precedence(project: pytest.Pytester) -> None:
 
         @pytest.mark.no_epoch1_overfit(probes=False)
         def test_ini(trainsanity_report):
+            assert trainsanity_report["no_epoch1_overfit"].metrics["eval_val_samples"] == 300
             assert trainsanity_report["no_epoch1_overfit"].metrics["steps"] == 11
 
-        @pytest.mark.no_epoch1_overfit(probes=False, max_steps=5, seed=3, device="cpu")
+        @pytest.mark.no_epoch1_overfit(probes=False, max_steps=5, seed=3, device="cpu", eval_samples=100)
         def test_marker_wins(trainsanity_report):
             r = trainsanity_report["no_epoch1_overfit"]
             assert r.metrics["steps"] == 5
+            assert r.metrics["eval_train_samples"] == r.metrics["eval_val_samples"] == 100
+            assert "val metrics and data measurements come from a seeded sample of 100 of 360 samples" in r.message
             assert "stopped at the step budget after 5 steps" in r.message
             assert "probes not run: probes=False" in r.message
         """
     )
     res = run(project, "--trainsanity-max-steps=13", "--trainsanity-report=out.json", "--trainsanity-artifacts=plots")
     res.assert_outcomes(passed=1, failed=1)
-    res.stdout.fnmatch_lines(["trainsanity: device=cpu seed=7 max_steps=13"])  # CLI beats ini
+    res.stdout.fnmatch_lines(["trainsanity: device=cpu seed=7 max_steps=13 eval_samples=300"])  # CLI beats ini
     res.stdout.fnmatch_lines(["*assert 13 == 11*"])
     res.stdout.fnmatch_lines(["*= trainsanity =*", "*test_marker_wins no_epoch1_overfit passed*", "    Measured:"])  # ini explain
     data = json.loads((project.path / "out.json").read_text())
-    assert data["settings"] == {"device": "cpu", "seed": 7, "max_steps": 13, "artifacts": "plots"}
+    assert data["settings"] == {"device": "cpu", "seed": 7, "max_steps": 13, "eval_samples": 300, "artifacts": "plots"}
 
 
 def test_seed_makes_verdicts_reproducible(project: pytest.Pytester) -> None:
@@ -136,7 +139,7 @@ def test_marker_arguments(project: pytest.Pytester) -> None:
 
 
 MISUSE = [
-    ("no_epoch1_overfit(bogus=1)", "*pytest-trainsanity: @pytest.mark.no_epoch1_overfit: unknown argument(s) bogus for no_epoch1_overfit. Valid arguments: device, epochs, max_gap, max_steps, max_train_acc, probes, seed, setup.*"),
+    ("no_epoch1_overfit(bogus=1)", "*pytest-trainsanity: @pytest.mark.no_epoch1_overfit: unknown argument(s) bogus for no_epoch1_overfit. Valid arguments: device, epochs, eval_samples, max_gap, max_steps, max_train_acc, probes, seed, setup.*"),
     ("no_epoch1_overfit(max_gap=2)", "*@pytest.mark.no_epoch1_overfit: max_gap must be a number in [[]0.0, 1.0], got 2.*"),
     ("no_epoch1_overfit(0.2)", "*no_epoch1_overfit takes keyword arguments only, got positional (0.2,)*"),
     ("no_epoch1_overfit(epochs=0)", "*epochs must be an integer >= 1, got 0*"),
@@ -156,6 +159,7 @@ MISUSE = [
     ("lr_spike_explained(min_jump=-0.1)", "*min_jump must be a positive number, got -0.1*"),
     ("inputs_normalized(seed=-2)", "*trainsanity seed -2 (from marker inputs_normalized) must be an integer >= 0.*"),
     ("no_epoch1_overfit(max_steps='many')", "*trainsanity max_steps 'many' (from marker no_epoch1_overfit) must be an integer >= 1.*"),
+    ("no_epoch1_overfit(eval_samples=0)", "*trainsanity eval_samples 0 (from marker no_epoch1_overfit) must be an integer >= 1.*"),
 ]
 
 

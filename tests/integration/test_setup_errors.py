@@ -29,7 +29,7 @@ CASES = {
     ),
     "wrong_input_width": (
         "setup(Xtr[:, :10], ytr, Xv[:, :10], yv, model=mlp(64))",
-        "*The model could not run on the train inputs: model(X[[]:2]) with X of shape (1437, 10) and dtype float32 raised RuntimeError: mat1 and mat2 shapes cannot be multiplied*",
+        "*The model could not run on a train batch as the pipeline yields it ((x, y) batches): x: float32 (2, 10) raised RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x10 and 64x128). The model's first layer is Linear(in_features=64, out_features=128, bias=True) (module '0') with float32 weights.*",
     ),
     "split_not_a_pair": (
         "TrainSetup(model=mlp(), train=(Xtr, ytr, ytr), val=(Xv, yv), optimizer=lambda p: torch.optim.SGD(p, 0.1), loss='cross_entropy')",
@@ -45,7 +45,7 @@ CASES = {
     ),
     "loss_mismatch": (
         "TrainSetup(model=mlp(), train=(Xtr, ytr), val=(Xv, yv), optimizer=lambda p: torch.optim.SGD(p, 0.1), loss=torch.nn.MSELoss())",
-        "*The loss could not compare the model's output with the train labels: loss(output of shape (2, 10), labels of shape (2,) and dtype int64) raised RuntimeError:*",
+        "*The loss could not compare the model's output with the train labels: loss(output float32 (2, 10), labels int64 (2,)) raised RuntimeError:*",
     ),
     "string_inputs": (
         "setup(Xtr.astype(str), ytr, Xv, yv)",

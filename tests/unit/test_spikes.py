@@ -84,10 +84,12 @@ def test_lr_collapse_of_a_per_step_decay_and_not_of_sane_schedules() -> None:
 
 
 def test_batch_mix_is_zero_for_stratified_batches_and_large_for_sorted_ones() -> None:
+    from pytest_trainsanity.checks.labels import batch_tv, class_shares
     from pytest_trainsanity.checks.spikes import batch_mix
 
     labels = np.tile(np.arange(4), 24)  # 96 samples, 4 classes, balanced
-    stratified = np.arange(96)  # every batch of 4 holds each class once
-    by_class = np.argsort(labels, kind="stable")  # batches of a single class
-    mix = batch_mix(labels, [stratified, by_class], 4)
+    stratified = np.eye(4)[labels].reshape(24, 4, 4).sum(axis=1)  # every batch of 4 holds each class once
+    by_class = np.eye(4)[np.sort(labels)].reshape(24, 4, 4).sum(axis=1)  # batches of a single class
+    tv = batch_tv(np.concatenate([stratified, by_class]), class_shares(labels, 4))
+    mix = batch_mix(tv, np.repeat([0, 1], 24), 2)
     assert mix[0] == 0.0 and mix[1] == pytest.approx(0.75)

@@ -173,17 +173,12 @@ def epoch_lr(lr: np.ndarray, step_epoch: np.ndarray, epochs: int) -> np.ndarray:
     return out
 
 
-def batch_mix(labels: np.ndarray, orders: list[np.ndarray], batch: int) -> np.ndarray:
-    """Per epoch, how far the batches' label mix strays from the split's: the total-variation
-    distance of each batch's class shares from the whole split's, averaged over the batches."""
-    k = int(labels.max()) + 1 if len(labels) else 1
-    overall = np.bincount(labels, minlength=k) / max(len(labels), 1)
-    out = np.zeros(len(orders))
-    for e, order in enumerate(orders):
-        n = len(order) // batch * batch
-        if not n:
-            continue
-        y = labels[order[:n]].reshape(-1, batch)
-        shares = np.stack([np.bincount(row, minlength=k) for row in y]) / batch
-        out[e] = 0.5 * np.abs(shares - overall).sum(axis=1).mean()
+def batch_mix(tv: np.ndarray, step_epoch: np.ndarray, epochs: int) -> np.ndarray:
+    """Per epoch, how far the batches' label mix strays from the split's: the mean over the
+    epoch's batches of each batch's total-variation distance (``labels.batch_tv``)."""
+    out = np.full(epochs, np.nan)
+    for e in range(epochs):
+        at = step_epoch[: len(tv)] == e
+        if at.any():
+            out[e] = float(tv[at].mean())
     return out

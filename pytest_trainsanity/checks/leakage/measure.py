@@ -16,9 +16,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from ..data import class_ids
-from .features import FeatureLeak, target_columns
-from .matching import NEAR_THRESHOLD, Canon, Reference, common_dtype, group_ids
+from ..labels import class_ids
+from ..features import FeatureLeak, target_columns
+from ..matching import NEAR_THRESHOLD, Canon, Reference, common_dtype, group_ids
 
 EXAMPLES = 5
 TARGET_LIFT = 0.95  # a column alone gets 95% of the way from the majority baseline to perfect

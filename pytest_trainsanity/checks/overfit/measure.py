@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .causes import Cause, rank
-from .duplicates import CrossSplit, WithinSplit
-from .features import FeatureLeak
-from .normalization import NormalizationResult
+from ..causes import Cause, rank
+from ..duplicates import CrossSplit, WithinSplit
+from ..features import FeatureLeak
+from ..normalization.measure import NormalizationResult
 
 OVERLAP_TOL = 0.01  # more than 1% of val also in train inflates val accuracy: fail
 STAT_SCORE_CAP = 0.4
@@ -24,6 +24,7 @@ LEAK_MIN_TRAIN_LIFT = 0.5
 DUP_MIN_FRACTION = 0.05
 CHANCE_MARGIN = 0.05  # val within this of chance learned nothing that generalises
 FEATURE_LEAK_FAIL = 0.5  # one column predicts train this much better than val: fail
+SORTED_BATCHES = 0.5  # batches this far (total variation) from the split's label mix are class-sorted
 
 GAP_FAILED = "gap {gap} > max_gap {max_gap}"
 TRAIN_FAILED = "train {metric} {train} > max_train_acc {limit}"
@@ -66,6 +67,8 @@ class OverfitMeasurements:
     leak: FeatureLeak | None = None
     scale: NormalizationResult | None = None
     probes_skipped: str | None = None
+    batch_mix: float | None = None  # mean total-variation distance of the training batches' label mix from the split's
+    sampled: bool = False  # the metrics and data measurements come from an eval sample, not the whole splits
 
     @property
     def metric_name(self) -> str:
@@ -137,6 +140,8 @@ def _overlap(m: OverfitMeasurements) -> Cause | None:
             f"{f3(m.val - m.val_clean)}"
         )
     sampled = f" (near search on {pct(c.near_sampled)} of val)" if c.near_sampled < 1 else ""
+    if m.sampled:
+        sampled += " (between the eval samples)"
     if n_exact + n_near == 0:
         evidence = (f"no val sample occurs in train (exact, or near within relative L2 "
                     f"{c.near_threshold:g}){sampled}")
@@ -268,6 +273,14 @@ def diagnose(
         )
     if not failures and m.task == "classification" and m.train >= 0.95:
         notes.append(f"{HIGH_BUT_FINE}: train and val agree and val does not overlap train")
+    if m.task == "classification" and m.chance is not None and m.val - m.chance < CHANCE_MARGIN:
+        text = (f"val accuracy {f3(m.val)} is within {CHANCE_MARGIN:g} of chance {f3(m.chance)}: this pass learned "
+                f"nothing that generalises" + (", so the absence of a gap says little" if m.gap <= max_gap else ""))
+        if m.batch_mix is not None and m.batch_mix >= SORTED_BATCHES:
+            text += (f"; the training batches' label mix is far from the split's (mean total-variation distance "
+                     f"{m.batch_mix:.2f}; 0 is stratified, near 1 is one class per batch): the loader yields "
+                     f"class-sorted batches, so shuffle it (DataLoader(..., shuffle=True))")
+        notes.append(text)
     if m.truncated:
         notes.append(f"the pass stopped at the step budget after {m.steps} steps (--trainsanity-max-steps)")
     if m.probes_skipped:
@@ -277,6 +290,8 @@ def diagnose(
         "epochs": m.epochs, "steps": m.steps, "n_train": m.n_train, "n_val": m.n_val,
         "chance": m.chance, "majority": m.majority,
     }
+    if m.batch_mix is not None:
+        metrics["batch_label_tv"] = m.batch_mix
     for cause in likely + ruled_out:
         metrics.update(cause.metrics)
     return OverfitResult(not failures, failures, likely if failures else [], ruled_out if failures else likely + ruled_out,

@@ -1,0 +1,196 @@
+"""What a batch is (SPEC §2.1), read without importing a framework.
+
+A batch is a small tree: tuples, lists and mappings around leaves (tensors,
+arrays, anything else). Its *form* says which part is the target and how the
+model is called with the rest:
+
+- ``(x, y)``: ``model(x)``;
+- ``(x1, ..., xk, y)`` and ``((x1, ..., xk), y)``: ``model(x1, ..., xk)``;
+- ``(dict, y)``: ``model(**dict)`` (Keras: ``model(dict)``);
+- a flat mapping with the target under ``target_key``: ``model(**inputs)``, with
+  the target among the keywords when the model computes its own loss.
+
+The form is detected once, from the first batch a split yields, and then
+applies to every batch of that split; nothing here copies or casts a leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from ..errors import SetupError
+
+TARGET_KEYS = ("labels", "label", "target", "targets", "y")
+PAIR, MULTI, NESTED, KWARGS, FLAT = "(x, y)", "(x1, ..., xk, y)", "((x1, ..., xk), y)", "(dict, y)", "dict"
+
+
+def is_container(value: Any) -> bool:
+    return isinstance(value, (tuple, list, Mapping))
+
+
+def _rebuild(template: Any, items: Any) -> Any:
+    """A container of ``template``'s type holding ``items`` (a list, or a dict for mappings)."""
+    if isinstance(template, Mapping):
+        if type(template) is dict:
+            return items
+        try:
+            return type(template)(items)  # BatchEncoding, OrderedDict, UserDict ...
+        except Exception:  # noqa: BLE001 - a mapping type we cannot rebuild: a plain dict holds the same keys
+            return dict(items)
+    if isinstance(template, tuple) and hasattr(template, "_fields"):  # namedtuple
+        return type(template)(*items)
+    return type(template)(items)
+
+
+def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
+    """``fn`` applied to every leaf; containers are rebuilt with their own types."""
+    if isinstance(tree, Mapping):
+        return _rebuild(tree, {k: tree_map(fn, v) for k, v in tree.items()})
+    if isinstance(tree, (tuple, list)):
+        return _rebuild(tree, [tree_map(fn, v) for v in tree])
+    return fn(tree)
+
+
+def tree_leaves(tree: Any) -> list[Any]:
+    if isinstance(tree, Mapping):
+        return [leaf for v in tree.values() for leaf in tree_leaves(v)]
+    if isinstance(tree, (tuple, list)):
+        return [leaf for v in tree for leaf in tree_leaves(v)]
+    return [tree]
+
+
+def describe(value: Any) -> str:
+    """``dtype shape`` of an array-like leaf (``type`` otherwise), for error messages."""
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        return type(value).__name__
+    name = str(dtype).replace("torch.", "").replace("<dtype: '", "").replace("'>", "")
+    return f"{name} {tuple(int(s) if s is not None else None for s in shape)}"
+
+
+@dataclass(frozen=True)
+class BatchForm:
+    """Where the target sits in a batch, how the model is called, and the input fields' names."""
+
+    kind: str
+    names: tuple[str, ...]
+    target_key: str | None = None
+
+    # ------------------------------------------------------------ reading
+
+    def target(self, batch: Any) -> Any:
+        return batch[self.target_key] if self.kind == FLAT else batch[-1]
+
+    def inputs(self, batch: Any) -> dict[str, Any]:
+        """Every input field by name (the target excluded), as yielded."""
+        if self.kind == FLAT:
+            return {k: v for k, v in batch.items() if k != self.target_key}
+        if self.kind == KWARGS:
+            return dict(batch[0].items())
+        if self.kind == NESTED:
+            return dict(zip(self.names, batch[0]))
+        if self.kind == MULTI:
+            return dict(zip(self.names, batch[:-1]))
+        return {self.names[0]: batch[0]}
+
+    def call_args(self, batch: Any, with_target: bool = False) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """(args, kwargs) of the torch-style model call; ``with_target`` passes a flat mapping's
+        target too, so a model that computes its own loss (Hugging Face) gets its labels."""
+        if self.kind == FLAT:
+            return (), dict(batch.items()) if with_target else self.inputs(batch)
+        if self.kind == KWARGS:
+            return (), dict(batch[0].items())
+        if self.kind == NESTED:
+            return tuple(batch[0]), {}
+        if self.kind == MULTI:
+            return tuple(batch[:-1]), {}
+        return (batch[0],), {}
+
+    def keras_input(self, batch: Any) -> Any:
+        """The one argument a Keras model is called with: a tensor, a list of tensors or a dict."""
+        if self.kind == FLAT:
+            return self.inputs(batch)
+        if self.kind == KWARGS:
+            return dict(batch[0].items())
+        if self.kind in (NESTED, MULTI):
+            return list(self.inputs(batch).values())
+        return batch[0]
+
+    # ------------------------------------------------------------ writing
+
+    def with_target(self, batch: Any, target: Any) -> Any:
+        """The same batch with another target (the random-label probe), in the same containers."""
+        if self.kind == FLAT:
+            return _rebuild(batch, {k: (target if k == self.target_key else v) for k, v in batch.items()})
+        return _rebuild(batch, [*batch[:-1], target])
+
+    def structure(self) -> str:
+        fields = ", ".join(self.names)
+        if self.kind == FLAT:
+            return f"dict batches {{{fields}}} with the target under {self.target_key!r}"
+        if self.kind == KWARGS:
+            return f"(dict, y) batches with inputs {{{fields}}}"
+        if self.kind in (MULTI, NESTED):
+            return f"{self.kind} batches with {len(self.names)} inputs ({fields})"
+        return "(x, y) batches"
+
+
+def detect_form(batch: Any, where: str, target_key: str | None = None, input_names: tuple[str, ...] = ()) -> BatchForm:
+    """The form of ``batch`` (the first one ``where`` yielded); one clear error when it has none.
+
+    ``input_names`` name positional inputs (e.g. the parameters of the model's ``forward``)."""
+    if isinstance(batch, Mapping):
+        keys = [str(k) for k in batch.keys()]
+        key = target_key if target_key is not None else next((k for k in TARGET_KEYS if k in batch), None)
+        if key is None or key not in batch:
+            wanted = f"TrainSetup(target_key={target_key!r})" if target_key is not None else f"one of {list(TARGET_KEYS)}"
+            raise SetupError(
+                f"{where} yields dict batches with keys {keys}, but none holds the target ({wanted}). "
+                f"Name the target's key with TrainSetup(target_key='...')."
+            )
+        names = tuple(k for k in keys if k != key)
+        if not names:
+            raise SetupError(f"{where} yields dict batches holding only the target {key!r}; there is no input.")
+        return BatchForm(FLAT, names, key)
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        got = f"a {type(batch).__name__} of {len(batch)} item(s)" if isinstance(batch, (tuple, list)) else f"a {type(batch).__name__}"
+        raise SetupError(
+            f"{where} yields {got}; a batch must carry its target: (x, y), (x1, ..., xk, y), ((x1, ..., xk), y), "
+            f"(dict, y), or a dict with the target under one of {list(TARGET_KEYS)} (or TrainSetup(target_key=...))."
+        )
+    first = batch[0]
+    if len(batch) == 2 and isinstance(first, Mapping):
+        return BatchForm(KWARGS, tuple(str(k) for k in first.keys()))
+    if len(batch) == 2 and isinstance(first, (tuple, list)):
+        return BatchForm(NESTED, _positional(len(first), input_names))
+    if len(batch) == 2:
+        return BatchForm(PAIR, ("x",))
+    return BatchForm(MULTI, _positional(len(batch) - 1, input_names))
+
+
+def _positional(k: int, names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(names[:k]) if len(names) >= k else tuple(f"input {i + 1}" for i in range(k))
+
+
+def forward_names(model: Any) -> tuple[str, ...]:
+    """The positional parameters of ``model.forward`` (``x_num``, ``x_cat``), for field names."""
+    import inspect
+
+    forward = getattr(model, "forward", None) or getattr(model, "call", None)
+    if forward is None:
+        return ()
+    try:
+        params = inspect.signature(forward).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in params if p.kind in kinds and p.name not in ("self", "training", "mask"))
+
+
+def first_batch(batches: Iterator[Any], where: str) -> Any:
+    try:
+        return next(batches)
+    except StopIteration:
+        raise SetupError(f"{where} is empty (it yielded no batches).") from None

@@ -1,0 +1,112 @@
+"""Lightning and Hugging Face models, recognised by their base classes' names (nothing imported).
+
+A ``LightningModule`` brings its optimizer and scheduler through
+``configure_optimizers()`` (every documented return form) and its training
+loss through ``training_step(batch, batch_idx)``; no ``Trainer`` is created.
+A Hugging Face ``PreTrainedModel`` computes its own loss from dict batches
+that hold the labels.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SetupError
+
+HF_DEFAULT_LR = 5e-5  # the transformers Trainer's default AdamW rate
+
+
+def _has_base(model: Any, name: str, roots: tuple[str, ...]) -> bool:
+    return any(c.__name__ == name and c.__module__.split(".", 1)[0] in roots for c in type(model).__mro__)
+
+
+def is_lightning(model: Any) -> bool:
+    return _has_base(model, "LightningModule", ("lightning", "pytorch_lightning"))
+
+
+def is_hugging_face(model: Any) -> bool:
+    return _has_base(model, "PreTrainedModel", ("transformers",))
+
+
+@dataclass(frozen=True)
+class SchedulerPlan:
+    """When the scheduler steps: every ``frequency`` epochs or optimizer steps."""
+
+    scheduler: Any
+    interval: str = "epoch"  # "epoch" | "step"
+    frequency: int = 1
+
+
+def configured(model: Any, torch: Any) -> tuple[Any, SchedulerPlan | None]:
+    """The optimizer and scheduler of ``model.configure_optimizers()``.
+
+    Accepted (Lightning's documented forms): an optimizer; a list/tuple of optimizers; two lists
+    (optimizers, schedulers or scheduler configs); a dict with "optimizer" and optionally
+    "lr_scheduler" (a scheduler or a config dict with "scheduler", "interval", "frequency"); a
+    list/tuple of such dicts. One optimizer only: several need manual optimization.
+    """
+    name = type(model).__name__
+    if getattr(model, "automatic_optimization", True) is False:
+        raise SetupError(
+            f"{name} uses manual optimization (automatic_optimization = False): its training_step steps the "
+            f"optimizers itself through a Trainer. Give TrainSetup(optimizer=..., step=...) with a step that "
+            f"returns the loss, or switch the module to automatic optimization."
+        )
+    try:
+        out = model.configure_optimizers()
+    except Exception as exc:  # noqa: BLE001 - e.g. it reads self.trainer, which does not exist here
+        raise SetupError(
+            f"{name}.configure_optimizers() failed without a Trainer: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}. Give TrainSetup(optimizer=..., scheduler=...) instead."
+        ) from None
+    Opt = torch.optim.Optimizer
+    if out is None:
+        raise SetupError(f"{name}.configure_optimizers() returned None: there is no optimizer to train with.")
+    if isinstance(out, Opt):
+        return out, None
+    if isinstance(out, Mapping):
+        optimizers, schedulers = [out.get("optimizer")], [out.get("lr_scheduler")]
+    elif isinstance(out, (list, tuple)) and len(out) == 2 and all(isinstance(o, (list, tuple)) for o in out):
+        optimizers, schedulers = list(out[0]), list(out[1])
+    elif isinstance(out, (list, tuple)) and out and all(isinstance(o, Opt) for o in out):
+        optimizers, schedulers = list(out), []
+    elif isinstance(out, (list, tuple)) and out and all(isinstance(o, Mapping) for o in out):
+        optimizers, schedulers = [o.get("optimizer") for o in out], [o.get("lr_scheduler") for o in out]
+    else:
+        raise SetupError(
+            f"{name}.configure_optimizers() returned {type(out).__name__}, which is not one of Lightning's forms "
+            f"(an optimizer, a list of optimizers, ([optimizers], [schedulers]), or a dict with 'optimizer')."
+        )
+    schedulers = [s for s in schedulers if s is not None]
+    if len(optimizers) != 1 or not isinstance(optimizers[0], Opt):
+        raise SetupError(
+            f"{name}.configure_optimizers() returned {len(optimizers)} optimizers; pytest-trainsanity trains with "
+            f"one (several need manual optimization). Give TrainSetup(optimizer=...) to choose."
+        )
+    if len(schedulers) > 1:
+        raise SetupError(f"{name}.configure_optimizers() returned {len(schedulers)} schedulers for one optimizer; give one.")
+    if not schedulers:
+        return optimizers[0], None
+    config = schedulers[0]
+    if isinstance(config, Mapping):
+        interval, frequency = config.get("interval", "epoch"), config.get("frequency", 1)
+        if interval not in ("epoch", "step") or not isinstance(frequency, int) or frequency < 1:
+            raise SetupError(
+                f"{name}.configure_optimizers() has lr_scheduler interval={interval!r}, frequency={frequency!r}; "
+                f"Lightning takes interval 'epoch' or 'step' and an integer frequency >= 1."
+            )
+        return optimizers[0], SchedulerPlan(config.get("scheduler"), interval, frequency)
+    return optimizers[0], SchedulerPlan(config)
+
+
+def takes_batch_idx(model: Any) -> bool:
+    """Whether ``training_step`` takes ``batch_idx`` (Lightning passes it only then)."""
+    try:
+        params = list(inspect.signature(model.training_step).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    return len([p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]) >= 2 or any(
+        p.kind == p.VAR_POSITIONAL for p in params)

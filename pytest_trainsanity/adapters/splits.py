@@ -1,0 +1,456 @@
+"""Splits in every accepted form, read where they lie: the one place batches are read.
+
+A ``Split`` wraps the user's object without copying it. Training checks take
+from it the batches of a pass (the adapters iterate it) and one seeded
+``EvalSample`` of at most ``eval_samples`` samples for their metrics and data
+measurements; model-free checks stream it in numpy ``blocks``. Framework
+containers are recognised by their type's module, so nothing is imported
+until a split of that framework arrives (torch readers live in
+``torch_data.py``, tf.data and PyDataset readers in ``keras_data.py``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from ..errors import SetupError
+from ..frameworks import framework_of
+from .batches import KWARGS, NESTED, PAIR, BatchForm, describe, tree_leaves, tree_map
+
+SUPPORTED_FORMS = (
+    "a tuple (X, y) of numpy arrays or torch/tf tensors (X may be a tuple or dict of arrays for several "
+    "inputs), a torch Dataset or DataLoader, a tf.data.Dataset (batched or not), a keras PyDataset, "
+    "or an iterator/generator of (X, y) blocks (model-free checks only)"
+)
+CHUNK_ROWS = 4096
+
+Block = tuple[dict[str, np.ndarray], np.ndarray]  # (input fields by name, target), numpy, one row per sample
+
+
+def as_numpy(value: Any, what: str) -> np.ndarray:
+    """One array-like -> numpy for measuring (never fed to a model); no copy when possible."""
+    fw = framework_of(value)
+    if fw == "torch":
+        from .torch_data import tensor_to_numpy
+
+        return tensor_to_numpy(value)
+    if fw == "tensorflow" and hasattr(value, "numpy"):
+        return np.asarray(value.numpy())
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is a usage error
+        raise SetupError(f"{what} could not be read as an array ({type(value).__name__}: {exc}).") from None
+    if array.dtype == object:
+        raise SetupError(
+            f"{what} has dtype object (ragged or mixed values, shape {array.shape}); "
+            f"give a numeric array of equal-shaped samples."
+        )
+    return array
+
+
+def kind_of(value: Any) -> str:
+    """numpy dtype kind of an array-like leaf without converting it: 'f', 'i', 'u', 'b' or 'O'."""
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, np.dtype):
+        return dtype.kind
+    text = str(dtype).replace("torch.", "").replace("<dtype: '", "").replace("'>", "")
+    if "float" in text or text in ("half", "double"):
+        return "f"
+    if text.startswith("uint"):
+        return "u"
+    if text.startswith("int") or text in ("long", "short"):
+        return "i"
+    if text == "bool":
+        return "b"
+    return "O"
+
+
+def _length(value: Any) -> int:
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape):
+        return int(shape[0])
+    return len(value)
+
+
+# ---------------------------------------------------------------------- the eval sample
+
+
+@dataclass
+class EvalSample:
+    """At most ``eval_samples`` samples of one split, read once per check and kept: the batches
+    every metric of the check is computed on, and the numpy the data measurements use.
+
+    ``columns`` hold each leaf of the batch tree concatenated over the sample (framework tensors
+    or arrays as the pipeline made them, never cast); ``template`` is the batch tree with each
+    leaf replaced by its column's index. Batches whose leaves cannot be concatenated (dynamic
+    padding) are kept as they came in ``raw``.
+    """
+
+    split: str
+    form: BatchForm
+    n: int
+    total: int | None
+    how: str  # e.g. "a seeded sample of 10,000 of 300,000 samples"
+    template: Any = None
+    columns: list[Any] | None = None
+    raw: list[Any] | None = None
+    to_numpy: Callable[[Any], np.ndarray] = field(default=lambda v: as_numpy(v, "a batch"), repr=False)
+    _numpy: Block | None = field(default=None, repr=False)
+
+    @property
+    def sampled(self) -> bool:
+        return self.total is None or self.n < self.total
+
+    def chunks(self, size: int) -> Iterator[Any]:
+        """The sample as batches of at most ``size`` samples (the raw batches when kept raw)."""
+        if self.columns is None:
+            yield from self.raw or []
+            return
+        for start in range(0, self.n, size):
+            yield tree_map(lambda i: self.columns[i][start : start + size], self.template)
+
+    def head(self, k: int) -> Any:
+        """The first ``k`` samples as one batch (a validation forward before any training)."""
+        if self.columns is None:
+            return (self.raw or [None])[0]
+        return tree_map(lambda i: self.columns[i][:k], self.template)
+
+    def numpy(self) -> Block:
+        """(input fields by name, target) as numpy for measurements, built once."""
+        if self._numpy is None:
+            batches = [self.head(self.n)] if self.columns is not None else list(self.raw or [])
+            fields: dict[str, list[np.ndarray]] = {}
+            targets = []
+            for batch in batches:
+                for name, value in self.form.inputs(batch).items():
+                    leaves = tree_leaves(value)
+                    for i, leaf in enumerate(leaves):
+                        key = name if len(leaves) == 1 else f"{name}[{i}]"
+                        fields.setdefault(key, []).append(self.to_numpy(leaf))
+                targets.append(self.to_numpy(self.form.target(batch)))
+            self._numpy = ({k: _concat_padded(v) for k, v in fields.items()}, _concat_padded(targets))
+        return self._numpy
+
+
+def _concat_padded(parts: list[np.ndarray]) -> np.ndarray:
+    """Concatenate on the sample axis; trailing shapes that differ (dynamic padding) are padded with 0."""
+    if len(parts) == 1:
+        return parts[0]
+    shapes = {p.shape[1:] for p in parts}
+    if len(shapes) > 1 and len({len(s) for s in shapes}) == 1:
+        top = tuple(max(s[d] for s in shapes) for d in range(len(next(iter(shapes)))))
+        parts = [np.pad(p, [(0, 0)] + [(0, t - s) for t, s in zip(top, p.shape[1:])]) for p in parts]
+    return np.concatenate(parts)
+
+
+def sample_indices(total: int, n: int, seed: int) -> np.ndarray:
+    """Which samples an eval sample reads: all when they fit, else a seeded sorted subset."""
+    if total <= n:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed ^ 0xE5A1).choice(total, n, replace=False))
+
+
+def sample_how(n: int, total: int | None, stream: bool = False) -> str:
+    if total is not None and n >= total:
+        return f"all {total:,} samples"
+    if stream or total is None:
+        return f"the first {n:,} samples the pipeline yields"
+    return f"a seeded sample of {n:,} of {total:,} samples"
+
+
+def columns_of(batches: list[Any], cat: Callable[[list[Any]], Any]) -> tuple[Any, list[Any]] | None:
+    """(template, per-leaf concatenations) of batches of one structure, or None when they cannot be
+    concatenated (different structures, ragged leaves, leaves that are not arrays)."""
+    if not batches:
+        return None
+    counter = iter(range(1 << 30))
+    template = tree_map(lambda _: next(counter), batches[0])
+    per_leaf = [tree_leaves(b) for b in batches]
+    width = len(per_leaf[0])
+    if any(len(leaves) != width for leaves in per_leaf):
+        return None
+    columns = []
+    for i in range(width):
+        parts = [leaves[i] for leaves in per_leaf]
+        if any(getattr(p, "shape", None) is None or not len(p.shape) for p in parts):
+            return None
+        if len({tuple(p.shape[1:]) for p in parts}) != 1:
+            return None
+        columns.append(parts[0] if len(parts) == 1 else cat(parts))
+    return template, columns
+
+
+# ---------------------------------------------------------------------- splits
+
+
+class Split:
+    """One split as the user gave it. Subclasses read it; nothing is read at construction."""
+
+    kind = "split"
+    in_memory = False
+    one_shot = False
+
+    def __init__(self, name: str, source: Any, target_key: str | None = None, input_names: tuple[str, ...] = ()) -> None:
+        self.name, self.source, self.target_key, self.input_names = name, source, target_key, input_names
+        self._samples: dict[tuple[int, int], EvalSample] = {}
+
+    @property
+    def where(self) -> str:
+        return f"TrainSetup({self.name}=...)"
+
+    def __len__(self) -> int:
+        n = self.n_samples()
+        if n is None:
+            raise TypeError(f"{self.where} has no known length")
+        return n
+
+    def n_samples(self) -> int | None:
+        """Samples in the split when known without reading it."""
+        return None
+
+    @property
+    def batch_size(self) -> int | None:
+        """The pipeline's own batch size (a DataLoader's), else None."""
+        return None
+
+    def blocks(self) -> Iterator[Block]:
+        """Every sample once, in order, as numpy blocks (model-free checks)."""
+        raise NotImplementedError
+
+    def sample(self, n: int, seed: int) -> EvalSample:
+        """The seeded eval sample (read once per split object, then kept)."""
+        key = (n, seed)
+        if key not in self._samples:
+            self._samples[key] = self._read_sample(n, seed)
+        return self._samples[key]
+
+    def _read_sample(self, n: int, seed: int) -> EvalSample:
+        raise NotImplementedError
+
+    def form(self, batch: Any = None) -> BatchForm:
+        """The batch form (detected from the first batch read)."""
+        raise NotImplementedError
+
+    def rewind(self) -> None:
+        """Put the pipeline's own random state (a loader's generator) back as it was at opening,
+        so every pass and replay sees the same batches and the user's objects are left as found."""
+
+    def describe(self) -> str:
+        return type(self.source).__name__
+
+
+class ArraySplit(Split):
+    """``(X, y)`` held in memory; X is an array or a tuple/dict of arrays (several inputs)."""
+
+    kind = "arrays"
+    in_memory = True
+
+    def __init__(self, name: str, source: Any, input_names: tuple[str, ...] = ()) -> None:
+        super().__init__(name, source, None, input_names)
+        if len(source) != 2:
+            raise SetupError(
+                f"TrainSetup({name}=...) is a {type(source).__name__} of {len(source)} items; "
+                f"a split given as a tuple must be (X, y). Supported: {SUPPORTED_FORMS}."
+            )
+        X, y = source
+        if isinstance(X, (tuple, list)) and X and all(hasattr(v, "shape") for v in X):
+            X = tuple(X)
+        elif isinstance(X, Mapping):
+            X = dict(X)
+        else:
+            X = _array_leaf(X, f"TrainSetup({name}=(X, y)) X")
+        y = _array_leaf(y, f"TrainSetup({name}=(X, y)) y")
+        self.X, self.y = X, y
+        self._form = (BatchForm(KWARGS, tuple(str(k) for k in X)) if isinstance(X, dict) else
+                     BatchForm(NESTED, _names(len(X), input_names)) if isinstance(X, tuple) else BatchForm(PAIR, ("x",)))
+        self._validate()
+
+    def _validate(self) -> None:
+        name, y = self.name, self.y
+        leaves = tree_leaves(self.X)
+        for leaf in [*leaves, y]:
+            if not hasattr(leaf, "shape") or not len(leaf.shape):
+                raise SetupError(f"TrainSetup({name}=...) X and y must have a sample axis; got {describe(leaf)}.")
+        n = _length(y)
+        for field_name, leaf in zip(self._form.names, leaves):
+            if _length(leaf) != n:
+                what = "inputs" if len(leaves) == 1 else f"inputs in {field_name!r}"
+                raise SetupError(
+                    f"TrainSetup({name}=...) has {_length(leaf)} {what} but {n} labels; X and y must "
+                    f"have the same number of samples."
+                )
+        if n == 0:
+            raise SetupError(f"TrainSetup({name}=...) is empty (0 samples); every given split needs samples.")
+        for leaf in leaves:
+            if kind_of(leaf) not in "biuf":
+                raise SetupError(
+                    f"TrainSetup({name}=...) X has dtype {leaf.dtype}; inputs must be numeric "
+                    f"(float features or integer ids)."
+                )
+        if kind_of(y) not in "biuf":
+            raise SetupError(f"TrainSetup({name}=...) y has dtype {y.dtype}; labels must be numeric.")
+
+    def n_samples(self) -> int:
+        return _length(self.y)
+
+    def form(self, batch: Any = None) -> BatchForm:
+        return self._form
+
+    def leaves(self) -> list[Any]:
+        return [*tree_leaves(self.X), self.y]
+
+    def batch(self, index: Any) -> Any:
+        """The samples at ``index`` (a slice or an index array) in the split's batch form."""
+        return (tree_map(lambda a: a[index], self.X), self.y[index])
+
+    def blocks(self) -> Iterator[Block]:
+        n = self.n_samples()
+        for start in range(0, n, CHUNK_ROWS):
+            batch = self.batch(slice(start, start + CHUNK_ROWS))
+            yield ({k: as_numpy(v, self.where) for k, v in self._form.inputs(batch).items()},
+                   as_numpy(batch[1], self.where))
+
+    def numpy_pair(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(X, y) as numpy without copying, when X is one array (the leakage matcher's fast path)."""
+        if self._form.kind != PAIR:
+            return None
+        return as_numpy(self.X, self.where), as_numpy(self.y, self.where)
+
+    def _read_sample(self, n: int, seed: int) -> EvalSample:
+        total = self.n_samples()
+        idx = sample_indices(total, n, seed)
+        if len(idx) == total:
+            batch = (self.X, self.y)
+        else:
+            batch = self.batch(_index_for(self.y, idx))
+        template_counter = iter(range(1 << 30))
+        template = tree_map(lambda _: next(template_counter), batch)
+        return EvalSample(self.name, self._form, len(idx), total, sample_how(len(idx), total),
+                          template=template, columns=tree_leaves(batch))
+
+    def describe(self) -> str:
+        return f"arrays ({self.n_samples():,} samples)"
+
+
+def _index_for(like: Any, idx: np.ndarray) -> Any:
+    """An index array usable on ``like`` (numpy, or a framework tensor)."""
+    if framework_of(like) == "torch":
+        import torch
+
+        return torch.as_tensor(idx, device=like.device)
+    return idx
+
+
+def _names(k: int, names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(names[:k]) if len(names) >= k else tuple(f"input {i + 1}" for i in range(k))
+
+
+def _array_leaf(value: Any, what: str) -> Any:
+    """A numpy array or a framework tensor as given (never copied or cast); lists become numpy."""
+    if framework_of(value) in ("torch", "tensorflow") and hasattr(value, "shape"):
+        return value
+    if isinstance(value, np.ndarray):
+        return value
+    return as_numpy(value, what)
+
+
+_CONSUMED: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+class IteratorSplit(Split):
+    """A one-shot iterator (e.g. a generator) of ``(X, y)`` blocks: model-free checks only."""
+
+    kind = "stream"
+    one_shot = True
+
+    def blocks(self) -> Iterator[Block]:
+        try:
+            consumed = self.source in _CONSUMED
+            _CONSUMED.add(self.source)
+        except TypeError:  # not weak-referenceable: cannot tell, read it
+            consumed = False
+        if consumed:
+            raise SetupError(
+                f"{self.where} is a one-shot iterator that an earlier check already consumed; reading it "
+                f"again would see no samples. Give a torch DataLoader, a tf.data.Dataset, arrays or an "
+                f"np.memmap, which can be read more than once."
+            )
+        for block in self.source:
+            if not isinstance(block, (tuple, list)) or len(block) != 2:
+                raise SetupError(
+                    f"TrainSetup({self.name}=...) yielded a {type(block).__name__}; each block must be an "
+                    f"(X, y) pair of arrays with one row per sample."
+                )
+            X = as_numpy(block[0], f"a block of TrainSetup({self.name}=...) X")
+            y = as_numpy(block[1], f"a block of TrainSetup({self.name}=...) y")
+            if len(X) != len(y):
+                raise SetupError(f"a block of TrainSetup({self.name}=...) has {len(X)} inputs but {len(y)} labels.")
+            if len(X):  # an empty block carries nothing
+                yield {"x": X}, y
+
+    def _read_sample(self, n: int, seed: int) -> EvalSample:
+        raise SetupError(
+            f"{self.where} is a one-shot iterator; a training check reads its batches several times (the "
+            f"probes and replays re-generate them), so give a torch DataLoader or Dataset, a tf.data.Dataset, "
+            f"a keras PyDataset or arrays."
+        )
+
+
+def is_stream(split: Any) -> bool:
+    return hasattr(split, "__next__") and framework_of(split) is None
+
+
+def open_split(name: str, source: Any, setup: Any = None, input_names: tuple[str, ...] = ()) -> Split:
+    """The ``Split`` reading ``source``; errors name the split and the supported forms."""
+    target_key = getattr(setup, "target_key", None)
+    batch_size = getattr(setup, "batch_size", 32)
+    if isinstance(source, (tuple, list)):
+        return ArraySplit(name, source, input_names)
+    fw = framework_of(source)
+    if fw == "torch":
+        from .torch_data import open_torch_split
+
+        return open_torch_split(name, source, target_key, input_names, batch_size)
+    if fw == "tensorflow" and not hasattr(source, "shape"):
+        from .keras_data import open_keras_split
+
+        return open_keras_split(name, source, target_key, input_names, batch_size)
+    if is_stream(source):
+        return IteratorSplit(name, source, target_key, input_names)
+    if fw in ("torch", "tensorflow"):
+        raise SetupError(f"TrainSetup({name}=...) is a single tensor; give (X, y) so the labels are known.")
+    raise SetupError(
+        f"TrainSetup({name}=...) is a {type(source).__module__}.{type(source).__name__}, "
+        f"which is not a supported split form. Supported: {SUPPORTED_FORMS}."
+    )
+
+
+def open_splits(setup: Any, names: tuple[str, ...] = ("train", "val", "test")) -> dict[str, Split]:
+    """Every given split among ``names`` (a Lightning datamodule fills the ones not given)."""
+    given = dict(setup.splits())
+    if getattr(setup, "datamodule", None) is not None and any(n not in given for n in names):
+        from .torch_data import datamodule_loaders
+
+        for key, loader in datamodule_loaders(setup.datamodule, tuple(n for n in names if n not in given)).items():
+            given[key] = loader
+    from .batches import forward_names
+
+    input_names = forward_names(setup.model) if getattr(setup, "model", None) is not None else ()
+    return {n: open_split(n, given[n], setup, input_names) for n in ("train", "val", "test") if n in names and n in given}
+
+
+def fields_rows(fields: Mapping[str, np.ndarray]) -> np.ndarray:
+    """One row per sample over every input field (flattened, side by side): how a sample is
+    identified. One field is returned as a view; several share the widest exact dtype
+    (float64 when any field is floating, else int64)."""
+    arrays = list(fields.values())
+    if len(arrays) == 1:
+        return arrays[0]
+    n = len(arrays[0])
+    flat = [a.reshape(n, -1) for a in arrays]
+    dtype = np.float64 if any(a.dtype.kind == "f" for a in flat) else np.int64
+    return np.concatenate([a.astype(dtype, copy=False) for a in flat], axis=1)

@@ -1,0 +1,277 @@
+"""torch splits: the user's DataLoader (or a Dataset we batch), read as it is.
+
+Training passes iterate the user's own loader (its sampler, collate,
+augmentation, workers) under a seeded global RNG, so every pass and replay
+sees the same batches; the eval sample reads a seeded subset of a map-style
+dataset through the loader's own collate (an iterable one: its first
+samples). Nothing here reads a dataset whole except ``blocks``, which the
+model-free checks stream.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import SetupError, missing_extra
+from .batches import BatchForm, detect_form
+from .splits import Block, EvalSample, Split, as_numpy, columns_of, sample_how, sample_indices
+
+EVAL_READ_BATCH = 256  # batch size of eval-sample reads when the loader has none of its own
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ModuleNotFoundError:
+        raise missing_extra("torch", "torch") from None
+    return torch
+
+
+def tensor_to_numpy(t: Any) -> np.ndarray:
+    """For measuring only (a model never sees the result): bfloat16/half widen to float32."""
+    torch = _torch()
+    t = t.detach()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
+    return t.cpu().resolve_conj().resolve_neg().numpy()
+
+
+def to_device(batch: Any, device: Any) -> Any:
+    """Every tensor of the batch moved to ``device`` (dtype untouched); other leaves as they are."""
+    torch = _torch()
+    from .batches import tree_map
+
+    def move(leaf: Any) -> Any:
+        return leaf.to(device, non_blocking=True) if isinstance(leaf, torch.Tensor) else leaf
+
+    if isinstance(batch, torch.Tensor):
+        return move(batch)
+    if hasattr(batch, "to") and not isinstance(batch, (tuple, list, dict)):  # e.g. a BatchEncoding
+        try:
+            return batch.to(device)
+        except Exception:  # noqa: BLE001 - fall back to moving the leaves
+            pass
+    return tree_map(move, batch)
+
+
+def _generators(loader: Any) -> list[Any]:
+    """The torch.Generators a loader's order depends on (loader, sampler, batch sampler)."""
+    torch = _torch()
+    found: list[Any] = []
+    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),
+                  getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not f for f in found):
+            found.append(g)
+    return found
+
+
+class TorchSplit(Split):
+    """A torch DataLoader as given, or a Dataset batched by a DataLoader of ours
+    (``TrainSetup(batch_size=...)``, shuffled like arrays)."""
+
+    kind = "loader"
+
+    def __init__(self, name: str, source: Any, target_key: str | None, input_names: tuple[str, ...], batch_size: int) -> None:
+        super().__init__(name, source, target_key, input_names)
+        torch = _torch()
+        from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+        if isinstance(source, DataLoader):
+            self.loader, self.dataset, self.own = source, source.dataset, False
+        elif isinstance(source, Dataset):
+            self.dataset, self.own = source, True
+            self.loader = DataLoader(source, batch_size=batch_size, shuffle=not isinstance(source, IterableDataset))
+        else:
+            raise SetupError(f"TrainSetup({name}=...) is a {type(source).__name__}, not a torch Dataset or DataLoader.")
+        self.map_style = not isinstance(self.dataset, IterableDataset) and self._len(self.dataset) is not None
+        self._form: BatchForm | None = None
+        self._total: int | None = None  # a stream's length, once a read reached its end
+        self._states = [(g, g.get_state()) for g in _generators(self.loader)]
+        self.torch = torch
+
+    @staticmethod
+    def _len(obj: Any) -> int | None:
+        try:
+            return len(obj)
+        except Exception:  # noqa: BLE001 - no length: a stream
+            return None
+
+    # ------------------------------------------------------------ facts
+
+    def n_samples(self) -> int | None:
+        return self._len(self.dataset) if self.map_style else self._total
+
+    @property
+    def batch_size(self) -> int | None:
+        return self.loader.batch_size
+
+    def shuffles(self) -> bool:
+        """Whether the loader's order changes with the RNG (so a reshuffle replay means something)."""
+        from torch.utils.data import SequentialSampler
+
+        sampler = self.loader.batch_sampler.sampler if self.loader.batch_sampler is not None else self.loader.sampler
+        return not isinstance(sampler, SequentialSampler)
+
+    def describe(self) -> str:
+        n = self.n_samples()
+        what = f"{'a DataLoader of ours over ' if self.own else 'a DataLoader over '}{type(self.dataset).__name__}"
+        return (f"{what} ({f'{n:,} samples, ' if n is not None else ''}batch {self.loader.batch_size}, "
+                f"{'shuffled' if self.shuffles() else 'in order'}, {self.loader.num_workers} worker(s))")
+
+    def form(self, batch: Any = None) -> BatchForm:
+        if self._form is None:
+            if batch is None:
+                batch = next(iter(self._reader(np.arange(1) if self.map_style else None)))
+            self._form = detect_form(batch, self.where, self.target_key, self.input_names)
+        return self._form
+
+    def rewind(self) -> None:
+        for g, state in self._states:
+            g.set_state(state)
+
+    # ------------------------------------------------------------ reading
+
+    def batches(self) -> Iterator[Any]:
+        """One epoch of the training loader, batches exactly as it yields them."""
+        return self._guard(iter(self.loader))
+
+    def _guard(self, it: Iterator[Any]) -> Iterator[Any]:
+        """The loader's own errors become one paragraph naming the split."""
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except SetupError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the user's dataset failed; say where, briefly
+                raise SetupError(
+                    f"Reading TrainSetup({self.name}=...) failed: {type(exc).__name__}: {exc}".split("\n")[0]
+                ) from None
+            yield batch
+
+    def _reader(self, indices: np.ndarray | None) -> Iterator[Any]:
+        """In-order batches of the given samples through the loader's own collate and workers
+        (None: every sample; a stream is read as it comes)."""
+        from torch.utils.data import DataLoader, Subset
+
+        if not self.map_style or self.loader.batch_size is None and not self.own:
+            return self._guard(iter(self.loader))
+        n = self._len(self.dataset)
+        dataset = self.dataset if indices is None or len(indices) == n else Subset(self.dataset, indices.tolist())
+        reader = DataLoader(
+            dataset, batch_size=self.loader.batch_size or EVAL_READ_BATCH, shuffle=False,
+            collate_fn=self.loader.collate_fn, num_workers=self.loader.num_workers,
+            worker_init_fn=self.loader.worker_init_fn, multiprocessing_context=self.loader.multiprocessing_context,
+        )
+        return self._guard(iter(reader))
+
+    def blocks(self) -> Iterator[Block]:
+        for batch in self._reader(None):
+            form = self.form(batch)
+            target = as_numpy(form.target(batch), self.where)
+            inputs = {k: as_numpy(v, self.where) for k, v in form.inputs(batch).items()}
+            if len(target):
+                yield inputs, target
+
+    def _read_sample(self, n: int, seed: int) -> EvalSample:
+        torch = self.torch
+        total = self.n_samples()
+        stream = total is None or self.loader.batch_size is None and not self.own
+        indices = None if stream else sample_indices(total, n, seed)
+        batches, count, exhausted = [], 0, True
+        for batch in self._reader(indices):
+            self.form(batch)
+            size = _batch_len(self.form().target(batch))
+            if stream and count + size > n:  # a stream: keep its first n samples
+                batch = _head(batch, n - count)
+                size = n - count
+            batches.append(batch)
+            count += size
+            if stream and count >= n:
+                exhausted = False
+                break
+        if not batches:
+            raise SetupError(f"{self.where} is empty (it yielded no samples).")
+        if stream and exhausted:
+            total = self._total = count
+        how = sample_how(count, total, stream)
+        found = columns_of(batches, lambda parts: torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts))
+        if found is None:
+            return EvalSample(self.name, self.form(), count, total, how, raw=batches, to_numpy=self._numpy)
+        template, columns = found
+        return EvalSample(self.name, self.form(), count, total, how, template=template, columns=columns, to_numpy=self._numpy)
+
+    def _numpy(self, value: Any) -> np.ndarray:
+        return as_numpy(value, f"a batch of {self.where}")
+
+
+def _batch_len(target: Any) -> int:
+    shape = getattr(target, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) else len(target)
+
+
+def _head(batch: Any, k: int) -> Any:
+    from .batches import tree_map
+
+    return tree_map(lambda leaf: leaf[:k] if hasattr(leaf, "shape") and len(leaf.shape) else leaf, batch)
+
+
+def open_torch_split(name: str, source: Any, target_key: str | None, input_names: tuple[str, ...], batch_size: int) -> Split:
+    torch = _torch()
+    if isinstance(source, torch.Tensor):
+        raise SetupError(f"TrainSetup({name}=...) is a single tensor; give (X, y) so the labels are known.")
+    return TorchSplit(name, source, target_key, input_names, batch_size)
+
+
+# ---------------------------------------------------------------------- Lightning datamodules
+
+_DATAMODULES: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+def _overrides(obj: Any, method: str, base_name: str) -> bool:
+    """Whether ``obj``'s class defines ``method`` itself rather than inheriting the Lightning base's."""
+    base = next((c for c in type(obj).__mro__ if c.__name__ == base_name), None)
+    mine = getattr(type(obj), method, None)
+    return mine is not None and (base is None or mine is not getattr(base, method, None))
+
+
+def datamodule_loaders(datamodule: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The loaders of a LightningDataModule for ``names`` ('train', 'val', 'test'), as a Trainer
+    would make them: ``prepare_data()`` and ``setup('fit')`` (``setup('test')`` for test) once per
+    datamodule, then ``<split>_dataloader()``."""
+    if not hasattr(datamodule, "train_dataloader"):
+        raise SetupError(
+            f"TrainSetup(datamodule=...) is a {type(datamodule).__name__}, not a Lightning LightningDataModule "
+            f"(it has no train_dataloader())."
+        )
+    done = _DATAMODULES.setdefault(datamodule, {})
+    out: dict[str, Any] = {}
+    for split in names:
+        method = f"{split}_dataloader"
+        if split != "train" and not _overrides(datamodule, method, "LightningDataModule"):
+            continue
+        if split not in done:
+            stage = "test" if split == "test" else "fit"
+            try:
+                if not done.get("_prepared"):
+                    datamodule.prepare_data()
+                    done["_prepared"] = True
+                if not done.get(f"_setup_{stage}"):
+                    datamodule.setup(stage)
+                    done[f"_setup_{stage}"] = True
+                done[split] = getattr(datamodule, method)()
+            except SetupError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the user's datamodule failed; one paragraph
+                raise SetupError(
+                    f"TrainSetup(datamodule=...) failed while making the {split} loader ({type(datamodule).__name__}."
+                    f"{method}() after prepare_data() and setup({stage!r}), as a Trainer would call them): "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                ) from None
+        out[split] = done[split]
+    return out

@@ -1,0 +1,134 @@
+"""``no_epoch1_overfit``: prepare, run the passes, word the diagnosis.
+
+Three passes through the adapter (as configured; the random-label probe;
+lr/10), each over the user's own batches with the step budget; metrics and
+the data measurements (duplication, overlap, single-feature rules, scale) on
+each split's eval sample, read once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...adapters.base import LabelNoise
+from ...adapters.splits import fields_rows
+from ...report import CheckReport, cause_lines
+from ...settings import CheckOptions, RunSettings
+from ...spec import TrainSetup
+from .. import duplicates, features
+from ..labels import class_ids
+from ..normalization.measure import check_fields
+from ..runner import Prepared, extra_causes, prepare_training, sample_lines
+from . import measure as overfit
+
+MARKER = "no_epoch1_overfit"
+
+
+def prepare(setup: TrainSetup, options: CheckOptions, settings: RunSettings, hook: Any, nodeid: str | None) -> Prepared:
+    setup.require(MARKER, "model", "val")
+    return prepare_training(MARKER, setup, options, settings, hook, nodeid, run, ("train", "val"))
+
+
+def run(p: Prepared) -> CheckReport:
+    adapter, opts, seed = p.adapter, p.options, p.settings.seed
+    assert adapter is not None
+    samples = {name: p.splits[name].sample(p.settings.eval_samples, seed) for name in ("train", "val")}
+    (train_fields, yt_raw), (val_fields, yv_raw) = samples["train"].numpy(), samples["val"].numpy()
+    info = adapter.info()
+    classification = p.setup.task == "classification"
+    noise = LabelNoise(yt_raw, seed) if opts.probes else None
+    with adapter:
+        p.pass_label("main pass")
+        main = adapter.train(epochs=opts.epochs, max_steps=p.settings.max_steps)
+        noisy = low = None
+        if noise is not None:
+            p.pass_label("random-label probe")
+            noisy = adapter.train(epochs=opts.epochs, noise=noise, max_steps=p.settings.max_steps)
+            p.pass_label("lr/10 probe")
+            low = adapter.train(epochs=opts.epochs, lr_scale=0.1, max_steps=p.settings.max_steps)
+    Xt, Xv = fields_rows(train_fields), fields_rows(val_fields)
+    cross = duplicates.cross_split(Xt, Xv, yt_raw, yv_raw)
+    chance = majority = noise_chance = val_clean = val_on_overlap = batch_mix = None
+    n_classes = leak = None
+    if classification:
+        yt, yv = class_ids(yt_raw), class_ids(yv_raw)
+        n_classes = max(info.n_outputs, 2)
+        chance = 1.0 / n_classes
+        majority = float(np.mean(yv == np.bincount(yt).argmax()))
+        if noise is not None:
+            noise_chance = float(np.bincount(class_ids(noise.targets(list(train_fields.values())))).max() / len(yt))
+        pred = np.asarray(main.val_pred)
+        if pred.shape == yv.shape:
+            correct = pred == yv
+            overlap = np.zeros(len(yv), dtype=bool)
+            overlap[cross.overlap_b] = True
+            if overlap.any() and (~overlap).any():
+                val_clean, val_on_overlap = float(correct[~overlap].mean()), float(correct[overlap].mean())
+        if len(train_fields) == 1:
+            leak = features.single_feature_leak(Xt, yt, Xv, yv, seed)
+        batch_mix = _batch_mix(main.label_counts, yt, n_classes)
+    m = overfit.OverfitMeasurements(
+        task=p.setup.task, epochs=opts.epochs, steps=main.steps, truncated=main.truncated,
+        train=main.final_train, val=main.final_val, n_params=info.n_params,
+        n_train=_count(p, "train", samples), n_val=_count(p, "val", samples),
+        lr=float(main.lr[0, 0]) if main.lr.size else None, chance=chance, majority=majority,
+        noise_chance=noise_chance, n_classes=n_classes,
+        noise_train=noisy.final_train if noisy else None,
+        low_lr_train=low.final_train if low else None, low_lr_val=low.final_val if low else None,
+        val_clean=val_clean, val_on_overlap=val_on_overlap,
+        within=duplicates.within_split(Xt), cross=cross, leak=leak,
+        scale=check_fields({"train": train_fields, "val": val_fields}),
+        probes_skipped=None if opts.probes else "probes=False",
+        batch_mix=batch_mix, sampled=samples["train"].sampled or samples["val"].sampled,
+    )
+    extra = extra_causes(p.hook, MARKER, m)
+    result = overfit.diagnose(m, opts.max_gap, opts.max_train_acc, extra)
+    result.metrics["seconds"] = main.seconds + (noisy.seconds + low.seconds if noisy and low else 0)
+    result.metrics["eval_train_samples"], result.metrics["eval_val_samples"] = samples["train"].n, samples["val"].n
+    return CheckReport(
+        MARKER, result.passed, message(p, m, result, info, samples), result.metrics,
+        [c.to_dict() for c in result.likely], key=("train_metric", "val_metric", "gap"),
+    )
+
+
+def _count(p: Prepared, name: str, samples: dict[str, Any]) -> int:
+    total = p.splits[name].n_samples()
+    return int(total) if total is not None else samples[name].n
+
+
+def _batch_mix(counts: np.ndarray, train_ids: np.ndarray, classes: int) -> float | None:
+    """Mean total-variation distance between each training batch's label mix and the split's."""
+    if counts.size == 0 or counts.shape[1] != classes:
+        return None
+    split = np.bincount(train_ids, minlength=classes)[:classes].astype(np.float64)
+    split /= max(split.sum(), 1.0)
+    sizes = counts.sum(axis=1, keepdims=True)
+    mix = counts / np.maximum(sizes, 1.0)
+    return float(np.mean(0.5 * np.abs(mix - split).sum(axis=1)))
+
+
+def message(p: Prepared, m: overfit.OverfitMeasurements, result: overfit.OverfitResult, info: Any,
+            samples: dict[str, Any]) -> str:
+    lines = [overfit.headline(m, result, p.options.max_gap)]
+    batch = p.splits["train"].batch_size or p.setup.batch_size
+    lines.append(
+        f"Model: {info.model_name} ({info.framework} on {info.device}), {info.n_params:,} trainable "
+        f"parameters; {m.n_train:,} train / {m.n_val:,} val samples; batch {batch}."
+    )
+    if info.notes:
+        lines.append("Training: " + "; ".join(info.notes) + ".")
+    lines += [f"Sample: {line}." for line in sample_lines(samples)]
+    if m.chance is not None:
+        lines.append(
+            f"Baselines: chance {overfit.f3(m.chance)} ({m.n_classes} classes); always predicting the "
+            f"majority train class scores {overfit.f3(m.majority)} on val."
+        )
+    if result.passed:
+        lines.append("Measured:")
+        lines += [f"  - {c.name}: {c.evidence}" for c in result.ruled_out]
+    else:
+        lines += cause_lines(result.likely, result.ruled_out)
+    lines += [f"Note: {n}" for n in result.notes]
+    return "\n".join(lines)

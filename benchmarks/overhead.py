@@ -28,6 +28,11 @@ The numbers:
    touched). What remains on the adapter side is the snapshot restore, the
    per-step measurements and the conversion of the trace to numpy.
 
+1b. the same with the train split as a DataLoader (TensorDataset, batch 32,
+   shuffle=True; target <= 1.15x): the bare loop seeds the global RNG and
+   iterates the loader (``for x, y in loader``), the adapter iterates the same
+   loader object through its split reader; both end with the same accuracies.
+
 2. collect with plugin / collect without (target <= 1.05x).
    ``python -m pytest --collect-only -q -p no:cacheprovider`` on a generated
    file of 200 plain tests (and an empty conftest), in subprocesses, with
@@ -267,7 +272,7 @@ def bench_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> float:
     steps_opt = torch.optim.Adam(steps_model.parameters(), lr=1e-3)
     adapter, steps_adapter = make_adapter(torch, split), make_adapter(torch, split)
     # steps only: this instance's end-of-epoch evaluation becomes a no-op (the class is untouched)
-    steps_adapter._predict = lambda name: (0.0, 0.0, np.zeros(0))
+    steps_adapter._measure = lambda name, noise=None: (0.0, 0.0, np.zeros(0))
     bare = bare_epoch(torch, bare_model, bare_opt, tensors, evaluate=True)
     reset_bare, reset_steps = restorer(bare_model, bare_opt), restorer(steps_model, steps_opt)
     with adapter, steps_adapter:
@@ -298,6 +303,93 @@ def bench_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> float:
           f"{verdict(steps_ratio, ADAPTER_TARGET)}")
     print(f"   per step: {1e6 * (med['adapter_steps'] - med['bare_steps']) / trace.steps:+.0f} us on top of the "
           f"bare step's {1e6 * med['bare_steps'] / trace.steps:.0f} us")
+    print(f"   same numbers: bare train/val acc {bare_acc[0]:.4f}/{bare_acc[1]:.4f}, adapter "
+          f"{trace.final_train:.4f}/{trace.final_val:.4f} -> {'identical' if same else 'DIFFERENT'}")
+    print()
+    return ratio
+
+
+# ---------------------------------------------------------------- 1b. the same on a DataLoader
+
+
+def bare_loader_epoch(torch: Any, model: Any, opt: Any, loader: Any, tensors: tuple[Any, ...], evaluate: bool) -> Callable[[], Any]:
+    """The hand-written loop over a DataLoader: the global RNG seeded, the loader iterated as it
+    is (its RandomSampler draws its order from that RNG), then eval-mode accuracies."""
+    Xtr, ytr, Xv, yv = tensors
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def epoch() -> tuple[float, float] | None:
+        torch.manual_seed(0)
+        model.train()
+        for x, y in loader:
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+        if not evaluate:
+            return None
+        model.eval()
+        with torch.no_grad():
+            train_acc = (model(Xtr).argmax(dim=1) == ytr).float().mean().item()
+            val_acc = (model(Xv).argmax(dim=1) == yv).float().mean().item()
+        return train_acc, val_acc
+
+    return epoch
+
+
+def make_loader_adapter(torch: Any, loader: Any, val: tuple[np.ndarray, np.ndarray]) -> Any:
+    from pytest_trainsanity import TrainSetup
+    from pytest_trainsanity.adapters.splits import open_splits
+    from pytest_trainsanity.adapters.torch import TorchAdapter
+    from pytest_trainsanity.settings import RunSettings
+
+    model = mlp(torch, 64, 256, 256, 10)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    setup = TrainSetup(model=model, train=loader, val=val, optimizer=opt, loss=torch.nn.CrossEntropyLoss())
+    return TorchAdapter(model, setup, open_splits(setup), RunSettings(device="cpu"))
+
+
+def bench_loader(torch: Any, split: tuple[np.ndarray, ...]) -> float:
+    """Section 1 with the train split as a DataLoader (TensorDataset, batch 32, shuffle=True): the
+    adapter iterates the user's loader (its sampler and collate) and records every step."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    Xtr, Xv, ytr, yv = split
+    tensors = tuple(torch.as_tensor(a) for a in (Xtr, ytr, Xv, yv))
+    loader = DataLoader(TensorDataset(tensors[0], tensors[1]), batch_size=BATCH, shuffle=True)
+    bare_model = mlp(torch, 64, 256, 256, 10)
+    bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3)
+    steps_model = mlp(torch, 64, 256, 256, 10)
+    steps_opt = torch.optim.Adam(steps_model.parameters(), lr=1e-3)
+    adapter, steps_adapter = make_loader_adapter(torch, loader, (Xv, yv)), make_loader_adapter(torch, loader, (Xv, yv))
+    steps_adapter._measure = lambda name, noise=None: (0.0, 0.0, np.zeros(0))
+    bare = bare_loader_epoch(torch, bare_model, bare_opt, loader, tensors, evaluate=True)
+    reset_bare, reset_steps = restorer(bare_model, bare_opt), restorer(steps_model, steps_opt)
+    with adapter, steps_adapter:
+        trace = adapter.train(epochs=1)
+        reset_bare()
+        bare_acc = bare()
+        times = alternate(
+            {
+                "bare": (reset_bare, bare),
+                "adapter": (no_prep, lambda: adapter.train(epochs=1)),
+                "bare_steps": (reset_steps, bare_loader_epoch(torch, steps_model, steps_opt, loader, tensors, evaluate=False)),
+                "adapter_steps": (no_prep, lambda: steps_adapter.train(epochs=1)),
+            },
+            WARMUP_ROUNDS,
+            TIMED_ROUNDS,
+        )
+    same = bool(np.allclose(bare_acc, (trace.final_train, trace.final_val)))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    ratio = med["adapter"] / med["bare"]
+    steps_ratio = med["adapter_steps"] / med["bare_steps"]
+    print(f"1b. the same on a DataLoader (TensorDataset, batch {BATCH}, shuffle=True; {trace.steps} steps; "
+          f"median of {TIMED_ROUNDS} alternating rounds after {WARMUP_ROUNDS} warm-up)")
+    print(f"   bare loop over the loader + eval   {ms(med['bare'])}   (min {ms(min(times['bare']))})")
+    print(f"   adapter.train(1) over the loader   {ms(med['adapter'])}   (min {ms(min(times['adapter']))})")
+    print(f"   ratio {ratio:.3f}x   target <= {ADAPTER_TARGET:.2f}x   {verdict(ratio, ADAPTER_TARGET)}")
+    print(f"   steps only: bare {ms(med['bare_steps']).strip()}, adapter (eval stubbed) "
+          f"{ms(med['adapter_steps']).strip()}, ratio {steps_ratio:.3f}x")
     print(f"   same numbers: bare train/val acc {bare_acc[0]:.4f}/{bare_acc[1]:.4f}, adapter "
           f"{trace.final_train:.4f}/{trace.final_val:.4f} -> {'identical' if same else 'DIFFERENT'}")
     print()
@@ -529,6 +621,7 @@ def main() -> int:
         env = child_env(Path(pycache))
         results = [
             ("adapter epoch / bare epoch", bench_adapter(torch, split), ADAPTER_TARGET),
+            ("loader epoch / bare loader epoch", bench_loader(torch, split), ADAPTER_TARGET),
             ("collect with / without plugin", bench_collect(env), COLLECT_TARGET),
             ("no_epoch1_overfit cold / 10 s", bench_overfit(torch, split, env), 1.0),
         ]

@@ -36,8 +36,9 @@ class ModelInfo:
 class TrainingTrace:
     """What one short training pass measured, as numpy and plain numbers.
 
-    Per step: ``loss``, ``lr`` (steps x param groups), ``grad_norm`` (global L2
-    norm of the gradients), ``epoch`` (the epoch each step belongs to), and
+    Per step: ``loss``, ``lr`` (steps x param groups), ``epoch`` (the epoch each
+    step belongs to); ``grad_norm`` (global L2 norm of the gradients) on every
+    step of a ``detail`` pass and on sampled steps otherwise, and
     ``update_ratio`` (||update|| / ||weights||) on sampled steps, NaN on the
     others: it needs a copy of the weights around the step, which on small
     models costs more than the whole instrumentation budget, so adapters

@@ -35,46 +35,14 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..checks.labels import class_ids
-from ..errors import OptionError, SetupError, TrainSanityError
+from ..errors import SetupError, TrainSanityError
 from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, first_line
 from .batches import describe, tree_leaves, tree_map
-from .devices import auto_gpu_index, xdist_worker_index
 from .keras_data import _tf
+from .keras_step import StepRecord, predictions, resolve_device
 from .splits import Split, as_numpy
 
-EVAL_BATCH = 2048
 UPDATE_EVERY = 4  # as torch: ||update|| / ||weights|| and the momentum norm on every 4th step
-
-
-def resolve_device(spec: str) -> str:
-    tf, _ = _tf()
-    gpus = tf.config.list_logical_devices("GPU")
-    if spec == "auto":
-        index = auto_gpu_index(len(gpus), xdist_worker_index())
-        return "/CPU:0" if index is None else f"/GPU:{index}"
-    if spec.startswith("cuda"):
-        index = int(spec.split(":")[1]) if ":" in spec else 0
-        if index >= len(gpus):
-            raise OptionError(
-                f"trainsanity device {spec!r} was asked for but TensorFlow sees {len(gpus)} GPU(s) "
-                f"(tensorflow {tf.__version__}). Use 'cpu' or 'auto'."
-            )
-        return f"/GPU:{index}"
-    if spec == "mps":
-        raise OptionError("trainsanity device 'mps' is a torch device; TensorFlow models run on 'cpu', 'cuda' or 'auto'.")
-    return "/CPU:0"
-
-
-def _predictions(out: Any) -> Any:
-    """A tensor; the first output of several; ``logits`` of a dict output."""
-    if isinstance(out, Mapping):
-        if "logits" in out:
-            return out["logits"]
-        raise SetupError(f"The model returns a dict of outputs {sorted(out)}; pytest-trainsanity reads predictions "
-                         f"from one tensor, the first of a list, or the 'logits' of a dict.")
-    if isinstance(out, (list, tuple)):
-        return out[0]
-    return out
 
 
 class KerasAdapter(Adapter):
@@ -186,7 +154,7 @@ class KerasAdapter(Adapter):
                 f"{self._first_layer()}. Check that the input layer matches the data's shape; the plugin feeds "
                 f"batches as the pipeline yields them."
             ) from None
-        return _predictions(out)
+        return predictions(out)
 
     def _check_loss(self, out: Any) -> None:
         batch = self._device(self.samples["train"].head(2))
@@ -249,7 +217,7 @@ class KerasAdapter(Adapter):
             self._schedule = self._orig_lr if schedule else None
             self.optimizer._learning_rate = self._lr
             try:
-                self.eval_batches = {name: [self._device(c) for c in s.chunks(EVAL_BATCH)] for name, s in self.samples.items()}
+                self.eval_batches = {name: [self._device(c) for c in s.chunks(s.chunk_rows(self.batch_size))] for name, s in self.samples.items()}
                 if self.arrays:
                     split = self.train_split
                     self._X = tree_map(self._tensor, split.X)
@@ -339,7 +307,7 @@ class KerasAdapter(Adapter):
         for batch in self.eval_batches[name]:
             if noise is not None:
                 batch = self._relabel(batch, noise)
-            out = _predictions(self._predict_fn(self.form.keras_input(batch)))
+            out = predictions(self._predict_fn(self.form.keras_input(batch)))
             y = self.form.target(batch)
             size = int(np.asarray(y).shape[0])
             loss = self._step_loss(batch, False) if self.step is not None else tf.reduce_mean(self.loss_fn(y, out))
@@ -375,7 +343,7 @@ class KerasAdapter(Adapter):
             if self.step is not None:
                 loss = self._step_loss(batch, True)
             else:
-                out = _predictions(model(self.form.keras_input(batch), training=True))
+                out = predictions(model(self.form.keras_input(batch), training=True))
                 loss = tf.reduce_mean(self.loss_fn(self.form.target(batch), out))
             if model.losses:
                 loss += tf.add_n(model.losses)
@@ -456,7 +424,7 @@ class KerasAdapter(Adapter):
     def _train(self, epochs: int, max_steps: int | None, start: float, detail: bool, noise: LabelNoise | None) -> TrainingTrace:
         rng = np.random.RandomState(self.settings.seed)
         random.seed(self.settings.seed)
-        rec = _Record()
+        rec = StepRecord()
         epoch_train, epoch_val, loss_train, loss_val = [], [], [], []
         preds = {"train": np.zeros(0), "val": np.zeros(0)}
         truncated = False
@@ -514,7 +482,7 @@ class KerasAdapter(Adapter):
         if self.scheduler is not None:
             self._base.assign(float(self.scheduler(epoch, float(self._base.numpy()))))
 
-    def _epoch(self, epoch: int, batches: Iterator[tuple[str, Any]], rec: "_Record", budget: int | None,
+    def _epoch(self, epoch: int, batches: Iterator[tuple[str, Any]], rec: "StepRecord", budget: int | None,
                noise: LabelNoise | None = None) -> int:
         ran = 0
         classes = max(getattr(self, "n_outputs", 2), 2)
@@ -587,7 +555,7 @@ class KerasAdapter(Adapter):
             bn = [(v, v.numpy().copy()) for layer in self._bn_layers() for v in (layer.moving_mean, layer.moving_variance)]
             steps = int(np.sum(trace.epoch == epoch))
             try:
-                self._epoch(epoch, self._batches(rng, None), _Record(), steps or None)
+                self._epoch(epoch, self._batches(rng, None), StepRecord(), steps or None)
             finally:
                 self._hold.assign(-1.0)
             if intervention == "freeze_bn":  # the running statistics stay where the checkpoint left them
@@ -599,34 +567,3 @@ class KerasAdapter(Adapter):
                     metric, loss, _ = self._measure(name)
                     out[f"{name}_acc"], out[f"{name}_loss"] = metric, loss
         return out
-
-
-class _Record:
-    """Per-step tensors, converted to numpy once at the end of the pass."""
-
-    def __init__(self) -> None:
-        self.losses: list[Any] = []
-        self.grad_norms: list[Any] = []
-        self.lrs: list[Any] = []
-        self.step_epoch: list[int] = []
-        self.sampled: list[tuple[int, Any, Any, Any]] = []
-        self.checkpoints: list[dict[str, Any]] = []
-        self.bn: list[float] = []
-        self.counts: list[np.ndarray] = []
-
-    def trace(self, tf: Any, counts: list[np.ndarray] | None, **per_epoch: Any) -> TrainingTrace:
-        n = len(self.losses)
-        as_np = lambda xs: np.asarray(tf.stack(xs).numpy(), dtype=np.float64) if xs else np.zeros(0)  # noqa: E731
-        update_ratio, momentum = np.full(n, np.nan), np.full(n, np.nan)
-        if self.sampled:
-            steps = [s[0] for s in self.sampled]
-            upd, wnorm, mom = (as_np([s[i] for s in self.sampled]) for i in (1, 2, 3))
-            update_ratio[steps] = upd / np.maximum(wnorm, 1e-12)
-            momentum[steps] = mom
-        return TrainingTrace(
-            loss=as_np(self.losses), lr=as_np(self.lrs).reshape(n, 1), grad_norm=as_np(self.grad_norms),
-            update_ratio=update_ratio, epoch=np.asarray(self.step_epoch, dtype=np.int64), steps=n,
-            momentum_norm=momentum, bn_drift=np.asarray(self.bn, dtype=np.float64),
-            checkpoints=self.checkpoints, label_counts=np.asarray(counts, dtype=np.float64) if counts else np.zeros((0, 0)),
-            **per_epoch,
-        )

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import SetupError, missing_extra
 from .batches import BatchForm, detect_form, tree_leaves
-from .splits import Block, EvalSample, Split, as_numpy, columns_of, sample_how
+from .splits import Block, EvalSample, Gather, Split, as_numpy, sample_how
 
 
 def _tf() -> tuple[Any, Any]:
@@ -125,31 +125,33 @@ class KerasSplit(Split):
                 yield {k: as_numpy(v, self.where) for k, v in form.inputs(batch).items()}, target
 
     def _read_sample(self, n: int, seed: int) -> EvalSample:
-        batches, count, exhausted = [], 0, True
+        gather = Gather(n, lambda like, k: np.empty((k, *like.shape[1:]), like.dtype), _write)
+        count, exhausted = 0, True
         for batch in self._ordered():
             form = self.form(batch)
-            leaves_np = _numpy_tree(batch)
-            size = len(as_numpy(form.target(leaves_np), self.where))
+            batch = _numpy_tree(batch)
+            size = len(as_numpy(form.target(batch), self.where))
             if count + size > n:
                 from .batches import tree_map
 
-                leaves_np = tree_map(lambda a: a[: n - count], leaves_np)
+                batch = tree_map(lambda a: a[: n - count], batch)
                 size = n - count
-            batches.append(leaves_np)
+            gather.add(batch, size)
             count += size
             if count >= n:
                 exhausted = False
                 break
-        if not batches:
+        if not count:
             raise SetupError(f"{self.where} is empty (it yielded no samples).")
         total = count if exhausted else self.n_samples()
         self._total = total
-        how = sample_how(count, total, stream=True)
-        found = columns_of(batches, np.concatenate)
-        if found is None:
-            return EvalSample(self.name, self.form(), count, total, how, raw=batches, to_numpy=np.asarray)
-        template, columns = found
-        return EvalSample(self.name, self.form(), count, total, how, template=template, columns=columns, to_numpy=np.asarray)
+        template, columns, raw = gather.result()
+        return EvalSample(self.name, self.form(), count, total, sample_how(count, total, stream=True),
+                          template=template, columns=columns, raw=raw, to_numpy=np.asarray)
+
+
+def _write(column: np.ndarray, start: int, part: np.ndarray) -> None:
+    column[start : start + len(part)] = part
 
 
 def _numpy_tree(batch: Any) -> Any:

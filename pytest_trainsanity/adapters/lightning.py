@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SetupError
+from .base import first_line
 
 HF_DEFAULT_LR = 5e-5  # the transformers Trainer's default AdamW rate
 
@@ -59,8 +60,8 @@ def configured(model: Any, torch: Any) -> tuple[Any, SchedulerPlan | None]:
         out = model.configure_optimizers()
     except Exception as exc:  # noqa: BLE001 - e.g. it reads self.trainer, which does not exist here
         raise SetupError(
-            f"{name}.configure_optimizers() failed without a Trainer: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}. Give TrainSetup(optimizer=..., scheduler=...) instead."
+            f"{name}.configure_optimizers() failed without a Trainer: {type(exc).__name__}: {first_line(exc)}. "
+            f"Give TrainSetup(optimizer=..., scheduler=...) instead."
         ) from None
     Opt = torch.optim.Optimizer
     if out is None:

@@ -27,6 +27,8 @@ SUPPORTED_FORMS = (
     "or an iterator/generator of (X, y) blocks (model-free checks only)"
 )
 CHUNK_ROWS = 4096
+EVAL_INPUT_BYTES = 4 << 20  # an eval chunk holds about this much input: activations stay bounded for images
+EVAL_MAX_ROWS = 2048
 
 Block = tuple[dict[str, np.ndarray], np.ndarray]  # (input fields by name, target), numpy, one row per sample
 
@@ -105,6 +107,13 @@ class EvalSample:
     def sampled(self) -> bool:
         return self.total is None or self.n < self.total
 
+    def chunk_rows(self, batch_size: int | None) -> int:
+        """Samples per eval forward: about ``EVAL_INPUT_BYTES`` of input (2,048 tabular rows, a few
+        hundred images), never fewer than the training batch."""
+        per = sum(_row_bytes(c) for c in self.columns or [])
+        rows = EVAL_INPUT_BYTES // per if per else EVAL_MAX_ROWS
+        return int(min(EVAL_MAX_ROWS, max(rows, batch_size or 1, 1)))
+
     def chunks(self, size: int) -> Iterator[Any]:
         """The sample as batches of at most ``size`` samples (the raw batches when kept raw)."""
         if self.columns is None:
@@ -136,6 +145,16 @@ class EvalSample:
         return self._numpy
 
 
+def _row_bytes(column: Any) -> int:
+    shape = getattr(column, "shape", ())
+    if not len(shape) or not shape[0]:
+        return 0
+    size = getattr(column, "nbytes", None)
+    if size is None and hasattr(column, "element_size"):  # a torch tensor
+        size = column.element_size() * column.numel()
+    return int(size or 0) // int(shape[0])
+
+
 def _concat_padded(parts: list[np.ndarray]) -> np.ndarray:
     """Concatenate on the sample axis; trailing shapes that differ (dynamic padding) are padded with 0."""
     if len(parts) == 1:
@@ -162,26 +181,64 @@ def sample_how(n: int, total: int | None, stream: bool = False) -> str:
     return f"a seeded sample of {n:,} of {total:,} samples"
 
 
-def columns_of(batches: list[Any], cat: Callable[[list[Any]], Any]) -> tuple[Any, list[Any]] | None:
-    """(template, per-leaf concatenations) of batches of one structure, or None when they cannot be
-    concatenated (different structures, ragged leaves, leaves that are not arrays)."""
-    if not batches:
-        return None
+def template_of(batch: Any) -> Any:
+    """The batch tree with each leaf replaced by its index."""
     counter = iter(range(1 << 30))
-    template = tree_map(lambda _: next(counter), batches[0])
-    per_leaf = [tree_leaves(b) for b in batches]
-    width = len(per_leaf[0])
-    if any(len(leaves) != width for leaves in per_leaf):
-        return None
-    columns = []
-    for i in range(width):
-        parts = [leaves[i] for leaves in per_leaf]
-        if any(getattr(p, "shape", None) is None or not len(p.shape) for p in parts):
-            return None
-        if len({tuple(p.shape[1:]) for p in parts}) != 1:
-            return None
-        columns.append(parts[0] if len(parts) == 1 else cat(parts))
-    return template, columns
+    return tree_map(lambda _: next(counter), batch)
+
+
+class Gather:
+    """Builds an eval sample batch by batch: each leaf is written into a column allocated once for
+    ``capacity`` samples, so reading the sample never holds it twice. Batches that do not fit one
+    column per leaf (a different structure or trailing shape: dynamic padding; leaves that are not
+    arrays) switch it to keeping the batches as they came."""
+
+    def __init__(self, capacity: int, alloc: Callable[[Any, int], Any], write: Callable[[Any, int, Any], None]) -> None:
+        self.capacity, self.alloc, self.write = capacity, alloc, write
+        self.template: Any = None
+        self.columns: list[Any] | None = None
+        self.raw: list[Any] | None = None
+        self.filled = 0
+        self.sizes: list[int] = []
+
+    def _fits(self, leaves: list[Any], size: int) -> bool:
+        if any(getattr(leaf, "shape", None) is None or not len(leaf.shape) or leaf.shape[0] != size for leaf in leaves):
+            return False
+        if self.columns is None:
+            return True
+        return len(leaves) == len(self.columns) and all(
+            tuple(leaf.shape[1:]) == tuple(col.shape[1:]) and leaf.dtype == col.dtype for leaf, col in zip(leaves, self.columns))
+
+    def add(self, batch: Any, size: int) -> None:
+        if self.raw is None:
+            leaves = tree_leaves(batch)
+            if self._fits(leaves, size) and self.filled + size <= self.capacity and (
+                    self.template is None or template_of(batch) == self.template):
+                if self.columns is None:
+                    self.template, self.columns = template_of(batch), [self.alloc(leaf, self.capacity) for leaf in leaves]
+                for col, leaf in zip(self.columns, leaves):
+                    self.write(col, self.filled, leaf)
+                self.filled += size
+                self.sizes.append(size)
+                return
+            self.raw = self._written()
+        self.raw.append(batch)
+
+    def _written(self) -> list[Any]:
+        """What was written so far, as batches of the sizes they came in (views)."""
+        out, start = [], 0
+        for size in self.sizes:
+            out.append(tree_map(lambda i, a=start, b=start + size: self.columns[i][a:b], self.template))  # type: ignore[index]
+            start += size
+        return out
+
+    def result(self) -> tuple[Any, list[Any] | None, list[Any] | None]:
+        """(template, columns trimmed to the samples read, or None; raw batches, or None)."""
+        if self.raw is not None:
+            return None, None, self.raw
+        if self.columns is None:
+            return None, None, []
+        return self.template, [c[: self.filled] for c in self.columns], None
 
 
 # ---------------------------------------------------------------------- splits
@@ -327,10 +384,8 @@ class ArraySplit(Split):
             batch = (self.X, self.y)
         else:
             batch = self.batch(_index_for(self.y, idx))
-        template_counter = iter(range(1 << 30))
-        template = tree_map(lambda _: next(template_counter), batch)
         return EvalSample(self.name, self._form, len(idx), total, sample_how(len(idx), total),
-                          template=template, columns=tree_leaves(batch))
+                          template=template_of(batch), columns=tree_leaves(batch))
 
     def describe(self) -> str:
         return f"arrays ({self.n_samples():,} samples)"

@@ -24,129 +24,27 @@ import itertools
 import random
 import time
 import warnings
-from collections.abc import Mapping
 from typing import Any, Iterator
 
 import numpy as np
 
 from ..checks.labels import class_ids
-from ..errors import OptionError, SetupError, TrainSanityError
+from ..errors import SetupError, TrainSanityError
 from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, first_line
-from .batches import FLAT, describe, tree_leaves, tree_map
-from .devices import auto_gpu_index, xdist_worker_index
-from .lightning import HF_DEFAULT_LR, SchedulerPlan, configured, is_hugging_face, is_lightning, takes_batch_idx
+from .batches import describe, tree_leaves, tree_map
+from .lightning import is_hugging_face, is_lightning
 from .splits import Split, as_numpy
 from .torch_data import _torch, tensor_to_numpy, to_device
+from .torch_record import StepRecord
+from .torch_step import TorchStep, batch_text, first_layer, predictions, resolve_device
 
-EVAL_BATCH = 2048
 UPDATE_EVERY = 4  # ||update|| / ||weights|| is recorded on every 4th step (NaN between): see TrainingTrace
-LOSS_NAMES = {
-    "cross_entropy": "cross_entropy",
-    "crossentropy": "cross_entropy",
-    "ce": "cross_entropy",
-    "nll": "nll_loss",
-    "mse": "mse_loss",
-    "l1": "l1_loss",
-    "mae": "l1_loss",
-    "smooth_l1": "smooth_l1_loss",
-    "huber": "huber_loss",
-    "bce": "binary_cross_entropy",
-    "bce_with_logits": "binary_cross_entropy_with_logits",
-}
 NO_CAST = ("The plugin feeds batches exactly as the pipeline yields them (only moved to the device, never "
            "cast), so this is what your own training would hit: make the pipeline yield what the model takes "
            "(e.g. a transform that converts uint8 pixels with x.float() / 255).")
 
 
-def resolve_device(spec: str) -> Any:
-    torch = _torch()
-    cuda_ok = torch.cuda.is_available()
-    if spec == "auto":
-        index = auto_gpu_index(torch.cuda.device_count() if cuda_ok else 0, xdist_worker_index())
-        if index is not None:
-            return torch.device("cuda", index)
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    if spec.startswith("cuda"):
-        if not cuda_ok:
-            raise OptionError(
-                f"trainsanity device {spec!r} was asked for but torch.cuda.is_available() is False "
-                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). Use 'cpu' or 'auto'."
-            )
-        index = int(spec.split(":")[1]) if ":" in spec else 0
-        if index >= torch.cuda.device_count():
-            raise OptionError(
-                f"trainsanity device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) are visible."
-            )
-        return torch.device("cuda", index)
-    if spec == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise OptionError("trainsanity device 'mps' was asked for but torch.backends.mps is not available.")
-    return torch.device(spec)
-
-
-def first_layer(model: Any) -> str:
-    """The first module holding parameters, with its weights' dtype: where a batch enters."""
-    for name, module in model.named_modules():
-        params = list(module.parameters(recurse=False))
-        if params:
-            text = repr(module).splitlines()[0]
-            where = f" (module {name!r})" if name else ""
-            return f"{text}{where} with {str(params[0].dtype).replace('torch.', '')} weights"
-    return type(model).__name__
-
-
-def batch_text(form: Any, batch: Any) -> str:
-    """Each input field's dtype and shape, e.g. ``x: uint8 (32, 3, 32, 32)``."""
-    parts = []
-    for name, value in form.inputs(batch).items():
-        leaves = tree_leaves(value)
-        parts.append(f"{name}: " + (", ".join(describe(v) for v in leaves) if len(leaves) > 1 else describe(leaves[0])))
-    return "; ".join(parts)
-
-
-def predictions(out: Any, torch: Any) -> Any:
-    """The predictions in a model's output: a tensor; ``.logits`` of a mapping or output object
-    (Hugging Face ``ModelOutput``); the first item of a tuple or list."""
-    if isinstance(out, torch.Tensor):
-        return out
-    logits = out.get("logits") if isinstance(out, Mapping) else getattr(out, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise SetupError(
-        f"The model returned {type(out).__name__}; pytest-trainsanity reads predictions from a tensor, a tuple or "
-        f"list whose first item is a tensor, or an output with .logits (a mapping or object, e.g. a Hugging Face "
-        f"ModelOutput)."
-    )
-
-
-def loss_value(out: Any, source: str, torch: Any) -> Any:
-    """The loss in what a step returns: a scalar tensor, a mapping or object with ``loss``, or a
-    tuple whose first item is the loss; None (a skipped batch, as Lightning allows)."""
-    if out is None:
-        return None
-    if isinstance(out, torch.Tensor):
-        loss = out
-    elif isinstance(out, Mapping):
-        loss = out.get("loss")
-    elif isinstance(out, (tuple, list)) and out:
-        loss = out[0]
-    else:
-        loss = getattr(out, "loss", None)
-    if not isinstance(loss, torch.Tensor):
-        raise SetupError(
-            f"{source} returned {type(out).__name__}{' without a loss' if isinstance(out, Mapping) else ''}; it must "
-            f"return the loss: a scalar tensor, a dict with 'loss', or a tuple whose first item is the loss."
-        )
-    if loss.numel() != 1:
-        loss = loss.mean()
-    return loss
-
-
-class TorchAdapter(Adapter):
+class TorchAdapter(TorchStep, Adapter):
     framework = "torch"
 
     def __init__(self, model: Any, setup: Any, data: dict[str, Split], settings: Any) -> None:
@@ -177,105 +75,6 @@ class TorchAdapter(Adapter):
 
     # ------------------------------------------------------------ set-up checks
 
-    def _optimizer_and_plan(self, setup: Any) -> tuple[Any, SchedulerPlan | None]:
-        plan = (SchedulerPlan(setup.scheduler, "epoch" if setup.scheduler_step == "epoch" else "step")
-                if setup.scheduler is not None else None)
-        if setup.optimizer is None and self.lightning:
-            optimizer, plan = configured(self.model, self.torch)
-            self._check_own(optimizer)
-            self.owns_optimizer = True
-            self.notes.append(f"optimizer and scheduler from {type(self.model).__name__}.configure_optimizers()")
-            return optimizer, plan
-        if setup.optimizer is None and self.hugging_face:
-            self.owns_optimizer = True
-            self.notes.append(f"optimizer AdamW(lr={HF_DEFAULT_LR:g}), the transformers Trainer's default "
-                              f"(TrainSetup(optimizer=...) was not given)")
-            return self.torch.optim.AdamW(self.params, lr=HF_DEFAULT_LR), plan
-        if setup.optimizer is None:
-            raise SetupError(
-                "TrainSetup(optimizer=...) is needed for a torch model that is neither a LightningModule (which "
-                "brings configure_optimizers()) nor a Hugging Face PreTrainedModel; give a torch.optim.Optimizer "
-                "or a callable(params) -> Optimizer."
-            )
-        return self._optimizer(setup.optimizer), plan
-
-    def _check_own(self, optimizer: Any) -> None:
-        ours = {id(p) for p in self.model.parameters()}
-        foreign = sum(1 for g in optimizer.param_groups for p in g["params"] if id(p) not in ours)
-        if foreign:
-            raise SetupError(
-                f"TrainSetup(optimizer=...) holds {foreign} parameter tensor(s) that are not this "
-                f"model's; it was built for another model instance. With a model factory, pass "
-                f"optimizer=lambda params: torch.optim.Adam(params, lr=1e-3)."
-            )
-
-    def _optimizer(self, given: Any) -> Any:
-        torch = self.torch
-        if isinstance(given, torch.optim.Optimizer):
-            self._check_own(given)
-            self.owns_optimizer = False
-            return given
-        if callable(given):
-            try:
-                optimizer = given(self.model.parameters())
-            except Exception as exc:  # noqa: BLE001
-                raise SetupError(f"TrainSetup(optimizer=...) callable failed on the model's parameters: {exc}") from None
-            if not isinstance(optimizer, torch.optim.Optimizer):
-                raise SetupError(
-                    f"TrainSetup(optimizer=...) callable returned {type(optimizer).__name__}, not a torch Optimizer."
-                )
-            self.owns_optimizer = True
-            return optimizer
-        raise SetupError(
-            f"TrainSetup(optimizer={given!r}) is not usable with a torch model; give a "
-            f"torch.optim.Optimizer over model.parameters() or a callable(params) -> Optimizer."
-        )
-
-    def _scheduler(self, given: Any) -> Any:
-        if given is None:
-            return None
-        lr_sched = self.torch.optim.lr_scheduler
-        base = getattr(lr_sched, "LRScheduler", getattr(lr_sched, "_LRScheduler", object))
-        if isinstance(given, (base, lr_sched.ReduceLROnPlateau)):
-            scheduler = given
-        elif callable(given):
-            scheduler = given(self.optimizer)
-        else:
-            raise SetupError(f"TrainSetup(scheduler={given!r}) must be an LRScheduler or callable(optimizer).")
-        if getattr(scheduler, "optimizer", None) is not self.optimizer:
-            raise SetupError(
-                "TrainSetup(scheduler=...) drives a different optimizer than TrainSetup(optimizer=...); "
-                "build it on the same optimizer, or pass scheduler=lambda opt: ...(opt, ...)."
-            )
-        if isinstance(scheduler, lr_sched.ReduceLROnPlateau):
-            raise SetupError(
-                "ReduceLROnPlateau needs a monitored metric each step; pytest-trainsanity does not "
-                "drive it yet. Leave scheduler=None for this check."
-            )
-        return scheduler
-
-    def _loss_mode(self, setup: Any) -> tuple[str, Any]:
-        """How a batch becomes the training loss: 'step', 'lightning', 'loss' or 'own'."""
-        if setup.step is not None:
-            if not callable(setup.step):
-                raise SetupError(f"TrainSetup(step={setup.step!r}) must be a callable(model, batch) -> loss.")
-            self.notes.append("loss from TrainSetup(step=...)")
-            return "step", None
-        if setup.loss is None and self.lightning:
-            self.notes.append(f"loss from {type(self.model).__name__}.training_step(batch, batch_idx)")
-            self._batch_idx = takes_batch_idx(self.model)
-            return "lightning", None
-        if setup.loss is None:
-            return "own", None
-        if isinstance(setup.loss, str):
-            name = LOSS_NAMES.get(setup.loss.lower().replace("-", "_"))
-            if name is None:
-                raise SetupError(f"TrainSetup(loss={setup.loss!r}) is not a known loss name; use one of {sorted(LOSS_NAMES)} or a callable.")
-            return "loss", getattr(self.torch.nn.functional, name)
-        if callable(setup.loss):
-            return "loss", setup.loss
-        raise SetupError(f"TrainSetup(loss={setup.loss!r}) must be a callable(output, target) or a loss name.")
-
     def _validate_forward(self) -> int:
         """One eval-mode forward and loss on the first train samples, before any training: the
         batch form, the output, the label range and the loss, each with its own clear error."""
@@ -289,7 +88,7 @@ class TorchAdapter(Adapter):
                 try:
                     out = self._forward(batch, with_target=self.mode == "own")
                 except Exception as exc:  # noqa: BLE001 - one paragraph, not a framework traceback
-                    raise SetupError(self._cannot_run(batch, exc, "a train batch")) from None
+                    raise SetupError(self._cannot_run(batch, exc, "the first train samples")) from None
                 pred = predictions(out, torch)
                 n_outputs = self._outputs_of(pred, self.form.target(batch))
                 self.n_outputs = n_outputs
@@ -319,7 +118,7 @@ class TorchAdapter(Adapter):
     def _cannot_run(self, batch: Any, exc: BaseException, what: str) -> str:
         sample = self.samples["train"]
         return (
-            f"The model could not run on {what} as the pipeline yields it ({sample.form.structure()}): "
+            f"The model could not run on {what} as the pipeline yields them ({sample.form.structure()}): "
             f"{batch_text(self.form, batch)} raised {type(exc).__name__}: {first_line(exc)}. The model's first "
             f"layer is {first_layer(self.model)}. {NO_CAST}"
         )
@@ -439,13 +238,13 @@ class TorchAdapter(Adapter):
         return batch
 
     def _targets(self, t: Any) -> Any:
-        """Array targets in the loss's format: class ids as long (float 0/1 columns for one output)."""
-        torch = self.torch
+        """Array targets in the loss's format: class ids as long (float 0/1 columns for one output),
+        other targets in the model's float dtype. (Inputs are never converted.)"""
         if self.setup.task == "classification" and not t.is_floating_point():
             if self.n_outputs == 1:
                 return t.to(self.dtype).reshape(-1, 1) if t.ndim == 1 else t.to(self.dtype)
             return t.long()
-        return t.to(self.dtype) if t.is_floating_point() else t.to(self.dtype)
+        return t.to(self.dtype)
 
     def _tensor_data(self) -> None:
         """Eval samples (and array train data) on the device once per check; CPU tensors are shared."""
@@ -463,9 +262,9 @@ class TorchAdapter(Adapter):
     def _chunks(self, name: str) -> Iterator[Any]:
         sample = self.samples[name]
         if name in self.tensors:
-            cols = self.tensors[name]
-            for start in range(0, sample.n, EVAL_BATCH):
-                yield self._shape(tree_map(lambda i: cols[i][start: start + EVAL_BATCH], sample.template))
+            cols, rows = self.tensors[name], sample.chunk_rows(self.batch_size)
+            for start in range(0, sample.n, rows):
+                yield self._shape(tree_map(lambda i: cols[i][start: start + rows], sample.template))
         else:
             for batch in sample.raw or []:
                 yield self._device(batch)
@@ -476,34 +275,6 @@ class TorchAdapter(Adapter):
         return batch
 
     # ------------------------------------------------------------ the user's step
-
-    def _forward(self, batch: Any, with_target: bool = False) -> Any:
-        args, kwargs = self.form.call_args(batch, with_target)
-        return self.model(*args, **kwargs)
-
-    def _train_loss(self, batch: Any, index: int) -> Any:
-        torch = self.torch
-        if self.mode == "loss":
-            return self.loss_fn(predictions(self._forward(batch), torch), self.form.target(batch))
-        if self.mode == "own":
-            return loss_value(self._forward(batch, with_target=True), "the model's output", torch)
-        if self.mode == "step":
-            return loss_value(self.setup.step(self.model, batch), "TrainSetup(step=...)", torch)
-        step = self.model.training_step
-        out = step(batch, index) if self._batch_idx else step(batch)
-        return loss_value(out, f"{type(self.model).__name__}.training_step", torch)
-
-    def _eval_loss(self, batch: Any, out: Any, pred: Any, index: int) -> Any:
-        """The loss of an eval batch whose forward gave ``out`` (a second call only for a user's step)."""
-        torch = self.torch
-        if self.mode == "loss":
-            return self.loss_fn(pred, self.form.target(batch))
-        if self.mode == "own":
-            loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
-            return loss.mean() if isinstance(loss, torch.Tensor) else None
-        return self._train_loss(batch, index)
-
-    # ------------------------------------------------------------ measuring
 
     def info(self) -> ModelInfo:
         nn = self.torch.nn
@@ -595,7 +366,6 @@ class TorchAdapter(Adapter):
 
     def _hits(self, pred: Any, target: Any) -> tuple[Any, Any, Any]:
         """(predicted ids, correct count, counted) of a classification batch; -100 targets are ignored."""
-        torch = self.torch
         ids_t = self._target_ids(target)
         if pred.ndim == ids_t.ndim + 1 and ids_t.ndim >= 2:  # token level
             ids = pred.argmax(dim=-1)
@@ -699,7 +469,7 @@ class TorchAdapter(Adapter):
     def _train(self, epochs: int, max_steps: int | None, start: float, detail: bool, noise: LabelNoise | None) -> TrainingTrace:
         torch = self.torch
         generator = self._seed()
-        rec = _Record(torch, self.params, detail)
+        rec = StepRecord(torch, self.params, detail)
         epoch_train, epoch_val, loss_train, loss_val = [], [], [], []
         preds = {"train": np.zeros(0), "val": np.zeros(0)}
         truncated = False
@@ -732,6 +502,7 @@ class TorchAdapter(Adapter):
         if self.arrays and self._train_ids is not None:
             rec.counts_from_orders(orders, self._train_ids, self.batch_size, max(self.n_outputs, 2))
         return rec.trace(
+            max(self.n_outputs, 2),
             train_metric=np.asarray(epoch_train, dtype=np.float64), val_metric=np.asarray(epoch_val, dtype=np.float64),
             train_loss=np.asarray(loss_train, dtype=np.float64), val_loss=np.asarray(loss_val, dtype=np.float64),
             train_pred=preds["train"], val_pred=preds["val"], seconds=time.perf_counter() - start, truncated=truncated,
@@ -740,13 +511,12 @@ class TorchAdapter(Adapter):
 
     progress_label = "training pass"
 
-    def _epoch(self, epoch: int, batches: Iterator[Any], rec: "_Record", budget: int | None,
+    def _epoch(self, epoch: int, batches: Iterator[Any], rec: "StepRecord", budget: int | None,
                hold_lr: list[float] | None = None) -> int:
         """One epoch over ``batches``; returns the steps run (fewer when ``budget`` runs out)."""
         model, optimizer, scheduler, plan = self.model, self.optimizer, self.scheduler, self.plan
         per_step = plan is not None and plan.interval == "step"
         count_labels = not self.arrays and self.setup.task == "classification"
-        classes = max(self.n_outputs, 2)
         progress = self.progress
         ran = index = 0
         model.train()
@@ -771,7 +541,7 @@ class TorchAdapter(Adapter):
                 optimizer.step()
                 rec.after_step(loss, optimizer, epoch, sampled)
                 if count_labels:
-                    rec.count(self._target_ids(self.form.target(batch)), classes)
+                    rec.count(self._target_ids(self.form.target(batch)))
                 ran += 1
                 if per_step and len(rec.losses) % plan.frequency == 0:
                     scheduler.step()
@@ -837,7 +607,7 @@ class TorchAdapter(Adapter):
         try:
             for m, _ in frozen:
                 m.momentum = 0.0  # running statistics stay where the checkpoint left them
-            self._epoch(epoch, self._batches(generator, None, None), _Record(self.torch, self.params, False), steps or None, hold)
+            self._epoch(epoch, self._batches(generator, None, None), StepRecord(self.torch, self.params, False), steps or None, hold)
         finally:
             for m, momentum in frozen:
                 m.momentum = momentum
@@ -849,100 +619,3 @@ class TorchAdapter(Adapter):
         return out
 
 
-class _Record:
-    """Per-step records kept on the device until the pass ends (no sync per step)."""
-
-    def __init__(self, torch: Any, params: list[Any], detail: bool) -> None:
-        self.torch, self.params, self.detail = torch, params, detail
-        self.losses: list[Any] = []
-        self.lrs: list[list[float]] = []
-        self.step_epoch: list[int] = []
-        self.grad_norms: list[Any] = []
-        self.update_norms: list[Any] = []
-        self.update_steps: list[int] = []
-        self.momentum_norms: list[Any] = []
-        self.checkpoints: list[dict[str, Any]] = []
-        self.orders: list[np.ndarray] = []
-        self.bn: list[float] = []
-        self.last_bn: Any = None
-        self.counts: list[Any] = []
-        self.label_counts: np.ndarray | None = None
-        size = sum(p.numel() for p in params)
-        self.before, self.after = params[0].new_empty(size), params[0].new_empty(size)
-        self.zero = self.before.new_zeros(())
-
-    def before_step(self, optimizer: Any, sampled: bool) -> None:
-        torch = self.torch
-        grads = [p.grad for p in self.params if p.grad is not None]
-        self.grad_norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else self.zero)
-        if sampled:  # copy the weights only on sampled steps: this is the costly record
-            torch.cat([p.detach().reshape(-1) for p in self.params], out=self.before)
-
-    def after_step(self, loss: Any, optimizer: Any, epoch: int, sampled: bool) -> None:
-        torch = self.torch
-        if sampled:
-            torch.cat([p.detach().reshape(-1) for p in self.params], out=self.after)
-            self.update_norms.append(torch.stack([torch.linalg.vector_norm(self.after.sub_(self.before)), torch.linalg.vector_norm(self.before)]))
-            self.update_steps.append(len(self.losses))
-            if self.detail:
-                bufs = [st[k] for st in optimizer.state.values() for k in ("momentum_buffer", "exp_avg") if isinstance(st.get(k), torch.Tensor)]
-                self.momentum_norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(bufs))) if bufs else self.zero)
-        self.losses.append(loss.detach())
-        self.lrs.append([g["lr"] for g in optimizer.param_groups])
-        self.step_epoch.append(epoch)
-
-    def count(self, ids: Any, classes: int) -> None:
-        """The label mix of one training batch, kept on the device (no sync): -100 and other
-        out-of-range ids land in the two spare bins and are dropped at the end."""
-        torch = self.torch
-        idx = (ids.reshape(-1) + 1).clamp(0, classes + 1)
-        self.counts.append(torch.zeros(classes + 2, device=idx.device).index_add_(0, idx, torch.ones(idx.shape, device=idx.device)))
-
-    def counts_from_orders(self, orders: list[np.ndarray], ids: np.ndarray, batch: int, classes: int) -> None:
-        """The label mix of every step of an array pass, from its batch orders (numpy, after the pass)."""
-        out = []
-        for order in orders:
-            for s in batch_starts(len(order), batch):
-                out.append(np.bincount(ids[order[s: s + batch]], minlength=classes)[:classes])
-        self.label_counts = np.asarray(out[: len(self.losses)], dtype=np.float64).reshape(-1, classes)
-
-    def bn_drift(self, stats: Any) -> None:
-        """Relative change of the batch-norm running statistics over the epoch (NaN without BN)."""
-        torch = self.torch
-        if stats is None:
-            self.bn.append(float("nan"))
-            return
-        prev = self.last_bn
-        self.bn.append(float("nan") if prev is None else float(torch.linalg.vector_norm(stats - prev) / torch.linalg.vector_norm(prev).clamp_min(1e-12)))
-        self.last_bn = stats
-
-    def _label_counts(self) -> np.ndarray:
-        if self.label_counts is not None:
-            return self.label_counts
-        if not self.counts:
-            return np.zeros((0, 0))
-        return tensor_to_numpy(self.torch.stack(self.counts))[:, 1:-1].astype(np.float64)
-
-    def trace(self, **per_epoch: Any) -> TrainingTrace:
-        torch = self.torch
-        n = len(self.losses)
-        update_ratio = np.full(n, np.nan)
-        momentum = np.full(n, np.nan)
-        if self.update_norms:
-            pairs = tensor_to_numpy(torch.stack(self.update_norms)).astype(np.float64)
-            update_ratio[self.update_steps] = pairs[:, 0] / np.maximum(pairs[:, 1], 1e-12)
-        if self.momentum_norms:
-            momentum[self.update_steps] = tensor_to_numpy(torch.stack(self.momentum_norms)).astype(np.float64)
-        return TrainingTrace(
-            loss=tensor_to_numpy(torch.stack(self.losses)).astype(np.float64) if n else np.zeros(0),
-            lr=np.asarray([[float(v) for v in row] for row in self.lrs], dtype=np.float64).reshape(n, -1),
-            grad_norm=tensor_to_numpy(torch.stack(self.grad_norms)).astype(np.float64) if n else np.zeros(0),
-            update_ratio=update_ratio,
-            epoch=np.asarray(self.step_epoch, dtype=np.int64),
-            steps=n,
-            momentum_norm=momentum,
-            bn_drift=np.asarray(self.bn, dtype=np.float64),
-            checkpoints=self.checkpoints,
-            label_counts=self._label_counts(),
-            **per_epoch,
-        )

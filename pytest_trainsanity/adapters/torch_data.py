@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import SetupError, missing_extra
 from .batches import BatchForm, detect_form
-from .splits import Block, EvalSample, Split, as_numpy, columns_of, sample_how, sample_indices
+from .splits import Block, EvalSample, Gather, Split, as_numpy, sample_how, sample_indices
 
 EVAL_READ_BATCH = 256  # batch size of eval-sample reads when the loader has none of its own
 
@@ -49,6 +49,8 @@ def to_device(batch: Any, device: Any) -> Any:
 
     if isinstance(batch, torch.Tensor):
         return move(batch)
+    if isinstance(batch, (tuple, list)) and all(isinstance(t, torch.Tensor) and t.device == device for t in batch):
+        return batch  # already there (the CPU case): nothing to rebuild
     if hasattr(batch, "to") and not isinstance(batch, (tuple, list, dict)):  # e.g. a BatchEncoding
         try:
             return batch.to(device)
@@ -179,32 +181,39 @@ class TorchSplit(Split):
                 yield inputs, target
 
     def _read_sample(self, n: int, seed: int) -> EvalSample:
-        torch = self.torch
         total = self.n_samples()
         stream = total is None or self.loader.batch_size is None and not self.own
         indices = None if stream else sample_indices(total, n, seed)
-        batches, count, exhausted = [], 0, True
+        gather = Gather(n if stream else len(indices), self._alloc, self._write)  # type: ignore[arg-type]
+        count, exhausted = 0, True
         for batch in self._reader(indices):
             self.form(batch)
             size = _batch_len(self.form().target(batch))
             if stream and count + size > n:  # a stream: keep its first n samples
                 batch = _head(batch, n - count)
                 size = n - count
-            batches.append(batch)
+            gather.add(batch, size)
             count += size
             if stream and count >= n:
                 exhausted = False
                 break
-        if not batches:
+        if not count:
             raise SetupError(f"{self.where} is empty (it yielded no samples).")
         if stream and exhausted:
             total = self._total = count
-        how = sample_how(count, total, stream)
-        found = columns_of(batches, lambda parts: torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts))
-        if found is None:
-            return EvalSample(self.name, self.form(), count, total, how, raw=batches, to_numpy=self._numpy)
-        template, columns = found
-        return EvalSample(self.name, self.form(), count, total, how, template=template, columns=columns, to_numpy=self._numpy)
+        template, columns, raw = gather.result()
+        return EvalSample(self.name, self.form(), count, total, sample_how(count, total, stream),
+                          template=template, columns=columns, raw=raw, to_numpy=self._numpy)
+
+    def _alloc(self, like: Any, n: int) -> Any:
+        torch = self.torch
+        if isinstance(like, torch.Tensor):
+            return torch.empty((n, *like.shape[1:]), dtype=like.dtype, device=like.device)
+        return np.empty((n, *like.shape[1:]), dtype=like.dtype)
+
+    @staticmethod
+    def _write(column: Any, start: int, part: Any) -> None:
+        column[start : start + len(part)] = part
 
     def _numpy(self, value: Any) -> np.ndarray:
         return as_numpy(value, f"a batch of {self.where}")

@@ -29,7 +29,7 @@ CASES = {
     ),
     "wrong_input_width": (
         "setup(Xtr[:, :10], ytr, Xv[:, :10], yv, model=mlp(64))",
-        "*The model could not run on a train batch as the pipeline yields it ((x, y) batches): x: float32 (2, 10) raised RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x10 and 64x128). The model's first layer is Linear(in_features=64, out_features=128, bias=True) (module '0') with float32 weights.*",
+        "*The model could not run on the first train samples as the pipeline yields them ((x, y) batches): x: float32 (2, 10) raised RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x10 and 64x128). The model's first layer is Linear(in_features=64, out_features=128, bias=True) (module '0') with float32 weights.*",
     ),
     "split_not_a_pair": (
         "TrainSetup(model=mlp(), train=(Xtr, ytr, ytr), val=(Xv, yv), optimizer=lambda p: torch.optim.SGD(p, 0.1), loss='cross_entropy')",

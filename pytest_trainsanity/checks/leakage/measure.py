@@ -32,6 +32,7 @@ class SplitInput:
     name: str
     blocks: Blocks  # (X, y) blocks; called once for the streamed split
     arrays: tuple[np.ndarray, np.ndarray] | None = None  # set when the split is in memory
+    rereadable: bool = False  # blocks() can be called again (a loader, a dataset), unlike a generator
 
 
 @dataclass
@@ -220,16 +221,32 @@ def _read(split: SplitInput) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _within_head(h: np.ndarray, head: SplitInput, canon: Canon) -> Within:
-    """Repeats in the streamed split: by hash, then verified by re-reading only the suspects when
-    the split is in memory."""
+    """Repeats in the streamed split: by hash, then verified on the values of only the suspects,
+    from memory or by reading the split again (a one-shot stream cannot be, and says so)."""
     n = len(h)
     _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
-    if head.arrays is None or len(counts) == n:
-        return Within(n, len(counts), head.arrays is not None)
+    checkable = head.arrays is not None or head.rereadable
+    if not checkable or len(counts) == n:
+        return Within(n, len(counts), checkable)
     suspects = np.flatnonzero(counts[inverse.reshape(-1)] > 1)
-    rows = head.arrays[0].reshape(n, -1)[suspects]
+    if head.arrays is not None:
+        rows = head.arrays[0].reshape(n, -1)[suspects]
+    else:
+        rows = _rows_at(head, suspects)
     distinct = group_ids(h[suspects], rows, canon)[1].size
     return Within(n, n - len(suspects) + int(distinct), True)
+
+
+def _rows_at(split: SplitInput, index: np.ndarray) -> np.ndarray:
+    """The rows at ``index`` (sorted) of a re-readable split, read again block by block."""
+    out, start = [], 0
+    for X, _ in split.blocks():
+        rows = X.reshape(len(X), -1)
+        lo, hi = np.searchsorted(index, [start, start + len(rows)])
+        if hi > lo:
+            out.append(rows[index[lo:hi] - start])
+        start += len(rows)
+    return np.concatenate(out)
 
 
 def _groups_and_time(pair: PairLeak, groups: Mapping[str, Any] | None, timestamps: Mapping[str, Any] | None) -> None:

@@ -33,7 +33,8 @@ def _inputs(p: Prepared) -> list[leakage.SplitInput]:
     inputs = []
     for name, split in p.splits.items():
         arrays = _arrays(split)
-        inputs.append(leakage.SplitInput(name, lambda s=split: ((fields_rows(f), y) for f, y in s.blocks()), arrays))
+        inputs.append(leakage.SplitInput(name, lambda s=split: ((fields_rows(f), y) for f, y in s.blocks()), arrays,
+                                         rereadable=not split.one_shot))
         n = split.n_samples()
         for what in ("groups", "timestamps"):
             given = getattr(p.setup, what) or {}

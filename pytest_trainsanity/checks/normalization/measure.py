@@ -92,9 +92,10 @@ class StatsAccumulator:
         elif d != self.d:
             raise ValueError(f"{self.name} samples have {d} {self.axis_label}s in one block and {self.d} in another")
         self.n += len(X)
-        flat = moved.reshape(-1, d)
-        for start in range(0, len(flat), CHUNK):
-            self._chunk(np.asarray(flat[start : start + CHUNK], dtype=np.float64))
+        per_sample = max(1, moved[:1].size // d)  # values of each feature/channel in one sample
+        step = max(1, CHUNK // per_sample)  # samples per chunk: a chunk never copies more than CHUNK rows
+        for start in range(0, len(X), step):
+            self._chunk(np.asarray(moved[start : start + step].reshape(-1, d), dtype=np.float64))
 
     def _chunk(self, block: np.ndarray) -> None:
         finite = np.isfinite(block)
@@ -213,7 +214,7 @@ def judge(stats: dict[str | None, dict[str, SplitStats]], dtypes: dict[str, np.d
                if (name if several else None) not in stats}
     if not stats:
         what = (f"inputs are integer ids (dtype {next(iter(dtypes.values()))})" if not several else
-                "every input field is integer ids or a mask (" + ", ".join(f"{k}: {dtypes[k]}" for k in dtypes) + ")")
+                "every input field is integer ids or a mask (" + "; ".join(f"{k}: {dtypes[k]} {skipped[k]}" for k in dtypes) + ")")
         return NormalizationResult(True, [], {}, integer_ids=True, skipped=skipped, notes=[
             f"{what}: token or category ids feed an embedding and are not features to scale; nothing to normalise."])
     findings: list[Finding] = []

@@ -274,13 +274,15 @@ def diagnose(
     if not failures and m.task == "classification" and m.train >= 0.95:
         notes.append(f"{HIGH_BUT_FINE}: train and val agree and val does not overlap train")
     if m.task == "classification" and m.chance is not None and m.val - m.chance < CHANCE_MARGIN:
-        text = (f"val accuracy {f3(m.val)} is within {CHANCE_MARGIN:g} of chance {f3(m.chance)}: this pass learned "
-                f"nothing that generalises" + (", so the absence of a gap says little" if m.gap <= max_gap else ""))
-        if m.batch_mix is not None and m.batch_mix >= SORTED_BATCHES:
-            text += (f"; the training batches' label mix is far from the split's (mean total-variation distance "
-                     f"{m.batch_mix:.2f}; 0 is stratified, near 1 is one class per batch): the loader yields "
-                     f"class-sorted batches, so shuffle it (DataLoader(..., shuffle=True))")
-        notes.append(text)
+        notes.append(f"val accuracy {f3(m.val)} is within {CHANCE_MARGIN:g} of chance {f3(m.chance)}: this pass learned "
+                     f"nothing that generalises" + (", so the absence of a gap says little" if m.gap <= max_gap else ""))
+    if m.batch_mix is not None and m.batch_mix >= SORTED_BATCHES:
+        notes.append(
+            f"the training batches are sorted by class: each batch's label mix is {m.batch_mix:.2f} (mean total-variation "
+            f"distance) from the split's, where 0 is stratified and 1 one class per batch, so the model chases the class "
+            f"it saw last and both accuracies understate the data; shuffle the training loader "
+            f"(DataLoader(..., shuffle=True)) or use a sampler that mixes classes"
+        )
     if m.truncated:
         notes.append(f"the pass stopped at the step budget after {m.steps} steps (--trainsanity-max-steps)")
     if m.probes_skipped:

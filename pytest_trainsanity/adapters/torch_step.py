@@ -1,0 +1,258 @@
+"""The user's training step for torch: optimizer, scheduler and loss as configured, the model
+called with a batch in its form, the loss and predictions read from whatever it returns.
+
+Precedence for the loss: ``TrainSetup(step=...)``, a LightningModule's ``training_step``,
+``loss(predictions, target)``, the model's own ``.loss`` (Hugging Face). A LightningModule
+without ``TrainSetup(optimizer=...)`` brings its own through ``configure_optimizers()``; a
+Hugging Face ``PreTrainedModel`` gets the transformers Trainer's default AdamW.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import OptionError, SetupError
+from .batches import describe, tree_leaves
+from .devices import auto_gpu_index, xdist_worker_index
+from .lightning import HF_DEFAULT_LR, SchedulerPlan, configured, takes_batch_idx
+from .torch_data import _torch
+
+LOSS_NAMES = {
+    "cross_entropy": "cross_entropy",
+    "crossentropy": "cross_entropy",
+    "ce": "cross_entropy",
+    "nll": "nll_loss",
+    "mse": "mse_loss",
+    "l1": "l1_loss",
+    "mae": "l1_loss",
+    "smooth_l1": "smooth_l1_loss",
+    "huber": "huber_loss",
+    "bce": "binary_cross_entropy",
+    "bce_with_logits": "binary_cross_entropy_with_logits",
+}
+
+
+def resolve_device(spec: str) -> Any:
+    torch = _torch()
+    cuda_ok = torch.cuda.is_available()
+    if spec == "auto":
+        index = auto_gpu_index(torch.cuda.device_count() if cuda_ok else 0, xdist_worker_index())
+        if index is not None:
+            return torch.device("cuda", index)
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    if spec.startswith("cuda"):
+        if not cuda_ok:
+            raise OptionError(
+                f"trainsanity device {spec!r} was asked for but torch.cuda.is_available() is False "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). Use 'cpu' or 'auto'."
+            )
+        index = int(spec.split(":")[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise OptionError(
+                f"trainsanity device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) are visible."
+            )
+        return torch.device("cuda", index)
+    if spec == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise OptionError("trainsanity device 'mps' was asked for but torch.backends.mps is not available.")
+    return torch.device(spec)
+
+
+def first_layer(model: Any) -> str:
+    """The first module holding parameters, with its weights' dtype: where a batch enters."""
+    for name, module in model.named_modules():
+        params = list(module.parameters(recurse=False))
+        if params:
+            text = repr(module).splitlines()[0]
+            where = f" (module {name!r})" if name else ""
+            return f"{text}{where} with {str(params[0].dtype).replace('torch.', '')} weights"
+    return type(model).__name__
+
+
+def batch_text(form: Any, batch: Any) -> str:
+    """Each input field's dtype and shape, e.g. ``x: uint8 (32, 3, 32, 32)``."""
+    parts = []
+    for name, value in form.inputs(batch).items():
+        leaves = tree_leaves(value)
+        parts.append(f"{name}: " + (", ".join(describe(v) for v in leaves) if len(leaves) > 1 else describe(leaves[0])))
+    return "; ".join(parts)
+
+
+def predictions(out: Any, torch: Any) -> Any:
+    """The predictions in a model's output: a tensor; ``.logits`` of a mapping or output object
+    (Hugging Face ``ModelOutput``); the first item of a tuple or list."""
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = out.get("logits") if isinstance(out, Mapping) else getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise SetupError(
+        f"The model returned {type(out).__name__}; pytest-trainsanity reads predictions from a tensor, a tuple or "
+        f"list whose first item is a tensor, or an output with .logits (a mapping or object, e.g. a Hugging Face "
+        f"ModelOutput)."
+    )
+
+
+def loss_value(out: Any, source: str, torch: Any) -> Any:
+    """The loss in what a step returns: a scalar tensor, a mapping or object with ``loss``, or a
+    tuple whose first item is the loss; None (a skipped batch, as Lightning allows)."""
+    if out is None:
+        return None
+    if isinstance(out, torch.Tensor):
+        loss = out
+    elif isinstance(out, Mapping):
+        loss = out.get("loss")
+    elif isinstance(out, (tuple, list)) and out:
+        loss = out[0]
+    else:
+        loss = getattr(out, "loss", None)
+    if not isinstance(loss, torch.Tensor):
+        raise SetupError(
+            f"{source} returned {type(out).__name__}{' without a loss' if isinstance(out, Mapping) else ''}; it must "
+            f"return the loss: a scalar tensor, a dict with 'loss', or a tuple whose first item is the loss."
+        )
+    if loss.numel() != 1:
+        loss = loss.mean()
+    return loss
+
+
+
+class TorchStep:
+    """Mixin of ``TorchAdapter``: builds the optimizer, scheduler and loss, and runs one batch
+    through the user's step (``self.model``, ``self.setup``, ``self.form``, ``self.params``,
+    ``self.notes``, ``self.lightning``, ``self.hugging_face`` are the adapter's)."""
+
+    def _optimizer_and_plan(self, setup: Any) -> tuple[Any, SchedulerPlan | None]:
+        plan = (SchedulerPlan(setup.scheduler, "epoch" if setup.scheduler_step == "epoch" else "step")
+                if setup.scheduler is not None else None)
+        if setup.optimizer is None and self.lightning:
+            optimizer, plan = configured(self.model, self.torch)
+            self._check_own(optimizer)
+            self.owns_optimizer = True
+            sched = "" if plan is None else (f" and its {type(plan.scheduler).__name__} (stepped every "
+                                             f"{plan.frequency} {plan.interval}{'s' if plan.frequency > 1 else ''})")
+            self.notes.append(f"optimizer {type(optimizer).__name__}{sched} from {type(self.model).__name__}.configure_optimizers()")
+            return optimizer, plan
+        if setup.optimizer is None and self.hugging_face:
+            self.owns_optimizer = True
+            self.notes.append(f"optimizer AdamW(lr={HF_DEFAULT_LR:g}), the transformers Trainer's default "
+                              f"(TrainSetup(optimizer=...) was not given)")
+            return self.torch.optim.AdamW(self.params, lr=HF_DEFAULT_LR), plan
+        if setup.optimizer is None:
+            raise SetupError(
+                "TrainSetup(optimizer=...) is needed for a torch model that is neither a LightningModule (which "
+                "brings configure_optimizers()) nor a Hugging Face PreTrainedModel; give a torch.optim.Optimizer "
+                "or a callable(params) -> Optimizer."
+            )
+        return self._optimizer(setup.optimizer), plan
+
+    def _check_own(self, optimizer: Any) -> None:
+        ours = {id(p) for p in self.model.parameters()}
+        foreign = sum(1 for g in optimizer.param_groups for p in g["params"] if id(p) not in ours)
+        if foreign:
+            raise SetupError(
+                f"TrainSetup(optimizer=...) holds {foreign} parameter tensor(s) that are not this "
+                f"model's; it was built for another model instance. With a model factory, pass "
+                f"optimizer=lambda params: torch.optim.Adam(params, lr=1e-3)."
+            )
+
+    def _optimizer(self, given: Any) -> Any:
+        torch = self.torch
+        if isinstance(given, torch.optim.Optimizer):
+            self._check_own(given)
+            self.owns_optimizer = False
+            return given
+        if callable(given):
+            try:
+                optimizer = given(self.model.parameters())
+            except Exception as exc:  # noqa: BLE001
+                raise SetupError(f"TrainSetup(optimizer=...) callable failed on the model's parameters: {exc}") from None
+            if not isinstance(optimizer, torch.optim.Optimizer):
+                raise SetupError(
+                    f"TrainSetup(optimizer=...) callable returned {type(optimizer).__name__}, not a torch Optimizer."
+                )
+            self.owns_optimizer = True
+            return optimizer
+        raise SetupError(
+            f"TrainSetup(optimizer={given!r}) is not usable with a torch model; give a "
+            f"torch.optim.Optimizer over model.parameters() or a callable(params) -> Optimizer."
+        )
+
+    def _scheduler(self, given: Any) -> Any:
+        if given is None:
+            return None
+        lr_sched = self.torch.optim.lr_scheduler
+        base = getattr(lr_sched, "LRScheduler", getattr(lr_sched, "_LRScheduler", object))
+        if isinstance(given, (base, lr_sched.ReduceLROnPlateau)):
+            scheduler = given
+        elif callable(given):
+            scheduler = given(self.optimizer)
+        else:
+            raise SetupError(f"TrainSetup(scheduler={given!r}) must be an LRScheduler or callable(optimizer).")
+        if getattr(scheduler, "optimizer", None) is not self.optimizer:
+            raise SetupError(
+                "TrainSetup(scheduler=...) drives a different optimizer than TrainSetup(optimizer=...); "
+                "build it on the same optimizer, or pass scheduler=lambda opt: ...(opt, ...)."
+            )
+        if isinstance(scheduler, lr_sched.ReduceLROnPlateau):
+            raise SetupError(
+                "ReduceLROnPlateau needs a monitored metric each step; pytest-trainsanity does not "
+                "drive it yet. Leave scheduler=None for this check."
+            )
+        return scheduler
+
+    def _loss_mode(self, setup: Any) -> tuple[str, Any]:
+        """How a batch becomes the training loss: 'step', 'lightning', 'loss' or 'own'."""
+        if setup.step is not None:
+            if not callable(setup.step):
+                raise SetupError(f"TrainSetup(step={setup.step!r}) must be a callable(model, batch) -> loss.")
+            self.notes.append("loss from TrainSetup(step=...)")
+            return "step", None
+        if setup.loss is None and self.lightning:
+            self.notes.append(f"loss from {type(self.model).__name__}.training_step(batch, batch_idx)")
+            self._batch_idx = takes_batch_idx(self.model)
+            return "lightning", None
+        if setup.loss is None:
+            return "own", None
+        if isinstance(setup.loss, str):
+            name = LOSS_NAMES.get(setup.loss.lower().replace("-", "_"))
+            if name is None:
+                raise SetupError(f"TrainSetup(loss={setup.loss!r}) is not a known loss name; use one of {sorted(LOSS_NAMES)} or a callable.")
+            return "loss", getattr(self.torch.nn.functional, name)
+        if callable(setup.loss):
+            return "loss", setup.loss
+        raise SetupError(f"TrainSetup(loss={setup.loss!r}) must be a callable(output, target) or a loss name.")
+
+    def _forward(self, batch: Any, with_target: bool = False) -> Any:
+        args, kwargs = self.form.call_args(batch, with_target)
+        return self.model(*args, **kwargs)
+
+    def _train_loss(self, batch: Any, index: int) -> Any:
+        torch = self.torch
+        if self.mode == "loss":
+            return self.loss_fn(predictions(self._forward(batch), torch), self.form.target(batch))
+        if self.mode == "own":
+            return loss_value(self._forward(batch, with_target=True), "the model's output", torch)
+        if self.mode == "step":
+            return loss_value(self.setup.step(self.model, batch), "TrainSetup(step=...)", torch)
+        step = self.model.training_step
+        out = step(batch, index) if self._batch_idx else step(batch)
+        return loss_value(out, f"{type(self.model).__name__}.training_step", torch)
+
+    def _eval_loss(self, batch: Any, out: Any, pred: Any, index: int) -> Any:
+        """The loss of an eval batch whose forward gave ``out`` (a second call only for a user's step)."""
+        torch = self.torch
+        if self.mode == "loss":
+            return self.loss_fn(pred, self.form.target(batch))
+        if self.mode == "own":
+            loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
+            return loss.mean() if isinstance(loss, torch.Tensor) else None
+        return self._train_loss(batch, index)
+
+    # ------------------------------------------------------------ measuring
+

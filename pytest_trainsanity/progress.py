@@ -41,7 +41,7 @@ class Progress:
                          epoch + 1, self.epochs, done, of, elapsed, left)
 
     def done(self, steps: int) -> None:
-        self.logger.info("%s: %s: done, %d steps in %.1f s", self.check, self.label, steps, time.perf_counter() - self.t0)
+        self.logger.info("%s: %s: done, %d steps in %.2f s", self.check, self.label, steps, time.perf_counter() - self.t0)
 
     def note(self, text: str) -> None:
         self.logger.info("%s: %s", self.check, text)

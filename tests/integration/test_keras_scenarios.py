@@ -96,3 +96,112 @@ def test_torch_and_keras_tests_in_one_pytest_process(keras_project: pytest.Pytes
             assert "torch" in sys.modules and "tensorflow" in sys.modules
     """)
     run(keras_project).assert_outcomes(passed=2)
+
+
+KERAS_PIPELINES = '''
+import numpy as np
+import torch  # noqa: F401 - one process: torch before tensorflow
+import keras
+import tensorflow as tf
+import pytest
+from keras_helpers import digits
+from pytest_trainsanity import TrainSetup
+
+Xtr, ytr, Xv, yv = digits()
+cat_tr = (Xtr[:, 36:39] > 0).astype(np.int64)
+cat_v = (Xv[:, 36:39] > 0).astype(np.int64)
+
+
+def named_inputs():
+    keras.utils.set_random_seed(0)
+    num, cat = keras.Input((64,), name="x_num"), keras.Input((3,), name="x_cat", dtype="int64")
+    h = keras.layers.Concatenate()([num, keras.layers.Flatten()(keras.layers.Embedding(2, 4)(cat))])
+    return keras.Model({"x_num": num, "x_cat": cat}, keras.layers.Dense(10)(keras.layers.Dense(64, activation="relu")(h)))
+
+
+def two_inputs():
+    keras.utils.set_random_seed(0)
+    num, cat = keras.Input((64,)), keras.Input((3,), dtype="int64")
+    h = keras.layers.Concatenate()([num, keras.layers.Flatten()(keras.layers.Embedding(2, 4)(cat))])
+    return keras.Model([num, cat], keras.layers.Dense(10)(keras.layers.Dense(64, activation="relu")(h)))
+
+
+def dicts(X, c, y):
+    return tf.data.Dataset.from_tensor_slices(({"x_num": X, "x_cat": c}, y))
+
+
+class Pairs(keras.utils.PyDataset):
+    def __init__(self, X, c, y):
+        super().__init__()
+        self.X, self.c, self.y = X, c, y
+
+    def __len__(self):
+        return (len(self.y) + 31) // 32
+
+    def __getitem__(self, i):
+        s = slice(i * 32, (i + 1) * 32)
+        return (self.X[s], self.c[s]), self.y[s]
+
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def tfdata(leak=0):
+    Xv_, cv_, yv_ = Xv.copy(), cat_v.copy(), yv.copy()
+    Xv_[:leak], cv_[:leak], yv_[:leak] = Xtr[:leak], cat_tr[:leak], ytr[:leak]
+    return TrainSetup(model=named_inputs(), train=dicts(Xtr, cat_tr, ytr).shuffle(2000, seed=1).batch(32),
+                      val=dicts(Xv_, cv_, yv_).batch(100), optimizer=keras.optimizers.Adam(1e-3), loss=LOSS)
+
+
+@pytest.fixture
+def tfdata_dicts():
+    return tfdata()
+
+
+@pytest.fixture
+def tfdata_leaky():
+    return tfdata(leak=30)
+
+
+@pytest.fixture
+def pydataset_pairs():
+    return TrainSetup(model=two_inputs(), train=Pairs(Xtr * 300, cat_tr, ytr), val=Pairs(Xv * 300, cat_v, yv),
+                      optimizer=keras.optimizers.Adam(1e-3), loss=LOSS)
+
+
+@pytest.mark.no_epoch1_overfit(setup="tfdata_dicts", max_steps=30, probes=False)
+def test_tfdata_dicts(trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["steps"] == 30
+
+
+@pytest.mark.no_leakage(setup="tfdata_leaky")
+def test_tfdata_leak(): pass
+
+
+@pytest.mark.no_epoch1_overfit(setup="pydataset_pairs")
+@pytest.mark.inputs_normalized(setup="pydataset_pairs")
+def test_pydataset(): pass
+'''
+
+
+def test_keras_streams_dict_and_tuple_inputs(keras_project: pytest.Pytester) -> None:
+    keras_project.makepyfile(test_keras_pipelines=KERAS_PIPELINES)
+    res = run(keras_project, "--trainsanity-explain")
+    res.assert_outcomes(passed=1, failed=2)
+    res.stdout.fnmatch_lines([
+        "*test_tfdata_dicts no_epoch1_overfit passed*",
+        "    Training: (dict, y) batches with inputs {x_num, x_cat} from a tf.data.Dataset (its own batches).",
+        "*Note: the pass stopped at the step budget after 30 steps*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*no_leakage FAILED: train/val: 30 copies (exact or near) of 360 val samples (8.3%; limit 0).",
+        "*Samples: a sample is identified by all its input fields (x_num, x_cat), the target excluded.",
+    ])
+    res.stdout.fnmatch_lines([
+        "*inputs_normalized FAILED for train, val: train field 'input 1' inputs are not standardised*",
+        "*Note: not features to scale, skipped: input 2 (int64, integer ids).",
+    ])
+    res.stdout.fnmatch_lines([
+        "*test_pydataset no_epoch1_overfit*",
+        "    Training: ((x1, ..., xk), y) batches with 2 inputs (input 1, input 2) from a keras PyDataset Pairs (45 batches, shuffled per epoch).",
+    ])

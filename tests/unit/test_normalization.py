@@ -120,3 +120,37 @@ def test_chunked_statistics_match_numpy() -> None:
     s = split_stats("train", X.astype(np.float32))
     np.testing.assert_allclose(s.mean, X.mean(axis=0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(s.std, X.std(axis=0), rtol=1e-4)
+
+
+def test_streamed_blocks_give_the_statistics_of_the_whole() -> None:
+    from pytest_trainsanity.checks.normalization import StatsAccumulator
+
+    X = rng.standard_normal((3000, 3, 4, 4)) * np.array([1.0, 50.0, 0.01])[None, :, None, None] + 7.0
+    X[5, 1, 0, 0] = np.nan
+    acc = StatsAccumulator("train")
+    for start in range(0, 3000, 701):  # uneven blocks
+        acc.add(X[start : start + 701])
+    streamed, whole = acc.result(), split_stats("train", X)
+    np.testing.assert_allclose(streamed.mean, whole.mean, rtol=1e-12)
+    np.testing.assert_allclose(streamed.std, whole.std, rtol=1e-9)
+    finite = np.where(np.isnan(X), 7.0, X)
+    np.testing.assert_allclose(streamed.std[[0, 2]], finite.transpose(1, 0, 2, 3).reshape(3, -1).std(axis=1)[[0, 2]], rtol=1e-9)
+    assert streamed.nan == 1 and streamed.n == 3000 and streamed.axis_label == "channel"
+
+
+def test_several_input_fields_are_judged_apart_and_ids_and_masks_skipped() -> None:
+    from pytest_trainsanity.checks.normalization import check_fields
+
+    def fields(scale: float) -> dict[str, np.ndarray]:
+        return {"x_num": rng.standard_normal((200, 4)) * scale, "input_ids": rng.integers(0, 900, (200, 8)),
+                "attention_mask": np.ones((200, 8), dtype=np.int64)}
+
+    good = check_fields({"train": fields(1.0), "val": fields(1.0)})
+    assert good.passed and good.skipped == {"input_ids": "integer ids", "attention_mask": "mask"}
+    assert good.notes == ["not features to scale, skipped: input_ids (int64, integer ids); attention_mask (int64, mask)"]
+    bad = check_fields({"train": fields(300.0), "val": fields(300.0)})
+    assert [f.where for f in bad.findings] == ["train field 'x_num'", "val field 'x_num'"]
+    assert bad.findings[0].text.startswith("train field 'x_num' inputs are not standardised")
+    only_ids = check_fields({"train": {k: v for k, v in fields(1.0).items() if k != "x_num"}})
+    assert only_ids.passed and only_ids.integer_ids
+    assert "input_ids: int64 integer ids; attention_mask: int64 mask" in only_ids.notes[0]

@@ -238,11 +238,12 @@ def _scale(m: OverfitMeasurements) -> Cause | None:
     if raw:
         return Cause(CAUSE_SCALE, STAT_SCORE_CAP * (1.0 if raw[0].split == "train" else 0.75),
                      "; ".join(f.text for f in raw), raw[0].fix)
-    s = m.scale.stats.get("train")
-    text = "train inputs are on a unit scale"
-    if s is not None and s.varying.any():
-        text += (f" (per-{s.axis_label} |mean| <= {float(np.abs(s.mean[s.varying]).max()):.3g}, "
-                 f"std <= {float(s.std.max()):.3g})")
+    parts = [f"{'' if s.field is None else f'{s.field!r}: '}per-{s.axis_label} |mean| <= "
+             f"{float(np.abs(s.mean[s.varying]).max()):.3g}, std <= {float(s.std.max()):.3g}"
+             for s in m.scale.stats.values() if s.name == "train" and s.varying.any()]
+    text = "train inputs are on a unit scale" + (f" ({'; '.join(parts)})" if parts else "")
+    if m.scale.skipped:
+        text += "; not scaled, as ids or masks: " + ", ".join(m.scale.skipped)
     return Cause(CAUSE_SCALE, 0.0, text, "none needed")
 
 

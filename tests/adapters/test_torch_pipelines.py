@@ -1,0 +1,165 @@
+"""The torch adapter on the user's own pipeline: loaders with augmentation and workers replay
+bit for bit, inputs are never cast, the loader's collate decides the batch, Lightning's
+optimizer forms and datamodules, streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch.utils.data import DataLoader, Dataset, TensorDataset  # noqa: E402
+
+from pytest_trainsanity import SetupError, TrainSetup, check_epoch1_overfit, check_leakage  # noqa: E402
+from pytest_trainsanity.adapters.splits import open_splits  # noqa: E402
+from pytest_trainsanity.adapters.torch import TorchAdapter  # noqa: E402
+from pytest_trainsanity.settings import RunSettings  # noqa: E402
+
+
+def mlp() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.BatchNorm1d(64), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                               torch.nn.Linear(64, 10))
+
+
+class Noisy(Dataset):
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        self.X, self.y = X, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.X[i] + np.random.normal(0, 0.3, self.X[i].shape).astype(np.float32), self.y[i]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_replays_regenerate_the_epochs_batches_bit_for_bit(digits, workers: int) -> None:
+    Xtr, ytr, Xv, yv = digits
+    model = mlp()
+    loader = DataLoader(Noisy(Xtr, ytr), batch_size=32, shuffle=True, num_workers=workers,
+                        generator=torch.Generator().manual_seed(7))
+    setup = TrainSetup(model=model, train=loader, val=(Xv, yv), optimizer=torch.optim.SGD(model.parameters(), 0.05, momentum=0.9),
+                       loss=torch.nn.CrossEntropyLoss())
+    state = loader.generator.get_state().clone()
+    adapter = TorchAdapter(model, setup, open_splits(setup), RunSettings(device="cpu"))
+    with adapter:
+        trace = adapter.train(epochs=3, detail=True)
+        np.testing.assert_array_equal(trace.loss, adapter.train(epochs=3, detail=True).loss)  # every pass: same batches
+        for epoch in (1, 2):
+            again = adapter.replay(trace, epoch)
+            assert again["val_acc"] == trace.val_metric[epoch] and again["train_loss"] == trace.train_loss[epoch]
+        assert adapter.replay(trace, 2, "reshuffle")["train_loss"] != trace.train_loss[2]
+        sizes = trace.label_counts.sum(axis=1)  # the loader's own batches: 44 of 32 and a last one of 29
+        assert trace.label_counts.shape == (135, 10) and sorted(set(sizes)) == [29, 32] and sizes.sum() == 3 * 1437
+    assert torch.equal(loader.generator.get_state(), state)
+
+
+def test_a_loader_that_never_shuffles_cannot_be_reshuffled(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    model = mlp()
+    loader = DataLoader(TensorDataset(torch.as_tensor(Xtr), torch.as_tensor(ytr)), batch_size=32)
+    setup = TrainSetup(model=model, train=loader, val=(Xv, yv), optimizer=torch.optim.Adam(model.parameters()), loss="ce")
+    adapter = TorchAdapter(model, setup, open_splits(setup), RunSettings(device="cpu"))
+    assert adapter.interventions()["reshuffle"] == "the train loader does not shuffle (its order never changes)"
+
+
+def test_inputs_are_never_cast(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    model = mlp()
+    setup = TrainSetup(model=model, train=(Xtr.astype(np.float64), ytr), val=(Xv.astype(np.float64), yv),
+                       optimizer=torch.optim.Adam(model.parameters()), loss="ce")
+    with pytest.raises(SetupError, match=r"x: float64 \(2, 64\) raised RuntimeError: mat1 and mat2 must have the same dtype.*"
+                                         r"Linear\(in_features=64, out_features=64, bias=True\) \(module '0'\) with float32 weights"):
+        check_epoch1_overfit(setup)
+    double = mlp().double()
+    ok = TrainSetup(model=double, train=(Xtr.astype(np.float64), ytr), val=(Xv.astype(np.float64), yv),
+                    optimizer=torch.optim.Adam(double.parameters()), loss="ce")
+    assert check_epoch1_overfit(ok, probes=False).passed  # what the model takes, it gets
+
+
+def test_the_loaders_collate_makes_the_batch(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+
+    def collate(items):  # the user's collate builds dict batches with a mask the model needs
+        x = torch.stack([torch.as_tensor(i[0]) for i in items])
+        return {"x": x, "keep": (x.abs() < 3).float(), "label": torch.as_tensor([int(i[1]) for i in items])}
+
+    class Masked(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = mlp()
+
+        def forward(self, x, keep):
+            return self.net(x * keep)
+
+    model = Masked()
+    pairs = lambda X, y: list(zip(X, y))  # noqa: E731 - a plain list is a map-style dataset
+    setup = TrainSetup(model=model, train=DataLoader(pairs(Xtr, ytr), batch_size=32, shuffle=True, collate_fn=collate),
+                       val=DataLoader(pairs(Xv, yv), batch_size=64, collate_fn=collate),
+                       optimizer=torch.optim.Adam(model.parameters(), 1e-3), loss="ce", target_key="label")
+    report = check_epoch1_overfit(setup, probes=False)
+    assert report.passed and "dict batches {x, keep} with the target under 'label'" in report.message
+    assert check_leakage(setup).passed
+
+
+def test_lightning_optimizer_forms_that_cannot_be_used_are_clear(digits) -> None:
+    L = pytest.importorskip("lightning")
+    Xtr, ytr, Xv, yv = digits
+
+    class Module(L.LightningModule):
+        def __init__(self, out):
+            super().__init__()
+            self.out, self.net = out, mlp()
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch):  # no batch_idx: Lightning then passes only the batch
+            return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), 0.1)
+            sched = torch.optim.lr_scheduler.StepLR(opt, 1)
+            return {"none": None, "two_scheds": ([opt], [sched, sched]), "plateau": {"optimizer": opt,
+                    "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(opt), "monitor": "val_loss"}},
+                    "bad_interval": {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "batch"}},
+                    "ok": opt}[self.out]
+
+    def setup(out):
+        return TrainSetup(model=Module(out), train=(Xtr, ytr), val=(Xv, yv))
+
+    for out, message in (("none", "returned None: there is no optimizer"), ("two_scheds", "returned 2 schedulers"),
+                         ("plateau", "ReduceLROnPlateau needs a monitored metric"), ("bad_interval", "interval='batch'")):
+        with pytest.raises(SetupError, match=message):
+            check_epoch1_overfit(setup(out))
+    assert check_epoch1_overfit(setup("ok"), probes=False).passed
+
+
+def test_a_datamodule_is_prepared_once_and_fills_the_missing_splits(digits) -> None:
+    L = pytest.importorskip("lightning")
+    Xtr, ytr, Xv, yv = digits
+    calls = []
+
+    class Data(L.LightningDataModule):
+        def prepare_data(self):
+            calls.append("prepare")
+
+        def setup(self, stage):
+            calls.append(stage)
+
+        def train_dataloader(self):
+            return DataLoader(TensorDataset(torch.as_tensor(Xtr), torch.as_tensor(ytr)), batch_size=32, shuffle=True)
+
+        def test_dataloader(self):
+            return DataLoader(TensorDataset(torch.as_tensor(Xv), torch.as_tensor(yv)), batch_size=64)
+
+    data = Data()
+    setup = TrainSetup(datamodule=data, val=(Xv[:100], yv[:100]))
+    assert sorted(open_splits(setup)) == ["test", "train", "val"]
+    report = check_leakage(setup)
+    assert report.metrics["val_test_exact"] == 100  # val given by hand, test from the datamodule
+    check_leakage(setup)
+    assert calls == ["prepare", "fit", "test"]
+    with pytest.raises(SetupError, match="no_epoch1_overfit needs TrainSetup.model=...."):
+        check_epoch1_overfit(TrainSetup(datamodule=Data()))

@@ -1,0 +1,365 @@
+"""The user's own pipeline, end to end (issue 10): every batch form and output form, the
+user's step, a class-sorted loader, uint8 inputs that the model cannot take, bounded reads,
+streams, RNG restoration with a loader and np.random augmentation, structured batches in the
+model-free checks, and progress logging. Each inner file is a user's test file; the
+assertions are on outcomes and on the real message text."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from .conftest import run
+from .pipelines_src import PIPELINES
+
+
+@pytest.fixture
+def pipelines(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(pipelines=PIPELINES)
+    pytester.makeconftest(
+        """
+        import pytest
+        import pipelines
+
+        for _name in ("multi_input", "nested_arrays", "dict_inputs", "flat_dict", "own_loss", "with_step",
+                      "sorted_by_class", "uint8_pixels", "augmented", "counting", "streamed"):
+            globals()[_name] = pytest.fixture(getattr(pipelines, _name), name=_name)
+
+        @pytest.fixture(params=["tuple", "dict", "object"])
+        def output_form(request):
+            return pipelines.output_form(request.param)
+        """
+    )
+    return pytester
+
+
+FORMS = """
+import pytest
+import pipelines
+
+
+@pytest.mark.no_epoch1_overfit(setup="multi_input", probes=False)
+def test_multi(trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["val_metric"] > 0.8
+
+
+@pytest.mark.no_epoch1_overfit(setup="nested_arrays", probes=False)
+def test_nested_arrays(trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["val_metric"] > 0.8
+
+
+@pytest.mark.no_epoch1_overfit(setup="dict_inputs", probes=False)
+def test_kwargs(trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["val_metric"] > 0.8
+
+
+@pytest.mark.no_epoch1_overfit(setup="flat_dict", probes=False)
+def test_flat_dict(trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["val_metric"] > 0.8
+
+
+@pytest.mark.no_epoch1_overfit(setup="output_form", probes=False)
+def test_outputs(output_form, trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["val_metric"] > 0.8
+
+
+@pytest.mark.no_epoch1_overfit(setup="own_loss", probes=False)
+def test_own_loss(trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["val_metric"] > 0.8
+
+
+@pytest.mark.no_epoch1_overfit(setup="with_step", probes=False)
+def test_step(trainsanity_report):
+    assert len(pipelines.STEP_CALLS) >= 45  # every training step, plus the eval losses, went through it
+    assert trainsanity_report["no_epoch1_overfit"].metrics["val_metric"] > 0.8
+
+
+@pytest.mark.no_epoch1_overfit(setup="sorted_by_class", probes=False)
+def test_sorted(trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["batch_label_tv"] > 0.8
+
+
+@pytest.mark.no_epoch1_overfit(setup="uint8_pixels")
+def test_uint8(): pass
+
+
+@pytest.mark.no_epoch1_overfit(setup="counting", max_steps=5, eval_samples=64)
+def test_bounded_reads(counting, trainsanity_report):
+    r = trainsanity_report["no_epoch1_overfit"]
+    reads = counting.train.dataset.reads + counting.val.dataset.reads
+    assert reads <= 3 * 5 * 32 + 2 * 64, reads
+    assert r.metrics["n_train"] == 1437 and r.metrics["eval_train_samples"] == 64 and r.metrics["steps"] == 5
+
+
+@pytest.mark.no_epoch1_overfit(setup="streamed", probes=False, eval_samples=500, max_steps=20)
+def test_stream(trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["steps"] == 20
+"""
+
+
+def test_every_batch_and_output_form_runs_the_users_pipeline(pipelines: pytest.Pytester) -> None:
+    pipelines.makepyfile(test_forms=FORMS)
+    res = run(pipelines, "--trainsanity-explain")
+    res.assert_outcomes(passed=12, errors=1)
+    res.stdout.fnmatch_lines([
+        "*test_multi no_epoch1_overfit passed*",
+        "    Training: (x1, ..., xk, y) batches with 2 inputs (x_num, x_cat) from a DataLoader over TensorDataset "
+        "(1,437 samples, batch 32, shuffled, 0 worker(s)).",
+    ])
+    res.stdout.fnmatch_lines(["*test_nested_arrays*", "    Training: ((x1, ..., xk), y) batches with 2 inputs (x_num, x_cat) from arrays (1,437 samples)."])
+    res.stdout.fnmatch_lines(["*test_kwargs*", "    Training: (dict, y) batches with inputs {x_num, x_cat} from a DataLoader over DictInputs*"])
+    res.stdout.fnmatch_lines(["*test_flat_dict*", "    Training: dict batches {pixels} with the target under 'digit' from a DataLoader over FlatDict*"])
+    res.stdout.fnmatch_lines(["*test_own_loss*", "    Training: dict batches {pixels} with the target under 'digit'*"])
+    res.stdout.fnmatch_lines(["*test_step*", "    Training: (x, y) batches from a DataLoader over TensorDataset*; loss from TrainSetup(step=...)."])
+    res.stdout.fnmatch_lines([
+        "*test_sorted no_epoch1_overfit passed*",
+        "    Note: the training batches are sorted by class: each batch's label mix is 0.89 (mean total-variation "
+        "distance) from the split's*shuffle the training loader (DataLoader(..., shuffle=True))*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*ERROR at setup of test_uint8*",
+        "*pytest-trainsanity: The model could not run on the first train samples as the pipeline yields them ((x, y) "
+        "batches): x: uint8 (2, 64) raised RuntimeError: mat1 and mat2 must have the same dtype, but got Byte and Float. "
+        "The model's first layer is Linear(in_features=64, out_features=128, bias=True) (module '0') with float32 weights. "
+        "The plugin feeds batches exactly as the pipeline yields them (only moved to the device, never cast)*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*test_bounded_reads no_epoch1_overfit*",
+        "    Sample: train metrics and data measurements come from a seeded sample of 64 of 1,437 samples*",
+        "    Sample: val metrics and data measurements come from a seeded sample of 64 of 360 samples*",
+    ])
+    res.stdout.fnmatch_lines(["*test_stream*", "    Sample: train metrics and data measurements come from the first 500 samples the pipeline yields*"])
+    assert "Traceback" not in res.stdout.str()
+
+
+RNG = """
+import numpy as np
+import pipelines
+import pytest
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_rng_and_loader_left_as_found_and_verdicts_independent_of_them(trainsanity, workers):
+    setup = pipelines.augmented(workers)
+    generator = setup.train.generator
+    before, gen_before = pipelines.rng_states(), generator.get_state().clone()
+    first = trainsanity.check_epoch1_overfit(setup)
+    assert pipelines.rng_states() == before and bool((generator.get_state() == gen_before).all())
+    trainsanity.check_leakage(setup)
+    trainsanity.check_normalization(setup)
+    trainsanity.check_lr_spikes(setup, epochs=4)
+    assert pipelines.rng_states() == before and bool((generator.get_state() == gen_before).all())
+    np.random.seed(99); np.random.rand(5)  # the test order moved every global RNG
+    import random, torch
+    random.random(); torch.rand(3)
+    again = trainsanity.check_epoch1_overfit(setup)
+    drop = lambda m: {k: v for k, v in m.items() if k != "seconds"}
+    assert drop(again.metrics) == drop(first.metrics) and again.message == first.message
+"""
+
+
+def test_rng_restored_with_a_loader_and_np_random_augmentation(pipelines: pytest.Pytester) -> None:
+    pipelines.makepyfile(test_rng=RNG)
+    run(pipelines).assert_outcomes(passed=2)
+
+
+STRUCTURED = """
+import pytest
+import pipelines
+
+
+@pytest.fixture
+def leaked_dicts():
+    return pipelines.dict_inputs(val_from_train=40)
+
+
+@pytest.fixture
+def raw_numbers():
+    return pipelines.dict_inputs(pipelines.RAW_TR * 100, pipelines.RAW_V * 100)
+
+
+@pytest.mark.no_leakage(setup="leaked_dicts")
+def test_leakage(): pass
+
+
+@pytest.mark.no_leakage(setup="dict_inputs")
+def test_no_leakage(): pass
+
+
+@pytest.mark.inputs_normalized(setup="raw_numbers")
+def test_raw(): pass
+
+
+@pytest.mark.inputs_normalized(setup="multi_input")
+def test_scaled(trainsanity_report):
+    assert trainsanity_report["inputs_normalized"].metrics["skipped_fields"] == 1
+"""
+
+
+def test_structured_batches_in_the_model_free_checks(pipelines: pytest.Pytester) -> None:
+    pipelines.makepyfile(test_structured=STRUCTURED)
+    res = run(pipelines, "--trainsanity-explain")
+    res.assert_outcomes(passed=2, failed=2)
+    res.stdout.fnmatch_lines([
+        "*no_leakage FAILED: train/val: 40 copies (exact or near) of 360 val samples (11.1%; limit 0).",
+        "*train/val: 40 exact and 0 near copies of 360 val samples (11.1%); exact examples (train, val): [[](0, 0), (1, 1)*",
+        "*Samples: a sample is identified by all its input fields (x_num, x_cat), the target excluded.",
+    ])
+    res.stdout.fnmatch_lines([
+        "*inputs_normalized FAILED for train, val: train field 'x_num' inputs are not standardised: values span [[]0, 1.6e+03]*",
+        "*Fix:",
+        "*train field 'x_num': standardise per feature with statistics fitted on train only*",
+        "*Note: not features to scale, skipped: x_cat (int64, integer ids).",
+    ])
+    res.stdout.fnmatch_lines(["*test_scaled inputs_normalized passed*"])
+
+
+def test_progress_is_logged_for_live_display(pipelines: pytest.Pytester) -> None:
+    pipelines.makepyfile(test_progress="""
+        import pytest
+
+        @pytest.mark.no_epoch1_overfit(setup="multi_input")
+        def test_x(): pass
+    """)
+    res = run(pipelines, "--log-cli-level=INFO")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines([
+        "*INFO*pytest_trainsanity*no_epoch1_overfit: main pass: started (1 epoch(s), at most 45 steps)",
+        "*INFO*pytest_trainsanity*no_epoch1_overfit: main pass: done, 45 steps in * s",
+        "*INFO*pytest_trainsanity*no_epoch1_overfit: random-label probe: started*",
+        "*INFO*pytest_trainsanity*no_epoch1_overfit: lr/10 probe: done, 45 steps in * s",
+    ])
+    quiet = run(pipelines)
+    assert "pytest_trainsanity" not in quiet.stdout.str().replace("trainsanity-0", "")
+
+
+def _have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+LIGHTNING_TESTS = """
+import pytest
+import lightning_pipelines as lp
+from pytest_trainsanity import TrainSetup
+
+
+@pytest.fixture(params=lp.FORMS)
+def lit(request):
+    return TrainSetup(model=lp.Classifier(request.param), datamodule=lp.DigitsData())
+
+
+@pytest.mark.no_epoch1_overfit(setup="lit", epochs=2, probes=False)
+def test_return_forms(lit, trainsanity_report):
+    assert lit.model.seen >= 90  # every training step went through the module's own training_step
+    r = trainsanity_report["no_epoch1_overfit"]
+    assert r.metrics["steps"] == 90 and r.metrics["val_metric"] > 0.5
+
+
+def test_training_step_is_the_users(trainsanity):
+    plain = trainsanity.check_lr_spikes(TrainSetup(model=lp.Classifier(smoothing=0.0), datamodule=lp.DigitsData()), epochs=4)
+    smooth = trainsanity.check_lr_spikes(TrainSetup(model=lp.Classifier(smoothing=0.3), datamodule=lp.DigitsData()), epochs=4)
+    assert smooth.metrics["final_metric"] != plain.metrics["final_metric"]  # label smoothing reached the training
+
+
+@pytest.fixture
+def leaky():
+    return TrainSetup(model=lp.Classifier(), datamodule=lp.DigitsData(leak=60))
+
+
+@pytest.mark.no_epoch1_overfit(setup="leaky")
+def test_leaky_val_loader(): pass
+
+
+@pytest.fixture
+def manual():
+    return TrainSetup(model=lp.Manual(), datamodule=lp.DigitsData())
+
+
+@pytest.mark.no_epoch1_overfit(setup="manual")
+def test_manual_optimization(): pass
+"""
+
+
+@pytest.mark.skipif(not _have("lightning"), reason="lightning is not installed")
+def test_lightning_module_and_datamodule(pipelines: pytest.Pytester) -> None:
+    from .pipelines_src import LIGHTNING
+
+    pipelines.makepyfile(lightning_pipelines=LIGHTNING, test_lightning=LIGHTNING_TESTS)
+    res = run(pipelines, "--trainsanity-explain", "-W", "error::UserWarning:lightning")
+    res.assert_outcomes(passed=7, failed=1, errors=1)
+    res.stdout.fnmatch_lines([
+        "*test_return_forms[[]optimizer] no_epoch1_overfit passed*",
+        "    Training: (x, y) batches from a DataLoader over TensorDataset (1,437 samples, batch 32, shuffled, 0 worker(s)); "
+        "optimizer Adam from Classifier.configure_optimizers(); loss from Classifier.training_step(batch, batch_idx).",
+    ])
+    res.stdout.fnmatch_lines([
+        "*test_return_forms[[]dict_config] no_epoch1_overfit passed*",
+        "*optimizer Adam and its StepLR (stepped every 20 steps) from Classifier.configure_optimizers()*",
+    ])
+    res.stdout.fnmatch_lines(["*test_return_forms[[]two_lists]*", "*optimizer Adam and its StepLR (stepped every 1 epoch)*"])
+    res.stdout.fnmatch_lines([
+        "*no_epoch1_overfit FAILED: after 1 epoch (45 steps) train accuracy * vs val *: 60 of 360 val samples (16.7%) "
+        "also occur in train*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*ERROR at setup of test_manual_optimization*",
+        "*pytest-trainsanity: Manual uses manual optimization (automatic_optimization = False)*",
+    ])
+    assert "self.log" not in res.stdout.str()  # no Trainer, by design: its warning is not the user's problem
+
+
+HF_TESTS = """
+import pytest
+import hf_pipelines as hf
+from torch.utils.data import DataLoader
+from pytest_trainsanity import TrainSetup
+
+
+@pytest.fixture
+def bert():
+    return TrainSetup(model=hf.tiny_bert(), train=DataLoader(hf.Encoded(*hf.TRAIN), batch_size=16, shuffle=True),
+                      val=DataLoader(hf.Encoded(*hf.VAL), batch_size=32))
+
+
+@pytest.fixture
+def copied_val():
+    ids, mask, labels = (a.copy() for a in hf.VAL)
+    ids[:40], mask[:40], labels[:40] = hf.TRAIN[0][:40], hf.TRAIN[1][:40], hf.TRAIN[2][:40]
+    return TrainSetup(train=DataLoader(hf.Encoded(*hf.TRAIN), batch_size=16),
+                      val=DataLoader(hf.Encoded(ids, mask, labels), batch_size=32))
+
+
+@pytest.mark.no_epoch1_overfit(setup="bert", probes=False)
+@pytest.mark.inputs_normalized(setup="bert")
+def test_bert(trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["steps"] == 40
+
+
+@pytest.mark.no_leakage(setup="copied_val")
+def test_copied(): pass
+"""
+
+
+@pytest.mark.skipif(not _have("transformers"), reason="transformers is not installed")
+def test_hugging_face_model_with_dict_batches(pipelines: pytest.Pytester) -> None:
+    from .pipelines_src import HUGGING_FACE
+
+    pipelines.makepyfile(hf_pipelines=HUGGING_FACE, test_hf=HF_TESTS)
+    res = run(pipelines, "--trainsanity-explain")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines([
+        "*test_bert no_epoch1_overfit passed*",
+        "    Training: dict batches {input_ids, attention_mask} with the target under 'labels' from a DataLoader over "
+        "Encoded (640 samples, batch 16, shuffled, 0 worker(s)); optimizer AdamW(lr=5e-05), the transformers Trainer's "
+        "default (TrainSetup(optimizer=...) was not given).",
+    ])
+    res.stdout.fnmatch_lines([
+        "*test_bert inputs_normalized passed*",
+        "    inputs_normalized passed: every input field is integer ids or a mask (input_ids: int64 integer ids; "
+        "attention_mask: int64 mask)*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*no_leakage FAILED: train/val: 40 copies (exact or near) of 160 val samples (25.0%; limit 0).",
+        "*Samples: a sample is identified by all its input fields (input_ids, attention_mask), the target excluded.",
+    ])

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks.labels import class_ids
+from ..checks.labels import target_ids
 from ..checks.matching import Canon, common_dtype
 from ..errors import SetupError
 from ..progress import Progress
@@ -142,8 +142,7 @@ def check_label_range(targets: dict[str, np.ndarray], task: str, n_outputs: int,
     if task != "classification":
         return
     for name, y in targets.items():
-        ids = class_ids(y)
-        ids = ids[ids != -100] if y.ndim >= 2 and y.dtype.kind in "iu" else ids
+        ids = target_ids(y, n_outputs)
         if not len(ids):
             continue
         low, high = int(ids.min()), int(ids.max())
@@ -169,8 +168,14 @@ class LabelNoise:
     pool: np.ndarray  # targets of the train eval sample, one row per sample, as the pipeline yields them
     seed: int
 
-    def pick(self, fields: list[np.ndarray]) -> np.ndarray:
-        """Row of ``pool`` for each sample of a batch whose inputs are ``fields`` (numpy)."""
+    def pick(self, fields: "list[np.ndarray] | dict[str, np.ndarray]") -> np.ndarray:
+        """Row of ``pool`` for each sample of a batch whose inputs are ``fields`` (numpy; named
+        fields have their padding made equal first, and the hash ignores trailing zeros, so a
+        sample gets one label however its batch was padded)."""
+        if isinstance(fields, dict):
+            from .splits import canonical_fields
+
+            fields = list(canonical_fields(fields).values())
         n = len(fields[0])
         h = np.zeros(n, dtype=np.uint64)
         for i, f in enumerate(fields):
@@ -182,7 +187,7 @@ class LabelNoise:
                 h = h * np.uint64(0x9E3779B97F4A7C15) + canon.hashes(flat, full=True)
         return ((h >> np.uint64(11)) % np.uint64(len(self.pool))).astype(np.int64)
 
-    def targets(self, fields: list[np.ndarray]) -> np.ndarray:
+    def targets(self, fields: "list[np.ndarray] | dict[str, np.ndarray]") -> np.ndarray:
         return self.pool[self.pick(fields)]
 
 

@@ -37,10 +37,10 @@ import numpy as np
 from ..checks.labels import class_ids
 from ..errors import SetupError, TrainSanityError
 from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, first_line
-from .batches import describe, tree_leaves, tree_map
+from .batches import describe, tree_map
 from .keras_data import _tf
 from .keras_step import StepRecord, predictions, resolve_device
-from .splits import Split, as_numpy
+from .splits import Split, as_numpy, named_fields
 
 UPDATE_EVERY = 4  # as torch: ||update|| / ||weights|| and the momentum norm on every 4th step
 
@@ -331,8 +331,7 @@ class KerasAdapter(Adapter):
         return metric, loss_sum / max(n, 1), pred
 
     def _relabel(self, batch: Any, noise: LabelNoise) -> Any:
-        fields = [np.asarray(v) for v in tree_leaves(self.form.inputs(batch))]
-        target = noise.targets(fields)
+        target = noise.targets(named_fields(self.form, batch, np.asarray))
         return self.form.with_target(batch, self._targets(target) if self.arrays else self.tf.convert_to_tensor(target))
 
     def _core(self, batch: Any, sampled: bool) -> Any:
@@ -396,7 +395,7 @@ class KerasAdapter(Adapter):
         self._base.assign(self._start_lr)
         saved = self._Y.numpy() if self.arrays else None
         if noise is not None and self.arrays:  # the random-label probe trains and measures on these
-            fields = [as_numpy(leaf, "X") for leaf in tree_leaves(self.train_split.X)]
+            fields = named_fields(self.form, (self.train_split.X, None), lambda v: as_numpy(v, "X"))
             self._Y.assign(self._targets(noise.targets(fields)))
         try:
             with self.tf.device(self.device):

@@ -135,11 +135,8 @@ class EvalSample:
             fields: dict[str, list[np.ndarray]] = {}
             targets = []
             for batch in batches:
-                for name, value in self.form.inputs(batch).items():
-                    leaves = tree_leaves(value)
-                    for i, leaf in enumerate(leaves):
-                        key = name if len(leaves) == 1 else f"{name}[{i}]"
-                        fields.setdefault(key, []).append(self.to_numpy(leaf))
+                for key, value in named_fields(self.form, batch, self.to_numpy).items():
+                    fields.setdefault(key, []).append(value)
                 targets.append(self.to_numpy(self.form.target(batch)))
             self._numpy = ({k: _concat_padded(v) for k, v in fields.items()}, _concat_padded(targets))
         return self._numpy
@@ -153,6 +150,16 @@ def _row_bytes(column: Any) -> int:
     if size is None and hasattr(column, "element_size"):  # a torch tensor
         size = column.element_size() * column.numel()
     return int(size or 0) // int(shape[0])
+
+
+def named_fields(form: BatchForm, batch: Any, to_numpy: Callable[[Any], np.ndarray]) -> dict[str, np.ndarray]:
+    """A batch's input fields as numpy by name (``name[i]`` for the leaves of a nested field)."""
+    out = {}
+    for name, value in form.inputs(batch).items():
+        leaves = tree_leaves(value)
+        for i, leaf in enumerate(leaves):
+            out[name if len(leaves) == 1 else f"{name}[{i}]"] = to_numpy(leaf)
+    return out
 
 
 def _concat_padded(parts: list[np.ndarray]) -> np.ndarray:
@@ -498,10 +505,46 @@ def open_splits(setup: Any, names: tuple[str, ...] = ("train", "val", "test")) -
     return {n: open_split(n, given[n], setup, input_names) for n in ("train", "val", "test") if n in names and n in given}
 
 
-def fields_rows(fields: Mapping[str, np.ndarray]) -> np.ndarray:
+def mask_field(fields: Mapping[str, np.ndarray]) -> str | None:
+    """The attention mask among the input fields: an integer or bool field named like a mask."""
+    return next((k for k, v in fields.items() if "mask" in k.lower() and v.dtype.kind in "biu" and v.ndim == 2), None)
+
+
+def canonical_fields(fields: Mapping[str, np.ndarray], widths: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Input fields with what is padding made equal: positions an attention mask marks 0 are 0
+    in every field of the mask's shape (pad ids differ between tokenizers), and, with ``widths``,
+    each field is zero-padded to that many positions along its second axis (batches padded to
+    their own longest sample). So one sentence is one sample however its batch was padded."""
+    out = dict(fields)
+    mask = mask_field(fields)
+    if mask is not None:
+        keep = fields[mask] != 0
+        for name, value in fields.items():
+            if name != mask and value.shape[:2] == keep.shape:
+                out[name] = np.where(keep.reshape(keep.shape + (1,) * (value.ndim - 2)), value, np.zeros((), value.dtype))
+    if widths:
+        for name, value in out.items():
+            if value.ndim >= 2 and widths.get(name, value.shape[1]) > value.shape[1]:
+                out[name] = np.pad(value, [(0, 0), (0, widths[name] - value.shape[1])] + [(0, 0)] * (value.ndim - 2))
+    return out
+
+
+def common_widths(*fields: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """The widest second axis of each field over several splits (what to pad every one to)."""
+    out: dict[str, int] = {}
+    for group in fields:
+        for name, value in group.items():
+            if value.ndim >= 2:
+                out[name] = max(out.get(name, 0), value.shape[1])
+    return out
+
+
+def fields_rows(fields: Mapping[str, np.ndarray], widths: Mapping[str, int] | None = None) -> np.ndarray:
     """One row per sample over every input field (flattened, side by side): how a sample is
-    identified. One field is returned as a view; several share the widest exact dtype
-    (float64 when any field is floating, else int64)."""
+    identified (padding made equal: ``canonical_fields``). One field is returned as a view;
+    several share the widest exact dtype (float64 when any field is floating, else int64)."""
+    if len(fields) > 1 or widths:
+        fields = canonical_fields(fields, widths)
     arrays = list(fields.values())
     if len(arrays) == 1:
         return arrays[0]

@@ -31,9 +31,9 @@ import numpy as np
 from ..checks.labels import class_ids
 from ..errors import SetupError, TrainSanityError
 from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, first_line
-from .batches import describe, tree_leaves, tree_map
+from .batches import describe, tree_map
 from .lightning import is_hugging_face, is_lightning
-from .splits import Split, as_numpy
+from .splits import Split, as_numpy, named_fields
 from .torch_data import _torch, tensor_to_numpy, to_device
 from .torch_record import StepRecord
 from .torch_step import TorchStep, batch_text, first_layer, predictions, resolve_device
@@ -382,8 +382,7 @@ class TorchAdapter(TorchStep, Adapter):
 
     def _relabel(self, batch: Any, noise: LabelNoise) -> Any:
         """The batch with the random-label probe's targets (picked by a hash of its inputs)."""
-        fields = [tensor_to_numpy(v) for v in tree_leaves(self.form.inputs(batch))]
-        idx = self.torch.as_tensor(noise.pick(fields), device=self._pool(noise).device)
+        idx = self.torch.as_tensor(noise.pick(named_fields(self.form, batch, tensor_to_numpy)), device=self._pool(noise).device)
         return self.form.with_target(batch, self._pool(noise)[idx])
 
     def _pool(self, noise: LabelNoise) -> Any:
@@ -461,7 +460,7 @@ class TorchAdapter(TorchStep, Adapter):
 
     def _noise_Y(self, noise: LabelNoise) -> Any:
         if getattr(self, "_noise_cache", (None, None))[0] is not noise:
-            fields = [as_numpy(leaf, "X") for leaf in tree_leaves(self.train_split.X)]
+            fields = named_fields(self.form, (self.train_split.X, None), lambda v: as_numpy(v, "X"))
             idx = self.torch.as_tensor(noise.pick(fields), device=self.device)
             self._noise_cache = (noise, self._pool(noise)[idx])
         return self._noise_cache[1]

@@ -12,6 +12,20 @@ def class_ids(y: np.ndarray) -> np.ndarray:
     return np.asarray(y).reshape(len(y)).astype(np.int64)
 
 
+def target_ids(y: np.ndarray, n_outputs: int) -> np.ndarray:
+    """The class ids a classification target holds, whatever its form: ids per sample; one-hot or
+    probability rows (as wide as the outputs); or ids per position (token-level targets, -100 at
+    ignored positions, which are dropped)."""
+    if y.ndim >= 2 and y.shape[-1] > 1:
+        flat = y.reshape(len(y), -1)
+        one_hot = y.shape[-1] == n_outputs and (y.dtype.kind == "f" or (
+            flat.size > 0 and flat.min() >= 0 and flat.max() <= 1 and bool((y.sum(axis=-1) == 1).all())))
+        if not one_hot and y.dtype.kind in "iu":
+            ids = y.reshape(-1).astype(np.int64)
+            return ids[ids != -100]
+    return class_ids(y)
+
+
 def class_shares(ids: np.ndarray, classes: int) -> np.ndarray:
     """Each class's share of ``ids`` (ids outside [0, classes) are not counted)."""
     ids = ids[(ids >= 0) & (ids < classes)]

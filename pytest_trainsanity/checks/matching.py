@@ -41,6 +41,10 @@ WINDOW_SAMPLE = 1024
 WINDOW_COLLISIONS = 0.01  # a window is used when it merges at most 1% more sample rows than the full rows do
 
 
+class WidthMismatch(ValueError):
+    """Samples of different sizes met in one comparison (e.g. batches padded to their own length)."""
+
+
 def common_dtype(dtypes: Iterable[np.dtype]) -> np.dtype:
     """float32 when every split is float32 (or narrower ints), float64 when any split needs it, int64 for ids."""
     dts = [np.dtype(d) for d in dtypes]
@@ -85,7 +89,7 @@ class Canon:
         """One row per sample (a view), of this canon's width."""
         flat = X.reshape(len(X), -1)
         if flat.shape[1] != self.width:
-            raise ValueError(f"samples have {flat.shape[1]} values but the first split's have {self.width}")
+            raise WidthMismatch(f"samples have {flat.shape[1]} values but the first split's have {self.width}")
         return flat
 
     def flat(self, X: np.ndarray) -> np.ndarray:

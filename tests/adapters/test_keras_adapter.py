@@ -173,3 +173,25 @@ def test_misuse_is_one_clear_error(digits) -> None:
                                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)), device="cuda")
     with pytest.raises(SetupError, match="not a Keras optimizer name"):
         check_epoch1_overfit(TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer="adamw2", loss="mse"))
+
+
+def test_the_users_step_and_dict_inputs(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    keras.utils.set_random_seed(0)
+    inputs = {"left": keras.Input((32,), name="left"), "right": keras.Input((32,), name="right")}
+    hidden = keras.layers.Dense(64, activation="relu")(keras.layers.Concatenate()([inputs["left"], inputs["right"]]))
+    model = keras.Model(inputs, keras.layers.Dense(10)(hidden))
+    calls = []
+
+    def step(model, batch):  # the user's own loss: label smoothing on one-hot targets
+        calls.append(1)
+        x, y = batch
+        onehot = tf.one_hot(tf.cast(y, tf.int32), 10)
+        return keras.losses.categorical_crossentropy(onehot, model(x, training=True), from_logits=True, label_smoothing=0.1)
+
+    split = lambda X, y: tf.data.Dataset.from_tensor_slices(({"left": X[:, :32], "right": X[:, 32:]}, y))  # noqa: E731
+    setup = TrainSetup(model=model, train=split(Xtr, ytr).batch(32), val=split(Xv, yv).batch(120),
+                       optimizer=keras.optimizers.Adam(1e-3), step=step)
+    report = check_epoch1_overfit(setup, probes=False, epochs=2)
+    assert report.passed and report.metrics["val_metric"] > 0.8 and calls
+    assert "(dict, y) batches with inputs {left, right} from a tf.data.Dataset (its own batches); loss from TrainSetup(step=...)" in report.message

@@ -163,3 +163,31 @@ def test_a_datamodule_is_prepared_once_and_fills_the_missing_splits(digits) -> N
     assert calls == ["prepare", "fit", "test"]
     with pytest.raises(SetupError, match="no_epoch1_overfit needs TrainSetup.model=...."):
         check_epoch1_overfit(TrainSetup(datamodule=Data()))
+
+
+def test_token_level_targets_ignore_minus_100() -> None:
+    """(batch, tokens, classes) logits against (batch, tokens) labels with -100 at padding, as
+    Hugging Face token classification yields them: accuracy counts the real tokens only."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 20, (300, 12))
+    labels = (ids % 3).astype(np.int64)
+    labels[:, 9:] = -100  # padding
+    ids[:, 9:] = 0
+
+    class Tagger(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.emb, self.out = torch.nn.Embedding(20, 16), torch.nn.Linear(16, 3)
+
+        def forward(self, input_ids):
+            return self.out(self.emb(input_ids))
+
+    model = Tagger()
+    loss = lambda logits, y: torch.nn.functional.cross_entropy(logits.reshape(-1, 3), y.reshape(-1))  # noqa: E731
+    pairs = lambda a, b: [{"input_ids": torch.as_tensor(i), "labels": torch.as_tensor(t)} for i, t in zip(a, b)]  # noqa: E731
+    setup = TrainSetup(model=model, train=DataLoader(pairs(ids[:240], labels[:240]), batch_size=16, shuffle=True),
+                       val=DataLoader(pairs(ids[240:], labels[240:]), batch_size=30),
+                       optimizer=torch.optim.Adam(model.parameters(), 3e-2), loss=loss)
+    report = check_epoch1_overfit(setup, epochs=5, probes=False)
+    assert report.metrics["val_metric"] > 0.95 and report.metrics["chance"] == pytest.approx(1 / 3)

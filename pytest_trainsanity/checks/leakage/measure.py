@@ -18,7 +18,7 @@ import numpy as np
 
 from ..labels import class_ids
 from ..features import FeatureLeak, target_columns
-from ..matching import NEAR_THRESHOLD, Canon, Reference, common_dtype, group_ids
+from ..matching import NEAR_THRESHOLD, Canon, Reference, WidthMismatch, common_dtype, group_ids
 
 EXAMPLES = 5
 TARGET_LIFT = 0.95  # a column alone gets 95% of the way from the majority baseline to perfect
@@ -163,7 +163,7 @@ def find_leakage(
     if first is not None:
         widths.add(int(np.prod(first[0].shape[1:], dtype=np.int64)))
     if len(widths) > 1:
-        raise ValueError(f"the splits' samples have different sizes: {sorted(widths)} values")
+        raise WidthMismatch(f"the splits' samples have different sizes: {sorted(widths)} values")
     canon = Canon(common_dtype(dtypes or [np.float64]), widths.pop() if widths else 0, seed=seed ^ 0x5EED)
     if head.arrays is not None and ref_arrays:  # every key-hash match can be verified on the rows
         canon.choose_window(next(iter(ref_arrays.values()))[0])
@@ -217,6 +217,8 @@ def _read(split: SplitInput) -> tuple[np.ndarray, np.ndarray]:
     parts = list(split.blocks())
     if not parts:
         raise ValueError(f"{split.name} is empty")
+    if len({p[0].shape[1:] for p in parts}) > 1:
+        raise WidthMismatch(f"the {split.name} split's samples have different sizes: {sorted({p[0].shape[1:] for p in parts})}")
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 

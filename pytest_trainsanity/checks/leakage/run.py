@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from ...adapters.splits import Split, fields_rows, open_splits
+from ...adapters.splits import Split, common_widths, fields_rows, open_splits
 from ...errors import SetupError, UsageError
 from ...report import CheckReport
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
 from ..runner import Prepared
+from ..matching import WidthMismatch
 from . import measure as leakage
 
 MARKER = "no_leakage"
@@ -29,11 +30,11 @@ def prepare(setup: TrainSetup, options: CheckOptions, settings: RunSettings, hoo
     return p
 
 
-def _inputs(p: Prepared) -> list[leakage.SplitInput]:
+def _inputs(p: Prepared, widths: dict[str, int] | None = None) -> list[leakage.SplitInput]:
     inputs = []
     for name, split in p.splits.items():
         arrays = _arrays(split)
-        inputs.append(leakage.SplitInput(name, lambda s=split: ((fields_rows(f), y) for f, y in s.blocks()), arrays,
+        inputs.append(leakage.SplitInput(name, lambda s=split: ((fields_rows(f, widths), y) for f, y in s.blocks()), arrays,
                                          rereadable=not split.one_shot))
         n = split.n_samples()
         for what in ("groups", "timestamps"):
@@ -59,13 +60,23 @@ def _arrays(split: Split) -> tuple[np.ndarray, np.ndarray] | None:
 
 def run(p: Prepared) -> CheckReport:
     opts = p.options
-    try:
-        result = leakage.find_leakage(
-            _inputs(p), near=opts.near_duplicates, threshold=opts.threshold,
+
+    def find(widths: dict[str, int] | None) -> leakage.LeakageResult:
+        return leakage.find_leakage(
+            _inputs(p, widths), near=opts.near_duplicates, threshold=opts.threshold,
             groups=p.setup.groups, timestamps=p.setup.timestamps,
             classification=p.setup.task == "classification", max_overlap=opts.max_overlap,
             within_split=opts.within_split, seed=p.settings.seed,
         )
+
+    try:
+        try:
+            result = find(None)
+        except WidthMismatch:
+            if any(s.one_shot or s.in_memory for s in p.splits.values()):
+                raise  # arrays of different widths are different features, not padding
+            # batches padded to their own longest sample: read once more for the widest, pad all to it
+            result = find(common_widths(*(f for s in p.splits.values() for f, _ in s.blocks())))
     except UsageError:
         raise
     except ValueError as exc:  # the splits do not fit together (sample sizes, label shapes)

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 
 from ...adapters.base import LabelNoise
-from ...adapters.splits import fields_rows
+from ...adapters.splits import common_widths, fields_rows
 from ...report import CheckReport, cause_lines
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
 from .. import duplicates, features
-from ..labels import class_ids
+from ..labels import target_ids
 from ..normalization.measure import check_fields
 from ..runner import Prepared, extra_causes, prepare_training, sample_lines
 from . import measure as overfit
@@ -48,17 +48,19 @@ def run(p: Prepared) -> CheckReport:
             noisy = adapter.train(epochs=opts.epochs, noise=noise, max_steps=p.settings.max_steps)
             p.pass_label("lr/10 probe")
             low = adapter.train(epochs=opts.epochs, lr_scale=0.1, max_steps=p.settings.max_steps)
-    Xt, Xv = fields_rows(train_fields), fields_rows(val_fields)
+    widths = common_widths(train_fields, val_fields) if _ragged(train_fields, val_fields) else None
+    Xt, Xv = fields_rows(train_fields, widths), fields_rows(val_fields, widths)
     cross = duplicates.cross_split(Xt, Xv, yt_raw, yv_raw)
     chance = majority = noise_chance = val_clean = val_on_overlap = batch_mix = None
     n_classes = leak = None
     if classification:
-        yt, yv = class_ids(yt_raw), class_ids(yv_raw)
         n_classes = max(info.n_outputs, 2)
+        yt, yv = target_ids(yt_raw, info.n_outputs), target_ids(yv_raw, info.n_outputs)
         chance = 1.0 / n_classes
         majority = float(np.mean(yv == np.bincount(yt).argmax()))
         if noise is not None:
-            noise_chance = float(np.bincount(class_ids(noise.targets(list(train_fields.values())))).max() / len(yt))
+            noise_ids = target_ids(noise.targets(train_fields), info.n_outputs)
+            noise_chance = float(np.bincount(noise_ids).max() / max(len(noise_ids), 1))
         pred = np.asarray(main.val_pred)
         if pred.shape == yv.shape:
             correct = pred == yv
@@ -66,7 +68,7 @@ def run(p: Prepared) -> CheckReport:
             overlap[cross.overlap_b] = True
             if overlap.any() and (~overlap).any():
                 val_clean, val_on_overlap = float(correct[~overlap].mean()), float(correct[overlap].mean())
-        if len(train_fields) == 1:
+        if len(train_fields) == 1 and len(yt) == len(Xt) and len(yv) == len(Xv):  # one label per sample
             leak = features.single_feature_leak(Xt, yt, Xv, yv, seed)
         batch_mix = _batch_mix(main.label_counts, yt, n_classes)
     m = overfit.OverfitMeasurements(
@@ -91,6 +93,11 @@ def run(p: Prepared) -> CheckReport:
         MARKER, result.passed, message(p, m, result, info, samples), result.metrics,
         [c.to_dict() for c in result.likely], key=("train_metric", "val_metric", "gap"),
     )
+
+
+def _ragged(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    """Whether the two samples' fields differ in size (batches padded to their own length)."""
+    return any(a[k].shape[1:] != b[k].shape[1:] for k in a if k in b)
 
 
 def _count(p: Prepared, name: str, samples: dict[str, Any]) -> int:

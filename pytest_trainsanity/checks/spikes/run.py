@@ -249,14 +249,18 @@ def _collapse_fix(c: spikes.Collapse | None, p: Prepared) -> str:
     assert c is not None
     text = f"the schedule advances once per optimizer step ({c.steps_per_epoch} steps per epoch)"
     if c.halving_steps:
-        text += f" and halves the lr every {c.halving_steps:.3g} steps ({c.steps_per_epoch / c.halving_steps:.3g} times per epoch)"
-    per_epoch = ("use a keras.callbacks.LearningRateScheduler" if p.adapter is not None and p.adapter.framework == "tensorflow"
-                 else "step the scheduler once per epoch (TrainSetup(scheduler_step='epoch'))")
-    return (
-        text + ". If the decay was meant per epoch, count it in steps (Keras ExponentialDecay: decay_steps = "
-        f"epochs_per_decay x {c.steps_per_epoch}) or {per_epoch}; otherwise raise the floor (a minimum lr) or "
-        "slow the decay."
-    )
+        every = "step" if abs(c.halving_steps - 1) < 0.05 else f"{c.halving_steps:.3g} steps"
+        text += f" and halves the lr every {every} ({c.steps_per_epoch / c.halving_steps:.3g} times per epoch)"
+    adapter = p.adapter
+    if adapter is not None and adapter.framework == "tensorflow":
+        per_epoch = ("count it in steps (Keras ExponentialDecay: decay_steps = epochs_per_decay x "
+                     f"{c.steps_per_epoch}) or use a keras.callbacks.LearningRateScheduler")
+    elif getattr(adapter, "lightning", False) and p.setup.optimizer is None:
+        per_epoch = (f"set \"interval\": \"epoch\" in the lr_scheduler config that "
+                     f"{type(p.setup.model).__name__}.configure_optimizers() returns")
+    else:
+        per_epoch = "step the scheduler once per epoch (TrainSetup(scheduler_step='epoch'))"
+    return text + f". If the decay was meant per epoch, {per_epoch}; otherwise raise the floor (a minimum lr) or slow the decay."
 
 
 def _plot(p: Prepared, trace: Any, series: np.ndarray, found: spikes.Detection, metric: str) -> str | None:

@@ -263,50 +263,64 @@ def restorer(model: Any, opt: Any) -> Side:
     return restore
 
 
-def bench_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> float:
-    Xtr, Xv, ytr, yv = split
-    tensors = tuple(torch.as_tensor(a) for a in (Xtr, ytr, Xv, yv))
-    bare_model = mlp(torch, 64, 256, 256, 10)
-    bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3)
-    steps_model = mlp(torch, 64, 256, 256, 10)
-    steps_opt = torch.optim.Adam(steps_model.parameters(), lr=1e-3)
-    adapter, steps_adapter = make_adapter(torch, split), make_adapter(torch, split)
-    # steps only: this instance's end-of-epoch evaluation becomes a no-op (the class is untouched)
+def compare_epochs(adapters: tuple[Any, Any], bare: tuple[Side, Side], bare_steps: tuple[Side, Side]) -> dict[str, Any]:
+    """Alternate the four sides of sections 1 and 1b: bare loop and adapter, each with and without
+    its end-of-epoch evaluation (the second adapter's evaluation is a no-op on that instance)."""
+    adapter, steps_adapter = adapters
     steps_adapter._measure = lambda name, noise=None: (0.0, 0.0, np.zeros(0))
-    bare = bare_epoch(torch, bare_model, bare_opt, tensors, evaluate=True)
-    reset_bare, reset_steps = restorer(bare_model, bare_opt), restorer(steps_model, steps_opt)
     with adapter, steps_adapter:
         trace = adapter.train(epochs=1)
-        reset_bare()
-        bare_acc = bare()
+        bare[0]()
+        bare_acc = bare[1]()
         times = alternate(
             {
-                "bare": (reset_bare, bare),
+                "bare": bare,
                 "adapter": (no_prep, lambda: adapter.train(epochs=1)),
-                "bare_steps": (reset_steps, bare_epoch(torch, steps_model, steps_opt, tensors, evaluate=False)),
+                "bare_steps": bare_steps,
                 "adapter_steps": (no_prep, lambda: steps_adapter.train(epochs=1)),
             },
             WARMUP_ROUNDS,
             TIMED_ROUNDS,
         )
-    same = bool(np.allclose(bare_acc, (trace.final_train, trace.final_val)))
     med = {name: statistics.median(t) for name, t in times.items()}
-    ratio = med["adapter"] / med["bare"]
-    steps_ratio = med["adapter_steps"] / med["bare_steps"]
-    print(f"1. instrumented epoch vs bare loop ({trace.steps} steps of {BATCH}, 1437 train / 360 val; "
-          f"median of {TIMED_ROUNDS} alternating rounds after {WARMUP_ROUNDS} warm-up)")
-    print(f"   bare loop + eval      {ms(med['bare'])}   (min {ms(min(times['bare']))})")
-    print(f"   adapter.train(1)      {ms(med['adapter'])}   (min {ms(min(times['adapter']))})")
-    print(f"   ratio {ratio:.3f}x   target <= {ADAPTER_TARGET:.2f}x   {verdict(ratio, ADAPTER_TARGET)}")
+    return {"trace": trace, "bare_acc": bare_acc, "times": times, "med": med,
+            "ratio": med["adapter"] / med["bare"], "steps_ratio": med["adapter_steps"] / med["bare_steps"],
+            "same": bool(np.allclose(bare_acc, (trace.final_train, trace.final_val)))}
+
+
+def report_epochs(r: dict[str, Any], bare_label: str, adapter_label: str) -> None:
+    med, times, trace, bare_acc = r["med"], r["times"], r["trace"], r["bare_acc"]
+    print(f"   {bare_label:33s}{ms(med['bare'])}   (min {ms(min(times['bare']))})")
+    print(f"   {adapter_label:33s}{ms(med['adapter'])}   (min {ms(min(times['adapter']))})")
+    print(f"   ratio {r['ratio']:.3f}x   target <= {ADAPTER_TARGET:.2f}x   {verdict(r['ratio'], ADAPTER_TARGET)}")
     print(f"   steps only: bare {ms(med['bare_steps']).strip()}, adapter (eval stubbed) "
-          f"{ms(med['adapter_steps']).strip()}, ratio {steps_ratio:.3f}x   target <= {ADAPTER_TARGET:.2f}x   "
-          f"{verdict(steps_ratio, ADAPTER_TARGET)}")
+          f"{ms(med['adapter_steps']).strip()}, ratio {r['steps_ratio']:.3f}x")
     print(f"   per step: {1e6 * (med['adapter_steps'] - med['bare_steps']) / trace.steps:+.0f} us on top of the "
           f"bare step's {1e6 * med['bare_steps'] / trace.steps:.0f} us")
     print(f"   same numbers: bare train/val acc {bare_acc[0]:.4f}/{bare_acc[1]:.4f}, adapter "
-          f"{trace.final_train:.4f}/{trace.final_val:.4f} -> {'identical' if same else 'DIFFERENT'}")
+          f"{trace.final_train:.4f}/{trace.final_val:.4f} -> {'identical' if r['same'] else 'DIFFERENT'}")
     print()
-    return ratio
+
+
+def bare_models(torch: Any) -> tuple[Any, Any]:
+    """The bare side's model and optimizer, the same as the adapter side's."""
+    model = mlp(torch, 64, 256, 256, 10)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def bench_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> float:
+    Xtr, Xv, ytr, yv = split
+    tensors = tuple(torch.as_tensor(a) for a in (Xtr, ytr, Xv, yv))
+    (bare_model, bare_opt), (steps_model, steps_opt) = bare_models(torch), bare_models(torch)
+    r = compare_epochs(
+        (make_adapter(torch, split), make_adapter(torch, split)),
+        (restorer(bare_model, bare_opt), bare_epoch(torch, bare_model, bare_opt, tensors, evaluate=True)),
+        (restorer(steps_model, steps_opt), bare_epoch(torch, steps_model, steps_opt, tensors, evaluate=False)),
+    )
+    print(f"1. instrumented epoch vs bare loop ({r['trace'].steps} steps of {BATCH}, 1437 train / 360 val; "
+          f"median of {TIMED_ROUNDS} alternating rounds after {WARMUP_ROUNDS} warm-up)")
+    report_epochs(r, "bare loop + eval", "adapter.train(1)")
+    return r["ratio"]
 
 
 # ---------------------------------------------------------------- 1b. the same on a DataLoader
@@ -357,43 +371,16 @@ def bench_loader(torch: Any, split: tuple[np.ndarray, ...]) -> float:
     Xtr, Xv, ytr, yv = split
     tensors = tuple(torch.as_tensor(a) for a in (Xtr, ytr, Xv, yv))
     loader = DataLoader(TensorDataset(tensors[0], tensors[1]), batch_size=BATCH, shuffle=True)
-    bare_model = mlp(torch, 64, 256, 256, 10)
-    bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3)
-    steps_model = mlp(torch, 64, 256, 256, 10)
-    steps_opt = torch.optim.Adam(steps_model.parameters(), lr=1e-3)
-    adapter, steps_adapter = make_loader_adapter(torch, loader, (Xv, yv)), make_loader_adapter(torch, loader, (Xv, yv))
-    steps_adapter._measure = lambda name, noise=None: (0.0, 0.0, np.zeros(0))
-    bare = bare_loader_epoch(torch, bare_model, bare_opt, loader, tensors, evaluate=True)
-    reset_bare, reset_steps = restorer(bare_model, bare_opt), restorer(steps_model, steps_opt)
-    with adapter, steps_adapter:
-        trace = adapter.train(epochs=1)
-        reset_bare()
-        bare_acc = bare()
-        times = alternate(
-            {
-                "bare": (reset_bare, bare),
-                "adapter": (no_prep, lambda: adapter.train(epochs=1)),
-                "bare_steps": (reset_steps, bare_loader_epoch(torch, steps_model, steps_opt, loader, tensors, evaluate=False)),
-                "adapter_steps": (no_prep, lambda: steps_adapter.train(epochs=1)),
-            },
-            WARMUP_ROUNDS,
-            TIMED_ROUNDS,
-        )
-    same = bool(np.allclose(bare_acc, (trace.final_train, trace.final_val)))
-    med = {name: statistics.median(t) for name, t in times.items()}
-    ratio = med["adapter"] / med["bare"]
-    steps_ratio = med["adapter_steps"] / med["bare_steps"]
-    print(f"1b. the same on a DataLoader (TensorDataset, batch {BATCH}, shuffle=True; {trace.steps} steps; "
+    (bare_model, bare_opt), (steps_model, steps_opt) = bare_models(torch), bare_models(torch)
+    r = compare_epochs(
+        (make_loader_adapter(torch, loader, (Xv, yv)), make_loader_adapter(torch, loader, (Xv, yv))),
+        (restorer(bare_model, bare_opt), bare_loader_epoch(torch, bare_model, bare_opt, loader, tensors, evaluate=True)),
+        (restorer(steps_model, steps_opt), bare_loader_epoch(torch, steps_model, steps_opt, loader, tensors, evaluate=False)),
+    )
+    print(f"1b. the same on a DataLoader (TensorDataset, batch {BATCH}, shuffle=True; {r['trace'].steps} steps; "
           f"median of {TIMED_ROUNDS} alternating rounds after {WARMUP_ROUNDS} warm-up)")
-    print(f"   bare loop over the loader + eval   {ms(med['bare'])}   (min {ms(min(times['bare']))})")
-    print(f"   adapter.train(1) over the loader   {ms(med['adapter'])}   (min {ms(min(times['adapter']))})")
-    print(f"   ratio {ratio:.3f}x   target <= {ADAPTER_TARGET:.2f}x   {verdict(ratio, ADAPTER_TARGET)}")
-    print(f"   steps only: bare {ms(med['bare_steps']).strip()}, adapter (eval stubbed) "
-          f"{ms(med['adapter_steps']).strip()}, ratio {steps_ratio:.3f}x")
-    print(f"   same numbers: bare train/val acc {bare_acc[0]:.4f}/{bare_acc[1]:.4f}, adapter "
-          f"{trace.final_train:.4f}/{trace.final_val:.4f} -> {'identical' if same else 'DIFFERENT'}")
-    print()
-    return ratio
+    report_epochs(r, "bare loop over the loader + eval", "adapter.train(1) over the loader")
+    return r["ratio"]
 
 
 # ---------------------------------------------------------------- 2. collection with vs without the plugin

@@ -85,15 +85,7 @@ class KerasSplit(Split):
         return self._form
 
     def _guard(self, it: Iterator[Any]) -> Iterator[Any]:
-        while True:
-            try:
-                batch = next(it)
-            except StopIteration:
-                return
-            except SetupError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the user's dataset failed; say where, briefly
-                raise SetupError(f"Reading TrainSetup({self.name}=...) failed: {type(exc).__name__}: {exc}".split("\n")[0]) from None
+        for batch in super()._guard(it):
             if isinstance(batch, (tuple, list)) and len(batch) == 1:
                 batch = batch[0]  # a PyDataset may wrap a dict batch in a 1-tuple
             yield batch

@@ -299,6 +299,19 @@ class Split:
         """The batch form (detected from the first batch read)."""
         raise NotImplementedError
 
+    def _guard(self, it: Iterator[Any]) -> Iterator[Any]:
+        """The pipeline's batches, its own errors turned into one paragraph naming the split."""
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except SetupError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the user's dataset failed; say where, briefly
+                raise SetupError(f"Reading {self.where} failed: {type(exc).__name__}: {exc}".split("\n")[0]) from None
+            yield batch
+
     def rewind(self) -> None:
         """Put the pipeline's own random state (a loader's generator) back as it was at opening,
         so every pass and replay sees the same batches and the user's objects are left as found."""

@@ -324,13 +324,11 @@ class TorchAdapter(TorchStep, Adapter):
                              f"{first_line(exc)}. The model's first layer is {first_layer(self.model)}.") from None
 
     def _measure_sample(self, name: str, noise: LabelNoise | None) -> tuple[float, float, np.ndarray]:
+        """One forward per eval chunk; the sums leave the device once per chunk (a few per epoch)."""
         torch = self.torch
         self.model.eval()
         classification = self.setup.task == "classification"
-        n = 0
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.float64, device=self.device)
-        counted = torch.zeros((), dtype=torch.float64, device=self.device)
+        n, loss_sum, correct, counted = 0, 0.0, 0, 0
         sums: list[Any] = []
         preds = []
         with torch.no_grad(), self._quiet():
@@ -343,26 +341,25 @@ class TorchAdapter(TorchStep, Adapter):
                 size = int(target.shape[0])
                 loss = self._eval_loss(batch, out, pred, i)
                 if loss is not None:
-                    loss_sum += loss.detach().double() * size
+                    loss_sum += float(loss) * size
                 n += size
                 if classification:
                     ids, hit, valid = self._hits(pred, target)
-                    correct += hit
-                    counted += valid
+                    correct, counted = correct + int(hit), counted + int(valid)
                     preds.append(ids)
                 else:
                     y = target.reshape(size, -1).double()
                     p = (pred.reshape(target.shape) if pred.numel() == target.numel() else pred).reshape(size, -1).double()
                     sums.append(torch.stack([((y - p) ** 2).sum(0), y.sum(0), (y * y).sum(0)]))
                     preds.append(p if p.shape[1] > 1 else p[:, 0])
-        loss_value_ = float(loss_sum) / n if n else float("nan")
+        loss_mean = loss_sum / n if n else float("nan")
         if classification:
-            metric = float(correct / counted) if float(counted) else float("nan")
+            metric = correct / counted if counted else float("nan")
         else:
             s = torch.stack(sums).sum(0)
             total = float((s[2] - s[1] ** 2 / n).sum())
             metric = float(1.0 - float(s[0].sum()) / total) if total > 0 else float("nan")
-        return metric, loss_value_, tensor_to_numpy(torch.cat(preds)) if preds else np.zeros(0)
+        return metric, loss_mean, tensor_to_numpy(torch.cat(preds)) if preds else np.zeros(0)
 
     def _hits(self, pred: Any, target: Any) -> tuple[Any, Any, Any]:
         """(predicted ids, correct count, counted) of a classification batch; -100 targets are ignored."""
@@ -377,8 +374,10 @@ class TorchAdapter(TorchStep, Adapter):
             else:
                 ids = flat.argmax(dim=1)
             ids_t = ids_t.reshape(ids.shape[0], -1)[:, 0] if ids_t.ndim > 1 else ids_t
-        valid = ids_t != -100
-        return ids, ((ids == ids_t) & valid).sum().double(), valid.sum().double()
+        if ids_t.ndim > 1:  # token level: -100 marks positions that are not labels
+            valid = ids_t != -100
+            return ids, ((ids == ids_t) & valid).sum(), valid.sum()
+        return ids, (ids == ids_t).sum(), ids_t.shape[0]
 
     def _relabel(self, batch: Any, noise: LabelNoise) -> Any:
         """The batch with the random-label probe's targets (picked by a hash of its inputs)."""

@@ -141,21 +141,6 @@ class TorchSplit(Split):
         """One epoch of the training loader, batches exactly as it yields them."""
         return self._guard(iter(self.loader))
 
-    def _guard(self, it: Iterator[Any]) -> Iterator[Any]:
-        """The loader's own errors become one paragraph naming the split."""
-        while True:
-            try:
-                batch = next(it)
-            except StopIteration:
-                return
-            except SetupError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the user's dataset failed; say where, briefly
-                raise SetupError(
-                    f"Reading TrainSetup({self.name}=...) failed: {type(exc).__name__}: {exc}".split("\n")[0]
-                ) from None
-            yield batch
-
     def _reader(self, indices: np.ndarray | None) -> Iterator[Any]:
         """In-order batches of the given samples through the loader's own collate and workers
         (None: every sample; a stream is read as it comes)."""

@@ -93,6 +93,15 @@ def require_setup(marker: str, setup: Any, options: CheckOptions) -> TrainSetup:
     return setup
 
 
+def prepare_model_free(marker: str, setup: TrainSetup, options: CheckOptions, settings: RunSettings, hook: Any,
+                       nodeid: str | None, runner: Callable[[Prepared], CheckReport]) -> Prepared:
+    """Open every given split (a datamodule's too); nothing is read until the check runs."""
+    p = Prepared(marker, options, settings, hook, nodeid, runner, setup)
+    with p.reading():
+        p.splits = open_splits(setup)
+    return p
+
+
 def prepare_training(marker: str, setup: TrainSetup, options: CheckOptions, settings: RunSettings, hook: Any,
                      nodeid: str | None, runner: Callable[[Prepared], CheckReport], names: tuple[str, ...]) -> Prepared:
     """Open the splits a training check reads, read their eval samples, build and validate the

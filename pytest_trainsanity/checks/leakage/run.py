@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from ...adapters.splits import Split, common_widths, fields_rows, open_splits
+from ...adapters.splits import Split, common_widths, fields_rows
 from ...errors import SetupError, UsageError
 from ...report import CheckReport
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
-from ..runner import Prepared
+from ..runner import Prepared, prepare_model_free
 from ..matching import WidthMismatch
 from . import measure as leakage
 
@@ -24,10 +24,7 @@ MARKER = "no_leakage"
 
 
 def prepare(setup: TrainSetup, options: CheckOptions, settings: RunSettings, hook: Any, nodeid: str | None) -> Prepared:
-    p = Prepared(MARKER, options, settings, hook, nodeid, run, setup)
-    with p.reading():
-        p.splits = open_splits(setup)
-    return p
+    return prepare_model_free(MARKER, setup, options, settings, hook, nodeid, run)
 
 
 def _inputs(p: Prepared, widths: dict[str, int] | None = None) -> list[leakage.SplitInput]:

@@ -14,18 +14,14 @@ from ...errors import SetupError
 from ...report import CheckReport
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
-from ...adapters.splits import open_splits
-from ..runner import Prepared
+from ..runner import Prepared, prepare_model_free
 from .measure import NormalizationResult, StatsAccumulator, field_role, is_integer_ids, judge
 
 MARKER = "inputs_normalized"
 
 
 def prepare(setup: TrainSetup, options: CheckOptions, settings: RunSettings, hook: Any, nodeid: str | None) -> Prepared:
-    p = Prepared(MARKER, options, settings, hook, nodeid, run, setup)
-    with p.reading():
-        p.splits = open_splits(setup)
-    return p
+    return prepare_model_free(MARKER, setup, options, settings, hook, nodeid, run)
 
 
 def run(p: Prepared) -> CheckReport:

@@ -15,10 +15,15 @@ import numpy as np
 
 
 @contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
+def seeded(seed: int, gpu: bool = False) -> Iterator[None]:
+    """``gpu``: the work may run on CUDA, so CUDA is initialised first when it is available (a
+    check on the GPU does so anyway): seeds queued before initialisation are applied, and the
+    state read here is exactly the one put back."""
     torch = sys.modules.get("torch")
     saved_py, saved_np = random.getstate(), np.random.get_state()
     saved_torch = torch.get_rng_state() if torch is not None else None
+    if gpu and torch is not None and torch.cuda.is_available() and not torch.cuda.is_initialized():
+        torch.cuda.init()
     saved_cuda = (
         torch.cuda.get_rng_state_all()
         if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()

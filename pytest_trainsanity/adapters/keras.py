@@ -45,6 +45,11 @@ from .splits import Split, as_numpy, named_fields
 UPDATE_EVERY = 4  # as torch: ||update|| / ||weights|| and the momentum norm on every 4th step
 
 
+def _per_position(out: np.ndarray, y: np.ndarray) -> bool:
+    """Integer targets with a label per position and outputs with the classes on the last axis."""
+    return y.dtype.kind in "iu" and y.ndim >= 2 and out.ndim == y.ndim + 1 and out.shape[1:-1] == y.shape[1:]
+
+
 class KerasAdapter(Adapter):
     framework = "tensorflow"
     progress_label = "training pass"
@@ -64,7 +69,10 @@ class KerasAdapter(Adapter):
         self.step = setup.step
         with tf.device(self.device):
             out = self._validate_forward()
-            self.n_outputs = int(np.prod(out.shape[1:])) if len(out.shape) > 1 else 1
+            head_y = np.asarray(self.form.target(self.samples["train"].head(2)))
+            self.per_position = _per_position(np.asarray(out), head_y)
+            self.n_outputs = (int(out.shape[-1]) if self.per_position else  # a label per position: classes last
+                              int(np.prod(out.shape[1:])) if len(out.shape) > 1 else 1)
             check_label_range({n: s.numpy()[1] for n, s in self.samples.items()}, self.setup.task, self.n_outputs,
                               sampled=any(s.sampled for s in self.samples.values()))
             self.params = list(model.trainable_variables)
@@ -74,6 +82,15 @@ class KerasAdapter(Adapter):
             self.loss_fn = self._loss(setup.loss) if self.step is None else None
             self._check_loss(out)
         self.scheduler = self._scheduler(setup.scheduler)
+        self.notes: list[str] = []
+        if not self.arrays and not self.train_split.reproducible():  # type: ignore[attr-defined]
+            self.notes.append(
+                "the tf.data pipeline yields other batches on every pass (a shuffle that reshuffles each iteration, "
+                "or a random op), so the probes and replays do not see the main pass's batches, and an unseeded "
+                "pipeline changes from run to run: for reproducible checks build it with shuffle(..., seed=..., "
+                "reshuffle_each_iteration=False), or give a keras PyDataset, whose order the check controls")
+        if getattr(self, "built_users_optimizer", False):
+            self.notes.append("the optimizer was unbuilt and could not be copied, so the check built it")
         self._fns: dict[tuple[str, bool], Any] = {}  # (kind, sampled?) -> the traced training step
         self._predict_fn: Any = None
 
@@ -93,6 +110,11 @@ class KerasAdapter(Adapter):
                 f"TrainSetup(optimizer={given!r}) is not usable with a Keras model; give a keras optimizer "
                 f"instance (keras.optimizers.Adam(1e-3)) or a name ('adam')."
             )
+        if not given.built:  # build a copy: the user's optimizer stays as it was (unbuilt)
+            try:
+                given = type(given).from_config(given.get_config())
+            except Exception:  # noqa: BLE001 - a custom schedule Keras cannot rebuild: build the user's own
+                self.built_users_optimizer = True
         if given.built:
             ours = {id(v) for v in self.params}
             tracked = getattr(given, "_trainable_variables", None) or []
@@ -264,6 +286,7 @@ class KerasAdapter(Adapter):
         notes = [f"{self.form.structure()} from {self.train_split.describe()}"]
         if self.step is not None:
             notes.append("loss from TrainSetup(step=...)")
+        notes += self.notes
         return ModelInfo(
             framework="keras",
             n_params=int(sum(np.prod(v.shape) for v in self.params)),
@@ -315,6 +338,12 @@ class KerasAdapter(Adapter):
             n += size
             outs.append(np.asarray(out))
             ys.append(np.asarray(y))
+        if self.setup.task == "classification" and self.per_position:  # tokens: -100 marks no label
+            hits = valid = 0
+            for out_b, y_b in zip(outs, ys):
+                ok = y_b != -100
+                hits, valid = hits + int(((out_b.argmax(axis=-1) == y_b) & ok).sum()), valid + int(ok.sum())
+            return hits / max(valid, 1), loss_sum / max(n, 1), np.zeros(0)
         out_np, y_np = np.concatenate(outs), np.concatenate(ys)
         if self.setup.task == "classification":
             flat = out_np.reshape(len(out_np), -1)

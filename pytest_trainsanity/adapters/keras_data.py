@@ -103,6 +103,16 @@ class KerasSplit(Split):
             return self._guard(self.source[i] for i in order)
         return self._guard(iter(self.dataset))
 
+    def reproducible(self) -> bool:
+        """Whether two passes over the dataset start with the same batch (reads two batches). An
+        unseeded ``shuffle`` or random op makes every pass, probe and replay see other data."""
+        if self.kind != "tf.data":
+            return True
+        first = [_numpy_tree(next(iter(self.dataset))) for _ in range(2)]
+        from .batches import tree_leaves
+
+        return all(np.array_equal(a, b) for a, b in zip(tree_leaves(first[0]), tree_leaves(first[1])))
+
     def steps(self) -> int | None:
         if self.kind == "pydataset":
             return len(self.source)

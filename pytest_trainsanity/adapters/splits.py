@@ -138,7 +138,7 @@ class EvalSample:
                 for key, value in named_fields(self.form, batch, self.to_numpy).items():
                     fields.setdefault(key, []).append(value)
                 targets.append(self.to_numpy(self.form.target(batch)))
-            self._numpy = ({k: _concat_padded(v) for k, v in fields.items()}, _concat_padded(targets))
+            self._numpy = ({k: _concat_padded(v) for k, v in fields.items()}, _concat_padded(targets, ignore=True))
         return self._numpy
 
 
@@ -162,14 +162,16 @@ def named_fields(form: BatchForm, batch: Any, to_numpy: Callable[[Any], np.ndarr
     return out
 
 
-def _concat_padded(parts: list[np.ndarray]) -> np.ndarray:
-    """Concatenate on the sample axis; trailing shapes that differ (dynamic padding) are padded with 0."""
+def _concat_padded(parts: list[np.ndarray], ignore: bool = False) -> np.ndarray:
+    """Concatenate on the sample axis; trailing shapes that differ (dynamic padding) are padded with 0,
+    or for integer targets (``ignore``) with -100, the index every loss ignores."""
     if len(parts) == 1:
         return parts[0]
     shapes = {p.shape[1:] for p in parts}
     if len(shapes) > 1 and len({len(s) for s in shapes}) == 1:
         top = tuple(max(s[d] for s in shapes) for d in range(len(next(iter(shapes)))))
-        parts = [np.pad(p, [(0, 0)] + [(0, t - s) for t, s in zip(top, p.shape[1:])]) for p in parts]
+        fill = -100 if ignore and parts[0].dtype.kind == "i" else 0
+        parts = [np.pad(p, [(0, 0)] + [(0, t - s) for t, s in zip(top, p.shape[1:])], constant_values=fill) for p in parts]
     return np.concatenate(parts)
 
 

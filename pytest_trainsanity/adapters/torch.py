@@ -44,6 +44,31 @@ NO_CAST = ("The plugin feeds batches exactly as the pipeline yields them (only m
            "(e.g. a transform that converts uint8 pixels with x.float() / 255).")
 
 
+def class_axis(pred: Any, target: Any) -> int | None:
+    """The axis of ``pred`` holding the classes when the target has a label per position: last for
+    (batch, tokens, classes) as Hugging Face yields them, 1 for (batch, classes, *positions) as
+    ``CrossEntropyLoss`` takes them (segmentation); None for a label per sample."""
+    if target.is_floating_point() or target.ndim < 2 or pred.ndim != target.ndim + 1:
+        return None
+    if tuple(pred.shape[1:-1]) == tuple(target.shape[1:]):
+        return -1
+    if tuple(pred.shape[2:]) == tuple(target.shape[1:]):
+        return 1
+    return None
+
+
+def _cat_padded(preds: list[Any]) -> np.ndarray:
+    """Predictions of every eval chunk as numpy; per-position predictions of batches padded to
+    their own length are padded with -1 to the longest."""
+    if not preds:
+        return np.zeros(0)
+    parts = [tensor_to_numpy(p) for p in preds]
+    if len({p.shape[1:] for p in parts}) > 1 and len({p.ndim for p in parts}) == 1:
+        top = [max(p.shape[d] for p in parts) for d in range(1, parts[0].ndim)]
+        parts = [np.pad(p, [(0, 0)] + [(0, t - n) for t, n in zip(top, p.shape[1:])], constant_values=-1) for p in parts]
+    return np.concatenate(parts)
+
+
 class TorchAdapter(TorchStep, Adapter):
     framework = "torch"
 
@@ -63,15 +88,19 @@ class TorchAdapter(TorchStep, Adapter):
         self.notes: list[str] = []
         self.lightning, self.hugging_face = is_lightning(model), is_hugging_face(model)
         self.optimizer, plan = self._optimizer_and_plan(setup)
-        self.scheduler = self._scheduler(plan.scheduler) if plan is not None else None
-        self.plan = plan if self.scheduler is not None else None
-        self.mode, self.loss_fn = self._loss_mode(setup)
-        self.train_split = data["train"]
-        self.arrays = self.train_split.kind == "arrays"
-        self.samples = {name: split.sample(settings.eval_samples, settings.seed) for name, split in data.items()}
-        self.form = self.samples["train"].form
-        self.batch_size = self.train_split.batch_size or setup.batch_size
-        self.n_outputs = self._validate_forward()
+        try:
+            self.scheduler = self._scheduler(plan.scheduler) if plan is not None else None
+            self.plan = plan if self.scheduler is not None else None
+            self.mode, self.loss_fn = self._loss_mode(setup)
+            self.train_split = data["train"]
+            self.arrays = self.train_split.kind == "arrays"
+            self.samples = {name: split.sample(settings.eval_samples, settings.seed) for name, split in data.items()}
+            self.form = self.samples["train"].form
+            self.batch_size = self.train_split.batch_size or setup.batch_size
+            self.n_outputs = self._validate_forward()
+        except BaseException:  # misuse found while preparing: the user's optimizer is left as it was
+            self.restore_user_optimizer()
+            raise
 
     # ------------------------------------------------------------ set-up checks
 
@@ -80,7 +109,7 @@ class TorchAdapter(TorchStep, Adapter):
         batch form, the output, the label range and the loss, each with its own clear error."""
         torch = self.torch
         sample = self.samples["train"]
-        batch = self._device(sample.head(2), shape_targets=False)
+        batch = self._device(sample.head(2), shape_targets=False, device=self.home)  # the model moves only on enter
         flags = [(m, m.training) for m in self.model.modules()]
         try:
             self.model.eval()
@@ -137,9 +166,9 @@ class TorchAdapter(TorchStep, Adapter):
                 f"{type(exc).__name__}: {first_line(exc)}.")
 
     def _outputs_of(self, pred: Any, target: Any) -> int:
-        if pred.ndim >= 3 or (pred.ndim == 2 and getattr(target, "ndim", 1) == 2 and not target.is_floating_point()
-                              and tuple(target.shape) == tuple(pred.shape[:2])):
-            return int(pred.shape[-1])  # token-level: classes on the last axis
+        axis = class_axis(pred, target)
+        if axis is not None:  # a label per position: the classes are on one axis
+            return int(pred.shape[axis])
         return int(pred.reshape(pred.shape[0], -1).shape[1])
 
     @contextlib.contextmanager
@@ -179,6 +208,7 @@ class TorchAdapter(TorchStep, Adapter):
         if self.device != self.home:
             self.model.to(self.home)
         self._load_snapshot()
+        self.restore_user_optimizer()
         for param, grad in self._grads:
             param.grad = grad
         for module, mode in self._flags:
@@ -221,18 +251,20 @@ class TorchAdapter(TorchStep, Adapter):
 
     # ------------------------------------------------------------ data
 
-    def _tensor(self, leaf: Any) -> Any:
+    def _tensor(self, leaf: Any, device: Any = None) -> Any:
         torch = self.torch
+        device = self.device if device is None else device
         if isinstance(leaf, torch.Tensor):
-            return leaf.to(self.device, non_blocking=True)
+            return leaf.to(device, non_blocking=True)
         if isinstance(leaf, np.ndarray):
-            return torch.as_tensor(leaf, device=self.device)  # dtype kept: no cast
+            return torch.as_tensor(leaf, device=device)  # dtype kept: no cast
         return leaf
 
-    def _device(self, batch: Any, shape_targets: bool = True) -> Any:
+    def _device(self, batch: Any, shape_targets: bool = True, device: Any = None) -> Any:
         """A batch on the device; arrays (which this adapter batches itself) get tensor targets in the
         loss's format. Inputs keep their dtype."""
-        batch = tree_map(self._tensor, batch) if self.arrays else to_device(batch, self.device)
+        device = self.device if device is None else device
+        batch = tree_map(lambda leaf: self._tensor(leaf, device), batch) if self.arrays else to_device(batch, device)
         if self.arrays and shape_targets:
             batch = self.form.with_target(batch, self._targets(self.form.target(batch)))
         return batch
@@ -359,13 +391,14 @@ class TorchAdapter(TorchStep, Adapter):
             s = torch.stack(sums).sum(0)
             total = float((s[2] - s[1] ** 2 / n).sum())
             metric = float(1.0 - float(s[0].sum()) / total) if total > 0 else float("nan")
-        return metric, loss_mean, tensor_to_numpy(torch.cat(preds)) if preds else np.zeros(0)
+        return metric, loss_mean, _cat_padded(preds)
 
     def _hits(self, pred: Any, target: Any) -> tuple[Any, Any, Any]:
         """(predicted ids, correct count, counted) of a classification batch; -100 targets are ignored."""
         ids_t = self._target_ids(target)
-        if pred.ndim == ids_t.ndim + 1 and ids_t.ndim >= 2:  # token level
-            ids = pred.argmax(dim=-1)
+        axis = class_axis(pred, ids_t)
+        if axis is not None:  # a label per position (tokens, pixels)
+            ids = pred.argmax(dim=axis)
         else:
             flat = pred.reshape(pred.shape[0], -1)
             if flat.shape[1] == 1:
@@ -381,8 +414,9 @@ class TorchAdapter(TorchStep, Adapter):
 
     def _relabel(self, batch: Any, noise: LabelNoise) -> Any:
         """The batch with the random-label probe's targets (picked by a hash of its inputs)."""
-        idx = self.torch.as_tensor(noise.pick(named_fields(self.form, batch, tensor_to_numpy)), device=self._pool(noise).device)
-        return self.form.with_target(batch, self._pool(noise)[idx])
+        pool = self._pool(noise)
+        idx = self.torch.as_tensor(noise.pick(named_fields(self.form, batch, tensor_to_numpy)), device=pool.device)
+        return self.form.with_target(batch, pool[idx].to(self.form.target(batch).device))
 
     def _pool(self, noise: LabelNoise) -> Any:
         if self.pool is None or self._pool_of is not noise:
@@ -524,19 +558,19 @@ class TorchAdapter(TorchStep, Adapter):
                     for group, lr in zip(optimizer.param_groups, hold_lr):
                         group["lr"] = lr
                 optimizer.zero_grad(set_to_none=True)
+                sampled = ran % UPDATE_EVERY == 0
                 try:
                     loss = self._train_loss(batch, index)
+                    index += 1
+                    if loss is None:  # training_step returned None: Lightning skips the batch
+                        continue
+                    loss.backward()
+                    rec.before_step(optimizer, sampled)
+                    optimizer.step()
                 except (SetupError, TrainSanityError):
                     raise
-                except Exception as exc:  # noqa: BLE001 - the user's model or step failed: one paragraph
+                except Exception as exc:  # noqa: BLE001 - the user's model, loss, step or optimizer failed: one paragraph
                     raise SetupError(self._step_error(batch, exc, len(rec.losses) + 1)) from None
-                index += 1
-                if loss is None:  # training_step returned None: Lightning skips the batch
-                    continue
-                loss.backward()
-                sampled = ran % UPDATE_EVERY == 0
-                rec.before_step(optimizer, sampled)
-                optimizer.step()
                 rec.after_step(loss, optimizer, epoch, sampled)
                 if count_labels:
                     rec.count(self._target_ids(self.form.target(batch)))
@@ -589,8 +623,10 @@ class TorchAdapter(TorchStep, Adapter):
         if intervention == "reshuffle":
             reseed = self.settings.seed + 7919 * seed_offset + epoch
             generator = torch.Generator().manual_seed(reseed)
-            if not self.arrays:
+            if not self.arrays:  # another order: the global RNG and the loader's own generator (rewound after)
                 torch.manual_seed(reseed)
+                for g, _ in ckpt["loader"]:
+                    g.manual_seed(reseed)
         hold = None
         if intervention == "hold_lr":
             before = np.flatnonzero(trace.epoch == epoch - 1)

@@ -94,6 +94,9 @@ class TorchSplit(Split):
         self._total: int | None = None  # a stream's length, once a read reached its end
         self._states = [(g, g.get_state()) for g in _generators(self.loader)]
         self.torch = torch
+        self._members: np.ndarray | None = None
+        self._members_read = False
+        self._fresh: Any = None
 
     @staticmethod
     def _len(obj: Any) -> int | None:
@@ -104,7 +107,35 @@ class TorchSplit(Split):
 
     # ------------------------------------------------------------ facts
 
+    def members(self) -> np.ndarray | None:
+        """The dataset indices the loader's sampler draws from, sorted (None: every index). A loader
+        over part of a shared Dataset (``SubsetRandomSampler``, a custom sampler or batch sampler) is
+        that part; only indices are drawn, no sample is read."""
+        if not self._members_read:
+            self._members_read = True
+            if self.map_style:
+                self._members = self._sampled_indices()
+        return self._members
+
+    def _sampled_indices(self) -> np.ndarray | None:
+        from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler, SubsetRandomSampler, WeightedRandomSampler
+
+        batch_sampler = self.loader.batch_sampler
+        if batch_sampler is not None and not isinstance(batch_sampler, BatchSampler):
+            return np.unique(np.fromiter((i for batch in batch_sampler for i in batch), dtype=np.int64))
+        sampler = batch_sampler.sampler if batch_sampler is not None else self.loader.sampler
+        if isinstance(sampler, (SequentialSampler, RandomSampler)):
+            return None
+        if isinstance(sampler, SubsetRandomSampler):
+            return np.unique(np.asarray(list(sampler.indices), dtype=np.int64))
+        if isinstance(sampler, WeightedRandomSampler):
+            return np.flatnonzero(np.asarray(sampler.weights) > 0)
+        return np.unique(np.fromiter(iter(sampler), dtype=np.int64))
+
     def n_samples(self) -> int | None:
+        members = self.members()
+        if members is not None:
+            return len(members)
         return self._len(self.dataset) if self.map_style else self._total
 
     @property
@@ -121,8 +152,12 @@ class TorchSplit(Split):
     def describe(self) -> str:
         n = self.n_samples()
         what = f"{'a DataLoader of ours over ' if self.own else 'a DataLoader over '}{type(self.dataset).__name__}"
-        return (f"{what} ({f'{n:,} samples, ' if n is not None else ''}batch {self.loader.batch_size}, "
-                f"{'shuffled' if self.shuffles() else 'in order'}, {self.loader.num_workers} worker(s))")
+        part = (f"{n:,} of its {self._len(self.dataset):,} samples by {type(self.loader.sampler).__name__}, "
+                if self.members() is not None else f"{n:,} samples, " if n is not None else "")
+        workers = f"{self.loader.num_workers} worker(s)" + (
+            ", started anew each pass" if getattr(self.loader, "persistent_workers", False) else "")
+        return (f"{what} ({part}batch {self.loader.batch_size}, "
+                f"{'shuffled' if self.shuffles() else 'in order'}, {workers})")
 
     def form(self, batch: Any = None) -> BatchForm:
         if self._form is None:
@@ -139,7 +174,30 @@ class TorchSplit(Split):
 
     def batches(self) -> Iterator[Any]:
         """One epoch of the training loader, batches exactly as it yields them."""
-        return self._guard(iter(self.loader))
+        return self._guard(iter(self._training_loader()))
+
+    def _training_loader(self) -> Any:
+        """The user's loader; with ``persistent_workers`` the same loader whose workers start anew
+        each epoch, so every pass and replay sees the same batches and augmentation (persistent
+        workers carry their RNG over) and the user's loader keeps no workers of ours."""
+        loader = self.loader
+        if not getattr(loader, "persistent_workers", False):
+            return loader
+        if self._fresh is None:
+            from torch.utils.data import BatchSampler, DataLoader
+
+            kw: dict[str, Any] = dict(
+                num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                timeout=loader.timeout, worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+                multiprocessing_context=loader.multiprocessing_context, prefetch_factor=loader.prefetch_factor,
+                persistent_workers=False)
+            if isinstance(loader.batch_sampler, BatchSampler) and loader.batch_size is not None:
+                kw.update(batch_size=loader.batch_size, sampler=loader.sampler, drop_last=loader.drop_last)
+            else:
+                kw.update(batch_sampler=loader.batch_sampler, sampler=None if loader.batch_sampler else loader.sampler,
+                          batch_size=None if loader.batch_sampler else loader.batch_size)
+            self._fresh = DataLoader(self.dataset, **kw)
+        return self._fresh
 
     def _reader(self, indices: np.ndarray | None) -> Iterator[Any]:
         """In-order batches of the given samples through the loader's own collate and workers
@@ -147,7 +205,10 @@ class TorchSplit(Split):
         from torch.utils.data import DataLoader, Subset
 
         if not self.map_style or self.loader.batch_size is None and not self.own:
-            return self._guard(iter(self.loader))
+            return self._guard(iter(self._training_loader()))
+        members = self.members()
+        if members is not None:  # positions within the loader's part of the dataset
+            indices = members if indices is None else members[indices]
         n = self._len(self.dataset)
         dataset = self.dataset if indices is None or len(indices) == n else Subset(self.dataset, indices.tolist())
         reader = DataLoader(

@@ -9,6 +9,7 @@ Hugging Face ``PreTrainedModel`` gets the transformers Trainer's default AdamW.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -191,6 +192,8 @@ class TorchStep:
         if isinstance(given, (base, lr_sched.ReduceLROnPlateau)):
             scheduler = given
         elif callable(given):
+            if not self.owns_optimizer:  # building a scheduler changes its optimizer: keep the user's as it was
+                self._user_optimizer = (copy.deepcopy(self.optimizer.state_dict()), set(vars(self.optimizer)))
             scheduler = given(self.optimizer)
         else:
             raise SetupError(f"TrainSetup(scheduler={given!r}) must be an LRScheduler or callable(optimizer).")
@@ -232,10 +235,21 @@ class TorchStep:
         args, kwargs = self.form.call_args(batch, with_target)
         return self.model(*args, **kwargs)
 
+    def restore_user_optimizer(self) -> None:
+        """Undo what building a scheduler from ``TrainSetup(scheduler=callable)`` did to the user's
+        optimizer (its param groups' keys, the step wrapper)."""
+        saved = getattr(self, "_user_optimizer", None)
+        if saved is not None:
+            state, attributes = saved
+            self.optimizer.load_state_dict(copy.deepcopy(state))
+            for name in set(vars(self.optimizer)) - attributes:  # the step wrapper, the step counters
+                delattr(self.optimizer, name)
+
     def _train_loss(self, batch: Any, index: int) -> Any:
         torch = self.torch
         if self.mode == "loss":
-            return self.loss_fn(predictions(self._forward(batch), torch), self.form.target(batch))
+            loss = self.loss_fn(predictions(self._forward(batch), torch), self.form.target(batch))
+            return loss.mean() if isinstance(loss, torch.Tensor) and loss.numel() != 1 else loss
         if self.mode == "own":
             return loss_value(self._forward(batch, with_target=True), "the model's output", torch)
         if self.mode == "step":
@@ -248,7 +262,8 @@ class TorchStep:
         """The loss of an eval batch whose forward gave ``out`` (a second call only for a user's step)."""
         torch = self.torch
         if self.mode == "loss":
-            return self.loss_fn(pred, self.form.target(batch))
+            loss = self.loss_fn(pred, self.form.target(batch))
+            return loss.mean() if isinstance(loss, self.torch.Tensor) and loss.numel() != 1 else loss
         if self.mode == "own":
             loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
             return loss.mean() if isinstance(loss, torch.Tensor) else None

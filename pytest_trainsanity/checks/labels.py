@@ -26,6 +26,12 @@ def target_ids(y: np.ndarray, n_outputs: int) -> np.ndarray:
     return class_ids(y)
 
 
+def per_position(y: np.ndarray, n_outputs: int) -> bool:
+    """Whether a classification target holds a label per position (tokens, pixels), not per sample."""
+    return len(target_ids(y, n_outputs)) != len(y) or (y.ndim >= 2 and y.dtype.kind in "iu" and y.shape[-1] > 1
+                                                         and y.shape[-1] != n_outputs)
+
+
 def class_shares(ids: np.ndarray, classes: int) -> np.ndarray:
     """Each class's share of ``ids`` (ids outside [0, classes) are not counted)."""
     ids = ids[(ids >= 0) & (ids < classes)]

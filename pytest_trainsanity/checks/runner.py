@@ -49,7 +49,7 @@ class Prepared:
         return report
 
     def reading(self) -> Any:
-        return Reading(self.settings.seed, self.splits)
+        return Reading(self.settings.seed, self.splits, gpu=self.settings.device not in ("cpu", "mps"))
 
     def pass_label(self, label: str) -> None:
         """Name the next training pass in the progress log."""
@@ -61,11 +61,11 @@ class Reading:
     """Seeded global RNGs while a check reads and trains; every RNG state (python, numpy, torch
     CPU and CUDA, the loaders' own generators) is put back when it ends, whatever happened."""
 
-    def __init__(self, seed: int, splits: dict[str, Split]) -> None:
-        self.seed, self.splits = seed, splits
+    def __init__(self, seed: int, splits: dict[str, Split], gpu: bool = False) -> None:
+        self.seed, self.splits, self.gpu = seed, splits, gpu
 
     def __enter__(self) -> None:
-        self._ctx = seeded(self.seed)
+        self._ctx = seeded(self.seed, self.gpu)
         self._ctx.__enter__()
 
     def __exit__(self, *exc: Any) -> None:

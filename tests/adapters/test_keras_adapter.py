@@ -195,3 +195,16 @@ def test_the_users_step_and_dict_inputs(digits) -> None:
     report = check_epoch1_overfit(setup, probes=False, epochs=2)
     assert report.passed and report.metrics["val_metric"] > 0.8 and calls
     assert "(dict, y) batches with inputs {left, right} from a tf.data.Dataset (its own batches); loss from TrainSetup(step=...)" in report.message
+
+
+def test_an_unbuilt_optimizer_stays_unbuilt_and_an_unseeded_pipeline_is_named(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    opt = keras.optimizers.Adam(1e-3)
+    variables = len(opt.variables)  # iteration and learning rate only, until built
+    train = tf.data.Dataset.from_tensor_slices((Xtr, ytr)).shuffle(2000).batch(32)  # no seed
+    report = check_epoch1_overfit(TrainSetup(model=model, train=train, val=(Xv, yv), optimizer=opt,
+                                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)), probes=False)
+    assert not opt.built and len(opt.variables) == variables
+    assert "the tf.data pipeline yields other batches on every pass (a shuffle that reshuffles each iteration" in report.message

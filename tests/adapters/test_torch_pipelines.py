@@ -191,3 +191,71 @@ def test_token_level_targets_ignore_minus_100() -> None:
                        optimizer=torch.optim.Adam(model.parameters(), 3e-2), loss=loss)
     report = check_epoch1_overfit(setup, epochs=5, probes=False)
     assert report.metrics["val_metric"] > 0.95 and report.metrics["chance"] == pytest.approx(1 / 3)
+
+
+def test_a_loader_over_part_of_a_dataset_is_that_part(digits) -> None:
+    """One Dataset split by SubsetRandomSampler (a common pattern): train and val share no sample."""
+    from torch.utils.data import SubsetRandomSampler
+
+    Xtr, ytr, _, _ = digits
+    full = TensorDataset(torch.as_tensor(Xtr), torch.as_tensor(ytr))
+    model = mlp()
+    setup = TrainSetup(model=model, train=DataLoader(full, batch_size=32, sampler=SubsetRandomSampler(range(1200))),
+                       val=DataLoader(full, batch_size=64, sampler=SubsetRandomSampler(range(1200, 1437))),
+                       optimizer=torch.optim.Adam(model.parameters(), 1e-3), loss="ce")
+    report = check_epoch1_overfit(setup, probes=False)
+    assert report.passed and (report.metrics["n_train"], report.metrics["n_val"]) == (1200, 237)
+    assert report.metrics["val_overlap"] == 0.0 and "1,200 of its 1,437 samples by SubsetRandomSampler" in report.message
+    assert check_leakage(setup).metrics["train_val_copies"] == 0
+
+
+def test_persistent_workers_start_anew_each_pass_and_the_loader_keeps_none(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    model = mlp()
+    loader = DataLoader(Noisy(Xtr, ytr), batch_size=64, shuffle=True, num_workers=2, persistent_workers=True)
+    setup = TrainSetup(model=model, train=loader, val=(Xv, yv), optimizer=torch.optim.Adam(model.parameters(), 1e-3), loss="ce")
+    a, b = check_epoch1_overfit(setup), check_epoch1_overfit(setup)
+    assert {k: v for k, v in a.metrics.items() if k != "seconds"} == {k: v for k, v in b.metrics.items() if k != "seconds"}
+    assert loader._iterator is None and "started anew each pass" in a.message
+
+
+def test_reshuffle_changes_the_order_of_a_loader_with_its_own_generator(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    model = mlp()
+    loader = DataLoader(TensorDataset(torch.as_tensor(Xtr), torch.as_tensor(ytr)), batch_size=32, shuffle=True,
+                        generator=torch.Generator().manual_seed(3))
+    setup = TrainSetup(model=model, train=loader, val=(Xv, yv), optimizer=torch.optim.SGD(model.parameters(), 0.05), loss="ce")
+    adapter = TorchAdapter(model, setup, open_splits(setup), RunSettings(device="cpu"))
+    with adapter:
+        trace = adapter.train(epochs=3, detail=True)
+        assert adapter.replay(trace, 2)["train_loss"] == trace.train_loss[2]
+        assert adapter.replay(trace, 2, "reshuffle")["train_loss"] != trace.train_loss[2]
+
+
+def test_a_scheduler_built_by_the_check_leaves_the_users_optimizer_as_it_was(digits) -> None:
+    import copy
+
+    Xtr, ytr, Xv, yv = digits
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before, attributes = copy.deepcopy(opt.state_dict()), set(vars(opt))
+    setup = TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=opt, loss="ce", scheduler_step="batch",
+                       scheduler=lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=1.0, total_steps=100))
+    check_epoch1_overfit(setup, max_steps=20, probes=False)
+    assert opt.state_dict() == before and set(vars(opt)) == attributes
+
+
+def test_per_position_targets_and_unreduced_losses(digits) -> None:
+    """Segmentation in CrossEntropyLoss's own layout (classes on axis 1), with reduction='none'."""
+    rng = np.random.RandomState(1)
+    X = rng.randn(300, 1, 6, 10).astype(np.float32)
+    Y = (X[:, 0] > 0).astype(np.int64)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 2, 1))
+    pairs = lambda a, b: TensorDataset(torch.as_tensor(a), torch.as_tensor(b))  # noqa: E731
+    setup = TrainSetup(model=model, train=DataLoader(pairs(X[:240], Y[:240]), batch_size=16, shuffle=True),
+                       val=DataLoader(pairs(X[240:], Y[240:]), batch_size=16), optimizer=torch.optim.Adam(model.parameters(), 1e-2),
+                       loss=torch.nn.CrossEntropyLoss(reduction="none"))
+    report = check_epoch1_overfit(setup)
+    assert report.metrics["chance"] == 0.5 and report.metrics["val_metric"] > 0.8
+    assert "probes not run: the random-label probe gives each sample another sample's labels" in report.message

@@ -18,7 +18,7 @@ from ...report import CheckReport, cause_lines
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
 from .. import duplicates, features
-from ..labels import target_ids
+from ..labels import per_position, target_ids
 from ..normalization.measure import check_fields
 from ..runner import Prepared, extra_causes, prepare_training, sample_lines
 from . import measure as overfit
@@ -38,7 +38,11 @@ def run(p: Prepared) -> CheckReport:
     (train_fields, yt_raw), (val_fields, yv_raw) = samples["train"].numpy(), samples["val"].numpy()
     info = adapter.info()
     classification = p.setup.task == "classification"
-    noise = LabelNoise(yt_raw, seed) if opts.probes else None
+    skipped = None if opts.probes else "probes=False"
+    if opts.probes and classification and per_position(yt_raw, info.n_outputs):
+        skipped = ("the random-label probe gives each sample another sample's labels, which a label per "
+                   "position (tokens, pixels) of another length cannot take")
+    noise = LabelNoise(yt_raw, seed) if opts.probes and skipped is None else None
     with adapter:
         p.pass_label("main pass")
         main = adapter.train(epochs=opts.epochs, max_steps=p.settings.max_steps)
@@ -46,6 +50,7 @@ def run(p: Prepared) -> CheckReport:
         if noise is not None:
             p.pass_label("random-label probe")
             noisy = adapter.train(epochs=opts.epochs, noise=noise, max_steps=p.settings.max_steps)
+        if opts.probes:
             p.pass_label("lr/10 probe")
             low = adapter.train(epochs=opts.epochs, lr_scale=0.1, max_steps=p.settings.max_steps)
     widths = common_widths(train_fields, val_fields) if _ragged(train_fields, val_fields) else None
@@ -82,12 +87,12 @@ def run(p: Prepared) -> CheckReport:
         val_clean=val_clean, val_on_overlap=val_on_overlap,
         within=duplicates.within_split(Xt), cross=cross, leak=leak,
         scale=check_fields({"train": train_fields, "val": val_fields}),
-        probes_skipped=None if opts.probes else "probes=False",
+        probes_skipped=skipped,
         batch_mix=batch_mix, sampled=samples["train"].sampled or samples["val"].sampled,
     )
     extra = extra_causes(p.hook, MARKER, m)
     result = overfit.diagnose(m, opts.max_gap, opts.max_train_acc, extra)
-    result.metrics["seconds"] = main.seconds + (noisy.seconds + low.seconds if noisy and low else 0)
+    result.metrics["seconds"] = main.seconds + sum(t.seconds for t in (noisy, low) if t is not None)
     result.metrics["eval_train_samples"], result.metrics["eval_val_samples"] = samples["train"].n, samples["val"].n
     return CheckReport(
         MARKER, result.passed, message(p, m, result, info, samples), result.metrics,

@@ -18,7 +18,7 @@ from ...report import CheckReport
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
 from ..labels import batch_tv, class_ids, class_shares
-from ..runner import Prepared, prepare_training
+from ..runner import Prepared, prepare_training, sample_lines
 from . import measure as spikes
 
 MARKER = "lr_spike_explained"
@@ -203,6 +203,10 @@ def message(p: Prepared, trace: Any, series: np.ndarray, found: spikes.Detection
         f"Model: {info.model_name} ({info.framework} on {info.device}); {trace.steps} steps over {len(series)} epoch(s)"
         + (" (the step budget cut the run short)" if trace.truncated else "") + "."
     )
+    if info.notes:
+        lines.append("Training: " + "; ".join(info.notes) + ".")
+    samples = {n: split.sample(p.settings.eval_samples, p.settings.seed) for n, split in p.splits.items()}
+    lines += [f"Sample: {line}." for line in sample_lines(samples)]
     if found.note:
         lines.append(f"Note: {found.note}.")
     else:

@@ -90,9 +90,8 @@ class StepRecord:
         ids = tensor_to_numpy(self.torch.cat([i.reshape(-1) for i in self.ids])).astype(np.int64)
         step = np.repeat(np.arange(len(self.ids)), [len(i) for i in self.ids])
         keep = (ids >= 0) & (ids < classes)
-        out = np.zeros((len(self.ids), classes))
-        np.add.at(out, (step[keep], ids[keep]), 1.0)
-        return out
+        flat = np.bincount(step[keep] * classes + ids[keep], minlength=len(self.ids) * classes)
+        return flat.reshape(len(self.ids), classes).astype(np.float64)
 
     def _grad_norms(self) -> np.ndarray:
         """Each recorded step's global gradient norm from its per-parameter norms (one stack for the

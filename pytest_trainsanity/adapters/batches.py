@@ -18,16 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from ..errors import SetupError
 
 TARGET_KEYS = ("labels", "label", "target", "targets", "y")
 PAIR, MULTI, NESTED, KWARGS, FLAT = "(x, y)", "(x1, ..., xk, y)", "((x1, ..., xk), y)", "(dict, y)", "dict"
-
-
-def is_container(value: Any) -> bool:
-    return isinstance(value, (tuple, list, Mapping))
 
 
 def _rebuild(template: Any, items: Any) -> Any:
@@ -187,10 +183,3 @@ def forward_names(model: Any) -> tuple[str, ...]:
         return ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return tuple(p.name for p in params if p.kind in kinds and p.name not in ("self", "training", "mask"))
-
-
-def first_batch(batches: Iterator[Any], where: str) -> Any:
-    try:
-        return next(batches)
-    except StopIteration:
-        raise SetupError(f"{where} is empty (it yielded no batches).") from None

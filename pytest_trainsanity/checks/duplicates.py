@@ -106,18 +106,3 @@ def cross_split(
     near_b = nb[first]
     near_pairs = list(zip(na[first][:examples].tolist(), near_b[:examples].tolist()))
     return CrossSplit(len(Xb), exact_b, pairs, conflicts, near_b, near_pairs, threshold)
-
-
-def shuffle_labels_by_input(X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
-    """Labels permuted across unique inputs: copies of one input keep sharing a label.
-
-    Shuffling per row would give copies of one input conflicting labels and
-    under-state how well a model memorises duplicated data; shuffling per
-    unique input keeps the data exactly as memorisable while the labels
-    carry no information (Zhang et al. 2017, adapted to duplicates).
-    """
-    ids = row_ids(X)
-    _, first = np.unique(ids, return_index=True)
-    group_labels = y[first]
-    permuted = group_labels[np.random.default_rng(seed).permutation(len(group_labels))]
-    return permuted[ids]

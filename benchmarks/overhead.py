@@ -206,6 +206,15 @@ def cpu_busy(seconds: float = 1.0) -> float | None:
 # ---------------------------------------------------------------- 1. adapter epoch vs bare loop
 
 
+def bare_accuracies(torch: Any, model: Any, tensors: tuple[Any, ...]) -> tuple[float, float]:
+    """What a user computes after an epoch: train and val accuracy in eval mode."""
+    Xtr, ytr, Xv, yv = tensors
+    model.eval()
+    with torch.no_grad():
+        return ((model(Xtr).argmax(dim=1) == ytr).float().mean().item(),
+                (model(Xv).argmax(dim=1) == yv).float().mean().item())
+
+
 def bare_epoch(torch: Any, model: Any, opt: Any, tensors: tuple[Any, ...], evaluate: bool) -> Callable[[], Any]:
     """The hand-written loop: seeded permutation, 32-sample steps, then eval-mode accuracies."""
     Xtr, ytr, Xv, yv = tensors
@@ -222,13 +231,7 @@ def bare_epoch(torch: Any, model: Any, opt: Any, tensors: tuple[Any, ...], evalu
             loss = loss_fn(model(Xtr[idx]), ytr[idx])
             loss.backward()
             opt.step()
-        if not evaluate:
-            return None
-        model.eval()
-        with torch.no_grad():
-            train_acc = (model(Xtr).argmax(dim=1) == ytr).float().mean().item()
-            val_acc = (model(Xv).argmax(dim=1) == yv).float().mean().item()
-        return train_acc, val_acc
+        return bare_accuracies(torch, model, tensors) if evaluate else None
 
     return epoch
 
@@ -308,15 +311,22 @@ def bare_models(torch: Any) -> tuple[Any, Any]:
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
+def bench_sides(torch: Any, make: Callable[[], Any], epoch: Callable[..., Callable[[], Any]]) -> dict[str, Any]:
+    """Two adapters from ``make`` and the bare loop ``epoch(model, opt, evaluate)``, with and without
+    evaluation, timed against each other (``compare_epochs``)."""
+    (bare_model, bare_opt), (steps_model, steps_opt) = bare_models(torch), bare_models(torch)
+    return compare_epochs(
+        (make(), make()),
+        (restorer(bare_model, bare_opt), epoch(bare_model, bare_opt, True)),
+        (restorer(steps_model, steps_opt), epoch(steps_model, steps_opt, False)),
+    )
+
+
 def bench_adapter(torch: Any, split: tuple[np.ndarray, ...]) -> float:
     Xtr, Xv, ytr, yv = split
     tensors = tuple(torch.as_tensor(a) for a in (Xtr, ytr, Xv, yv))
-    (bare_model, bare_opt), (steps_model, steps_opt) = bare_models(torch), bare_models(torch)
-    r = compare_epochs(
-        (make_adapter(torch, split), make_adapter(torch, split)),
-        (restorer(bare_model, bare_opt), bare_epoch(torch, bare_model, bare_opt, tensors, evaluate=True)),
-        (restorer(steps_model, steps_opt), bare_epoch(torch, steps_model, steps_opt, tensors, evaluate=False)),
-    )
+    r = bench_sides(torch, lambda: make_adapter(torch, split),
+                    lambda model, opt, evaluate: bare_epoch(torch, model, opt, tensors, evaluate=evaluate))
     print(f"1. instrumented epoch vs bare loop ({r['trace'].steps} steps of {BATCH}, 1437 train / 360 val; "
           f"median of {TIMED_ROUNDS} alternating rounds after {WARMUP_ROUNDS} warm-up)")
     report_epochs(r, "bare loop + eval", "adapter.train(1)")
@@ -340,13 +350,7 @@ def bare_loader_epoch(torch: Any, model: Any, opt: Any, loader: Any, tensors: tu
             loss = loss_fn(model(x), y)
             loss.backward()
             opt.step()
-        if not evaluate:
-            return None
-        model.eval()
-        with torch.no_grad():
-            train_acc = (model(Xtr).argmax(dim=1) == ytr).float().mean().item()
-            val_acc = (model(Xv).argmax(dim=1) == yv).float().mean().item()
-        return train_acc, val_acc
+        return bare_accuracies(torch, model, tensors) if evaluate else None
 
     return epoch
 
@@ -371,12 +375,8 @@ def bench_loader(torch: Any, split: tuple[np.ndarray, ...]) -> float:
     Xtr, Xv, ytr, yv = split
     tensors = tuple(torch.as_tensor(a) for a in (Xtr, ytr, Xv, yv))
     loader = DataLoader(TensorDataset(tensors[0], tensors[1]), batch_size=BATCH, shuffle=True)
-    (bare_model, bare_opt), (steps_model, steps_opt) = bare_models(torch), bare_models(torch)
-    r = compare_epochs(
-        (make_loader_adapter(torch, loader, (Xv, yv)), make_loader_adapter(torch, loader, (Xv, yv))),
-        (restorer(bare_model, bare_opt), bare_loader_epoch(torch, bare_model, bare_opt, loader, tensors, evaluate=True)),
-        (restorer(steps_model, steps_opt), bare_loader_epoch(torch, steps_model, steps_opt, loader, tensors, evaluate=False)),
-    )
+    r = bench_sides(torch, lambda: make_loader_adapter(torch, loader, (Xv, yv)),
+                    lambda model, opt, evaluate: bare_loader_epoch(torch, model, opt, loader, tensors, evaluate=evaluate))
     print(f"1b. the same on a DataLoader (TensorDataset, batch {BATCH}, shuffle=True; {r['trace'].steps} steps; "
           f"median of {TIMED_ROUNDS} alternating rounds after {WARMUP_ROUNDS} warm-up)")
     report_epochs(r, "bare loop over the loader + eval", "adapter.train(1) over the loader")

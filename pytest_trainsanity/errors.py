@@ -34,6 +34,10 @@ class OptionError(UsageError):
     """A marker keyword, command-line option or ini value is invalid."""
 
 
+class TrainSanityWarning(UserWarning):
+    """Something around a check went wrong (a plot or report could not be written); the verdict stands."""
+
+
 def missing_extra(module: str, extra: str) -> ModuleNotFoundError:
     """The error raised when an optional framework is needed but absent."""
     return ModuleNotFoundError(
@@ -44,5 +48,5 @@ def missing_extra(module: str, extra: str) -> ModuleNotFoundError:
 
 
 # Shown by pytest as `pytest_trainsanity.TrainSanityError`, the name users import.
-for _error in (TrainSanityError, UsageError, SetupError, OptionError):
+for _error in (TrainSanityError, UsageError, SetupError, OptionError, TrainSanityWarning):
     _error.__module__ = "pytest_trainsanity"

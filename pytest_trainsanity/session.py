@@ -58,6 +58,15 @@ class TestReports:
     def to_dict(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self._reports]
 
+    def __str__(self) -> str:
+        if not self._reports:
+            return "trainsanity_report: no check ran for this test"
+        lines = [f"trainsanity_report: {len(self._reports)} check(s)"]
+        lines += [f"  {r.name} {r.verdict}: {r.key_numbers()}" for r in self._reports]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
 
 def fail_usage(problem: str) -> None:
     """Misuse as one paragraph. Called outside ``except`` so no exception chain is printed."""
@@ -70,6 +79,7 @@ class Session:
     settings: RunSettings
     hook: Any
     results: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # I/O problems shown in the summary, never a changed outcome
 
     @classmethod
     def from_config(cls, config: Any) -> "Session":
@@ -134,7 +144,7 @@ class Session:
             self.results.append(data)
 
     def summary_lines(self) -> list[str]:
-        lines = []
+        lines = list(self.warnings)
         for data in self.results:
             r = CheckReport.from_dict(data)
             top = f" [top cause: {r.causes[0]['name']}]" if r.causes and not r.passed and "name" in r.causes[0] else ""
@@ -143,10 +153,19 @@ class Session:
                 lines += ["    " + line for line in r.message.splitlines()]
         return lines
 
-    def write_json(self, path: str, rootdir: Path) -> Path:
+    def write_json(self, path: str, rootdir: Path) -> Path | None:
+        """The JSON report; an I/O problem is a warning line in the summary, never a changed outcome."""
         target = Path(path)
         if not target.is_absolute():
             target = rootdir / target
+        try:
+            return self._write_json(target)
+        except OSError as exc:
+            self.warnings.append(f"WARNING: --trainsanity-report {path} could not be written ({type(exc).__name__}: "
+                                 f"{exc.strerror or exc}); test outcomes are unaffected. Give a path in a writable folder.")
+            return None
+
+    def _write_json(self, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "settings": {"device": self.settings.device, "seed": self.settings.seed,

@@ -9,6 +9,7 @@ a bad value is reported once, naming the value and where it came from.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -128,9 +129,13 @@ def _positive(name: str) -> Callable[[Any], float]:
 
 
 def _overlap(value: Any) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)  # numpy integers too
+    elif isinstance(value, numbers.Real):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:  # NaN fails too
         raise ValueError(f"max_overlap must be a count >= 0 or a fraction in [0, 1), got {value!r}")
-    if isinstance(value, float) and value >= 1:
+    if isinstance(value, float) and not value < 1:
         raise ValueError(f"max_overlap as a float is a fraction in [0, 1), got {value!r}")
     return value
 
@@ -144,6 +149,9 @@ def _metric(value: Any) -> str:
 
 def _allow(value: Any) -> tuple[str, ...]:
     causes = ("lr_schedule", "batch_stats", "momentum", "unexplained")
+    if not isinstance(value, (str, tuple, list, set, frozenset)):
+        raise ValueError(f"allow must be a tuple of causes from {', '.join(causes)} (allow=() allows none), "
+                         f"got {value!r}")
     items = (value,) if isinstance(value, str) else tuple(value)
     bad = [v for v in items if v not in causes]
     if bad:

@@ -20,7 +20,34 @@ SCHEDULER_STEPS = ("epoch", "batch")
 
 @dataclass(frozen=True, eq=False)
 class TrainSetup:
-    """What to train and on which data; see SPEC §2 for every accepted form."""
+    """What to train and on which data.
+
+    - ``model``: a ``torch.nn.Module`` (a Lightning ``LightningModule`` or a Hugging Face model
+      too), a ``keras.Model``, or a zero-argument factory returning one. May be None for the
+      model-free checks (``no_leakage``, ``inputs_normalized``).
+    - ``train`` / ``val`` / ``test``: ``(X, y)`` numpy arrays or tensors (X may be a tuple or dict of
+      arrays for several inputs), a torch ``Dataset`` or ``DataLoader``, a ``tf.data.Dataset``, a
+      keras ``PyDataset``, or, for the model-free checks, an iterator of ``(X, y)`` blocks. Batches
+      may be ``(x, y)``, ``(x1, ..., xk, y)``, ``((x1, ..., xk), y)``, ``(dict, y)`` or a flat dict
+      holding the target under ``target_key``.
+    - ``optimizer``: torch an ``Optimizer`` or ``callable(params) -> Optimizer``; keras an
+      optimizer or its name. None for a LightningModule (its ``configure_optimizers``), a Hugging
+      Face model (AdamW 5e-5) or a compiled keras model.
+    - ``loss``: a callable ``(output, target)``, a keras loss or its name; None when ``step`` is
+      given, for a LightningModule (its ``training_step``) or a model whose output holds ``.loss``.
+    - ``scheduler``: a torch ``LRScheduler`` or ``callable(optimizer) -> scheduler`` stepped per
+      ``scheduler_step`` ("epoch" or "batch"); keras: a ``LearningRateSchedule`` inside the
+      optimizer or a ``LearningRateScheduler`` callback.
+    - ``task``: "classification" (accuracy) or "regression" (loss, R^2).
+    - ``batch_size``: used when splits are arrays.
+    - ``groups`` / ``timestamps``: ``{"train": ids_or_times, "val": ...}``, one per sample, for
+      group and temporal leakage (NaT/NaN times are left out and counted).
+    - ``step``: ``callable(model, batch) -> loss`` (a tensor, a dict with "loss", or a tuple whose
+      first item is the loss), the user's own training step.
+    - ``target_key``: the key of the target in dict batches (default: the first present of
+      "labels", "label", "target", "targets", "y").
+    - ``datamodule``: a Lightning ``LightningDataModule`` whose loaders fill the splits not given.
+    """
 
     model: Any = None
     train: Any = None

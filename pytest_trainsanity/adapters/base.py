@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks.labels import target_ids
+from ..checks.labels import NonFiniteLabels, require_finite, target_ids
 from ..checks.matching import Canon, common_dtype
 from ..errors import SetupError
 from ..progress import Progress
@@ -74,6 +74,9 @@ class TrainingTrace:
     orders: list[np.ndarray] = field(default_factory=list)
     checkpoints: list[Any] = field(default_factory=list)
     label_counts: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    # names of the weight tensors holding NaN/Inf before the first step and after the pass
+    bad_weights_start: tuple[str, ...] = ()
+    bad_weights_end: tuple[str, ...] = ()
 
     @property
     def final_train(self) -> float:
@@ -143,6 +146,10 @@ def check_label_range(targets: dict[str, np.ndarray], task: str, n_outputs: int,
     if task != "classification":
         return
     for name, y in targets.items():
+        try:
+            require_finite(y)
+        except NonFiniteLabels as exc:
+            raise SetupError(f"TrainSetup({name}=...): {exc}{' (in its eval sample)' if sampled else ''}.") from None
         ids = target_ids(y, n_outputs)
         if not len(ids):
             continue

@@ -45,6 +45,23 @@ from .splits import Split, as_numpy, named_fields
 UPDATE_EVERY = 4  # as torch: ||update|| / ||weights|| and the momentum norm on every 4th step
 
 
+def _unbuilt_copy(optimizer: Any) -> Any:
+    """A fresh copy of an unbuilt optimizer. A schedule without ``get_config`` (a user's own class)
+    cannot be serialised: the copy is made around it and then shares it (schedules hold no state)."""
+    try:
+        return type(optimizer).from_config(optimizer.get_config())
+    except NotImplementedError:
+        schedule = optimizer._learning_rate
+        optimizer._learning_rate = None  # get_config then writes a placeholder rate
+        try:
+            config = optimizer.get_config()
+        finally:
+            optimizer._learning_rate = schedule
+        copy = type(optimizer).from_config(config)
+        copy._learning_rate = schedule
+        return copy
+
+
 def _per_position(out: np.ndarray, y: np.ndarray) -> bool:
     """Integer targets with a label per position and outputs with the classes on the last axis."""
     return y.dtype.kind in "iu" and y.ndim >= 2 and out.ndim == y.ndim + 1 and out.shape[1:-1] == y.shape[1:]
@@ -112,8 +129,8 @@ class KerasAdapter(Adapter):
             )
         if not given.built:  # build a copy: the user's optimizer stays as it was (unbuilt)
             try:
-                given = type(given).from_config(given.get_config())
-            except Exception:  # noqa: BLE001 - a custom schedule Keras cannot rebuild: build the user's own
+                given = _unbuilt_copy(given)
+            except Exception:  # noqa: BLE001 - an optimizer Keras cannot rebuild: build the user's own
                 self.built_users_optimizer = True
         if given.built:
             ours = {id(v) for v in self.params}
@@ -428,11 +445,23 @@ class KerasAdapter(Adapter):
             self._Y.assign(self._targets(noise.targets(fields)))
         try:
             with self.tf.device(self.device):
-                return self._train(epochs, max_steps, start, detail, noise)
+                bad_start = self._bad_weights()
+                trace = self._train(epochs, max_steps, start, detail, noise)
+                trace.bad_weights_start, trace.bad_weights_end = bad_start, self._bad_weights()
+                return trace
         finally:
             if saved is not None:
                 self._Y.assign(saved)
             self._scale.assign(1.0)
+
+    def _bad_weights(self) -> tuple[str, ...]:
+        """Paths of the model's variables holding NaN/Inf."""
+        tf = self.tf
+        named = [v for v in self.model.variables if "float" in str(v.dtype)]
+        if not named:
+            return ()
+        ok = tf.stack([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in named]).numpy()
+        return tuple(getattr(v, "path", v.name) for v, good in zip(named, ok) if not good)
 
     def steps_per_epoch(self) -> int | None:
         if self.arrays:

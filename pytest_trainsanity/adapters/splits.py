@@ -54,6 +54,16 @@ def as_numpy(value: Any, what: str) -> np.ndarray:
     return array
 
 
+def require_values(shape: Any, what: str) -> None:
+    """A sample must hold at least one value: zero features would be measured as nothing and pass."""
+    shape = tuple(shape)
+    if len(shape) >= 2 and int(np.prod(shape[1:], dtype=np.int64)) == 0:
+        raise SetupError(
+            f"{what} has shape {shape}: each sample holds 0 values (0 features), so there is nothing to check or "
+            f"train on. Select the feature columns before building the split (an empty column selection?)."
+        )
+
+
 def kind_of(value: Any) -> str:
     """numpy dtype kind of an array-like leaf without converting it: 'f', 'i', 'u', 'b' or 'O'."""
     dtype = getattr(value, "dtype", None)
@@ -364,6 +374,8 @@ class ArraySplit(Split):
                 )
         if n == 0:
             raise SetupError(f"TrainSetup({name}=...) is empty (0 samples); every given split needs samples.")
+        for field_name, leaf in zip(self._form.names, leaves):
+            require_values(leaf.shape, f"TrainSetup({name}=...) X" + (f" field {field_name!r}" if len(leaves) > 1 else ""))
         for leaf in leaves:
             if kind_of(leaf) not in "biuf":
                 raise SetupError(
@@ -456,7 +468,7 @@ class IteratorSplit(Split):
                 f"again would see no samples. Give a torch DataLoader, a tf.data.Dataset, arrays or an "
                 f"np.memmap, which can be read more than once."
             )
-        for block in self.source:
+        for block in self._guard(iter(self.source)):
             if not isinstance(block, (tuple, list)) or len(block) != 2:
                 raise SetupError(
                     f"TrainSetup({self.name}=...) yielded a {type(block).__name__}; each block must be an "
@@ -466,6 +478,7 @@ class IteratorSplit(Split):
             y = as_numpy(block[1], f"a block of TrainSetup({self.name}=...) y")
             if len(X) != len(y):
                 raise SetupError(f"a block of TrainSetup({self.name}=...) has {len(X)} inputs but {len(y)} labels.")
+            require_values(X.shape, f"a block of TrainSetup({self.name}=...) X")
             if len(X):  # an empty block carries nothing
                 yield {"x": X}, y
 

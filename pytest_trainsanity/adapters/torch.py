@@ -81,6 +81,13 @@ class TorchAdapter(TorchStep, Adapter):
         params = list(model.parameters())
         if not params:
             raise SetupError("TrainSetup(model=...) has no parameters; there is nothing to train.")
+        meta = [n for n, p in model.named_parameters() if p.is_meta]
+        if meta:
+            raise SetupError(
+                f"TrainSetup(model=...) has {len(meta)} parameter(s) on torch's meta device ({', '.join(meta[:3])}"
+                f"{', ...' if len(meta) > 3 else ''}): shapes without values, which cannot be trained. Materialise "
+                f"the model first: model.to_empty(device='cpu') and then initialise it or load_state_dict(...)."
+            )
         self.model, self.setup, self.settings, self.splits = model, setup, settings, data
         self.home = params[0].device
         self.device = resolve_device(settings.device)
@@ -440,7 +447,19 @@ class TorchAdapter(TorchStep, Adapter):
             split.rewind()
         if lr_scale != 1.0:
             self._scale_lr(lr_scale)
-        return self._train(epochs, max_steps, start, detail, noise)
+        bad_start = self._bad_weights()
+        trace = self._train(epochs, max_steps, start, detail, noise)
+        trace.bad_weights_start, trace.bad_weights_end = bad_start, self._bad_weights()
+        return trace
+
+    def _bad_weights(self) -> tuple[str, ...]:
+        """Names of the parameters and buffers holding NaN/Inf (one device sync)."""
+        named = [(n, t) for n, t in itertools.chain(self.model.named_parameters(), self.model.named_buffers())
+                 if t.is_floating_point() and t.numel()]
+        if not named:
+            return ()
+        ok = tensor_to_numpy(self.torch.stack([t.detach().isfinite().all() for _, t in named]))
+        return tuple(n for (n, _), good in zip(named, ok) if not good)
 
     def _seed(self) -> Any:
         seed = self.settings.seed
@@ -578,12 +597,31 @@ class TorchAdapter(TorchStep, Adapter):
                     rec.count(self._target_ids(self.form.target(batch)))
                 ran += 1
                 if per_step and len(rec.losses) % plan.frequency == 0:
-                    scheduler.step()
+                    self._scheduler_step(len(rec.losses))
                 if progress is not None:
                     progress.step(epoch, len(rec.losses))
         if scheduler is not None and not per_step and ran and (epoch + 1) % plan.frequency == 0:
-            scheduler.step()
+            self._scheduler_step(len(rec.losses))
         return ran
+
+    def _scheduler_step(self, steps: int) -> None:
+        """The user's scheduler steps as configured; its refusal (OneCycleLR past ``total_steps``) is one paragraph."""
+        try:
+            self.scheduler.step()
+        except Exception as exc:  # noqa: BLE001 - the user's scheduler refused a step
+            sched = type(self.scheduler).__name__
+            total = getattr(self.scheduler, "total_steps", None)
+            per_epoch = self.steps_per_epoch()
+            sized = f" (total_steps={total})" if total is not None else ""
+            raise SetupError(
+                f"The scheduler {sched}{sized} refused to step after training step {steps} of the check's pass: "
+                f"{type(exc).__name__}: {first_line(exc)}. The check trains"
+                + (f" {per_epoch} step(s) per epoch" if per_epoch else " the pipeline's batches")
+                + (f", capped at --trainsanity-max-steps {self.settings.max_steps}" if self.settings.max_steps else "")
+                + ". Size the scheduler for the run (OneCycleLR(total_steps=epochs * len(train_loader)) or "
+                "steps_per_epoch=len(train_loader), epochs=...), or build it in a factory "
+                "TrainSetup(scheduler=lambda opt: ...)."
+            ) from None
 
     def _step_error(self, batch: Any, exc: BaseException, step: int) -> str:
         return (f"Training step {step} failed on a batch as the pipeline yields it ({batch_text(self.form, batch)}; "

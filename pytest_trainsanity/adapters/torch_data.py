@@ -34,6 +34,12 @@ def tensor_to_numpy(t: Any) -> np.ndarray:
     """For measuring only (a model never sees the result): bfloat16/half widen to float32."""
     torch = _torch()
     t = t.detach()
+    if t.device.type == "meta":
+        raise SetupError(
+            f"A tensor of shape {tuple(t.shape)} is on torch's meta device: it has a shape but no data, so there "
+            f"is nothing to measure or train on. Materialise it first (torch.empty_like(t, device='cpu') filled "
+            f"with real values, or load the data onto cpu/cuda)."
+        )
     if t.dtype in (torch.bfloat16, torch.float16):
         t = t.float()
     return t.cpu().resolve_conj().resolve_neg().numpy()

@@ -1,8 +1,10 @@
 """Exact and near-duplicate rows of in-memory splits, for ``no_epoch1_overfit``.
 
 A thin layer over ``matching`` (the one matcher, also used streaming by
-``no_leakage``): exact copies by verified hashes, near copies by relative L2
-distance (``matching.NEAR_THRESHOLD``).
+``no_leakage``), on the same definitions: exact copies are equal values
+(verified hashes), near copies are within ``matching.NEAR_THRESHOLD`` of RMS
+difference in train standard deviations per feature, train being the first
+split given (``a``).
 """
 
 from __future__ import annotations
@@ -11,13 +13,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .matching import NEAR_THRESHOLD, Canon, Reference, common_dtype, group_ids
+from .matching import (
+    NEAR_THRESHOLD,
+    Canon,
+    Reference,
+    Scale,
+    as_rows,
+    common_dtype,
+    group_ids,
+    sample_rows,
+    width_of,
+)
 
 EXAMPLES = 5
 
 
 def canon_for(*splits: np.ndarray) -> Canon:
-    widths = {int(np.prod(X.shape[1:], dtype=np.int64)) for X in splits}
+    widths = {width_of(X) for X in splits}
     if len(widths) != 1:
         raise ValueError(f"splits have different sample sizes: {sorted(widths)}")
     return Canon(common_dtype(X.dtype for X in splits), widths.pop())
@@ -31,7 +43,8 @@ def canonical_rows(X: np.ndarray) -> np.ndarray:
 def row_ids(X: np.ndarray) -> np.ndarray:
     """An id per row, shared by rows with equal values."""
     canon = canon_for(X)
-    return group_ids(canon.hashes(X), X.reshape(len(X), -1), canon)[0]
+    rows = as_rows(X)
+    return group_ids(canon.hashes(rows), rows, canon)[0]
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,7 @@ class CrossSplit:
     label_conflicts: int  # exact copies whose labels differ
     near_b: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # near, not exact
     near_pairs: list[tuple[int, int]] = field(default_factory=list)
-    near_threshold: float = NEAR_THRESHOLD
+    near_threshold: float = NEAR_THRESHOLD  # RMS difference in train (a) standard deviations per feature
     near_sampled: float = 1.0  # fraction of b rows searched for near copies
 
     @property
@@ -85,8 +98,8 @@ def cross_split(
     examples: int = EXAMPLES,
 ) -> CrossSplit:
     canon = canon_for(Xa, Xb)
-    ref = Reference(canon, Xa, near)
-    rows = Xb.reshape(len(Xb), -1)
+    ref = Reference(canon, Xa, Scale(sample_rows(Xa), canon.dtype) if near else None)
+    rows = as_rows(Xb)
     ib, ia = ref.exact(rows, canon.hashes(rows))  # b streams against a
     first = np.unique(ib, return_index=True)[1]
     exact_b, a_of_b = ib[first], ia[first]

@@ -5,8 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 
+class NonFiniteLabels(ValueError):
+    """Labels holding NaN/Inf: cast to class ids they would become -9223372036854775808."""
+
+
+def require_finite(y: np.ndarray) -> None:
+    if y.dtype.kind in "fc":
+        bad = int(y.size - np.count_nonzero(np.isfinite(y)))
+        if bad:
+            nan = int(np.count_nonzero(np.isnan(y)))
+            raise NonFiniteLabels(f"the labels hold {nan} NaN and {bad - nan} Inf value(s) (of {y.size}); drop or "
+                                  f"fill those samples, a label must be a number")
+
+
 def class_ids(y: np.ndarray) -> np.ndarray:
     """Class indices from integer labels or one-hot / probability rows."""
+    require_finite(y)
     if y.ndim >= 2 and y.shape[-1] > 1:
         return np.argmax(y.reshape(len(y), -1), axis=1)
     return np.asarray(y).reshape(len(y)).astype(np.int64)

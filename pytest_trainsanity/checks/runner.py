@@ -24,6 +24,7 @@ from ..report import CheckReport
 from ..rng import seeded
 from ..settings import CheckOptions, RunSettings
 from ..spec import TrainSetup
+from . import finite
 from .causes import Cause
 
 
@@ -154,3 +155,21 @@ def sample_lines(samples: dict[str, Any]) -> Iterator[str]:
         if s.sampled:
             yield (f"{name} metrics and data measurements come from {s.how} (eval_samples; "
                    f"--trainsanity-eval-samples)")
+
+
+def nonfinite_report(p: Prepared, trace: Any, inputs: dict[str, Any] | None, info: Any,
+                     samples: dict[str, Any] | None = None) -> CheckReport | None:
+    """The failing report of a training pass that went NaN/Inf (None when it stayed finite): a
+    gate never judges metrics a non-finite model produced."""
+    from ..report import cause_lines
+
+    nf = finite.find(trace, inputs)
+    if nf is None:
+        return None
+    likely, ruled_out = finite.causes(nf)
+    lines = [finite.headline(p.marker, nf),
+             f"Model: {info.model_name} ({info.framework} on {info.device}), {info.n_params:,} trainable parameters."]
+    lines += [f"Sample: {line}." for line in sample_lines(samples or {})]
+    lines += cause_lines(likely, ruled_out)
+    return CheckReport(p.marker, False, "\n".join(lines), {**nf.metrics(), "steps": nf.steps},
+                       [c.to_dict() for c in likely], key=("nonfinite_step", "nonfinite_weights"))

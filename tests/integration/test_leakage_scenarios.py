@@ -80,11 +80,11 @@ def test_leakage_scenarios(project: pytest.Pytester) -> None:
     assert m["test_overlapping_times"]["train_val_temporal_rows"] == 30
     res.stdout.fnmatch_lines([
         "*no_leakage FAILED: train/val: 72 copies (exact or near) of 360 val samples (20.0%; limit 0).",
-        "*Limit: max_overlap 0 (a count); near copies within relative L2 0.01*",
+        "*Limit: max_overlap 0 (a count); near copies: RMS difference <= 0.01 train standard deviations per feature*",
         "*train/val: 72 exact and 0 near copies of 360 val samples (20.0%); exact examples (train, val): [[](100, 0), (101, 1)*"
         "val accuracy can be inflated by up to 20 points*",
     ])
-    res.stdout.fnmatch_lines(["*train/val: 0 exact and 50 near copies of 360 val samples (13.9%); near examples: (0, 0) at 0.0007*"])
+    res.stdout.fnmatch_lines(["*train/val: 0 exact and 50 near copies of 360 val samples (13.9%); near examples: (0, 0) at 0.00048*"])
     res.stdout.fnmatch_lines(["*also: train/val: 10 copies with a different label of 360 val samples (2.8%; limit 0)"])
     res.stdout.fnmatch_lines(["*no_leakage FAILED: train/val: 20 samples in groups shared with the other split of 360 val samples*",
                               "*5 shared group id(s) covering 20 val samples, e.g. [[]355, 356, 357, 358, 359]*"])

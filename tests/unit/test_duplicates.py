@@ -186,7 +186,7 @@ def test_a_key_window_that_stops_separating_falls_back_to_full_rows() -> None:
     ref[:50, canon.window] = ref[0, canon.window]  # 50 reference rows share one key ...
     stream[:, canon.window] = ref[0, canon.window]  # ... and so does every stream row: 100k candidates
     stream[[10, 20]] = ref[[0, 7]]
-    reference = Reference(canon, ref, near=False)
+    reference = Reference(canon, ref)
     ia, ib = reference.exact(stream, canon.hashes(stream))
     assert sorted(zip(ia.tolist(), ib.tolist())) == [(10, 0), (20, 7)]
     assert reference._full is not None  # the fallback ran
@@ -212,3 +212,21 @@ def test_narrow_or_poorly_separating_data_keeps_full_row_hashing() -> None:
     canon = Canon(np.dtype(np.float32), 256)
     canon.choose_window(spread)
     assert canon.window is None
+
+
+def test_cross_and_within_split_use_no_leakages_definitions() -> None:
+    """``no_epoch1_overfit`` measures overlap with the same matcher: values not bits, any layout,
+    near copies in the first split's (train's) standard deviations."""
+    assert cross_split(np.array([[2**64 - 1]], np.uint64), np.array([[-1]], np.int64), near=False).exact_b.size == 0
+    assert cross_split(np.array([[2**53 + 1]], np.int64), np.array([[2.0**53]]), near=False).exact_b.size == 0
+    assert cross_split(np.array([[1, 2]]), np.array([[1.0, 2.0]]), near=False).exact_b.tolist() == [0]
+    rng = np.random.default_rng(7)
+    A = np.asfortranarray(rng.standard_normal((200, 6)))  # DataFrame.to_numpy()
+    assert cross_split(A, A[:3]).exact_b.tolist() == [0, 1, 2]
+    assert within_split(np.asfortranarray(np.repeat(A, 2, axis=0))).n_unique == 200
+    years = np.column_stack([rng.integers(2000, 2024, 300), rng.normal(40, 10, 300), rng.normal(50, 15, 300)])
+    years[0] = [2019, 35, 50]
+    offset = cross_split(years, np.array([[2019, 36, 52.0], [2019, 35.001, 50.001]]))
+    assert offset.near_b.tolist() == [1] and offset.near_threshold == 0.01
+    tiny = A * 1e-170
+    assert cross_split(tiny, tiny[:4] * (1 + 1e-4)).near_b.tolist() == [0, 1, 2, 3]

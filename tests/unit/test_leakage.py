@@ -85,3 +85,138 @@ def test_one_hot_labels_in_one_split_and_ids_in_another_do_not_conflict() -> Non
     result = find_leakage([arrays("train", X, Y), arrays("val", X[:3].copy(), np.arange(3))], classification=True)
     (pair,) = result.pairs
     assert len(pair.exact_b) == 3 and pair.conflicts == 0
+
+
+# --- the row matcher (issue 11): layouts, the near-copy metric, magnitudes, values not bits ---
+
+
+def stream(name: str, blocks: list[tuple[np.ndarray, np.ndarray]]) -> SplitInput:
+    """A one-shot generator of blocks: read once, never held whole."""
+    return SplitInput(name, lambda: iter(blocks))
+
+
+def leak(train: SplitInput, val: SplitInput, **kw) -> tuple[list[int], list[int]]:
+    (pair,) = find_leakage([train, val], classification=False, **kw).pairs
+    return pair.exact_b.tolist(), pair.near_b.tolist()
+
+
+def planted(X: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
+    """Val rows of the same shape: 4 exact copies of train rows, 4 with noise of 1e-3 train std, 12 new."""
+    rows = np.ascontiguousarray(X).reshape(len(X), -1).astype(np.float64)
+    std = rows.std(axis=0)
+    val = np.random.default_rng(1).standard_normal((20, rows.shape[1])) * std + rows.mean(axis=0)
+    val[:4] = rows[10:14]
+    val[4:8] = rows[20:24] + 1e-3 * std * np.random.default_rng(2).standard_normal((4, rows.shape[1]))
+    return val.reshape((20,) + X.shape[1:]).astype(X.dtype), [0, 1, 2, 3], [4, 5, 6, 7]
+
+
+def layouts() -> dict[str, np.ndarray]:
+    base = np.random.default_rng(3).standard_normal((600, 8, 12))
+    flat = base.reshape(600, -1)
+    return {
+        "fortran": np.asfortranarray(flat[:, :24]),  # what DataFrame.to_numpy() gives for several float columns
+        "strided columns": flat[:, ::4],
+        "strided rows": base.reshape(200, -1)[:, :30].repeat(3, axis=0)[::3] + np.arange(200)[:, None],
+        "transposed": np.ascontiguousarray(flat[:, :20].T).T,
+        "3-D odd strides": base[:, 1::3, ::5],
+        "3-D transposed": base.transpose(0, 2, 1),
+        "3-D fortran": np.asfortranarray(base[:, :3, :5]),
+        "float32 fortran": np.asfortranarray(flat[:, :16].astype(np.float32)),
+    }
+
+
+def test_every_memory_layout_is_matched_in_memory_and_streamed() -> None:
+    """Fortran order (DataFrame.to_numpy()) crashed the matcher ("last axis must be contiguous")."""
+    for name, X in layouts().items():
+        y = np.zeros(len(X), int)
+        val, exact, near = planted(X)
+        odd_val = np.asfortranarray(val) if val.ndim == 2 else val.transpose(0, 2, 1).copy().transpose(0, 2, 1)
+        for train in (arrays("train", X, y), stream("train", [(X[i : i + 100], y[i : i + 100]) for i in range(0, len(X), 100)])):
+            assert leak(train, arrays("val", val, y[:20])) == (exact, near), name
+            assert leak(train, arrays("val", odd_val, y[:20])) == (exact, near), name
+
+
+def test_a_strided_split_is_read_block_by_block_never_copied_whole() -> None:
+    import tracemalloc
+
+    X = np.random.default_rng(4).standard_normal((16000, 32, 32)).astype(np.float32).transpose(0, 2, 1)  # axes do not merge
+    y = np.zeros(len(X), int)
+    val, exact, near = planted(X[:2000])
+    for near_search in (False, True):
+        tracemalloc.start()
+        found = leak(arrays("train", X, y, block=len(X)), arrays("val", val, y[:20]), near=near_search)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert found == (exact, near if near_search else [])
+        assert peak < X.nbytes / 2, (near_search, peak, X.nbytes)
+
+
+def test_near_copies_are_judged_in_train_standard_deviations() -> None:
+    """Relative L2 flagged rows that share a large offset and missed copies near the origin."""
+    years = np.random.default_rng(5).integers(2000, 2024, 500)
+    X = np.column_stack([years, rng.normal(40, 10, 500), rng.normal(50, 15, 500)])
+    X[0] = [2019, 35, 50]
+    assert leak(arrays("train", X, np.zeros(500, int)), arrays("val", np.array([[2019, 36, 52.0]]), np.zeros(1, int))) == ([], [])
+    Z = rng.standard_normal((500, 8))
+    Z[:5] *= 1e-4  # rows near the origin ...
+    V = Z[:5] + 1e-4 * rng.standard_normal((5, 8))  # ... and copies 1e-4 train std away
+    assert leak(arrays("train", Z, np.zeros(500, int)), arrays("val", V, np.zeros(5, int))) == ([], [0, 1, 2, 3, 4])
+    report = check_leakage(TrainSetup(train=(Z, np.zeros(500, int)), val=(V, np.zeros(5, int))))
+    assert "near copies: RMS difference <= 0.01 train standard deviations per feature" in report.message
+    assert report.metrics["train_val_near"] == 5
+
+
+def test_constant_columns_and_a_one_row_train_neither_blow_up_nor_make_everything_a_copy() -> None:
+    X = np.column_stack([np.zeros(300), np.full(300, 7.0), rng.standard_normal((300, 4))])
+    V = X[:20].copy()
+    V[:10, 2:] += 0.5  # distinct rows
+    V[10:, 2:] += 1e-4  # near copies
+    V[:5, 0] = 1.0  # a value the constant column never takes in train: measured in the median std
+    with np.errstate(all="raise"):
+        assert leak(arrays("train", X, np.zeros(300, int)), arrays("val", V, np.zeros(20, int))) == ([], list(range(10, 20)))
+        one = np.array([[3.0, 4.0, 5.0]])
+        assert leak(arrays("train", one, np.zeros(1, int)), arrays("val", np.array([[3.0, 4.0, 5.00001], [3.0, 5.0, 5.0]]), np.zeros(2, int))) == ([], [0])
+        zeros = np.zeros((1, 3))
+        assert leak(arrays("train", zeros, np.zeros(1, int)), arrays("val", np.array([[0, 0, 1e-3], [0, 0, 1.0]]), np.zeros(2, int))) == ([], [0])
+
+
+def test_extreme_magnitudes_neither_overflow_nor_underflow() -> None:
+    big = (rng.random((300, 8)) * 1e20).astype(np.float32)  # squares overflow float32
+    tiny = rng.random((300, 8)) * 1e-170  # squares underflow float64
+    for X in (big, tiny):
+        V = (X[:5] * (1 + 1e-4 * rng.standard_normal((5, 8)))).astype(X.dtype)
+        assert leak(arrays("train", X, np.zeros(300, int)), arrays("val", V, np.zeros(5, int))) == ([], [0, 1, 2, 3, 4])
+    huge = np.array([[1e300]])
+    assert leak(arrays("train", huge, np.zeros(1, int)), arrays("val", -huge, np.zeros(1, int))) == ([], [])
+    spread = np.array([[1e308], [-1e308], [0.0]])
+    assert leak(arrays("train", spread, np.zeros(3, int)), arrays("val", np.array([[-1e308], [5e307]]), np.zeros(2, int))) == ([0], [])
+
+
+def test_exact_copies_are_equal_values_never_equal_bits() -> None:
+    one = np.zeros(1, int)
+    cases = [
+        (np.array([[2**64 - 1]], np.uint64), np.array([[-1]], np.int64), []),
+        (np.array([[2**53 + 1]], np.int64), np.array([[2.0**53]]), []),
+        (np.array([[2**63 - 1]], np.int64), np.array([[2.0**63]]), []),
+        (np.array([[2**64 - 1, 3]], np.uint64), np.array([[2**64 - 1, 3]], np.uint64), [0]),
+        (np.array([[1, 2]], np.int64), np.array([[1.0, 2.0]], np.float32), [0]),
+        (np.array([[-0.0, np.nan]]), np.array([[0.0, np.nan]], np.float16), [0]),
+    ]
+    for a, b, expected in cases:
+        assert leak(arrays("train", a, one), arrays("val", b, one), near=False) == (expected, []), (a, b)
+        assert leak(stream("train", [(a, one)]), arrays("val", b, one), near=False) == (expected, []), (a, b)
+
+
+def test_a_stream_that_changes_dtype_matches_values_it_holds_only() -> None:
+    """A later float64 block was cast to the first block's float32 and matched values it does not hold."""
+    val = np.array([[np.float32(0.1), 1.0], [0.25, 1.0], [7.0, 8.0]], np.float32)
+    blocks = [(np.array([[7.0, 8.0]], np.float32), np.zeros(1, int)),
+              (np.array([[0.1, 1.0], [0.25, 1.0], [0.1, 1.0]], np.float64), np.zeros(3, int))]
+    result = find_leakage([stream("train", blocks), arrays("val", val, np.zeros(3, int))], near=False, classification=False)
+    assert result.pairs[0].exact_b.tolist() == [1, 2]  # 0.1 (float64) is not float32(0.1); 0.25 is 0.25
+    assert result.within["train"].repeats == 1  # the two float64 0.1 rows are one value
+    ints = [(np.array([[1, 2]], np.int64), np.zeros(1, int)), (np.array([[2**63 + 5, 2]], np.uint64), np.zeros(1, int)),
+            (np.array([[1.0, 2.0], [1.5, 2.0]]), np.zeros(2, int))]
+    val = np.array([[1, 2], [-9223372036854775803, 2]], np.int64)  # the uint64 row's bits, as int64
+    assert find_leakage([stream("train", ints), arrays("val", val, np.zeros(2, int))], near=False,
+                        classification=False).pairs[0].exact_b.tolist() == [0]

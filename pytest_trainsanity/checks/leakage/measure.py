@@ -2,10 +2,12 @@
 
 The first split (train) is streamed in blocks; the others (val, test) are
 the references it is matched against and are held in memory. Per pair of
-splits: exact copies (verified hashes), label conflicts among them, near
-copies (relative L2), shared group ids, temporal overlap. Per split:
-repeated rows. On tabular classification data: columns that alone predict
-the label. Only hashes and one block of rows of the streamed split are held.
+splits: exact copies (equal values, verified hashes), label conflicts among
+them, near copies (RMS difference in train standard deviations per feature,
+``..matching``), shared group ids, temporal overlap. Per split:
+repeated rows. On tabular data: columns computed from the label (``..features``),
+judged on a uniform sample of the streamed split's rows. Only hashes, one
+block of rows and that sample of the streamed split are held.
 """
 
 from __future__ import annotations
@@ -16,13 +18,25 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from ..features import FeatureLeak, RowSample, TargetSearch, target_columns
 from ..labels import class_ids
-from ..features import FeatureLeak, target_columns
-from ..matching import NEAR_THRESHOLD, Canon, Reference, WidthMismatch, common_dtype, group_ids
+from ..matching import (
+    NEAR_THRESHOLD,
+    WIDE,
+    Canon,
+    Reference,
+    Scale,
+    WidthMismatch,
+    as_rows,
+    common_dtype,
+    group_ids,
+    sample_rows,
+    stats_rows,
+    wide_form,
+    width_of,
+)
 
 EXAMPLES = 5
-TARGET_LIFT = 0.95  # a column alone gets 95% of the way from the majority baseline to perfect
-FEATURE_ROWS = 20000
 
 Blocks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
 
@@ -51,6 +65,8 @@ class PairLeak:
     group_rows_b: int = 0
     group_examples: list[Any] = field(default_factory=list)
     temporal_rows_b: int = 0
+    missing_time_a: int = 0  # samples without a time (NaT, NaN, None): left out of the comparison, counted
+    missing_time_b: int = 0
     latest_a: Any = None
     earliest_b: Any = None
 
@@ -81,6 +97,8 @@ class LeakageResult:
     targets: list[FeatureLeak]
     threshold: float | None
     failures: list[str]
+    target_search: TargetSearch = field(default_factory=TargetSearch)
+    kinds: list[str] = field(default_factory=list)  # the kind of each failure (KIND_WORDS keys, "targets", "repeats")
 
     @property
     def passed(self) -> bool:
@@ -152,36 +170,34 @@ def find_leakage(
     t = (threshold if threshold is not None else NEAR_THRESHOLD) if near else None
     head, refs = splits[0], splits[1:]
     stream = head.blocks()
-    first = next(stream, None)
-    ref_arrays = {s.name: s.arrays if s.arrays is not None else _read(s) for s in refs}
     if classification:  # labels compared as class ids: one-hot in one split, ids in another, still agree
-        ref_arrays = {name: (X, class_ids(y)) for name, (X, y) in ref_arrays.items()}
-        first = (first[0], class_ids(first[1])) if first is not None else None
         stream = ((X, class_ids(y)) for X, y in stream)
-    dtypes = [a[0].dtype for a in ref_arrays.values()] + ([first[0].dtype] if first is not None else [])
-    widths = {int(np.prod(a[0].shape[1:], dtype=np.int64)) for a in ref_arrays.values()}
-    if first is not None:
-        widths.add(int(np.prod(first[0].shape[1:], dtype=np.int64)))
+    first_blocks = _start(stream, statistics=near and head.arrays is None)
+    ref_arrays = {s.name: s.arrays if s.arrays is not None else _read(s) for s in refs}
+    if classification:
+        ref_arrays = {name: (X, class_ids(y)) for name, (X, y) in ref_arrays.items()}
+    dtypes = [a[0].dtype for a in ref_arrays.values()] + [X.dtype for X, _ in first_blocks]
+    widths = {width_of(a[0]) for a in ref_arrays.values()} | {width_of(X) for X, _ in first_blocks}
     if len(widths) > 1:
         raise WidthMismatch(f"the splits' samples have different sizes: {sorted(widths)} values")
     canon = Canon(common_dtype(dtypes or [np.float64]), widths.pop() if widths else 0, seed=seed ^ 0x5EED)
     if head.arrays is not None and ref_arrays:  # every key-hash match can be verified on the rows
         canon.choose_window(next(iter(ref_arrays.values()))[0])
-    references = {name: Reference(canon, X, near) for name, (X, _) in ref_arrays.items()}
+    scale = _train_scale(head, first_blocks, canon, seed) if near else None
+    references = {name: Reference(canon, X, scale) for name, (X, _) in ref_arrays.items()}
     pairs, within = [], {}
 
     # the streamed split against every reference
     matches = [_Match(name, references[name], ref_arrays[name][1]) for name in references]
     head_hashes: list[np.ndarray] = []
-    n_head, sample_X, sample_y = 0, [], []
-    for X, y in itertools.chain([first] if first is not None else [], stream):
-        h = canon.hashes(X)
+    n_head, sample = 0, RowSample(seed=seed, total=len(head.arrays[0]) if head.arrays is not None else None)
+    for X, y in itertools.chain(_drain(first_blocks), stream):
+        flat = as_rows(X)
+        h = canon.hashes(flat)
         head_hashes.append(h)
         for match in matches:
-            match.feed(n_head, X.reshape(len(X), -1), h, y, t)
-        if n_head < FEATURE_ROWS:
-            sample_X.append(X[: FEATURE_ROWS - n_head])
-            sample_y.append(y[: FEATURE_ROWS - n_head])
+            match.feed(n_head, flat, h, y, t)
+        sample.feed(X, y)
         n_head += len(X)
     pairs += [m.result(head.name, n_head, len(ref_arrays[m.ref_name][0]), t) for m in matches]
     within[head.name] = _within_head(np.concatenate(head_hashes) if head_hashes else np.zeros(0, np.uint64), head, canon)
@@ -200,17 +216,17 @@ def find_leakage(
 
     for pair in pairs:
         _groups_and_time(pair, groups, timestamps)
-    targets: list[FeatureLeak] = []
-    if classification and sample_X:
+    search, rows = TargetSearch(n=n_head), sample.arrays()
+    if rows is not None:  # a table of columns with one label per row
         val = ref_arrays.get(names[0]) if names else None
-        Xs, ys = np.concatenate(sample_X), np.concatenate(sample_y)
-        if Xs.ndim == 2 and ys.ndim == 1:
-            targets = target_columns(Xs, ys, val[0] if val else None, val[1] if val else None, TARGET_LIFT, seed)
-    failures = _failures(pairs, targets, max_overlap)
+        search = target_columns(*rows, val[0] if val else None, val[1] if val else None, seed,
+                                "classification" if classification else "regression")
+    failures, kinds = _failures(pairs, search.columns, max_overlap)
     if within_split:  # asked for: repeated rows inside a split fail too
-        failures += [f"{name}: {w.repeats} repeated row(s) of {w.n} ({100 * w.repeats / w.n:.1f}%; limit "
-                     f"{allowed(max_overlap, w.n)})" for name, w in within.items() if w.repeats > allowed(max_overlap, w.n)]
-    return LeakageResult(pairs, within, targets, t, failures)
+        repeats = [f"{name}: {w.repeats} repeated row(s) of {w.n} ({100 * w.repeats / w.n:.1f}%; limit "
+                   f"{allowed(max_overlap, w.n)})" for name, w in within.items() if w.repeats > allowed(max_overlap, w.n)]
+        failures, kinds = failures + repeats, kinds + ["repeats"] * len(repeats)
+    return LeakageResult(pairs, within, search.columns, t, failures, search, kinds)
 
 
 def _read(split: SplitInput) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +235,40 @@ def _read(split: SplitInput) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{split.name} is empty")
     if len({p[0].shape[1:] for p in parts}) > 1:
         raise WidthMismatch(f"the {split.name} split's samples have different sizes: {sorted({p[0].shape[1:] for p in parts})}")
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    dtypes = {p[0].dtype for p in parts}
+    dtype = common_dtype(dtypes) if len(dtypes) > 1 else None  # one that holds every block's values, when one does
+    return np.concatenate([p[0] for p in parts], dtype=dtype if dtype != WIDE else None), np.concatenate([p[1] for p in parts])
+
+
+def _start(stream: Iterator[tuple[np.ndarray, np.ndarray]], statistics: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The streamed split's first block; with ``statistics``, its first blocks up to the rows the
+    train statistics are taken from (held until the references are built, then streamed on: memory
+    stays bounded by a block and the statistics sample, even for a one-shot generator)."""
+    out, n = [], 0
+    for X, y in stream:
+        out.append((X, y))
+        n += len(X)
+        if not statistics or n >= stats_rows(width_of(X)):
+            break
+    return out
+
+
+def _drain(blocks: list[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    while blocks:  # each block released once matched
+        yield blocks.pop(0)
+
+
+def _train_scale(head: SplitInput, first_blocks: list[tuple[np.ndarray, np.ndarray]], canon: Canon, seed: int) -> Scale:
+    """The train statistics near copies are judged in: from a seeded sample of the rows when train
+    is in memory, else from its first rows (``_start``)."""
+    if head.arrays is not None and len(head.arrays[0]):
+        return Scale(sample_rows(head.arrays[0], seed ^ 0x5EED), canon.dtype)
+    parts, n, k = [], 0, stats_rows(canon.width)
+    for X, _ in first_blocks:
+        if n < k and len(X):
+            parts.append(np.asarray(as_rows(X)[: k - n]))
+            n += len(parts[-1])
+    return Scale(np.concatenate(parts) if parts else np.zeros((0, canon.width)), canon.dtype)
 
 
 def _within_head(h: np.ndarray, head: SplitInput, canon: Canon) -> Within:
@@ -231,24 +280,29 @@ def _within_head(h: np.ndarray, head: SplitInput, canon: Canon) -> Within:
     if not checkable or len(counts) == n:
         return Within(n, len(counts), checkable)
     suspects = np.flatnonzero(counts[inverse.reshape(-1)] > 1)
+    keyed = False
     if head.arrays is not None:
-        rows = head.arrays[0].reshape(n, -1)[suspects]
+        rows = as_rows(head.arrays[0])[suspects]
     else:
-        rows = _rows_at(head, suspects)
-    distinct = group_ids(h[suspects], rows, canon)[1].size
+        rows, keyed = _rows_at(head, suspects)
+    distinct = group_ids(h[suspects], rows, canon, keyed)[1].size
     return Within(n, n - len(suspects) + int(distinct), True)
 
 
-def _rows_at(split: SplitInput, index: np.ndarray) -> np.ndarray:
-    """The rows at ``index`` (sorted) of a re-readable split, read again block by block."""
+def _rows_at(split: SplitInput, index: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The rows at ``index`` (sorted) of a re-readable split, read again block by block; as
+    value-exact keys (``True``: the wide form) when its blocks' dtypes differ, so that no value is
+    lost to a dtype promotion."""
     out, start = [], 0
     for X, _ in split.blocks():
-        rows = X.reshape(len(X), -1)
+        rows = as_rows(X)
         lo, hi = np.searchsorted(index, [start, start + len(rows)])
         if hi > lo:
             out.append(rows[index[lo:hi] - start])
         start += len(rows)
-    return np.concatenate(out)
+    if len({part.dtype for part in out}) > 1:
+        return np.concatenate([wide_form(part) for part in out]), True
+    return np.concatenate(out), False
 
 
 def _groups_and_time(pair: PairLeak, groups: Mapping[str, Any] | None, timestamps: Mapping[str, Any] | None) -> None:
@@ -259,24 +313,42 @@ def _groups_and_time(pair: PairLeak, groups: Mapping[str, Any] | None, timestamp
         pair.group_rows_b = int(np.isin(gb, shared).sum())
         pair.group_examples = shared[:EXAMPLES].tolist()
     if timestamps and pair.a in timestamps and pair.b in timestamps:
-        ta, tb = np.asarray(timestamps[pair.a]), np.asarray(timestamps[pair.b])
+        (ta, pair.missing_time_a), (tb, pair.missing_time_b) = known_times(timestamps[pair.a]), known_times(timestamps[pair.b])
         if len(ta) and len(tb):
             pair.latest_a, pair.earliest_b = ta.max(), tb.min()
             pair.temporal_rows_b = int((tb < pair.latest_a).sum())
 
 
-def _failures(pairs: list[PairLeak], targets: list[FeatureLeak], max_overlap: int | float) -> list[str]:
-    out = []
+def known_times(values: Any) -> tuple[np.ndarray, int]:
+    """(the times that are present, how many are missing): NaT, NaN and None are missing. One missing
+    time must not make the latest time NaT and every comparison False (the check silently off)."""
+    t = np.asarray(values)
+    if t.dtype.kind in "mM":
+        missing = np.isnat(t)
+    elif t.dtype.kind in "fc":
+        missing = np.isnan(t)
+    elif t.dtype.kind == "O":
+        missing = np.fromiter((v is None or v != v for v in t.reshape(-1)), bool, t.size).reshape(t.shape)
+    else:
+        missing = np.zeros(t.shape, bool)
+    return t[~missing], int(missing.sum())
+
+
+def _failures(pairs: list[PairLeak], targets: list[FeatureLeak], max_overlap: int | float) -> tuple[list[str], list[str]]:
+    """(each failure's line, its kind), so the message can give one fix per kind present."""
+    out, kinds = [], []
     for p in pairs:
         limit = allowed(max_overlap, p.n_b)
         for kind, count in p.counts().items():
             if count > limit:
                 out.append(f"{p.a}/{p.b}: {count} {KIND_WORDS[kind]} of {p.n_b} {p.b} samples "
                            f"({100 * count / p.n_b:.1f}%; limit {limit})")
+                kinds.append(kind)
     limit = max_overlap if isinstance(max_overlap, int) else 0
     if len(targets) > limit:
         out.append(f"{len(targets)} column(s) alone predict the label: {[t.column for t in targets][:EXAMPLES]}")
-    return out
+        kinds.append("targets")
+    return out, kinds
 
 
 KIND_WORDS = {

@@ -16,8 +16,10 @@ from ...errors import SetupError, UsageError
 from ...report import CheckReport
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
+from ..features import TargetSearch
+from ..labels import NonFiniteLabels, require_finite
 from ..runner import Prepared, prepare_model_free
-from ..matching import WidthMismatch
+from ..matching import NEAR_DEFINITION, WidthMismatch, near_words
 from . import measure as leakage
 
 MARKER = "no_leakage"
@@ -31,8 +33,11 @@ def _inputs(p: Prepared, widths: dict[str, int] | None = None) -> list[leakage.S
     inputs = []
     for name, split in p.splits.items():
         arrays = _arrays(split)
-        inputs.append(leakage.SplitInput(name, lambda s=split: ((fields_rows(f, widths), y) for f, y in s.blocks()), arrays,
-                                         rereadable=not split.one_shot))
+        if arrays is not None:
+            _finite_labels(name, arrays[1])
+        inputs.append(leakage.SplitInput(
+            name, lambda s=split: ((fields_rows(f, widths), _finite_labels(s.name, y)) for f, y in s.blocks()), arrays,
+            rereadable=not split.one_shot))
         n = split.n_samples()
         for what in ("groups", "timestamps"):
             given = getattr(p.setup, what) or {}
@@ -41,7 +46,22 @@ def _inputs(p: Prepared, widths: dict[str, int] | None = None) -> list[leakage.S
                     f"TrainSetup({what}={{{name!r}: ...}}) has {len(given[name])} entries but the {name} "
                     f"split has {n} samples; give one {what[:-1]} per sample."
                 )
+        times = (p.setup.timestamps or {}).get(name)
+        if times is not None and len(times) and not len(leakage.known_times(times)[0]):
+            raise SetupError(
+                f"TrainSetup(timestamps={{{name!r}: ...}}) holds no time at all ({len(times)} missing: NaT, NaN or "
+                f"None), so the temporal leakage check cannot run. Fill in the times, or leave the {name} split "
+                f"out of timestamps."
+            )
     return inputs
+
+
+def _finite_labels(name: str, y: np.ndarray) -> np.ndarray:
+    try:
+        require_finite(y)
+    except NonFiniteLabels as exc:
+        raise SetupError(f"no_leakage: TrainSetup({name}=...): {exc}.") from None
+    return y
 
 
 def _arrays(split: Split) -> tuple[np.ndarray, np.ndarray] | None:
@@ -90,6 +110,8 @@ def run(p: Prepared) -> CheckReport:
     for name, w in result.within.items():
         metrics[f"{name}_repeated_rows"] = w.repeats
     metrics["target_columns"] = len(result.targets)
+    metrics["target_columns_judged"] = result.target_search.judged
+    metrics["target_rows_needed"] = result.target_search.needed if result.target_search.tried else None
     worst = max(result.pairs, key=lambda q: q.copies / max(q.n_b, 1), default=None)
     metrics["max_copy_fraction"] = worst.copies / worst.n_b if worst and worst.n_b else 0.0
     return CheckReport(
@@ -110,12 +132,13 @@ def _fields_note(p: Prepared) -> str | None:
 def leakage_message(r: leakage.LeakageResult, max_overlap: int | float, within_split: bool = False,
                     fields: str | None = None) -> str:
     limit = f"max_overlap {max_overlap}" + (" (a fraction of each pair's second split)" if isinstance(max_overlap, float) else " (a count)")
-    near = f"near copies within relative L2 {r.threshold:g}" if r.threshold is not None else "near copies not searched (near_duplicates=False)"
+    near = f"near copies ({near_words(r.threshold)})" if r.threshold is not None else "near copies not searched (near_duplicates=False)"
     if r.passed:
         lines = [f"no_leakage passed: no split pair exceeds {limit}; exact copies, {near}, groups and time checked."]
     else:
         lines = [f"no_leakage FAILED: {r.failures[0]}."] + [f"  also: {f}" for f in r.failures[1:]]
-        lines.append(f"Limit: {limit}; {near} (relative L2 = ||a - b|| / max(||a||, ||b||)).")
+        rule = f"near copies: {near_words(r.threshold)} ({NEAR_DEFINITION})" if r.threshold is not None else near
+        lines.append(f"Limit: {limit}; {rule}.")
     for pair in r.pairs:
         lines.append(f"{pair.a}/{pair.b}: " + _pair_text(pair))
     lines.append("Within splits" + ("" if within_split else " (reported, not a failure; within_split=True fails on them)") + ": " + "; ".join(
@@ -123,18 +146,59 @@ def leakage_message(r: leakage.LeakageResult, max_overlap: int | float, within_s
         for name, w in r.within.items()))
     if fields:
         lines.append(f"Samples: {fields}.")
-    for t in r.targets:
-        lines.append(
-            f"Target leakage: column {t.column} alone predicts the train label with accuracy {t.train_acc:.3f} "
-            f"(majority baseline {t.baseline:.3f}); fix: drop or rebuild column {t.column}, it encodes the label."
-        )
-    if not r.passed:
-        lines.append(
-            "Fix: remove from val/test every sample that also occurs in train (np.unique over the concatenated "
-            "splits), split by group (patient, user, session) with sklearn GroupShuffleSplit, and split time "
-            "series by time (every val/test sample after the last train sample)."
-        )
+    lines += _target_lines(r.target_search)
+    columns = [t.column for t in r.targets][: leakage.EXAMPLES]
+    needed = dict.fromkeys(FIX_OF.get(kind, kind) for kind in r.kinds)
+    lines += [f"Fix ({name}): " + FIXES[name].format(columns=columns) for name in needed if name in FIXES]
     return "\n".join(lines)
+
+
+TARGET_FOUND = ("Target leakage: column {column} alone predicts the train {label}: held-out {score} ({evidence} >= "
+                "{bound} with 99% confidence over {tried} columns, {n} train rows){why}.")
+TARGET_CLASSES = ("accuracy {acc}", "majority baseline {base}; lift {lift},")
+TARGET_VALUES = ("R^2 {r2}", "each row's side of the median target: lift")
+TARGET_ALONE = ("; within each {group} it moves with no other column (largest |r| {r}, <= {bound} with 99% "
+                "confidence), as a column computed from the {label} does (a real measurement usually moves with "
+                "its neighbours; if this one is a genuine, decisive measurement, allow it with max_overlap=1)")
+TARGET_PERFECT = "; that is near perfect: the {label} (or a copy of it) is among the inputs"
+TARGET_RECODED = "; it takes one value per {group}: the {label}, recoded"
+TARGETS_NONE = "Target columns: none among {tried} columns ({n} train rows; a verdict needs >= {needed})."
+TARGETS_NOT_JUDGED = "Target columns: not judged, {n} train rows; a verdict needs >= {needed} ({tried} columns tried)."
+FIX_OF = {"copies": "copies", "label_conflicts": "copies", "group_rows": "groups", "temporal_rows": "time",
+          "targets": "target columns", "repeats": "repeats"}  # each failure kind's fix: one line per fix needed
+FIXES = {
+    "copies": "remove from val/test every sample that also occurs in train (np.unique over the concatenated splits), "
+              "then split by unique input so no sample is on both sides.",
+    "groups": "split by group (patient, user, session) with sklearn GroupShuffleSplit, so no group is on both sides.",
+    "time": "split by time: every val/test sample after the last train sample (sklearn TimeSeriesSplit).",
+    "target columns": "drop column(s) {columns} or rebuild them from what is known before the label: they were "
+                      "computed from (or after) the label, so a model reads the answer from them and val/test "
+                      "scores mean nothing.",
+    "repeats": "de-duplicate each split (np.unique(X, axis=0, return_index=True)) before splitting.",
+}
+
+
+def _target_lines(s: TargetSearch) -> list[str]:
+    if not s.tried:
+        return []  # not a table of columns (images, sequences)
+    if not s.judged:
+        return [TARGETS_NOT_JUDGED.format(n=s.n, needed=s.needed, tried=s.tried)]
+    if not s.columns:
+        return [TARGETS_NONE.format(tried=s.tried, n=s.n, needed=s.needed)]
+    regression = s.task == "regression"
+    label, group = ("target", "target bin") if regression else ("label", "class")
+    out = []
+    for t in s.columns:
+        alone = t.alone
+        why = TARGET_PERFECT if not alone else TARGET_RECODED if t.residual_bound == 0 else TARGET_ALONE
+        why = why.format(group=group, r=f"{t.residual_corr:.2f}", bound=f"{t.residual_bound:.2f}", label=label)
+        score, evidence = TARGET_VALUES if regression else TARGET_CLASSES
+        values = {"acc": f"{t.train_acc:.3f}", "r2": f"{t.train_acc:.3f}", "base": f"{t.baseline:.3f}",
+                  "lift": f"{t.train_lift:.2f}"}
+        out.append(TARGET_FOUND.format(column=t.column, label=label, score=score.format(**values),
+                                       evidence=evidence.format(**values), bound=f"{t.lift_bound:.2f}", tried=t.tried,
+                                       n=t.n, why=why))
+    return out
 
 
 def _pair_text(p: leakage.PairLeak) -> str:
@@ -151,5 +215,8 @@ def _pair_text(p: leakage.PairLeak) -> str:
         parts.append(f"{p.shared_groups} shared group id(s) covering {p.group_rows_b} {p.b} samples, e.g. {p.group_examples}")
     if p.latest_a is not None:
         parts.append(f"{p.temporal_rows_b} {p.b} sample(s) earlier than the latest {p.a} time {p.latest_a}")
+    if p.missing_time_a or p.missing_time_b:
+        parts.append(f"samples without a time (NaT/NaN/None), left out of the time comparison: {p.missing_time_a} "
+                     f"{p.a}, {p.missing_time_b} {p.b}")
     return "; ".join(parts)
 

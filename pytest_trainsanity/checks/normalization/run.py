@@ -46,7 +46,7 @@ def run(p: Prepared) -> CheckReport:
     return CheckReport(
         MARKER, result.passed, message(result, p.options.tol, list(p.splits)), result.metrics(),
         [{"split": f.split, "field": f.field, "kind": f.kind, "text": f.text, "fix": f.fix} for f in result.findings],
-        key=("train_max_abs_mean", "train_max_std", "train_nan"),
+        key=("integer_ids", "skipped_fields") if result.integer_ids else ("train_max_abs_mean", "train_max_std", "train_nan"),
     )
 
 

@@ -16,14 +16,14 @@ import numpy as np
 from ..causes import Cause, rank
 from ..duplicates import CrossSplit, WithinSplit
 from ..features import FeatureLeak
+from ..matching import near_words
 from ..normalization.measure import NormalizationResult
 
 OVERLAP_TOL = 0.01  # more than 1% of val also in train inflates val accuracy: fail
 STAT_SCORE_CAP = 0.4
-LEAK_MIN_TRAIN_LIFT = 0.5
 DUP_MIN_FRACTION = 0.05
 CHANCE_MARGIN = 0.05  # val within this of chance learned nothing that generalises
-FEATURE_LEAK_FAIL = 0.5  # one column predicts train this much better than val: fail
+FEATURE_LEAK_FAIL = 0.5  # one column predicts train (held-out lift) this much better than val (upper bound): fail
 SORTED_BATCHES = 0.5  # batches this far (total variation) from the split's label mix are class-sorted
 
 GAP_FAILED = "gap {gap} > max_gap {max_gap}"
@@ -31,6 +31,8 @@ TRAIN_FAILED = "train {metric} {train} > max_train_acc {limit}"
 OVERLAP_FAILED = "{n} of {n_val} val samples ({frac}) also occur in train"
 FEATURE_FAILED = ("column {column} alone predicts the train label (accuracy {train}, baseline {base}) "
                   "but not the val label ({val}): a leaked feature")
+FEATURE_NOT_JUDGED = ("no column judged: {n} train rows; a verdict needs >= {needed} ({tried} columns tried, "
+                      "99% confidence)")
 HIGH_BUT_FINE = "high accuracy after one epoch is not by itself a problem"
 
 CAUSE_DUPLICATION = "train duplication"
@@ -69,6 +71,7 @@ class OverfitMeasurements:
     probes_skipped: str | None = None
     batch_mix: float | None = None  # mean total-variation distance of the training batches' label mix from the split's
     sampled: bool = False  # the metrics and data measurements come from an eval sample, not the whole splits
+    planned_steps: int | None = None  # steps of the epochs asked for, when known (a capped pass ran fewer)
 
     @property
     def metric_name(self) -> str:
@@ -143,11 +146,10 @@ def _overlap(m: OverfitMeasurements) -> Cause | None:
     if m.sampled:
         sampled += " (between the eval samples)"
     if n_exact + n_near == 0:
-        evidence = (f"no val sample occurs in train (exact, or near within relative L2 "
-                    f"{c.near_threshold:g}){sampled}")
+        evidence = f"no val sample occurs in train (exact, or near: {near_words(c.near_threshold)}){sampled}"
     else:
         evidence = (f"{n_exact + n_near} of {c.n_b} val samples ({pct(frac)}) also occur in train: "
-                    f"{n_exact} exact, {n_near} near (relative L2 <= {c.near_threshold:g}){sampled}, "
+                    f"{n_exact} exact, {n_near} near ({near_words(c.near_threshold)}){sampled}, "
                     f"{c.label_conflicts} with a different label; examples (train, val): {examples}{inflation}")
     return Cause(
         CAUSE_OVERLAP,
@@ -161,19 +163,30 @@ def _overlap(m: OverfitMeasurements) -> Cause | None:
 
 
 def _feature(m: OverfitMeasurements) -> Cause | None:
+    """A column that predicts the train label (held-out, with a confidence bound corrected for the
+    columns tried) and not val's: see ``checks/features.py``."""
     leak = m.leak
     if leak is None:
         return None
-    strong = leak.train_lift >= LEAK_MIN_TRAIN_LIFT
+    if not leak.judged:
+        evidence = FEATURE_NOT_JUDGED.format(n=leak.n, needed=leak.needed, tried=leak.tried)
+    elif leak.supported:
+        bound = "" if leak.lift_bound is None else (
+            f"; lift {leak.train_lift:.2f}, >= {leak.lift_bound:.2f} with 99% confidence over {leak.tried} columns")
+        evidence = (f"column {leak.column} alone predicts the train label with held-out accuracy {f3(leak.train_acc)} "
+                    f"(majority baseline {f3(leak.baseline)}{bound}) but the same rule gets {f3(leak.val_acc)} on val")
+    else:
+        evidence = (f"no single column predicts the train label: the best, column {leak.column}, scores held-out "
+                    f"accuracy {f3(leak.train_acc)} on train (majority baseline {f3(leak.baseline)}) and "
+                    f"{f3(leak.val_acc)} on val")
     return Cause(
         CAUSE_FEATURE,
-        leak.score if strong else 0.0,
-        f"column {leak.column} alone predicts the train label with accuracy {f3(leak.train_acc)} "
-        f"(majority baseline {f3(leak.baseline)}) but the same rule gets {f3(leak.val_acc)} on val"
-        + ("" if strong else "; no single column predicts the label"),
+        leak.score,
+        evidence,
         f"drop column {leak.column} (X[:, {leak.column}]) or rebuild it without the label; check how "
         f"it is computed for train vs val (target encoding fitted on train rows leaks the label)",
-        {"leak_column": leak.column, "leak_train_acc": leak.train_acc, "leak_val_acc": leak.val_acc},
+        {"leak_column": leak.column, "leak_train_acc": leak.train_acc, "leak_val_acc": leak.val_acc,
+         "leak_lift_bound": leak.lift_bound, "leak_judged": leak.judged},
     )
 
 
@@ -262,7 +275,7 @@ def diagnose(
             + f" (limit {pct(OVERLAP_TOL)}): val {m.metric_name} can be inflated by up to "
             f"{100 * m.cross.fraction:.0f} points"
         )
-    if m.leak is not None and m.leak.train_lift >= LEAK_MIN_TRAIN_LIFT and m.leak.score >= FEATURE_LEAK_FAIL:
+    if m.leak is not None and m.leak.score >= FEATURE_LEAK_FAIL:
         failures.append(FEATURE_FAILED.format(
             column=m.leak.column, train=f3(m.leak.train_acc), val=f3(m.leak.val_acc), base=f3(m.leak.baseline)))
     likely, ruled_out = rank(measure_causes(m) + list(extra or []))
@@ -302,7 +315,10 @@ def diagnose(
 
 
 def headline(m: OverfitMeasurements, result: OverfitResult, max_gap: float) -> str:
-    span = f"after {m.epochs} epoch{'s' if m.epochs > 1 else ''} ({m.steps} steps)"
+    span = f"after {m.epochs} epoch{'s' if m.epochs > 1 else ''} ({m.steps:,} steps)"
+    if m.truncated:
+        of = f" of {m.planned_steps:,}" if m.planned_steps else ""
+        span = f"after {m.steps:,}{of} steps of {m.epochs} epoch{'s' if m.epochs > 1 else ''} (capped by --trainsanity-max-steps)"
     base = f"train {m.metric_name} {f3(m.train)} vs val {f3(m.val)}"
     if result.passed:
         return f"no_epoch1_overfit passed: {span} {base}: gap {f3(m.gap)} <= max_gap {f3(max_gap)}, no train/val overlap."

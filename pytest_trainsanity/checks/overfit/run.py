@@ -20,7 +20,7 @@ from ...spec import TrainSetup
 from .. import duplicates, features
 from ..labels import per_position, target_ids
 from ..normalization.measure import check_fields
-from ..runner import Prepared, extra_causes, prepare_training, sample_lines
+from ..runner import Prepared, extra_causes, nonfinite_report, prepare_training, sample_lines
 from . import measure as overfit
 
 MARKER = "no_epoch1_overfit"
@@ -46,6 +46,9 @@ def run(p: Prepared) -> CheckReport:
     with adapter:
         p.pass_label("main pass")
         main = adapter.train(epochs=opts.epochs, max_steps=p.settings.max_steps)
+        broken = nonfinite_report(p, main, train_fields, info, samples)
+        if broken is not None:
+            return broken
         noisy = low = None
         if noise is not None:
             p.pass_label("random-label probe")
@@ -89,6 +92,7 @@ def run(p: Prepared) -> CheckReport:
         scale=check_fields({"train": train_fields, "val": val_fields}),
         probes_skipped=skipped,
         batch_mix=batch_mix, sampled=samples["train"].sampled or samples["val"].sampled,
+        planned_steps=_planned(adapter, opts.epochs),
     )
     extra = extra_causes(p.hook, MARKER, m)
     result = overfit.diagnose(m, opts.max_gap, opts.max_train_acc, extra)
@@ -98,6 +102,11 @@ def run(p: Prepared) -> CheckReport:
         MARKER, result.passed, message(p, m, result, info, samples), result.metrics,
         [c.to_dict() for c in result.likely], key=("train_metric", "val_metric", "gap"),
     )
+
+
+def _planned(adapter: Any, epochs: int) -> int | None:
+    per_epoch = getattr(adapter, "steps_per_epoch", lambda: None)()
+    return per_epoch * epochs if per_epoch else None
 
 
 def _ragged(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:

@@ -9,16 +9,18 @@ the data.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 
 from ...adapters.base import Adapter
+from ...errors import TrainSanityWarning
 from ...report import CheckReport
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
 from ..labels import batch_tv, class_ids, class_shares
-from ..runner import Prepared, prepare_training, sample_lines
+from ..runner import Prepared, nonfinite_report, prepare_training, sample_lines
 from . import measure as spikes
 
 MARKER = "lr_spike_explained"
@@ -48,6 +50,10 @@ def run(p: Prepared) -> CheckReport:
     with adapter:
         p.pass_label(f"{opts.epochs} epochs with full records")
         trace = adapter.train(epochs=opts.epochs, max_steps=p.settings.max_steps, detail=True)
+        broken = nonfinite_report(p, trace, p.splits["train"].sample(p.settings.eval_samples, p.settings.seed).numpy()[0],
+                                  info)
+        if broken is not None:
+            return broken
         series = _series(trace, opts.metric)
         resolution = 1.0 / sample.n if opts.metric.endswith("acc") and classification else 0.0
         found = spikes.detect(series, spikes.HIGHER_IS_BETTER[opts.metric], opts.min_jump, resolution)
@@ -270,14 +276,28 @@ def _collapse_fix(c: spikes.Collapse | None, p: Prepared) -> str:
 def _plot(p: Prepared, trace: Any, series: np.ndarray, found: spikes.Detection, metric: str) -> str | None:
     """Metric and lr per epoch with spikes marked, when matplotlib is installed."""
     try:
-        from matplotlib.figure import Figure  # no pyplot: the user's backend and figures are untouched
+        import matplotlib.figure  # noqa: F401 - no pyplot: the user's backend and figures are untouched
     except Exception:  # noqa: BLE001 - the plot is optional
         return None
     import os
-    import re
     import tempfile
 
     folder = p.settings.artifacts or os.path.join(tempfile.gettempdir(), "pytest-trainsanity-artifacts")
+    try:
+        return _draw(p, trace, series, found, metric, folder)
+    except OSError as exc:  # the plot is a by-product: a warning, never a changed verdict
+        warnings.warn(TrainSanityWarning(
+            f"lr_spike_explained could not write its plot under {folder!r} ({type(exc).__name__}: "
+            f"{exc.strerror or exc}); the verdict is unaffected. Point --trainsanity-artifacts at a writable folder."))
+        return None
+
+
+def _draw(p: Prepared, trace: Any, series: np.ndarray, found: spikes.Detection, metric: str, folder: str) -> str:
+    import os
+    import re
+
+    from matplotlib.figure import Figure
+
     os.makedirs(folder, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", p.nodeid or "lr_spike_explained").strip("_")[-120:]
     path = os.path.abspath(os.path.join(folder, f"{stem}.lr_spikes.png"))

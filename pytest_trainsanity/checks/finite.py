@@ -1,0 +1,144 @@
+"""Non-finite training (numpy only): a gate never passes on NaN/Inf.
+
+A pass whose loss or weights went NaN/Inf has no meaningful metric: argmax of
+NaN outputs is class 0 everywhere, so train and val "accuracy" agree and a gap
+check would pass. Every training check asks ``find`` first and fails with the
+step, the lr at that step, and the measured causes, strongest first:
+weights already non-finite before training, non-finite train inputs, a loss
+that is non-finite on the first batch (the loss or step computes it), a loss
+that grew before it broke (the lr), or a single batch that broke it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .causes import Cause, rank
+
+GROWTH = 10.0  # the loss grew this many times over its first value before it broke: the lr drove it
+NAMES = 4  # tensors named in the message, at most
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """Where a training pass broke; ``step`` is 1-based, 0 when every loss stayed finite."""
+
+    step: int
+    steps: int
+    epoch: int  # 1-based, 0 when every loss stayed finite
+    value: str  # "NaN", "+Inf" or "-Inf"; "" when the loss stayed finite
+    lr: float | None  # the largest group lr at that step
+    first_loss: float | None  # the first step's loss, when finite
+    peak_loss: float | None  # the largest finite loss before the break
+    weights_start: tuple[str, ...]  # non-finite tensors before the first step
+    weights_end: tuple[str, ...]  # non-finite tensors after the pass
+    inputs: dict[str, int]  # per input field: non-finite values in the train eval sample
+    input_rows: int  # rows of that sample
+
+    def where(self) -> str:
+        if self.step:
+            lr = f", lr {self.lr:.3g}" if self.lr is not None else ""
+            return f"the training loss was {self.value} at step {self.step} of {self.steps} (epoch {self.epoch}{lr})"
+        return f"the weights hold NaN/Inf after {self.steps} step(s) ({_names(self.weights_end)})"
+
+    def metrics(self) -> dict[str, Any]:
+        return {"nonfinite_step": self.step, "nonfinite_weights": len(self.weights_end),
+                "nonfinite_inputs": int(sum(self.inputs.values()))}
+
+
+def _names(names: tuple[str, ...]) -> str:
+    more = f" and {len(names) - NAMES} more" if len(names) > NAMES else ""
+    return ", ".join(names[:NAMES]) + more
+
+
+def nonfinite_inputs(fields: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Per floating-point input field, how many of its values are NaN/Inf."""
+    out = {}
+    for name, values in fields.items():
+        arr = np.asarray(values)
+        if arr.dtype.kind in "fc":
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            if bad:
+                out[name] = bad
+    return out
+
+
+def find(trace: Any, inputs: Mapping[str, np.ndarray] | None = None) -> NonFinite | None:
+    """The first non-finite step of ``trace`` (a TrainingTrace), or None when the pass stayed finite."""
+    loss = np.asarray(trace.loss, dtype=np.float64)
+    start = tuple(getattr(trace, "bad_weights_start", ()))
+    end = tuple(getattr(trace, "bad_weights_end", ()))
+    bad = np.flatnonzero(~np.isfinite(loss))
+    if not len(bad) and not end and not start:
+        return None
+    counts = nonfinite_inputs(inputs or {})
+    rows = len(next(iter(inputs.values()))) if inputs else 0
+    if not len(bad):
+        return NonFinite(0, len(loss), 0, "", None, None, None, start, end, counts, rows)
+    i = int(bad[0])
+    value = "NaN" if np.isnan(loss[i]) else ("+Inf" if loss[i] > 0 else "-Inf")
+    lr = float(np.max(trace.lr[i])) if np.size(trace.lr) and len(trace.lr) > i else None
+    before = loss[:i]
+    first = float(loss[0]) if i > 0 else None
+    peak = float(before.max()) if i > 0 else None
+    epoch = int(trace.epoch[i]) + 1 if len(trace.epoch) > i else 1
+    return NonFinite(i + 1, len(loss), epoch, value, lr, first, peak, start, end, counts, rows)
+
+
+def causes(nf: NonFinite) -> tuple[list[Cause], list[Cause]]:
+    """The measured causes of a non-finite pass, ranked (likely, ruled out)."""
+    found = []
+    if nf.weights_start:
+        found.append(Cause(
+            "weights_nonfinite_at_start", 1.0,
+            f"{len(nf.weights_start)} weight tensor(s) already hold NaN/Inf before the first step: "
+            f"{_names(nf.weights_start)}",
+            "re-initialise those tensors (or reload a checkpoint saved before training diverged); check code "
+            "that writes into the weights (a custom init dividing by zero)."))
+    else:
+        found.append(Cause("weights_nonfinite_at_start", 0.0, "every weight was finite before the first step", ""))
+    total = sum(nf.inputs.values())
+    if total:
+        fields = ", ".join(f"field {k}: {v}" for k, v in nf.inputs.items())
+        found.append(Cause(
+            "nonfinite_inputs", 0.95,
+            f"the train inputs hold {total} NaN/Inf value(s) in the eval sample of {nf.input_rows} rows ({fields})",
+            "impute or drop them before the loader (np.nan_to_num, sklearn SimpleImputer, or filter the rows); "
+            "inputs_normalized names them too."))
+    elif nf.input_rows:
+        found.append(Cause("nonfinite_inputs", 0.0, f"no NaN/Inf in the train eval sample ({nf.input_rows} rows)", ""))
+    if nf.step == 1 and not nf.weights_start and not total:
+        found.append(Cause(
+            "loss_computes_nonfinite", 0.8,
+            f"the loss was {nf.value} on the very first batch, with finite weights and inputs",
+            "the loss or training step computes it: look for log(0) (use log_softmax / clamp_min(1e-12)), a "
+            "division by a zero count, sqrt of a negative number, or a NaN constant."))
+    if nf.step > 1 and nf.first_loss is not None and nf.peak_loss is not None:
+        growth = nf.peak_loss / nf.first_loss if nf.first_loss > 0 else float("inf")
+        lr = f"lr {nf.lr:.3g}" if nf.lr is not None else "the lr"
+        if growth >= GROWTH:
+            found.append(Cause(
+                "lr_too_high", 0.9,
+                f"the loss grew from {nf.first_loss:.4g} (step 1) to {nf.peak_loss:.4g} ({growth:.3g}x) before "
+                f"it became {nf.value} at step {nf.step}: the updates diverge at {lr}",
+                "lower the learning rate 10x (or warm it up), clip gradients "
+                "(torch.nn.utils.clip_grad_norm_ / keras clipnorm=1.0), and standardise raw inputs."))
+        else:
+            found.append(Cause(
+                "one_batch_broke_it", 0.6,
+                f"the loss {'stayed finite' if growth < 1.5 else f'grew at most {growth:.3g}x'} ({nf.first_loss:.4g} at "
+                f"step 1, peak {nf.peak_loss:.4g}) and then was {nf.value} at step {nf.step}: one batch broke it "
+                f"rather than a diverging lr",
+                "find that batch (a rare extreme input, an empty class, an overflow in float16) and guard it: "
+                "clip inputs, use a numerically stable loss, or train in float32."))
+    return rank(found)
+
+
+def headline(check: str, nf: NonFinite) -> str:
+    weights = (f"; afterwards {len(nf.weights_end)} weight tensor(s) hold NaN/Inf ({_names(nf.weights_end)})"
+               if nf.weights_end and nf.step else "")
+    return (f"{check} FAILED: training went non-finite: {nf.where()}{weights}. Accuracy and loss of a "
+            f"non-finite model mean nothing (NaN outputs all map to one class), so no gap or spike was judged.")

@@ -1,0 +1,276 @@
+"""Issue 11: no silent passes on broken input, one paragraph instead of a traceback, I/O problems
+as warnings. Each case here passed silently or crashed before."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import run
+
+NONFINITE = """
+import dataclasses
+import numpy as np
+import pytest
+import torch
+from helpers import digits, mlp, setup
+
+def nan_loss():
+    Xtr, ytr, Xv, yv = digits()
+    base = setup(Xtr, ytr, Xv, yv)
+    return dataclasses.replace(base, loss=lambda out, t: torch.nn.functional.cross_entropy(out, t) * float("nan"))
+
+def nan_bias():
+    Xtr, ytr, Xv, yv = digits()
+    model = mlp()
+    with torch.no_grad():
+        model[2].bias[3] = float("nan")
+    return setup(Xtr, ytr, Xv, yv, model=model)
+
+def inf_input():
+    Xtr, ytr, Xv, yv = digits()
+    Xtr = Xtr.copy()
+    Xtr[700, 5] = np.inf
+    return setup(Xtr, ytr, Xv, yv, lr=0.1)
+
+for _name in ("nan_loss", "nan_bias", "inf_input"):
+    globals()[_name] = pytest.fixture(globals()[_name], name=_name)
+    for _marker in (pytest.mark.no_epoch1_overfit(setup=_name, probes=False),
+                    pytest.mark.lr_spike_explained(setup=_name, epochs=2)):
+        def _test(): pass
+        globals()[f"test_{_marker.name}_{_name}"] = _marker(_test)
+"""
+
+
+def test_non_finite_training_fails_naming_the_step_and_cause(project: pytest.Pytester) -> None:
+    project.makepyfile(NONFINITE)
+    res = run(project)
+    res.assert_outcomes(failed=6)
+    res.stdout.fnmatch_lines([
+        "*no_epoch1_overfit FAILED: training went non-finite: the training loss was NaN at step 1 of 45 (epoch 1, lr 0.001)*",
+        "*1. loss_computes_nonfinite (evidence score 0.80): the loss was NaN on the very first batch, with finite weights and inputs",
+    ])
+    res.stdout.fnmatch_lines([
+        "*1. weights_nonfinite_at_start (evidence score 1.00): 1 weight tensor(s) already hold NaN/Inf before the first step: 2.bias",
+    ])
+    res.stdout.fnmatch_lines([
+        "*lr_spike_explained FAILED: training went non-finite: the training loss was NaN at step * of 90 (epoch 1, lr 0.1)*",
+        "*1. nonfinite_inputs (evidence score 0.95): the train inputs hold 1 NaN/Inf value(s) in the eval sample of 1437 rows (field x: 1)",
+    ])
+    assert "passed" not in res.stdout.str().split("short test summary")[-1]
+
+
+def test_keras_non_finite_training_fails(keras_project: pytest.Pytester) -> None:
+    keras_project.makepyfile("""
+        import numpy as np
+        import pytest
+        import keras_helpers as kh
+
+        @pytest.fixture
+        def nan_bias():
+            setup = kh.clean()
+            bias = setup.model.layers[-1].bias
+            value = bias.numpy()
+            value[3] = np.nan
+            bias.assign(value)
+            return setup
+
+        @pytest.mark.no_epoch1_overfit(setup="nan_bias", probes=False)
+        def test_overfit(): pass
+    """)
+    res = run(keras_project)
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines([
+        "*no_epoch1_overfit FAILED: training went non-finite: the training loss was NaN at step 1 of *",
+        "*1. weights_nonfinite_at_start (evidence score 1.00): 1 weight tensor(s) already hold NaN/Inf before the first step: */bias",
+    ])
+
+
+def test_one_generator_feeding_two_checks_is_an_error_not_a_pass(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        import numpy as np
+        import pytest
+        from pytest_trainsanity import TrainSetup
+
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(200, 5)), rng.integers(0, 2, 200)
+        Xv, yv = np.concatenate([X[:10], rng.normal(size=(40, 5))]), rng.integers(0, 2, 50)
+
+        @pytest.fixture(scope="module")
+        def train_setup():
+            return TrainSetup(train=((X[i : i + 50], y[i : i + 50]) for i in range(0, 200, 50)), val=(Xv, yv))
+
+        @pytest.mark.inputs_normalized
+        def test_first(): pass
+
+        @pytest.mark.no_leakage
+        def test_second(): pass
+    """)
+    res = run(project)
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["*TrainSetup(train=...) is a one-shot iterator that an earlier check already consumed*"])
+
+
+def test_missing_times_are_left_out_and_counted_never_switch_the_check_off(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        import numpy as np
+        import pytest
+        from pytest_trainsanity import TrainSetup
+
+        rng = np.random.default_rng(0)
+        X, y, Xv, yv = rng.normal(size=(100, 5)), rng.integers(0, 2, 100), rng.normal(size=(20, 5)), rng.integers(0, 2, 20)
+        days = np.arange("2020-01-01", "2020-04-10", dtype="datetime64[D]")[:100]
+
+        @pytest.fixture
+        def nat():
+            t = days.copy()
+            t[3] = np.datetime64("NaT")
+            return TrainSetup(train=(X, y), val=(Xv, yv), timestamps={"train": t, "val": days[60:80]})
+
+        @pytest.fixture
+        def float_nan():
+            t = np.arange(100.0)
+            t[0] = np.nan
+            return TrainSetup(train=(X, y), val=(Xv, yv), timestamps={"train": t, "val": np.arange(50.0, 70.0)})
+
+        @pytest.fixture
+        def all_missing():
+            return TrainSetup(train=(X, y), val=(Xv, yv), timestamps={"train": np.full(100, np.nan), "val": np.arange(20.0)})
+
+        @pytest.mark.no_leakage(setup="nat")
+        def test_nat(): pass
+
+        @pytest.mark.no_leakage(setup="float_nan")
+        def test_float_nan(): pass
+
+        @pytest.mark.no_leakage(setup="all_missing")
+        def test_all_missing(): pass
+    """)
+    res = run(project)
+    res.assert_outcomes(failed=3)  # the times are read when the check runs: a failure, not a setup error
+    res.stdout.fnmatch_lines([
+        "*no_leakage FAILED: train/val: 20 samples earlier than the other split's latest time of 20 val samples*",
+        "*20 val sample(s) earlier than the latest train time 2020-04-09; samples without a time (NaT/NaN/None), left out of the time comparison: 1 train, 0 val*",
+    ])
+    res.stdout.fnmatch_lines(["*20 val sample(s) earlier than the latest train time 99.0; samples without a time*: 1 train, 0 val*"])
+    res.stdout.fnmatch_lines(["*TrainSetup(timestamps={'train': ...}) holds no time at all (100 missing: NaT, NaN or None)*"])
+
+
+MISUSE = {
+    "zero_features_leakage": ("no_leakage", "TrainSetup(train=(np.zeros((50, 0)), y50), val=(np.zeros((5, 0)), y50[:5]))",
+                              "*TrainSetup(train=...) X has shape (50, 0): each sample holds 0 values (0 features)*"),
+    "zero_features_normalized": ("inputs_normalized", "TrainSetup(train=(np.zeros((50, 0)), y50), val=(np.zeros((5, 0)), y50[:5]))",
+                                 "*TrainSetup(train=...) X has shape (50, 0): each sample holds 0 values*"),
+    "zero_features_spikes": ("lr_spike_explained(epochs=2)",
+                             "TrainSetup(model=torch.nn.Linear(0, 2), train=(np.zeros((50, 0), np.float32), y50), val=(np.zeros((5, 0), np.float32), y50[:5]), optimizer=lambda p: torch.optim.SGD(p, 0.1), loss=torch.nn.CrossEntropyLoss())",
+                             "*TrainSetup(train=...) X has shape (50, 0): each sample holds 0 values*"),
+    "meta_data": ("no_leakage", "TrainSetup(train=(torch.zeros((50, 4), device='meta'), torch.zeros(50, device='meta')), val=(np.zeros((5, 4)), y50[:5]))",
+                  "*A tensor of shape (50, 4) is on torch's meta device: it has a shape but no data*"),
+    "meta_model": ("no_epoch1_overfit", "TrainSetup(model=torch.nn.Linear(4, 2, device='meta'), train=(X50, y50), val=(X50, y50), optimizer=lambda p: torch.optim.SGD(p, 0.1), loss=torch.nn.CrossEntropyLoss())",
+                   "*TrainSetup(model=...) has 2 parameter(s) on torch's meta device (weight, bias)*model.to_empty(device='cpu')*"),
+    "allow_none": ("lr_spike_explained(allow=None)", "TrainSetup(model=torch.nn.Linear(4, 2), train=(X50, y50))",
+                   "*allow must be a tuple of causes from lr_schedule, batch_stats, momentum, unexplained (allow=() allows none), got None*"),
+    "max_overlap_nan": ("no_leakage(max_overlap=float('nan'))", "TrainSetup(train=(X50, y50), val=(X50, y50))",
+                        "*max_overlap must be a count >= 0 or a fraction in [[]0, 1), got nan*"),
+    "raising_generator": ("no_leakage", "TrainSetup(train=raising(), val=(X50, y50))",
+                          "*Reading TrainSetup(train=...) failed: RuntimeError: disk read failed*"),
+    "one_cycle_short": ("no_epoch1_overfit(probes=False)",
+                        "TrainSetup(model=torch.nn.Linear(4, 2), train=(X50, y50), val=(X50, y50), batch_size=5, optimizer=lambda p: torch.optim.SGD(p, 0.1), scheduler=lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.1, total_steps=3), scheduler_step='batch', loss=torch.nn.CrossEntropyLoss())",
+                        "*The scheduler OneCycleLR (total_steps=3) refused to step after training step 4 of the check's pass: ValueError: Tried to step 4 times*The check trains 10 step(s) per epoch*"),
+    "nan_labels_training": ("no_epoch1_overfit(probes=False)",
+                            "TrainSetup(model=torch.nn.Linear(4, 2), train=(X50, nan_y), val=(X50, y50), optimizer=lambda p: torch.optim.SGD(p, 0.1), loss=torch.nn.CrossEntropyLoss())",
+                            "*TrainSetup(train=...): the labels hold 1 NaN and 0 Inf value(s) (of 50); drop or fill those samples*"),
+    "nan_labels_leakage": ("no_leakage", "TrainSetup(train=(X50, nan_y), val=(X50 + 1, y50))",
+                           "*no_leakage: TrainSetup(train=...): the labels hold 1 NaN and 0 Inf value(s) (of 50)*"),
+}
+
+
+def test_misuse_is_one_paragraph_never_a_traceback(project: pytest.Pytester) -> None:
+    body = [
+        "import numpy as np, pytest, torch",
+        "from pytest_trainsanity import TrainSetup",
+        "rng = np.random.default_rng(0)",
+        "X50, y50 = rng.normal(size=(50, 4)).astype(np.float32), rng.integers(0, 2, 50)",
+        "nan_y = y50.astype(float); nan_y[3] = np.nan",
+        "def raising():",
+        "    yield X50[:25], y50[:25]",
+        "    raise RuntimeError('disk read failed')",
+        "",
+    ]
+    for name, (marker, expr, _) in MISUSE.items():
+        body += ["@pytest.fixture", f"def {name}():", f"    return {expr}", ""]
+        call = marker.replace("(", f"(setup={name!r}, ", 1) if "(" in marker else f"{marker}(setup={name!r})"
+        body += [f"@pytest.mark.{call}", f"def test_{name}(): pass", ""]
+    project.makepyfile("\n".join(body))
+    res = run(project)
+    out = res.stdout.str()
+    for name, (_, _, expected) in MISUSE.items():
+        res.stdout.fnmatch_lines([f"*test_{name}*", expected])
+    assert res.parseoutcomes().get("passed", 0) == 0, out
+    assert "Traceback (most recent call last)" not in out and "pytest_trainsanity/" not in out
+    assert "site-packages/torch" not in out.split("warnings summary")[0]  # the user's Linear(0, 2) warns at init
+
+
+def test_report_and_plot_io_problems_are_warnings_not_outcomes(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        import pytest
+
+        @pytest.mark.lr_spike_explained(setup="warmup", epochs=3)
+        def test_spikes(): pass
+    """)
+    (project.path / "afile").write_text("a file, not a folder")
+    res = run(project, "--trainsanity-report", "afile/sub/report.json", "--trainsanity-artifacts", "afile/plots")
+    res.assert_outcomes(passed=1)
+    assert res.ret == 0
+    res.stdout.fnmatch_lines([
+        "*WARNING: --trainsanity-report afile/sub/report.json could not be written (*); test outcomes are unaffected*",
+    ])
+    assert "could not write its plot under" in res.stdout.str()
+
+
+def test_report_fixture_prints_each_check_with_its_numbers(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        import pytest
+
+        @pytest.mark.no_leakage
+        @pytest.mark.inputs_normalized
+        def test_show(trainsanity_report):
+            print(trainsanity_report)
+            assert "object at 0x" not in repr(trainsanity_report)
+    """)
+    res = run(project, "-s")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines([
+        "*trainsanity_report: 2 check(s)",
+        "  no_leakage passed: max_copy_fraction=0, target_columns=0",
+        "  * passed: *=*",
+    ])
+
+
+def test_capped_pass_says_how_much_of_the_epoch_it_covered(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        import pytest
+
+        @pytest.mark.no_epoch1_overfit(probes=False)
+        def test_capped(): pass
+    """)
+    res = run(project, "--trainsanity-max-steps", "20", "--trainsanity-explain")
+    res.stdout.fnmatch_lines(["*no_epoch1_overfit passed: after 20 of 45 steps of 1 epoch (capped by --trainsanity-max-steps)*"])
+
+
+def test_integer_ids_summary_line_has_numbers(project: pytest.Pytester) -> None:
+    project.makepyfile("""
+        import numpy as np
+        import pytest
+        from pytest_trainsanity import TrainSetup
+
+        @pytest.fixture
+        def ids():
+            X = np.random.default_rng(0).integers(0, 1000, (100, 12))
+            return TrainSetup(train=(X, np.zeros(100, int)), val=(X, np.zeros(100, int)))
+
+        @pytest.mark.inputs_normalized(setup="ids")
+        def test_ids(): pass
+    """)
+    res = run(project)
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines(["*inputs_normalized passed: integer_ids=True, skipped_fields=1*"])

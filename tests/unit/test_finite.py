@@ -1,0 +1,78 @@
+"""Non-finite training and missing times (numpy only): a gate never passes on NaN/Inf."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytest_trainsanity.checks import finite
+from pytest_trainsanity.checks.labels import NonFiniteLabels, class_ids
+from pytest_trainsanity.checks.leakage.measure import known_times
+from pytest_trainsanity.settings import _allow, _overlap
+
+
+class Trace:
+    def __init__(self, loss, lr=0.1, start=(), end=()) -> None:
+        self.loss = np.asarray(loss, dtype=np.float64)
+        self.lr = np.full((len(self.loss), 1), lr)
+        self.epoch = np.arange(len(self.loss)) // 4
+        self.bad_weights_start, self.bad_weights_end = tuple(start), tuple(end)
+
+
+def test_a_finite_pass_has_no_finding() -> None:
+    assert finite.find(Trace([2.3, 2.1, 1.9])) is None
+
+
+def test_the_first_non_finite_step_is_named_one_based_with_its_epoch_and_lr() -> None:
+    nf = finite.find(Trace([2.3, 2.2, 2.1, 2.0, 1.9, np.inf, np.nan], lr=0.5))
+    assert (nf.step, nf.epoch, nf.value, nf.lr, nf.steps) == (6, 2, "+Inf", 0.5, 7)
+    assert "the training loss was +Inf at step 6 of 7 (epoch 2, lr 0.5)" in finite.headline("no_epoch1_overfit", nf)
+
+
+def test_causes_rank_what_was_measured() -> None:
+    likely, _ = finite.causes(finite.find(Trace([np.nan] * 3, start=("fc.bias",), end=("fc.bias", "fc.weight"))))
+    assert likely[0].name == "weights_nonfinite_at_start" and "fc.bias" in likely[0].evidence
+
+    likely, _ = finite.causes(finite.find(Trace([2.3, 40.0, 900.0, np.nan], lr=10.0)))
+    assert likely[0].name == "lr_too_high" and "(391x)" in likely[0].evidence and "at lr 10" in likely[0].evidence
+
+    likely, _ = finite.causes(finite.find(Trace([2.3, 2.2, np.nan]), {"x": np.array([[1.0, np.inf], [0.0, 1.0]])}))
+    assert [c.name for c in likely] == ["nonfinite_inputs", "one_batch_broke_it"]
+    assert "1 NaN/Inf value(s) in the eval sample of 2 rows (field x: 1)" in likely[0].evidence
+
+    likely, ruled_out = finite.causes(finite.find(Trace([np.nan, np.nan]), {"x": np.ones((4, 2))}))
+    assert likely[0].name == "loss_computes_nonfinite"
+    assert {c.name for c in ruled_out} == {"weights_nonfinite_at_start", "nonfinite_inputs"}
+
+
+def test_weights_broken_with_a_finite_loss_still_fail() -> None:
+    nf = finite.find(Trace([2.3, 2.2], end=("head.weight",)))
+    assert nf is not None and nf.step == 0 and "the weights hold NaN/Inf after 2 step(s) (head.weight)" in nf.where()
+
+
+def test_missing_times_are_left_out_and_counted() -> None:
+    t = np.array(["2020-01-01", "NaT", "2020-03-01"], dtype="datetime64[D]")
+    known, missing = known_times(t)
+    assert missing == 1 and known.max() == np.datetime64("2020-03-01")
+    assert known_times(np.array([1.0, np.nan, 3.0]))[1] == 1
+    assert known_times(np.array([1, None, 3], dtype=object))[1] == 1
+    assert known_times(np.arange(5))[1] == 0
+
+
+def test_nan_labels_are_named_not_cast_to_int_min() -> None:
+    with pytest.raises(NonFiniteLabels, match="1 NaN and 1 Inf"):
+        class_ids(np.array([0.0, np.nan, 1.0, np.inf]))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, 1.0, None, "3"])
+def test_max_overlap_rejects_what_cannot_be_a_limit(value: object) -> None:
+    with pytest.raises(ValueError, match="max_overlap"):
+        _overlap(value)
+
+
+def test_max_overlap_takes_numpy_numbers_and_allow_rejects_none() -> None:
+    assert _overlap(np.int64(3)) == 3 and isinstance(_overlap(np.int64(3)), int)
+    assert _overlap(np.float32(0.25)) == 0.25
+    with pytest.raises(ValueError, match=r"allow=\(\) allows none"):
+        _allow(None)
+    assert _allow(()) == ()

@@ -145,12 +145,14 @@ def cleanlab_near(X_train, X_val, threshold=None) -> dict:
     }
 
 
-def sklearn_kdtree_radius(X_train, X_val, rel_threshold) -> dict:
-    """KDTree radius query, radius rel_threshold * ||val row|| (euclidean)."""
+def sklearn_kdtree_radius(X_train, X_val, rel_threshold, absolute=False) -> dict:
+    """KDTree radius query, radius rel_threshold * ||val row|| (euclidean), or rel_threshold itself
+    with ``absolute``."""
     _need(_KDTree, "scikit-learn")
     t0 = time.perf_counter()
     tree = _KDTree(X_train)
-    radii = rel_threshold * np.linalg.norm(np.asarray(X_val, dtype=np.float64), axis=1)
+    radii = (np.full(len(X_val), float(rel_threshold)) if absolute else
+             rel_threshold * np.linalg.norm(np.asarray(X_val, dtype=np.float64), axis=1))
     counts = tree.query_radius(X_val, r=radii, count_only=True)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "val_rows_found": set(np.flatnonzero(counts > 0).tolist()),

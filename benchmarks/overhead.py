@@ -593,6 +593,87 @@ def bench_keras(split: tuple[np.ndarray, ...]) -> float | None:
     return ratio
 
 
+# ---------------------------------------------------------------- 5. the public check vs a bare epoch
+
+
+PUBLIC_DIGITS_TARGET = 1.15
+PUBLIC_IMAGES_TARGET = 1.10
+IMAGES = 50_000
+IMAGES_VAL = 10_000
+EVAL_SAMPLES = 10_000  # the check's default eval sample per split
+
+
+def image_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """50,000 + 10,000 synthetic 3x32x32 float32 images, 10 classes, a class-dependent pattern
+    under unit noise (learnable in one epoch, no two images alike), standardised."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.standard_normal((10, 3, 32, 32)).astype(np.float32)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 10, n)
+        X = rng.standard_normal((n, 3, 32, 32), dtype=np.float32)
+        X += 0.5 * patterns[y]
+        return X, y
+
+    Xtr, ytr = make(IMAGES)
+    Xv, yv = make(IMAGES_VAL)
+    return Xtr, Xv, ytr, yv
+
+
+def small_cnn(torch: Any, seed: int = 0) -> Any:
+    torch.manual_seed(seed)
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+
+
+def bench_public(torch: Any, name: str, split: tuple[np.ndarray, ...], model: Any, rounds: int, warmup: int,
+                 target: float) -> float:
+    """``check_epoch1_overfit(setup, probes=False)`` as a user calls it (prepare, the pass, its
+    metrics and every data statistic on the eval samples) against the epoch a user would write
+    for the same verdict: one seeded epoch of batch-32 steps, then train accuracy on the first
+    ``EVAL_SAMPLES`` train rows (the check's sample size) and val accuracy, in eval mode. The
+    bare model and optimizer are reset before each round (untimed); the check restores its own
+    snapshot inside its timing."""
+    from pytest_trainsanity import TrainSetup, check_epoch1_overfit
+
+    Xtr, Xv, ytr, yv = split
+    bare_model = copy.deepcopy(model)
+    bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3)
+    first = min(len(Xtr), EVAL_SAMPLES)
+    tensors = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (Xtr, ytr, Xv, yv))
+    train_eval = (tensors[0][:first], tensors[1][:first], tensors[2], tensors[3])
+    epoch = bare_epoch(torch, bare_model, bare_opt, tensors, evaluate=False)
+
+    def bare() -> Any:
+        epoch()
+        with torch.no_grad():
+            bare_model.eval()
+            return [sum((bare_model(x[i : i + 2048]).argmax(1) == t[i : i + 2048]).sum().item()
+                        for i in range(0, len(x), 2048)) / len(x)
+                    for x, t in ((train_eval[0], train_eval[1]), (train_eval[2], train_eval[3]))]
+
+    setup = TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+                       loss=torch.nn.CrossEntropyLoss(), batch_size=BATCH)
+    reports: list[Any] = []
+
+    def public() -> None:
+        reports.append(check_epoch1_overfit(setup, probes=False, device="cpu"))
+
+    times = alternate({"bare": (restorer(bare_model, bare_opt), bare), "public": (no_prep, public)}, warmup, rounds)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = med["public"] / med["bare"]
+    r = reports[-1]
+    print(f"5. check_epoch1_overfit(setup, probes=False) vs a bare epoch, {name} "
+          f"(median of {rounds} alternating rounds after {warmup} warm-up)")
+    print(f"   bare epoch + train/val accuracy   {ms(med['bare'])}   (min {ms(min(times['bare']))})")
+    print(f"   public check                      {ms(med['public'])}   (min {ms(min(times['public']))}; "
+          f"of which the training pass {ms(r.metrics['seconds']).strip()})")
+    print(f"   ratio {ratio:.3f}x   target <= {target:.2f}x   {verdict(ratio, target)}   "
+          f"(check: passed={r.passed}, train {r.metrics['train_metric']:.3f} / val {r.metrics['val_metric']:.3f})")
+    print()
+    return ratio
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -612,6 +693,14 @@ def main() -> int:
             ("collect with / without plugin", bench_collect(env), COLLECT_TARGET),
             ("no_epoch1_overfit cold / 10 s", bench_overfit(torch, split, env), 1.0),
         ]
+        results.append(("public overfit / bare, digits", bench_public(
+            torch, "digits 1437/360, MLP 64-256-256-10", split, mlp(torch, 64, 256, 256, 10), 15, 3,
+            PUBLIC_DIGITS_TARGET), PUBLIC_DIGITS_TARGET))
+        images = image_split()
+        results.append(("public overfit / bare, 50k images", bench_public(
+            torch, f"{IMAGES:,} x (3, 32, 32) / {IMAGES_VAL:,}, small CNN", images, small_cnn(torch), 5, 1,
+            PUBLIC_IMAGES_TARGET), PUBLIC_IMAGES_TARGET))
+        del images
         keras_ratio = bench_keras(split)
         if keras_ratio is not None:
             results.append(("keras epoch / model.fit epoch", keras_ratio, KERAS_TARGET))

@@ -87,6 +87,11 @@ class TrainingTrace:
         return float(self.val_metric[-1])
 
 
+def finite_pass(trace: TrainingTrace) -> bool:
+    """Every step's loss and every eval loss finite (numpy, no device work)."""
+    return all(np.isfinite(a).all() for a in (trace.loss, trace.train_loss, trace.val_loss))
+
+
 class Adapter(abc.ABC):
     """One model of one framework, prepared for short, restorable training passes."""
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..checks.labels import class_ids
 from ..errors import SetupError, TrainSanityError
-from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, first_line
+from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, finite_pass, first_line
 from .batches import describe, tree_map
 from .keras_data import _tf
 from .keras_step import StepRecord, predictions, resolve_device
@@ -445,23 +445,22 @@ class KerasAdapter(Adapter):
             self._Y.assign(self._targets(noise.targets(fields)))
         try:
             with self.tf.device(self.device):
-                bad_start = self._bad_weights()
                 trace = self._train(epochs, max_steps, start, detail, noise)
-                trace.bad_weights_start, trace.bad_weights_end = bad_start, self._bad_weights()
+                if not finite_pass(trace):  # only then: the diagnosis names the variables
+                    trace.bad_weights_start = self._bad_weights(self._snapshot["model"])
+                    trace.bad_weights_end = self._bad_weights()
                 return trace
         finally:
             if saved is not None:
                 self._Y.assign(saved)
             self._scale.assign(1.0)
 
-    def _bad_weights(self) -> tuple[str, ...]:
-        """Paths of the model's variables holding NaN/Inf."""
-        tf = self.tf
-        named = [v for v in self.model.variables if "float" in str(v.dtype)]
-        if not named:
-            return ()
-        ok = tf.stack([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in named]).numpy()
-        return tuple(getattr(v, "path", v.name) for v, good in zip(named, ok) if not good)
+    def _bad_weights(self, values: list[np.ndarray] | None = None) -> tuple[str, ...]:
+        """Paths of the model's variables holding NaN/Inf (now, or in ``values``: a snapshot's)."""
+        variables = self.model.variables
+        values = values if values is not None else [v.numpy() for v in variables]
+        return tuple(getattr(v, "path", v.name) for v, a in zip(variables, values)
+                     if np.asarray(a).dtype.kind == "f" and not np.isfinite(a).all())
 
     def steps_per_epoch(self) -> int | None:
         if self.arrays:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..checks.labels import class_ids
 from ..errors import SetupError, TrainSanityError
-from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, first_line
+from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, finite_pass, first_line
 from .batches import describe, tree_map
 from .lightning import is_hugging_face, is_lightning
 from .splits import Split, as_numpy, named_fields
@@ -447,19 +447,19 @@ class TorchAdapter(TorchStep, Adapter):
             split.rewind()
         if lr_scale != 1.0:
             self._scale_lr(lr_scale)
-        bad_start = self._bad_weights()
         trace = self._train(epochs, max_steps, start, detail, noise)
-        trace.bad_weights_start, trace.bad_weights_end = bad_start, self._bad_weights()
+        if not finite_pass(trace):  # only then: the diagnosis names the tensors (no cost on a healthy pass)
+            trace.bad_weights_start = self._bad_weights(self._snapshot["tensors"].items())
+            trace.bad_weights_end = self._bad_weights(self._named_state())
         return trace
 
-    def _bad_weights(self) -> tuple[str, ...]:
-        """Names of the parameters and buffers holding NaN/Inf (one device sync)."""
-        named = [(n, t) for n, t in itertools.chain(self.model.named_parameters(), self.model.named_buffers())
-                 if t.is_floating_point() and t.numel()]
+    def _bad_weights(self, named: Any) -> tuple[str, ...]:
+        """Names of the floating-point tensors holding NaN/Inf (one device sync)."""
+        named = [(n, t) for n, t in named if t.is_floating_point() and t.numel()]
         if not named:
             return ()
         ok = tensor_to_numpy(self.torch.stack([t.detach().isfinite().all() for _, t in named]))
-        return tuple(n for (n, _), good in zip(named, ok) if not good)
+        return tuple(dict.fromkeys(n for (n, _), good in zip(named, ok) if not good))
 
     def _seed(self) -> Any:
         seed = self.settings.seed

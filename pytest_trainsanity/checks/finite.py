@@ -37,12 +37,16 @@ class NonFinite:
     weights_end: tuple[str, ...]  # non-finite tensors after the pass
     inputs: dict[str, int]  # per input field: non-finite values in the train eval sample
     input_rows: int  # rows of that sample
+    eval_splits: tuple[str, ...] = ()  # splits whose loss measured in eval mode after training is NaN/Inf
 
     def where(self) -> str:
         if self.step:
             lr = f", lr {self.lr:.3g}" if self.lr is not None else ""
             return f"the training loss was {self.value} at step {self.step} of {self.steps} (epoch {self.epoch}{lr})"
-        return f"the weights hold NaN/Inf after {self.steps} step(s) ({_names(self.weights_end)})"
+        if self.weights_end:
+            return f"the weights hold NaN/Inf after {self.steps} step(s) ({_names(self.weights_end)})"
+        return (f"every training loss was finite, but the loss measured in eval mode after {self.steps} step(s) is "
+                f"NaN/Inf on the {' and '.join(self.eval_splits)} eval sample(s)")
 
     def metrics(self) -> dict[str, Any]:
         return {"nonfinite_step": self.step, "nonfinite_weights": len(self.weights_end),
@@ -72,12 +76,14 @@ def find(trace: Any, inputs: Mapping[str, np.ndarray] | None = None) -> NonFinit
     start = tuple(getattr(trace, "bad_weights_start", ()))
     end = tuple(getattr(trace, "bad_weights_end", ()))
     bad = np.flatnonzero(~np.isfinite(loss))
-    if not len(bad) and not end and not start:
+    evals = tuple(name for name in ("train", "val")
+                  if not np.isfinite(np.asarray(getattr(trace, f"{name}_loss", ()), dtype=np.float64)).all())
+    if not len(bad) and not end and not start and not evals:
         return None
     counts = nonfinite_inputs(inputs or {})
     rows = len(next(iter(inputs.values()))) if inputs else 0
     if not len(bad):
-        return NonFinite(0, len(loss), 0, "", None, None, None, start, end, counts, rows)
+        return NonFinite(0, len(loss), 0, "", None, None, None, start, end, counts, rows, evals)
     i = int(bad[0])
     value = "NaN" if np.isnan(loss[i]) else ("+Inf" if loss[i] > 0 else "-Inf")
     lr = float(np.max(trace.lr[i])) if np.size(trace.lr) and len(trace.lr) > i else None
@@ -85,7 +91,7 @@ def find(trace: Any, inputs: Mapping[str, np.ndarray] | None = None) -> NonFinit
     first = float(loss[0]) if i > 0 else None
     peak = float(before.max()) if i > 0 else None
     epoch = int(trace.epoch[i]) + 1 if len(trace.epoch) > i else 1
-    return NonFinite(i + 1, len(loss), epoch, value, lr, first, peak, start, end, counts, rows)
+    return NonFinite(i + 1, len(loss), epoch, value, lr, first, peak, start, end, counts, rows, evals)
 
 
 def causes(nf: NonFinite) -> tuple[list[Cause], list[Cause]]:
@@ -110,6 +116,12 @@ def causes(nf: NonFinite) -> tuple[list[Cause], list[Cause]]:
             "inputs_normalized names them too."))
     elif nf.input_rows:
         found.append(Cause("nonfinite_inputs", 0.0, f"no NaN/Inf in the train eval sample ({nf.input_rows} rows)", ""))
+    if nf.step == 0 and not nf.weights_end:
+        found.append(Cause(
+            "nonfinite_eval_data", 0.9,
+            f"training stayed finite and the weights are finite, yet the {' and '.join(nf.eval_splits)} eval loss "
+            f"is NaN/Inf: those samples (inputs or labels) hold NaN/Inf, or the loss overflows on them",
+            "impute or drop the non-finite samples of that split; inputs_normalized names NaN/Inf per split."))
     if nf.step == 1 and not nf.weights_start and not total:
         found.append(Cause(
             "loss_computes_nonfinite", 0.8,

@@ -154,3 +154,15 @@ def test_several_input_fields_are_judged_apart_and_ids_and_masks_skipped() -> No
     only_ids = check_fields({"train": {k: v for k, v in fields(1.0).items() if k != "x_num"}})
     assert only_ids.passed and only_ids.integer_ids
     assert "input_ids: int64 integer ids; attention_mask: int64 mask" in only_ids.notes[0]
+
+
+def test_statistics_leave_float64_inputs_untouched_and_match_numpy_per_channel() -> None:
+    from pytest_trainsanity.checks.normalization.measure import check_fields
+
+    X = np.random.default_rng(3).normal(5.0, 2.0, (40, 3, 4, 4))
+    before = X.copy()
+    result = check_fields({"train": {"x": X}, "val": {"x": X}})
+    assert np.array_equal(X, before)  # the fast path works in place on its own copy
+    stats = result.stats["train"]
+    np.testing.assert_allclose(stats.mean, X.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(stats.std, X.std(axis=(0, 2, 3)), rtol=1e-10)

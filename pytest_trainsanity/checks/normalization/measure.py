@@ -83,8 +83,12 @@ class StatsAccumulator:
         if not len(X):
             return
         axis = feature_axis(X)
-        moved = np.moveaxis(X, axis, -1) if X.ndim > 2 else X.reshape(len(X), -1)
-        d = moved.shape[-1]
+        shape = X.shape if X.ndim > 2 else (len(X), int(np.prod(X.shape[1:], dtype=np.int64)))
+        if X.ndim <= 2:
+            axis = 1
+        pre, post = int(np.prod(shape[1:axis], dtype=np.int64)), int(np.prod(shape[axis + 1 :], dtype=np.int64))
+        view = X.reshape(len(X), pre, shape[axis], post)  # the feature/channel axis in place: no moveaxis copy
+        d = shape[axis]
         if self.d is None:
             self.d, self.axis_label, self.dtype = d, "feature" if X.ndim <= 2 else "channel", str(X.dtype)
             self.count, self.mean, self.m2 = np.zeros(d), np.zeros(d), np.zeros(d)
@@ -92,24 +96,34 @@ class StatsAccumulator:
         elif d != self.d:
             raise ValueError(f"{self.name} samples have {d} {self.axis_label}s in one block and {self.d} in another")
         self.n += len(X)
-        per_sample = max(1, moved[:1].size // d)  # values of each feature/channel in one sample
+        per_sample = max(1, pre * post)  # values of each feature/channel in one sample
         step = max(1, CHUNK // per_sample)  # samples per chunk: a chunk never copies more than CHUNK rows
         for start in range(0, len(X), step):
-            self._chunk(np.asarray(moved[start : start + step].reshape(-1, d), dtype=np.float64))
+            self._chunk(np.array(view[start : start + step], dtype=np.float64))  # a copy: _chunk works in place
 
     def _chunk(self, block: np.ndarray) -> None:
+        """One chunk, shaped (samples, pre, features, post): statistics over every axis but the third."""
+        axes = (0, 1, 3)
         finite = np.isfinite(block)
-        if not finite.all():
+        if finite.all():  # the common case: no masked copies
+            count = np.full(block.shape[2], float(block.size // block.shape[2]))
+            mean = block.mean(axis=axes)
+            lo, hi = block.min(axis=axes), block.max(axis=axes)
+            block -= mean[None, None, :, None]
+            block *= block
+            m2 = block.sum(axis=axes)
+        else:
             self.nan += int(np.isnan(block).sum())
             self.inf += int(np.isinf(block).sum())
-            self.bad += (~finite).sum(axis=0)
-        count = finite.sum(axis=0).astype(np.float64)
-        values = np.where(finite, block, 0.0)
-        mean = values.sum(axis=0) / np.maximum(count, 1)
-        dev = np.where(finite, block - mean, 0.0)
-        m2 = (dev * dev).sum(axis=0)
-        self.lo = np.fmin(self.lo, np.where(finite, block, np.inf).min(axis=0))
-        self.hi = np.fmax(self.hi, np.where(finite, block, -np.inf).max(axis=0))
+            self.bad += (~finite).sum(axis=axes)
+            count = finite.sum(axis=axes).astype(np.float64)
+            mean = np.where(finite, block, 0.0).sum(axis=axes) / np.maximum(count, 1)
+            dev = np.where(finite, block - mean[None, None, :, None], 0.0)
+            m2 = (dev * dev).sum(axis=axes)
+            lo = np.where(finite, block, np.inf).min(axis=axes)
+            hi = np.where(finite, block, -np.inf).max(axis=axes)
+        self.lo = np.fmin(self.lo, lo)
+        self.hi = np.fmax(self.hi, hi)
         total = self.count + count
         delta = mean - self.mean
         share = np.divide(count, total, out=np.zeros_like(total), where=total > 0)

@@ -157,13 +157,17 @@ def sample_lines(samples: dict[str, Any]) -> Iterator[str]:
                    f"--trainsanity-eval-samples)")
 
 
-def nonfinite_report(p: Prepared, trace: Any, inputs: dict[str, Any] | None, info: Any,
+def nonfinite_report(p: Prepared, trace: Any, inputs: Callable[[], dict[str, Any]], info: Any,
                      samples: dict[str, Any] | None = None) -> CheckReport | None:
     """The failing report of a training pass that went NaN/Inf (None when it stayed finite): a
-    gate never judges metrics a non-finite model produced."""
+    gate never judges metrics a non-finite model produced. ``inputs`` (the train eval sample's
+    fields) is read only for a failing pass."""
+    from ..adapters.base import finite_pass
     from ..report import cause_lines
 
-    nf = finite.find(trace, inputs)
+    if finite_pass(trace) and not trace.bad_weights_end:
+        return None
+    nf = finite.find(trace, inputs())
     if nf is None:
         return None
     likely, ruled_out = finite.causes(nf)

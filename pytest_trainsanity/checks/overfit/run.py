@@ -46,7 +46,7 @@ def run(p: Prepared) -> CheckReport:
     with adapter:
         p.pass_label("main pass")
         main = adapter.train(epochs=opts.epochs, max_steps=p.settings.max_steps)
-        broken = nonfinite_report(p, main, train_fields, info, samples)
+        broken = nonfinite_report(p, main, lambda: train_fields, info, samples)
         if broken is not None:
             return broken
         noisy = low = None

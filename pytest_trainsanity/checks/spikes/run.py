@@ -50,8 +50,8 @@ def run(p: Prepared) -> CheckReport:
     with adapter:
         p.pass_label(f"{opts.epochs} epochs with full records")
         trace = adapter.train(epochs=opts.epochs, max_steps=p.settings.max_steps, detail=True)
-        broken = nonfinite_report(p, trace, p.splits["train"].sample(p.settings.eval_samples, p.settings.seed).numpy()[0],
-                                  info)
+        broken = nonfinite_report(
+            p, trace, lambda: p.splits["train"].sample(p.settings.eval_samples, p.settings.seed).numpy()[0], info)
         if broken is not None:
             return broken
         series = _series(trace, opts.metric)

@@ -58,6 +58,7 @@ import numpy as np
 NEAR_THRESHOLD = 0.01  # measured: nearest distinct train/val rows of digits and breast_cancer >= 0.18; 1e-3-std noise copies ~1e-3
 PROJ = 16
 BLOCK_ROWS = 512
+BLOCK_BYTES = 1 << 20  # hashing reads key windows in blocks of about this many bytes (narrow keys: more rows per block)
 SUB_ROWS = 256  # stream rows per norm window
 SEED = 0x5EED
 WINDOW_WORDS = 32  # 128 bytes: two cache lines per row
@@ -312,9 +313,11 @@ class Canon:
         (a big block's temporaries would not fit)."""
         flat = self._rows_of(X)
         cols = slice(None) if full or self.window is None else self.window
-        if len(flat) <= BLOCK_ROWS:
+        width = self.width if cols.start is None else cols.stop - cols.start
+        step = max(BLOCK_ROWS, BLOCK_BYTES // max(1, width * self.dtype.itemsize))
+        if len(flat) <= step:
             return self._block_hashes(flat[:][:, cols])
-        return np.concatenate([self._block_hashes(flat[i : i + BLOCK_ROWS][:, cols]) for i in range(0, len(flat), BLOCK_ROWS)])
+        return np.concatenate([self._block_hashes(flat[i : i + step][:, cols]) for i in range(0, len(flat), step)])
 
     def _block_hashes(self, flat: np.ndarray) -> np.ndarray:
         if not len(flat):
@@ -367,6 +370,12 @@ def _column_stats(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     underflows, and a large shared offset costs no precision."""
     n, w = rows.shape
     v, r = _float_values(rows)
+    if r is None and n:  # ordinary data (finite, |values| in 1e-100..1e100 or all 0): the plain two-pass statistics
+        magnitude = np.abs(v).max(axis=0)
+        if np.isfinite(magnitude).all() and ((magnitude == 0) | ((magnitude >= 1e-100) & (magnitude <= 1e100))).all():
+            mean = v.mean(axis=0)
+            v -= mean
+            return mean * 0.5, np.sqrt(np.einsum("ij,ij->j", v, v) / n) * 0.5, magnitude, np.full(w, n, np.int64)
     finite = np.isfinite(v)
     count = finite.sum(axis=0)
     c = v[finite.argmax(axis=0), np.arange(w)] if n else np.zeros(w)  # a value of each column (not NaN)
@@ -512,6 +521,10 @@ class Reference:
         self.rows = canon._rows_of(X)  # the caller's array: read, never copied whole or written
         self.hashes = h = canon.hashes(self.rows)  # key hashes (the window's, when the canon has one)
         self.order, self.sorted = sort_hashes(h)
+        # a bitmap of the hashes' top bits (about 1 set bit in 64): most stream rows leave at one lookup
+        self._shift = np.uint64(64 - min(max(int(len(h)).bit_length() + 6, 12), 28))
+        self._bits = np.zeros(1 << (64 - int(self._shift)), bool)
+        self._bits[(h >> self._shift).astype(np.intp)] = True
         self._full: tuple[np.ndarray, np.ndarray] | None = None  # (order, sorted) of full-row hashes, on demand
         self.scale = scale
         if scale is not None:
@@ -545,7 +558,9 @@ class Reference:
         """Every verified (stream row, reference row) pair with equal values; ``h`` are the rows'
         key hashes. A block whose keys meet too many candidates (a window that does not separate
         this data) is matched again on full-row hashes."""
-        ia, ib = candidates(self.order, self.sorted, h)
+        maybe = np.flatnonzero(self._bits[(h >> self._shift).astype(np.intp)])
+        ia, ib = candidates(self.order, self.sorted, h[maybe])
+        ia = maybe[ia]
         if self.canon.window is not None and len(ia) > 4 * len(h) + 64:
             if self._full is None:
                 self._full = sort_hashes(self.canon.hashes(self.rows, full=True))

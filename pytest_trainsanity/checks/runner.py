@@ -12,6 +12,7 @@ so a verdict depends neither on test order nor leaves a trace on it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -24,6 +25,7 @@ from ..report import CheckReport
 from ..rng import seeded
 from ..settings import CheckOptions, RunSettings
 from ..spec import TrainSetup
+from ..threads import numpy_blas_single
 from . import finite
 from .causes import Cause
 
@@ -43,7 +45,8 @@ class Prepared:
     adapter: Adapter | None = None
 
     def run(self) -> CheckReport:
-        with self.reading():
+        blas = numpy_blas_single() if self.adapter is not None else contextlib.nullcontext()
+        with self.reading(), blas:  # a training check: numpy's BLAS stays off the framework's cores
             report = self.runner(self)
         report.nodeid = self.nodeid
         self.hook.pytest_trainsanity_check_finished(report=report, nodeid=self.nodeid)

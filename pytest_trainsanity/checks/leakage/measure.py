@@ -275,11 +275,15 @@ def _within_head(h: np.ndarray, head: SplitInput, canon: Canon) -> Within:
     """Repeats in the streamed split: by hash, then verified on the values of only the suspects,
     from memory or by reading the split again (a one-shot stream cannot be, and says so)."""
     n = len(h)
-    _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+    # rows sharing their hash's top 32 bits (a sort of 32-bit keys: cheaper than sorting the hashes)
+    top = (h >> np.uint64(32)).astype(np.uint32)
+    s = np.sort(top)
+    shared = np.flatnonzero(np.isin(top, s[1:][s[1:] == s[:-1]])) if n > 1 else np.zeros(0, np.int64)
+    _, inverse, counts = np.unique(h[shared], return_inverse=True, return_counts=True)
     checkable = head.arrays is not None or head.rereadable
-    if not checkable or len(counts) == n:
-        return Within(n, len(counts), checkable)
-    suspects = np.flatnonzero(counts[inverse.reshape(-1)] > 1)
+    if not checkable or len(counts) == len(shared):
+        return Within(n, n - len(shared) + len(counts), checkable)
+    suspects = shared[counts[inverse.reshape(-1)] > 1]
     keyed = False
     if head.arrays is not None:
         rows = as_rows(head.arrays[0])[suspects]

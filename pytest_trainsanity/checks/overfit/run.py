@@ -43,6 +43,18 @@ def run(p: Prepared) -> CheckReport:
         skipped = ("the random-label probe gives each sample another sample's labels, which a label per "
                    "position (tokens, pixels) of another length cannot take")
     noise = LabelNoise(yt_raw, seed) if opts.probes and skipped is None else None
+    # the data measurements first: they need no training, and numpy's BLAS threads run them ~3x slower
+    # while torch's worker threads still spin after a pass
+    widths = common_widths(train_fields, val_fields) if _ragged(train_fields, val_fields) else None
+    Xt, Xv = fields_rows(train_fields, widths), fields_rows(val_fields, widths)
+    cross = duplicates.cross_split(Xt, Xv, yt_raw, yv_raw)
+    within = duplicates.within_split(Xt)
+    scale = check_fields({"train": train_fields, "val": val_fields})
+    leak = None
+    if classification and len(train_fields) == 1:  # one label per sample: the single-feature rules
+        yt, yv = target_ids(yt_raw, info.n_outputs), target_ids(yv_raw, info.n_outputs)
+        if len(yt) == len(Xt) and len(yv) == len(Xv):
+            leak = features.single_feature_leak(Xt, yt, Xv, yv, seed)
     with adapter:
         p.pass_label("main pass")
         main = adapter.train(epochs=opts.epochs, max_steps=p.settings.max_steps)
@@ -56,11 +68,8 @@ def run(p: Prepared) -> CheckReport:
         if opts.probes:
             p.pass_label("lr/10 probe")
             low = adapter.train(epochs=opts.epochs, lr_scale=0.1, max_steps=p.settings.max_steps)
-    widths = common_widths(train_fields, val_fields) if _ragged(train_fields, val_fields) else None
-    Xt, Xv = fields_rows(train_fields, widths), fields_rows(val_fields, widths)
-    cross = duplicates.cross_split(Xt, Xv, yt_raw, yv_raw)
     chance = majority = noise_chance = val_clean = val_on_overlap = batch_mix = None
-    n_classes = leak = None
+    n_classes = None
     if classification:
         n_classes = max(info.n_outputs, 2)
         yt, yv = target_ids(yt_raw, info.n_outputs), target_ids(yv_raw, info.n_outputs)
@@ -76,8 +85,6 @@ def run(p: Prepared) -> CheckReport:
             overlap[cross.overlap_b] = True
             if overlap.any() and (~overlap).any():
                 val_clean, val_on_overlap = float(correct[~overlap].mean()), float(correct[overlap].mean())
-        if len(train_fields) == 1 and len(yt) == len(Xt) and len(yv) == len(Xv):  # one label per sample
-            leak = features.single_feature_leak(Xt, yt, Xv, yv, seed)
         batch_mix = _batch_mix(main.label_counts, yt, n_classes)
     m = overfit.OverfitMeasurements(
         task=p.setup.task, epochs=opts.epochs, steps=main.steps, truncated=main.truncated,
@@ -88,8 +95,7 @@ def run(p: Prepared) -> CheckReport:
         noise_train=noisy.final_train if noisy else None,
         low_lr_train=low.final_train if low else None, low_lr_val=low.final_val if low else None,
         val_clean=val_clean, val_on_overlap=val_on_overlap,
-        within=duplicates.within_split(Xt), cross=cross, leak=leak,
-        scale=check_fields({"train": train_fields, "val": val_fields}),
+        within=within, cross=cross, leak=leak, scale=scale,
         probes_skipped=skipped,
         batch_mix=batch_mix, sampled=samples["train"].sampled or samples["val"].sampled,
         planned_steps=_planned(adapter, opts.epochs),

@@ -26,6 +26,22 @@ if TYPE_CHECKING:
         check_lr_spikes,
         check_normalization,
     )
+    from .api import (  # the pre-flight checks
+        assert_batch_independent,
+        assert_batches_mixed,
+        assert_finite_training,
+        assert_loss_at_init,
+        assert_overfits_one_batch,
+        assert_params_update,
+        assert_preflight,
+        check_batch_independence,
+        check_batch_mix,
+        check_finite_training,
+        check_loss_at_init,
+        check_overfit_one_batch,
+        check_params_update,
+        check_preflight,
+    )
 
 __version__ = "0.1.0"
 
@@ -38,6 +54,20 @@ _API = (
     "check_leakage",
     "check_lr_spikes",
     "check_normalization",
+    "assert_batch_independent",
+    "assert_batches_mixed",
+    "assert_finite_training",
+    "assert_loss_at_init",
+    "assert_overfits_one_batch",
+    "assert_params_update",
+    "assert_preflight",
+    "check_batch_independence",
+    "check_batch_mix",
+    "check_finite_training",
+    "check_loss_at_init",
+    "check_overfit_one_batch",
+    "check_params_update",
+    "check_preflight",
 )
 
 _ADAPTER_API = ("Adapter", "ModelInfo", "TrainingTrace")  # for third-party adapters (numpy-backed, so lazy too)

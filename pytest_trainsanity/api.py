@@ -22,6 +22,8 @@ ROOMS = {
     "no_leakage": "leakage",
     "lr_spike_explained": "spikes",
     "inputs_normalized": "normalization",
+    **{marker: "preflight" for marker in ("loss_at_init", "overfits_one_batch", "batch_independent", "params_update",
+                                          "finite_training", "batches_mixed", "preflight")},
 }
 
 
@@ -93,3 +95,35 @@ def check_lr_spikes(setup: TrainSetup, **kwargs: Any) -> CheckReport:
 def assert_lr_spikes_explained(setup: TrainSetup, **kwargs: Any) -> CheckReport:
     __tracebackhide__ = True
     return _raise_if_failed(check_lr_spikes(setup, **kwargs))
+
+
+def _pair(marker: str, check_name: str, assert_name: str, doc: str) -> tuple[Any, Any]:
+    def check(setup: TrainSetup, **kwargs: Any) -> CheckReport:
+        return _run(marker, setup, kwargs)
+
+    def assert_(setup: TrainSetup, **kwargs: Any) -> CheckReport:
+        __tracebackhide__ = True
+        return _raise_if_failed(check(setup, **kwargs))
+
+    check.__name__, check.__qualname__, check.__doc__ = check_name, check_name, f"Run ``{marker}`` and return its report: {doc}."
+    assert_.__name__, assert_.__qualname__ = assert_name, assert_name
+    assert_.__doc__ = f"Run ``{marker}``; raise TrainSanityError with the diagnosis when it fails."
+    return check, assert_
+
+
+PREFLIGHT_FUNCS = {
+    "loss_at_init": ("check_loss_at_init", "assert_loss_at_init", "the untrained loss against the label entropy"),
+    "overfits_one_batch": ("check_overfit_one_batch", "assert_overfits_one_batch", "fit one fixed batch"),
+    "batch_independent": ("check_batch_independence", "assert_batch_independent", "samples do not mix in eval mode"),
+    "params_update": ("check_params_update", "assert_params_update", "one step moves every trainable parameter"),
+    "finite_training": ("check_finite_training", "assert_finite_training", "loss, gradients, weights stay finite"),
+    "batches_mixed": ("check_batch_mix", "assert_batches_mixed", "the loader's batches mix the classes"),
+    "preflight": ("check_preflight", "assert_preflight", "all six pre-flight checks"),
+}
+check_loss_at_init, assert_loss_at_init = _pair("loss_at_init", *PREFLIGHT_FUNCS["loss_at_init"])
+check_overfit_one_batch, assert_overfits_one_batch = _pair("overfits_one_batch", *PREFLIGHT_FUNCS["overfits_one_batch"])
+check_batch_independence, assert_batch_independent = _pair("batch_independent", *PREFLIGHT_FUNCS["batch_independent"])
+check_params_update, assert_params_update = _pair("params_update", *PREFLIGHT_FUNCS["params_update"])
+check_finite_training, assert_finite_training = _pair("finite_training", *PREFLIGHT_FUNCS["finite_training"])
+check_batch_mix, assert_batches_mixed = _pair("batches_mixed", *PREFLIGHT_FUNCS["batches_mixed"])
+check_preflight, assert_preflight = _pair("preflight", *PREFLIGHT_FUNCS["preflight"])

@@ -26,9 +26,12 @@ class CheckReport:
     causes: list[dict[str, Any]] = field(default_factory=list)
     key: tuple[str, ...] = ()  # metric names shown in the one-line summary
     nodeid: str | None = None
+    skipped: str = ""  # why the check does not apply to this setup (then ``passed`` says nothing)
 
     @property
     def verdict(self) -> str:
+        if self.skipped:
+            return "skipped"
         return "passed" if self.passed else "FAILED"
 
     def to_dict(self) -> dict[str, Any]:
@@ -40,13 +43,14 @@ class CheckReport:
             "causes": [plain(c) for c in self.causes],
             "key": list(self.key),
             "nodeid": self.nodeid,
+            "skipped": self.skipped,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CheckReport":
         return cls(
             data["name"], data["passed"], data["message"], dict(data.get("metrics", {})),
-            list(data.get("causes", [])), tuple(data.get("key", ())), data.get("nodeid"),
+            list(data.get("causes", [])), tuple(data.get("key", ())), data.get("nodeid"), data.get("skipped", ""),
         )
 
     def key_numbers(self) -> str:
@@ -54,7 +58,7 @@ class CheckReport:
 
     def summary_line(self) -> str:
         where = f"{self.nodeid} " if self.nodeid else ""
-        return f"{where}{self.name} {self.verdict}: {self.key_numbers()}"
+        return f"{where}{self.name} {self.verdict}: {self.skipped or self.key_numbers()}"
 
 
 def plain(value: Any) -> Any:

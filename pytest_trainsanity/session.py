@@ -135,6 +135,9 @@ class Session:
                 failed.append(report)
         if failed:
             raise TrainSanityError("\n\n".join(r.message for r in failed), failed[0])
+        skipped = [r.skipped for r in reports if r.skipped]
+        if skipped:  # a check that does not apply is a skip with its reason, never a pass
+            skip_test("; ".join(skipped))
 
     # ---------------------------------------------------------------- reporting
 
@@ -179,6 +182,13 @@ class Session:
         return target
 
 
+def skip_test(reason: str) -> None:
+    """Skip the running test, reported at the test's own location (not this frame's)."""
+    import pytest
+
+    raise pytest.skip.Exception(reason, _use_item_location=True)
+
+
 def fixture_value(request: Any, name: str, marker: str) -> Any:
     import pytest
 
@@ -192,7 +202,7 @@ def fixture_value(request: Any, name: str, marker: str) -> Any:
 
 
 class Imperative:
-    """The ``trainsanity`` fixture: the eight check/assert functions bound to this run's settings."""
+    """The ``trainsanity`` fixture: every check/assert function bound to this run's settings."""
 
     def __init__(self, session: Session, nodeid: str | None, reports: TestReports) -> None:
         self._session, self._nodeid, self._reports = session, nodeid, reports
@@ -208,6 +218,8 @@ class Imperative:
     def _assert(self, marker: str, setup: Any, kwargs: dict[str, Any]) -> CheckReport:
         __tracebackhide__ = True
         report = self._check(marker, setup, kwargs)
+        if report.skipped:
+            skip_test(report.skipped)
         if not report.passed:
             raise TrainSanityError(report.message, report)
         return report
@@ -246,5 +258,32 @@ _FUNCS = {
     "no_leakage": ("check_leakage", "assert_no_leakage"),
     "lr_spike_explained": ("check_lr_spikes", "assert_lr_spikes_explained"),
     "inputs_normalized": ("check_normalization", "assert_inputs_normalized"),
+    "loss_at_init": ("check_loss_at_init", "assert_loss_at_init"),
+    "overfits_one_batch": ("check_overfit_one_batch", "assert_overfits_one_batch"),
+    "batch_independent": ("check_batch_independence", "assert_batch_independent"),
+    "params_update": ("check_params_update", "assert_params_update"),
+    "finite_training": ("check_finite_training", "assert_finite_training"),
+    "batches_mixed": ("check_batch_mix", "assert_batches_mixed"),
+    "preflight": ("check_preflight", "assert_preflight"),
 }
+
+
+def _bind(marker: str) -> None:
+    """The fixture's check_*/assert_* pair of one pre-flight marker (the first four are written out)."""
+    check_name, assert_name = _FUNCS[marker]
+
+    def check(self: "Imperative", setup: Any, **kwargs: Any) -> CheckReport:
+        return self._check(marker, setup, kwargs)
+
+    def assert_(self: "Imperative", setup: Any, **kwargs: Any) -> CheckReport:
+        __tracebackhide__ = True
+        return self._assert(marker, setup, kwargs)
+
+    check.__name__, assert_.__name__ = check_name, assert_name
+    setattr(Imperative, check_name, check)
+    setattr(Imperative, assert_name, assert_)
+
+
+for _marker in list(_FUNCS)[4:]:
+    _bind(_marker)
 assert set(_FUNCS) == set(CHECK_TO_MARKER.values())

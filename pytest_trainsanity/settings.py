@@ -159,6 +159,14 @@ def _allow(value: Any) -> tuple[str, ...]:
     return items
 
 
+def _prefixes(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (tuple, list, set, frozenset)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"frozen must be a tuple of parameter-name prefixes (e.g. frozen=('encoder.',)), got {value!r}")
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     """One marker: its name, the check it runs and its keyword arguments."""
@@ -261,6 +269,19 @@ CHECKS: dict[str, CheckSpec] = {
             {"tol": _positive("tol")},
             "fail when inputs are raw-scaled, split-inconsistent, or hold NaN/Inf",
         ),
+        CheckSpec("loss_at_init", "loss_at_init", {"tol": 0.5}, {"tol": _positive("tol")},
+                  "the untrained loss is the entropy of the labels (ln C), and outputs are not softmaxed twice"),
+        CheckSpec("overfits_one_batch", "overfit_one_batch", {"steps": 300}, {"steps": _positive_int("steps")},
+                  "the model fits one fixed batch exactly within `steps` steps"),
+        CheckSpec("batch_independent", "batch_independence", {}, {},
+                  "in eval mode no sample's output depends on another sample's input"),
+        CheckSpec("params_update", "params_update", {"frozen": ()}, {"frozen": _prefixes},
+                  "one step changes every trainable parameter and no frozen one"),
+        CheckSpec("finite_training", "finite_training", {"steps": 100}, {"steps": _positive_int("steps")},
+                  "loss, gradients and weights stay finite for `steps` steps"),
+        CheckSpec("batches_mixed", "batch_mix", {"max_tv": 0.5}, {"max_tv": _fraction("max_tv")},
+                  "the loader's batches mix the classes like the split does"),
+        CheckSpec("preflight", "preflight", {}, {}, "all six pre-flight checks"),
     )
 }
 CHECK_TO_MARKER = {spec.check: spec.marker for spec in CHECKS.values()}

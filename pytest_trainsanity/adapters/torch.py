@@ -35,6 +35,7 @@ from .batches import describe, tree_map
 from .lightning import is_hugging_face, is_lightning
 from .splits import Split, as_numpy, named_fields
 from .torch_data import _torch, tensor_to_numpy, to_device
+from .torch_preflight import TorchPreflight
 from .torch_record import StepRecord
 from .torch_step import TorchStep, batch_text, first_layer, predictions, resolve_device
 
@@ -70,7 +71,7 @@ def _cat_padded(preds: list[Any]) -> np.ndarray:
     return np.concatenate(parts)
 
 
-class TorchAdapter(TorchStep, Adapter):
+class TorchAdapter(TorchStep, TorchPreflight, Adapter):
     framework = "torch"
 
     def __init__(self, model: Any, setup: Any, data: dict[str, Split], settings: Any) -> None:

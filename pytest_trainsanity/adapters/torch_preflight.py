@@ -1,0 +1,383 @@
+"""The pre-flight probes on a torch model (mixin of ``TorchAdapter``; see ``preflight.py``).
+
+Each probe runs in an entered adapter and starts from its snapshot; what it
+returns is numpy and names. Batches are the pipeline's own: the first train
+batch as the loader (or the adapter's seeded batching of arrays) yields it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import SetupError, TrainSanityError
+from .batches import tree_leaves
+from .preflight import BatchMix, BatchRun, FiniteRun, InitProbe, Mixing, ParamRecord, Preflight, relative_change
+from .torch_data import tensor_to_numpy
+from .torch_step import predictions
+
+LOGIT_LOSSES = {"CrossEntropyLoss": "logits", "BCEWithLogitsLoss": "logits", "NLLLoss": "log_probs",
+                "BCELoss": "probs", "cross_entropy": "logits", "binary_cross_entropy_with_logits": "logits",
+                "nll_loss": "log_probs", "binary_cross_entropy": "probs"}
+DROPOUT_OR_BN = ("Dropout", "BatchNorm", "AlphaDropout", "FeatureAlphaDropout")
+
+
+class TorchPreflight(Preflight):
+    """Probes on ``self.model`` with ``self.optimizer`` and the user's loss (attributes of ``TorchAdapter``)."""
+
+    # ------------------------------------------------------------ shared pieces
+
+    def _first_batch(self) -> Any:
+        """The first training batch as the pipeline yields it (seeded), on the device."""
+        batch = next(iter(self._batches(self._seed(), None, None)), None)
+        if batch is None:
+            raise SetupError("The train split yielded no batch: there is nothing to probe.")
+        return batch
+
+    def _step_loss(self, batch: Any) -> Any:
+        try:
+            return self._train_loss(batch, 0)
+        except (SetupError, TrainSanityError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's model or loss failed: one paragraph
+            raise SetupError(self._step_error(batch, exc, 1)) from None
+
+    def _named_trainable(self) -> list[tuple[str, Any]]:
+        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def _leaf_modules(self) -> list[tuple[str, Any]]:
+        return [(n, m) for n, m in self.model.named_modules() if n and not any(True for _ in m.children())]
+
+    def _loss_kind(self) -> tuple[str, str]:
+        """(how the loss reads the outputs, its name)."""
+        if self.mode != "loss":
+            return "unknown", {"own": "the model's own loss", "step": "TrainSetup(step=...)",
+                               "lightning": "training_step"}.get(self.mode, self.mode)
+        fn = self.loss_fn
+        name = type(fn).__name__ if isinstance(fn, self.torch.nn.Module) else getattr(fn, "__name__", type(fn).__name__)
+        return LOGIT_LOSSES.get(name, "unknown"), name
+
+    # ------------------------------------------------------------ loss at init
+
+    def init_probe(self) -> InitProbe:
+        torch = self.torch
+        self._load_snapshot()
+        self.model.eval()
+        outs, targets, losses, weights = [], [], [], []
+        with torch.no_grad(), self._quiet():
+            for batch in self._chunks("train"):
+                pred = predictions(self._forward(batch, with_target=self.mode == "own"), torch)
+                target = self.form.target(batch)
+                loss = self._eval_loss(batch, None, pred, 0) if self.mode == "loss" else self._train_loss(batch, 0)
+                n = pred.shape[0]
+                outs.append(tensor_to_numpy(pred.reshape(n, -1)).astype(np.float64))
+                targets.append(tensor_to_numpy(self._target_ids(target).reshape(n, -1)[:, 0]).astype(np.int64))
+                losses.append(float(loss) * n)
+                weights.append(n)
+        kind, name = self._loss_kind()
+        last_name, last = "", None
+        for mname, module in self._leaf_modules():
+            if isinstance(getattr(module, "bias", None), torch.Tensor):
+                last_name, last = mname, module
+        softmax = ""
+        leaves = self._leaf_modules()
+        if leaves and isinstance(leaves[-1][1], (torch.nn.Softmax, torch.nn.Sigmoid)):
+            softmax = f"module '{leaves[-1][0]}' ({type(leaves[-1][1]).__name__})"
+        bias = tensor_to_numpy(last.bias.detach()).astype(np.float64).reshape(-1) if last is not None else None
+        return InitProbe(np.concatenate(outs), np.concatenate(targets), sum(losses) / max(sum(weights), 1), kind, name,
+                         bias, last_name, softmax)
+
+    # ------------------------------------------------------------ one batch
+
+    def one_batch(self, steps: int, lr_scale: float = 1.0) -> BatchRun:
+        torch = self.torch
+        self._load_snapshot()
+        batch = self._first_batch()
+        named = self._named_trainable()
+        start = [p.detach().clone() for _, p in named]
+        if lr_scale != 1.0:
+            self._scale_lr(lr_scale)
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        losses, ratios = [], []
+        flat_before = None
+        self.model.train()
+        with self._quiet():
+            for step in range(steps):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self._step_loss(batch)
+                loss.backward()
+                if step % 10 == 0:
+                    flat_before = torch.cat([p.detach().reshape(-1) for _, p in named]).clone()
+                self.optimizer.step()
+                if step % 10 == 0 and flat_before is not None:
+                    after = torch.cat([p.detach().reshape(-1) for _, p in named])
+                    ratios.append(torch.linalg.vector_norm(after - flat_before) / torch.linalg.vector_norm(flat_before).clamp_min(1e-12))
+                losses.append(loss.detach())
+        loss_np = tensor_to_numpy(torch.stack(losses)).astype(np.float64) if losses else np.zeros(0)
+        acc = r2 = float("nan")
+        self.model.eval()
+        with torch.no_grad(), self._quiet():
+            pred = predictions(self._forward(batch, with_target=self.mode == "own"), torch)
+            target = self.form.target(batch)
+            if self.setup.task == "classification":
+                _, correct, counted = self._hits(pred, target)
+                acc = float(correct) / max(float(counted), 1.0)
+            else:
+                p = tensor_to_numpy(pred).astype(np.float64).reshape(len(pred), -1)
+                t = tensor_to_numpy(target).astype(np.float64).reshape(len(pred), -1)
+                total = float(((t - t.mean(0)) ** 2).sum())
+                r2 = 1.0 - float(((t - p) ** 2).sum()) / total if total > 0 else float("nan")
+        moved = {n: relative_change(tensor_to_numpy(s), tensor_to_numpy(p.detach())) for (n, p), s in zip(named, start)}
+        active = [f"{n} ({type(m).__name__})" for n, m in self._leaf_modules() if type(m).__name__.startswith(DROPOUT_OR_BN)]
+        ratio = float(np.median(tensor_to_numpy(torch.stack(ratios)))) if ratios else float("nan")
+        return BatchRun(loss_np, acc, r2, _batch_len(self.form, batch), self._conflicts(batch), moved, lr, ratio, active)
+
+    def _conflicts(self, batch: Any) -> int:
+        """Samples whose inputs equal another's in the batch while the labels differ."""
+        leaves = [tensor_to_numpy(v) for v in tree_leaves(self.form.inputs(batch)) if isinstance(v, self.torch.Tensor)]
+        if not leaves:
+            return 0
+        n = len(leaves[0])
+        rows = np.concatenate([np.ascontiguousarray(v.reshape(n, -1)).view(np.uint8).reshape(n, -1) for v in leaves], axis=1)
+        y = tensor_to_numpy(self._target_ids(self.form.target(batch))).reshape(n, -1)
+        _, inverse = np.unique(rows, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        bad = 0
+        for group in np.unique(inverse):
+            members = np.flatnonzero(inverse == group)
+            if len(members) > 1 and len(np.unique(y[members], axis=0)) > 1:
+                bad += len(members)
+        return bad
+
+    # ------------------------------------------------------------ batch independence
+
+    def mixing(self, probes: int = 3) -> Mixing:
+        torch = self.torch
+        self._load_snapshot()
+        batch = self._first_batch()
+        bn = [n for n, m in self._leaf_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        inputs = {k: v for k, v in self.form.inputs(batch).items()
+                  if isinstance(v, torch.Tensor) and v.is_floating_point()}
+        n = _batch_len(self.form, batch)
+        if not inputs:
+            return Mixing(n, [], 0.0, batchnorm_train=bn, skipped="no floating-point input to differentiate "
+                          "(integer token ids?)")
+        if n < 2:
+            return Mixing(n, [], 0.0, batchnorm_train=bn, skipped="the first batch holds one sample")
+        leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
+        batch = _replace_inputs(self.form, batch, leaves)
+        records: list[tuple[str, Any, Any]] = []  # (module, its input, its output) in execution order
+
+        def hook(module: Any, args: Any, out: Any, name: str = "") -> None:
+            x = next((a for a in args if isinstance(a, torch.Tensor) and a.requires_grad), None)
+            if isinstance(out, torch.Tensor) and out.requires_grad and out.ndim and out.shape[0] == n:
+                records.append((name, x if x is not None and x.ndim and x.shape[0] == n else None, out))
+
+        handles = [m.register_forward_hook(lambda mod, a, o, name=name: hook(mod, a, o, name))
+                   for name, m in self._leaf_modules()]
+        probed = sorted({0, n // 2, n - 1})[:probes]
+        self.model.eval()
+        try:
+            with self._quiet():
+                out = predictions(self._forward(batch), torch)
+        finally:
+            for h in handles:
+                h.remove()
+        # one backward for every probed sample: a row outside the probed set with a nonzero gradient is
+        # an input (or activation) some probed output depends on
+        tensors = list(leaves.values()) + [t for _, x, y in records for t in (x, y) if t is not None]
+        unique = list({id(t): t for t in tensors}.values())
+        with self._quiet():
+            grads = torch.autograd.grad(out[probed].sum(), unique, allow_unused=True)
+        grad_of = {id(t): g for t, g in zip(unique, grads)}
+        mask = torch.zeros(n, dtype=torch.bool, device=out.device)
+        mask[probed] = True
+
+        def rows(t: Any) -> tuple[float, float]:
+            g = grad_of.get(id(t)) if t is not None else None
+            if g is None:
+                return 0.0, 0.0
+            per_row = g.detach().reshape(n, -1).abs().amax(dim=1).float()
+            return float(per_row[mask].max()), float(per_row[~mask].max()) if (~mask).any() else 0.0
+
+        own = other = 0.0
+        for v in leaves.values():
+            o, x = rows(v)
+            own, other = max(own, o), max(other, x)
+        leak = other / max(own, other, 1e-30)  # 0: independent; 1: as much from others as from itself
+        where, between = _mixer([(name, rows(x)[1] > 0, rows(y)[1] > 0) for name, x, y in records]) if leak > 0 else ("", ("", ""))
+        return Mixing(n, probed, leak, where, between, bn)
+
+    # ------------------------------------------------------------ parameters update
+
+    def param_step(self, frozen: tuple[str, ...]) -> list[ParamRecord]:
+        torch = self.torch
+        self._load_snapshot()
+        batch = self._first_batch()
+        in_opt = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        named = list(self.model.named_parameters())
+        before = [p.detach().clone() for _, p in named]
+        self.model.train()
+        with self._quiet():
+            self.optimizer.zero_grad(set_to_none=True)
+            for _, p in named:
+                p.grad = None
+            self._step_loss(batch).backward()
+            grads = []
+            for _, p in named:
+                if p.grad is None:
+                    grads.append("none")
+                elif not bool(torch.isfinite(p.grad).all()):
+                    grads.append("nonfinite")
+                elif not bool((p.grad != 0).any()):
+                    grads.append("zero")
+                else:
+                    grads.append("ok")
+            self.optimizer.step()
+        out = []
+        for (name, p), b, g in zip(named, before, grads):
+            changed = not bool(torch.equal(p.detach(), b))
+            out.append(ParamRecord(name, bool(p.requires_grad), name.startswith(frozen) if frozen else False,
+                                   id(p) in in_opt, g, changed, int(p.numel())))
+        return out
+
+    # ------------------------------------------------------------ finite training
+
+    def finite_run(self, steps: int) -> FiniteRun:
+        torch = self.torch
+        self._load_snapshot()
+        named = self._named_trainable()
+        losses, gnorms = [], []
+        ran = 0
+        self.model.train()
+        with self._quiet():
+            for batch in itertools.islice(self._cycle(), steps):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self._step_loss(batch)
+                loss.backward()
+                grads = [p.grad for _, p in named if p.grad is not None]
+                gnorms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(()))
+                self.optimizer.step()
+                losses.append(loss.detach().float())
+                ran += 1
+        loss_np = tensor_to_numpy(torch.stack(losses)).astype(np.float64) if losses else np.zeros(0)
+        g_np = tensor_to_numpy(torch.stack(gnorms)).astype(np.float64) if gnorms else np.zeros(0)
+        weights_ok = not self._bad_weights(self.model.named_parameters())
+        bad = np.flatnonzero(~np.isfinite(loss_np) | ~np.isfinite(g_np))
+        result = FiniteRun(ran, 0, losses=loss_np, first_loss=float(loss_np[0]) if len(loss_np) else float("nan"),
+                           dtype=str(self.dtype).replace("torch.", ""))
+        if not len(bad) and weights_ok:
+            return result
+        step = int(bad[0]) + 1 if len(bad) else ran
+        result.bad_step = step
+        result.what = ("loss" if len(bad) and not np.isfinite(loss_np[step - 1]) else
+                       "gradient" if len(bad) else "weights")
+        self._replay_to(step, result)
+        return result
+
+    def _cycle(self) -> Iterator[Any]:
+        generator = self._seed()
+        while True:
+            empty = True
+            for batch in self._batches(generator, None, None):
+                empty = False
+                yield batch
+            if empty:
+                return
+
+    def _replay_to(self, step: int, result: FiniteRun) -> None:
+        """Re-run from the snapshot to the bad step; on it, the first module whose output is non-finite."""
+        torch = self.torch
+        self._load_snapshot()
+        self.model.train()
+        found: list[tuple[str, str]] = []
+
+        def hook(module: Any, args: Any, out: Any, name: str = "") -> None:
+            if found:
+                return
+            for t in tree_leaves(out) if not isinstance(out, torch.Tensor) else [out]:
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    found.append((name, type(module).__name__))
+                    return
+
+        with self._quiet():
+            for index, batch in enumerate(itertools.islice(self._cycle(), step), start=1):
+                self.optimizer.zero_grad(set_to_none=True)
+                handles = []
+                if index == step:
+                    result.lr = float(self.optimizer.param_groups[0]["lr"])
+                    floats = [tensor_to_numpy(v).astype(np.float64) for v in tree_leaves(self.form.inputs(batch))
+                              if isinstance(v, torch.Tensor)]
+                    if floats:
+                        result.input_min = float(min(np.nanmin(f) for f in floats))
+                        result.input_max = float(max(np.nanmax(f) for f in floats))
+                    handles = [m.register_forward_hook(lambda mod, a, o, name=name: hook(mod, a, o, name))
+                               for name, m in self._leaf_modules()]
+                try:
+                    loss = self._step_loss(batch)
+                finally:
+                    for h in handles:
+                        h.remove()
+                loss.backward()
+                self.optimizer.step()
+        if found:
+            result.module, result.module_kind = found[0]
+        result.bad_params = list(self._bad_weights(self.model.named_parameters()))
+
+    # ------------------------------------------------------------ batch mix
+
+    def batch_mix(self, max_batches: int | None) -> BatchMix:
+        classes = max(self.n_outputs, 2)
+        if self.setup.task != "classification":
+            return BatchMix(np.zeros((0, 0)), "", skipped="regression: batches have no class mix")
+        rows = []
+        for batch in itertools.islice(self._batches(self._seed(), None, None), max_batches):
+            ids = tensor_to_numpy(self._target_ids(self.form.target(batch))).reshape(-1).astype(np.int64)
+            ids = ids[(ids >= 0) & (ids < classes)]
+            rows.append(np.bincount(ids, minlength=classes)[:classes])
+        counts = np.asarray(rows, dtype=np.float64).reshape(-1, classes)
+        if self.arrays:
+            source = "arrays, batched and shuffled by the plugin each epoch (give a DataLoader to check your own)"
+        else:
+            loader = self.train_split.loader
+            sampler = getattr(loader, "sampler", None)
+            source = f"your {type(loader).__name__}" + (f" (sampler {type(sampler).__name__})" if sampler is not None else "")
+        return BatchMix(counts, source)
+
+
+def _batch_len(form: Any, batch: Any) -> int:
+    target = form.target(batch)
+    return int(target.shape[0]) if hasattr(target, "shape") and len(target.shape) else len(target)
+
+
+def _replace_inputs(form: Any, batch: Any, leaves: dict[str, Any]) -> Any:
+    """The batch with some input fields replaced (by name), in the same containers."""
+    from .batches import FLAT, KWARGS, MULTI, NESTED, _rebuild
+
+    if form.kind == FLAT:
+        return _rebuild(batch, {k: leaves.get(k, v) for k, v in batch.items()})
+    if form.kind == KWARGS:
+        return _rebuild(batch, [_rebuild(batch[0], {k: leaves.get(k, v) for k, v in batch[0].items()}), *batch[1:]])
+    if form.kind == NESTED:
+        return _rebuild(batch, [_rebuild(batch[0], [leaves.get(n, v) for n, v in zip(form.names, batch[0])]), *batch[1:]])
+    if form.kind == MULTI:
+        return _rebuild(batch, [*[leaves.get(n, v) for n, v in zip(form.names, batch[:-1])], batch[-1]])
+    return _rebuild(batch, [leaves.get(form.names[0], batch[0]), *batch[1:]])
+
+
+def _mixer(records: list[tuple[str, bool, bool]]) -> tuple[str, tuple[str, str]]:
+    """Where samples mix, from whether each leaf module's input and output gradients reach rows outside
+    the probed samples (in execution order): a module whose input leaks while its output does not
+    mixes them itself; else a functional op between the last module whose output leaks and the next."""
+    for name, x_leaks, y_leaks in records:
+        if x_leaks and not y_leaks:
+            return name, ("", "")
+    last_leaky = ""
+    for name, _, y_leaks in records:
+        if y_leaks:
+            last_leaky = name
+        elif last_leaky:
+            return "", (last_leaky, name)
+    return "", (last_leaky, "")

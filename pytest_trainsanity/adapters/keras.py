@@ -39,6 +39,7 @@ from ..errors import SetupError, TrainSanityError
 from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, finite_pass, first_line
 from .batches import describe, tree_map
 from .keras_data import _tf
+from .keras_preflight import KerasPreflight
 from .keras_step import StepRecord, predictions, resolve_device
 from .splits import Split, as_numpy, named_fields
 
@@ -67,7 +68,7 @@ def _per_position(out: np.ndarray, y: np.ndarray) -> bool:
     return y.dtype.kind in "iu" and y.ndim >= 2 and out.ndim == y.ndim + 1 and out.shape[1:-1] == y.shape[1:]
 
 
-class KerasAdapter(Adapter):
+class KerasAdapter(KerasPreflight, Adapter):
     framework = "tensorflow"
     progress_label = "training pass"
 

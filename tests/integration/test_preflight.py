@@ -160,3 +160,26 @@ def test_skips_frozen_misuse_and_restoration(project: pytest.Pytester) -> None:
     res.stdout.fnmatch_lines(["*steps must be an integer >= 1, got 0*"])
     res.stdout.fnmatch_lines(["*batch_independent needs TrainSetup(model=...)*"])
     assert "Traceback" not in out
+
+
+def test_keras_example_suite_every_planted_bug_named(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("tensorflow")
+    pytester.makeconftest((EXAMPLES / "conftest.py").read_text())
+    pytester.makepyfile(test_preflight_keras=(EXAMPLES / "test_preflight_keras.py").read_text())
+    res = run(pytester, "--trainsanity-explain", "-W", "ignore::UserWarning")
+    res.assert_outcomes(passed=2, xfailed=6)
+    res.stdout.fnmatch_lines(["*preflight passed: 6 of 6 pre-flight checks passed",
+                              "*Model: Sequential (keras on /CPU:0), 4,810 trainable parameters; classification."])
+    res.stdout.fnmatch_lines(["*1. double softmax (evidence score 0.95): *the model ends in layer 'logits' "
+                              "(activation='softmax')) and SparseCategoricalCrossentropy(from_logits=True) applies*"])
+    res.stdout.fnmatch_lines(["*1. learning rate too low (evidence score 0.95): each step moves the weights by *lr 1e-09"])
+    res.stdout.fnmatch_lines(["*1. samples mix across the batch (evidence score 0.95): they mix in 'batch_centre': *"])
+    res.stdout.fnmatch_lines(["*- hidden0/kernel: no gradient path: unused in forward, or detached "
+                              "(keras.ops.stop_gradient*",
+                              "*- hidden0/bias: no gradient path*"])
+    res.stdout.fnmatch_lines(["*params_update passed: after one step, 2 of 2 trainable parameter tensors *; 2 of 2 "
+                              "frozen stayed bit-identical"])
+    res.stdout.fnmatch_lines(["*finite_training FAILED: the gradient became non-finite at step 2 of 100; the first "
+                              "module whose output was non-finite on a replay of that step: 'logits' (Dense); lr 1e+04*",
+                              "*fix: lower the learning rate (try 100), add gradient clipping (the optimizer's clipnorm=1.0)*"])
+    res.stdout.fnmatch_lines(["*batches_mixed FAILED: the label mix of 45 training batches from a tf.data.Dataset*is 0.89*"])

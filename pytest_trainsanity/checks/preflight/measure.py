@@ -39,7 +39,9 @@ class Verdict:
 
 
 def f3(x: float) -> str:
-    return "nan" if x is None or not math.isfinite(x) else f"{x:.3f}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
+    if x is None or not math.isfinite(x):
+        return "nan" if x is None or math.isnan(x) else str(x)
+    return f"{x:.3f}" if 1e-3 <= abs(x) < 1e5 or x == 0 else f"{x:.3g}"
 
 
 def entropy(ids: np.ndarray, classes: int) -> float:
@@ -222,13 +224,14 @@ def judge_mixing(m: Mixing) -> Verdict:
     if passed:
         return Verdict(name, True, head, metrics)
     if m.module:
-        where = f"module '{m.module}': its output for one sample depends on other samples' inputs"
-        fix = f"make '{m.module}' per-sample (normalise over features, not the batch axis: LayerNorm, or axis=-1)"
+        where = f"in '{m.module}': its output for one sample depends on other samples' inputs"
+        fix = (f"make '{m.module}' per-sample: reduce over the feature axes, never axis 0 (LayerNorm / "
+               f"LayerNormalization instead of a batch statistic)")
     elif m.between[0] and m.between[1]:
         where = (f"between the output of module '{m.between[0]}' and the input of module '{m.between[1]}': a functional op in "
                  f"forward (a view/reshape/transpose/flatten across the batch axis, a mean or sum over dim 0)")
-        fix = ("keep the batch axis first and separate: x.reshape(x.shape[0], -1) / x.flatten(1), never "
-               "x.view(-1, batch) or a transpose that moves dim 0")
+        fix = ("keep the batch axis first and separate: x.reshape(x.shape[0], -1) / x.flatten(1) "
+               "(Keras: keras.layers.Flatten()), never x.view(-1, batch) or a transpose that moves axis 0")
     elif m.between[0]:
         where = f"after the output of module '{m.between[0]}' (a functional op in forward mixes the batch axis)"
         fix = "keep the batch axis first and separate: x.reshape(x.shape[0], -1), never x.view(-1, batch)"
@@ -242,7 +245,12 @@ def judge_mixing(m: Mixing) -> Verdict:
 # ------------------------------------------------------------------ parameters update
 
 
-def judge_params(records: list[ParamRecord], frozen: tuple[str, ...]) -> Verdict:
+DETACHED = {"torch": ".detach(), .data, torch.no_grad, a numpy round trip",
+            "tensorflow": "keras.ops.stop_gradient, a numpy round trip, a layer the output does not use"}
+CLIP = {"torch": "torch.nn.utils.clip_grad_norm_(params, 1.0)", "tensorflow": "the optimizer's clipnorm=1.0"}
+
+
+def judge_params(records: list[ParamRecord], frozen: tuple[str, ...], framework: str = "torch") -> Verdict:
     name = "params_update"
     offenders: list[tuple[str, str]] = []
     for r in records:
@@ -257,8 +265,8 @@ def judge_params(records: list[ParamRecord], frozen: tuple[str, ...]) -> Verdict
         if not r.in_optimizer:
             offenders.append((r.name, "not in the optimizer (its param_groups do not hold it)"))
         elif r.grad == "none":
-            offenders.append((r.name, "no gradient path: unused in forward, or detached (.detach(), .data, "
-                                      "torch.no_grad, a numpy round trip) before the loss"))
+            offenders.append((r.name, f"no gradient path: unused in forward, or detached "
+                                      f"({DETACHED.get(framework, DETACHED['torch'])}) before the loss"))
         elif r.grad == "zero":
             offenders.append((r.name, "zero gradient: a dead ReLU, a multiplication by 0, or a branch whose output "
                                       "the loss ignores"))
@@ -296,7 +304,7 @@ def judge_params(records: list[ParamRecord], frozen: tuple[str, ...]) -> Verdict
 # ------------------------------------------------------------------ finite training
 
 
-def judge_finite(r: FiniteRun, steps: int) -> Verdict:
+def judge_finite(r: FiniteRun, steps: int, framework: str = "torch") -> Verdict:
     name = "finite_training"
     metrics = {"steps": r.steps, "bad_step": r.bad_step, "lr": r.lr, "input_min": r.input_min,
                "input_max": r.input_max, "first_loss": r.first_loss}
@@ -310,14 +318,17 @@ def judge_finite(r: FiniteRun, steps: int) -> Verdict:
              if r.module else "; every module's output was finite on the replay: the loss or the update itself overflowed")
     head = (f"finite_training FAILED: the {r.what} became non-finite at step {r.bad_step} of {steps}{where}; lr "
             f"{r.lr:.3g}, inputs in [{r.input_min:.3g}, {r.input_max:.3g}] at that step")
-    before = r.losses[: r.bad_step - 1]
-    grew = float(np.nanmax(before) / max(abs(r.first_loss), 1e-12)) if len(before) and np.isfinite(before).any() else 1.0
+    before = r.losses[: r.bad_step]  # up to the bad step, whose loss may still be finite (a gradient broke)
+    finite_before = before[np.isfinite(before)]
+    grew = float(finite_before.max() / max(abs(r.first_loss), 1e-12)) if len(finite_before) else 1.0
     raw = max(abs(r.input_min), abs(r.input_max)) if math.isfinite(r.input_max) else 0.0
     kind = r.module_kind.lower()
     causes = [
         Cause("learning rate too high", 0.9 if (r.bad_step > 1 and (grew >= 10 or r.lr >= 1.0)) else 0.3 if r.bad_step > 1 else 0.0,
-              f"the loss grew {grew:.3g}x from step 1 before it broke (lr {r.lr:.3g})",
-              f"lower the learning rate (try {r.lr / 100:.3g}), add gradient clipping (clip_grad_norm_ 1.0) or warm-up"),
+              f"the loss grew {grew:.3g}x from step 1 before it broke (lr {r.lr:.3g})" if grew > 1 else
+              f"it broke at step {r.bad_step} with lr {r.lr:.3g}",
+              f"lower the learning rate (try {r.lr / 100:.3g}), add gradient clipping "
+              f"({CLIP.get(framework, CLIP['torch'])}) or warm-up"),
         Cause("raw-scale inputs", 0.6 if raw > 50 else 0.0,
               f"inputs reach {raw:.3g} in magnitude at that step", "normalise the inputs (inputs_normalized)"),
         Cause("log of zero / division", 0.8 if r.bad_step == 1 or any(k in kind for k in ("log", "div")) else 0.0,

@@ -68,14 +68,14 @@ def _mixing(p: Prepared, a: Any) -> measure.Verdict:
 
 def _params(p: Prepared, a: Any) -> measure.Verdict:
     frozen = tuple(_option(p, "frozen"))
-    return measure.judge_params(a.param_step(frozen), frozen)
+    return measure.judge_params(a.param_step(frozen), frozen, a.framework)
 
 
 def _finite(p: Prepared, a: Any) -> measure.Verdict:
     steps = _option(p, "steps", "steps_finite")
     if p.settings.max_steps is not None:
         steps = min(steps, p.settings.max_steps)
-    return measure.judge_finite(a.finite_run(steps), steps)
+    return measure.judge_finite(a.finite_run(steps), steps, a.framework)
 
 
 def _mix(p: Prepared, a: Any) -> measure.Verdict:

@@ -207,7 +207,8 @@ class TorchPreflight(Preflight):
             o, x = rows(v)
             own, other = max(own, o), max(other, x)
         leak = other / max(own, other, 1e-30)  # 0: independent; 1: as much from others as from itself
-        where, between = _mixer([(name, rows(x)[1] > 0, rows(y)[1] > 0) for name, x, y in records]) if leak > 0 else ("", ("", ""))
+        flags = [(name, rows(x)[1] > 0, rows(y)[1] > 0, x, y) for name, x, y in records]
+        where, between = _mixer(flags) if leak > 0 else ("", ("", ""))
         return Mixing(n, probed, leak, where, between, bn)
 
     # ------------------------------------------------------------ parameters update
@@ -367,17 +368,34 @@ def _replace_inputs(form: Any, batch: Any, leaves: dict[str, Any]) -> Any:
     return _rebuild(batch, [leaves.get(form.names[0], batch[0]), *batch[1:]])
 
 
-def _mixer(records: list[tuple[str, bool, bool]]) -> tuple[str, tuple[str, str]]:
+def _mixer(records: list[tuple[str, bool, bool, Any, Any]]) -> tuple[str, tuple[str, str]]:
     """Where samples mix, from whether each leaf module's input and output gradients reach rows outside
     the probed samples (in execution order): a module whose input leaks while its output does not
-    mixes them itself; else a functional op between the last module whose output leaks and the next."""
-    for name, x_leaks, y_leaks in records:
+    mixes them itself; else a functional op between the last module whose output leaks and the first
+    later module whose input is computed from that output (autograd's graph, not execution order:
+    a parallel branch that runs in between is not it)."""
+    for name, x_leaks, y_leaks, _, _ in records:
         if x_leaks and not y_leaks:
             return name, ("", "")
-    last_leaky = ""
-    for name, _, y_leaks in records:
-        if y_leaks:
-            last_leaky = name
-        elif last_leaky:
-            return "", (last_leaky, name)
-    return "", (last_leaky, "")
+    last = max((i for i, r in enumerate(records) if r[2]), default=None)
+    if last is None:
+        return "", ("", "")
+    source = records[last][4].grad_fn
+    for name, _, _, x, _ in records[last + 1:]:
+        if x is not None and _reaches(x.grad_fn, source):
+            return "", (records[last][0], name)
+    return "", (records[last][0], "")
+
+
+def _reaches(start: Any, target: Any, limit: int = 10_000) -> bool:
+    """Whether autograd node ``target`` lies upstream of ``start``."""
+    seen, stack = set(), [start]
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        if node is target:
+            return True
+        seen.add(id(node))
+        stack.extend(n for n, _ in getattr(node, "next_functions", ()))
+    return False

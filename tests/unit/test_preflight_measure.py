@@ -1,0 +1,102 @@
+"""The pre-flight verdicts on plain numbers (numpy only): thresholds, causes, wording."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pytest_trainsanity.adapters.preflight import BatchMix, BatchRun, FiniteRun, InitProbe, Mixing, ParamRecord
+from pytest_trainsanity.checks.preflight import measure as m
+
+
+def probe(outputs: np.ndarray, targets: np.ndarray, loss: float, kind: str = "logits", bias=None, end: str = "") -> InitProbe:
+    return InitProbe(outputs, targets, loss, kind, "CrossEntropyLoss", bias, "head", end)
+
+
+def test_entropy_and_probabilities() -> None:
+    assert m.entropy(np.arange(1000) % 10, 10) == pytest.approx(math.log(10))
+    assert m.entropy(np.r_[np.zeros(90, int), np.ones(10, int)], 2) == pytest.approx(-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)))
+    p = np.full((5, 4), 0.25)
+    assert m.is_probabilities(p) and not m.is_probabilities(p - 0.25) and not m.is_probabilities(np.ones((5, 1)))
+
+
+def test_loss_at_init_verdicts() -> None:
+    rng = np.random.default_rng(0)
+    ids = np.arange(500) % 10
+    ok = m.judge_loss_at_init(probe(rng.normal(0, 0.01, (500, 10)), ids, math.log(10) + 0.01), 0.5, "classification")
+    assert ok.passed and ok.metrics["expected_loss"] == pytest.approx(math.log(10))
+    double = m.judge_loss_at_init(probe(np.full((500, 10), 0.1), ids, math.log(10), end="module '3' (Softmax)"), 0.5,
+                                  "classification")
+    assert not double.passed and double.likely[0].name == "double softmax" and "module '3' (Softmax)" in double.likely[0].evidence
+    wide = m.judge_loss_at_init(probe(rng.normal(0, 8, (500, 10)), ids, 9.0, bias=np.zeros(10)), 0.5, "classification")
+    assert not wide.passed and wide.likely[0].name == "logit scale at init" and "off by 6.697 nats" in wide.headline
+    widths = m.judge_loss_at_init(probe(rng.normal(0, 0.01, (500, 100)), ids, math.log(100)), 0.5, "classification")
+    assert not widths.passed and widths.likely[0].name == "outputs vs classes"
+    assert "100 outputs and the labels use 10 classes" in widths.likely[0].evidence
+    assert m.judge_loss_at_init(probe(np.zeros((5, 1)), np.zeros(5, int), 1.0), 0.5, "regression").skipped
+
+
+def run(losses, acc=1.0, moved=None, conflicts=0, ratio=1e-3, layers=()) -> BatchRun:
+    return BatchRun(np.asarray(losses, float), acc, float("nan"), 32, conflicts, moved or {"w": 0.1}, 1e-3, ratio, list(layers))
+
+
+def test_one_batch_verdicts() -> None:
+    assert m.judge_one_batch(run([2.3, 0.01]), 300, "classification", None, None, None).passed
+    slow = m.judge_one_batch(run([2.3, 2.3], 0.1, ratio=1e-9), 300, "classification", run([2.3, 2.29], 0.1), run([2.3, 2.3], 0.1), None)
+    assert not slow.passed and slow.likely[0].name == "learning rate too low" and "1.00e-09 of their norm" in slow.likely[0].evidence
+    higher_fits = m.judge_one_batch(run([2.3, 1.0], 0.5), 300, "classification", run([2.3, 0.0], 1.0), run([2.3, 2.0], 0.2), None)
+    assert higher_fits.likely[0].name == "learning rate too low" and higher_fits.likely[0].score == 0.9
+    stuck = m.judge_one_batch(run([2.3, 0.5], 0.9, moved={"a": 0.0, "b": 0.2}, conflicts=4), 300, "classification", None, None, None)
+    names = [c.name for c in stuck.likely]
+    assert names[:2] == ["parameters that never update", "conflicting labels in the batch"] and "a" in stuck.likely[0].evidence
+    assert "Loss curve (step: loss): 1: 2.300, 2: 0.500" in stuck.lines[0]
+
+
+def test_mixing_verdicts() -> None:
+    assert m.judge_mixing(Mixing(32, [0, 16, 31], 0.0, batchnorm_train=["bn"])).passed
+    own = m.judge_mixing(Mixing(32, [0, 16, 31], 0.3, module="centre"))
+    assert not own.passed and "they mix in 'centre'" in own.likely[0].evidence
+    op = m.judge_mixing(Mixing(32, [0], 1.0, between=("enc", "head")))
+    assert "between the output of module 'enc' and the input of module 'head'" in op.likely[0].evidence
+    assert m.judge_mixing(Mixing(32, [], 0.0, skipped="no float input")).skipped.endswith("no float input")
+
+
+def record(name: str, **kw) -> ParamRecord:
+    base = dict(trainable=True, frozen_by_prefix=False, in_optimizer=True, grad="ok", changed=True, size=4)
+    return ParamRecord(name, **(base | kw))
+
+
+def test_params_verdicts() -> None:
+    assert m.judge_params([record("a"), record("f", trainable=False, grad="none", changed=False)], ()).passed
+    bad = m.judge_params([record("a", in_optimizer=False, changed=False), record("b", grad="none", changed=False),
+                          record("c", grad="zero", changed=False), record("d", trainable=False, changed=True),
+                          record("e", frozen_by_prefix=True, changed=True)], ("e",), "tensorflow")
+    text = "\n".join(bad.lines)
+    assert not bad.passed and bad.metrics["offenders"] == 5
+    assert "a: not in the optimizer" in text and "b: no gradient path" in text and "keras.ops.stop_gradient" in text
+    assert "c: zero gradient" in text and "d: changed while frozen (it has requires_grad=False" in text
+    assert "e: changed while frozen (it matches frozen=('e',)" in text and "0 of 2 frozen stayed bit-identical" in bad.headline
+
+
+def test_finite_verdicts() -> None:
+    assert m.judge_finite(FiniteRun(100, 0, losses=np.ones(100), first_loss=1.0), 100).passed
+    assert not m.judge_finite(FiniteRun(0, 0), 100).passed  # an exhausted stream never passes
+    r = FiniteRun(100, 4, "loss", "fc2", "Linear", 10.0, 0.0, 255.0, np.r_[1.0, 30.0, 900.0, np.nan], 1.0, ["fc2.weight"], "float32")
+    v = m.judge_finite(r, 100)
+    assert not v.passed and v.likely[0].name == "learning rate too high" and "grew 900x" in v.likely[0].evidence
+    assert "step 4 of 100" in v.headline and "'fc2' (Linear)" in v.headline and "inputs in [0, 255]" in v.headline
+    half = m.judge_finite(FiniteRun(5, 1, "loss", "", "", 1e-3, 0.0, 1.0, np.r_[np.nan], float("nan"), [], "float16"), 100)
+    assert [c.name for c in half.likely][:2] == ["log of zero / division", "float16 overflow"]
+
+
+def test_batch_mix_verdicts() -> None:
+    sorted_counts = np.zeros((10, 10))
+    sorted_counts[np.arange(10), np.arange(10)] = 32
+    v = m.judge_batch_mix(BatchMix(sorted_counts, "your DataLoader"), 0.5)
+    assert not v.passed and v.metrics["batch_label_tv"] == pytest.approx(0.9) and "shuffle=True" in v.likely[0].fix
+    mixed = np.full((10, 10), 3.2)
+    assert m.judge_batch_mix(BatchMix(mixed, "arrays"), 0.5).metrics["batch_label_tv"] == pytest.approx(0.0)
+    assert not m.judge_batch_mix(BatchMix(np.zeros((0, 10)), "x"), 0.5).passed  # an exhausted stream never passes
+    assert m.judge_batch_mix(BatchMix(np.zeros((0, 0)), "", skipped="regression"), 0.5).skipped

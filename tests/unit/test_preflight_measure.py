@@ -36,6 +36,10 @@ def test_loss_at_init_verdicts() -> None:
     assert not widths.passed and widths.likely[0].name == "outputs vs classes"
     assert "100 outputs and the labels use 10 classes" in widths.likely[0].evidence
     assert m.judge_loss_at_init(probe(np.zeros((5, 1)), np.zeros(5, int), 1.0), 0.5, "regression").skipped
+    sigmoid = probe(np.full((100, 1), 0.5), np.arange(100) % 2, math.log(2) + 0.1, end="module '3' (Sigmoid)")
+    binary = m.judge_loss_at_init(sigmoid, 0.5, "classification")
+    assert not binary.passed and binary.likely[0].name == "double softmax" and "in [0, 1]" in binary.likely[0].evidence
+    assert m.judge_loss_at_init(probe(np.full((100, 1), 0.5), np.arange(100) % 2, math.log(2)), 0.5, "classification").passed
 
 
 def run(losses, acc=1.0, moved=None, conflicts=0, ratio=1e-3, layers=()) -> BatchRun:

@@ -51,8 +51,11 @@ def entropy(ids: np.ndarray, classes: int) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def is_probabilities(outputs: np.ndarray) -> bool:
-    """Every row non-negative and summing to 1: softmax already applied."""
+def is_probabilities(outputs: np.ndarray, end: str = "") -> bool:
+    """Every row non-negative and summing to 1: softmax already applied; one output column in [0, 1]
+    behind a final sigmoid (``end``) for a binary head."""
+    if outputs.ndim == 2 and outputs.shape[1] == 1:
+        return bool(end and len(outputs) and ((outputs >= 0) & (outputs <= 1)).all())
     return bool(outputs.ndim == 2 and outputs.shape[1] >= 2 and len(outputs) and (outputs >= 0).all()
                 and np.abs(outputs.sum(axis=1) - 1).max() <= SUM_TO_ONE)
 
@@ -80,7 +83,7 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str) -> Verdict:
     classes = max(classes_out, seen, 2)
     expected = entropy(ids, classes)
     gap = p.loss - expected
-    probs = is_probabilities(outputs)
+    probs = is_probabilities(outputs, p.ends_in_softmax)
     double = probs and p.loss_kind == "logits"
     std = float(np.std(outputs - outputs.mean(axis=1, keepdims=True))) if outputs.size else float("nan")
     offset = _bias_offset(p.final_bias, ids, classes_out)
@@ -90,7 +93,7 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str) -> Verdict:
     causes = []
     causes.append(Cause(
         "double softmax", 0.95 if double else 0.0,
-        (f"the outputs are already probabilities (every row >= 0 and sums to 1 within {SUM_TO_ONE:g}"
+        (f"the outputs are already probabilities ({'every row >= 0 and sums to 1 within ' + format(SUM_TO_ONE, 'g') if classes_out > 1 else 'in [0, 1]'}"
          f"{'; the model ends in ' + p.ends_in_softmax if p.ends_in_softmax else ''}) and {p.loss_name} applies "
          f"softmax again: the loss sits near ln C whatever the model predicts, gradients shrink by about 1/C, "
          f"and the model learns slowly or not at all") if double else
@@ -191,7 +194,7 @@ def judge_one_batch(run: BatchRun, steps: int, task: str, higher: BatchRun | Non
         f"{run.conflicts} sample(s) in the batch share identical inputs with a different label: no model can fit both",
         "deduplicate the data or fix the labels (no_leakage(within_split=True) counts these)"))
     if init is not None:
-        double = is_probabilities(init.outputs) and init.loss_kind == "logits"
+        double = is_probabilities(init.outputs, init.ends_in_softmax) and init.loss_kind == "logits"
         causes.append(Cause(
             "double softmax", 0.8 if double else 0.0,
             "the outputs are probabilities fed to a loss that applies softmax again" if double else

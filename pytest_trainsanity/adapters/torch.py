@@ -201,7 +201,10 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
         )
         self._flags = [(m, m.training) for m in self.model.modules()]
-        self._snapshot = self._capture()
+        # lazy_snapshot (pre-flight): captured by the first probe that changes the model, so checks that
+        # only read it (batch_independent) copy nothing; __exit__ then has nothing to put back
+        self._snapshot = None if self.lazy_snapshot else self._capture()
+        self.pristine = True  # the weights, buffers and optimizer are the user's, untouched
         self._grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in self.model.parameters()]
         try:
             if self.device != self.home:
@@ -255,8 +258,17 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         if self.scheduler is not None:
             self.scheduler.load_state_dict(copy.deepcopy(state["scheduler"]))
 
+    lazy_snapshot = False
+
     def _load_snapshot(self) -> None:
-        self._restore(self._snapshot)
+        if self._snapshot is not None:
+            self._restore(self._snapshot)
+        self.pristine = True
+
+    def ensure_snapshot(self) -> None:
+        """Capture the snapshot now if entering deferred it (the state is still the user's)."""
+        if self._snapshot is None:
+            self._snapshot = self._capture()
 
     # ------------------------------------------------------------ data
 
@@ -443,7 +455,9 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         detail: bool = False,
     ) -> TrainingTrace:
         start = time.perf_counter()
+        self.ensure_snapshot()
         self._load_snapshot()
+        self.pristine = False
         for split in self.splits.values():
             split.rewind()
         if lr_scale != 1.0:

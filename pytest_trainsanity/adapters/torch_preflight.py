@@ -36,6 +36,17 @@ class TorchPreflight(Preflight):
             raise SetupError("The train split yielded no batch: there is nothing to probe.")
         return batch
 
+    def _fresh(self) -> None:
+        """The user's state, for a probe that only reads the model (no copy when nothing changed it)."""
+        if not self.pristine:
+            self._load_snapshot()
+
+    def _will_train(self) -> None:
+        """The user's state, snapshotted, for a probe that changes the model."""
+        self.ensure_snapshot()
+        self._fresh()
+        self.pristine = False
+
     def _step_loss(self, batch: Any) -> Any:
         try:
             return self._train_loss(batch, 0)
@@ -63,7 +74,7 @@ class TorchPreflight(Preflight):
 
     def init_probe(self) -> InitProbe:
         torch = self.torch
-        self._load_snapshot()
+        self._fresh()
         self.model.eval()
         outs, targets, losses, weights = [], [], [], []
         with torch.no_grad(), self._quiet():
@@ -93,7 +104,7 @@ class TorchPreflight(Preflight):
 
     def one_batch(self, steps: int, lr_scale: float = 1.0) -> BatchRun:
         torch = self.torch
-        self._load_snapshot()
+        self._will_train()
         batch = self._first_batch()
         named = self._named_trainable()
         start = [p.detach().clone() for _, p in named]
@@ -155,7 +166,7 @@ class TorchPreflight(Preflight):
 
     def mixing(self, probes: int = 3) -> Mixing:
         torch = self.torch
-        self._load_snapshot()
+        self._fresh()
         batch = self._first_batch()
         bn = [n for n, m in self._leaf_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         inputs = {k: v for k, v in self.form.inputs(batch).items()
@@ -215,27 +226,32 @@ class TorchPreflight(Preflight):
 
     def param_step(self, frozen: tuple[str, ...]) -> list[ParamRecord]:
         torch = self.torch
-        self._load_snapshot()
+        self._will_train()
         batch = self._first_batch()
         in_opt = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
         named = list(self.model.named_parameters())
-        before = [p.detach().clone() for _, p in named]
+        saved = self._snapshot["tensors"]  # the state before the step, already copied once
+        before = [saved[n] if n in saved else p.detach().clone() for n, p in named]
         self.model.train()
         with self._quiet():
             self.optimizer.zero_grad(set_to_none=True)
             for _, p in named:
                 p.grad = None
             self._step_loss(batch).backward()
+            have = [p.grad for _, p in named if p.grad is not None]
+            # one pass over each gradient: its min and max say finite (NaN/Inf propagate), all zero, or neither
+            # (aminmax is ~15x faster than an inf-norm here); one device sync for all
+            ends = (tensor_to_numpy(torch.stack([torch.stack(torch.aminmax(g.reshape(-1))) for g in have]).float())
+                    if have else np.zeros((0, 2)))
+            it = iter(ends)
             grads = []
             for _, p in named:
                 if p.grad is None:
                     grads.append("none")
-                elif not bool(torch.isfinite(p.grad).all()):
-                    grads.append("nonfinite")
-                elif not bool((p.grad != 0).any()):
-                    grads.append("zero")
-                else:
-                    grads.append("ok")
+                    continue
+                lo, hi = (float(v) for v in next(it))
+                grads.append("nonfinite" if not (np.isfinite(lo) and np.isfinite(hi)) else
+                             "zero" if lo == 0 and hi == 0 else "ok")
             self.optimizer.step()
         out = []
         for (name, p), b, g in zip(named, before, grads):
@@ -248,7 +264,7 @@ class TorchPreflight(Preflight):
 
     def finite_run(self, steps: int) -> FiniteRun:
         torch = self.torch
-        self._load_snapshot()
+        self._will_train()
         named = self._named_trainable()
         losses, gnorms = [], []
         ran = 0
@@ -291,7 +307,7 @@ class TorchPreflight(Preflight):
     def _replay_to(self, step: int, result: FiniteRun) -> None:
         """Re-run from the snapshot to the bad step; on it, the first module whose output is non-finite."""
         torch = self.torch
-        self._load_snapshot()
+        self._will_train()
         self.model.train()
         found: list[tuple[str, str]] = []
 

@@ -92,6 +92,7 @@ def run(p: Prepared) -> CheckReport:
     adapter = p.adapter
     assert adapter is not None
     names = SIX if p.marker == "preflight" else (p.marker,)
+    adapter.lazy_snapshot = True  # type: ignore[attr-defined]  # probes that train snapshot first; readers copy nothing
     with adapter:
         verdicts = [JUDGES[name](p, adapter) for name in names]
     info = adapter.info()
@@ -131,5 +132,5 @@ def _umbrella(verdicts: list[measure.Verdict], model: str) -> CheckReport:
             blocks.append(f"- {v.headline}")
     metrics = {f"{v.name}.{k}": val for v in verdicts for k, val in v.metrics.items()}
     metrics["failed"] = len(failed)
-    causes = [c.to_dict() for v in failed for c in v.likely]
+    causes = [c.to_dict() for c in sorted((c for v in failed for c in v.likely), key=lambda c: -c.score)]
     return CheckReport("preflight", not failed, "\n".join(blocks), metrics, causes, key=("failed",))

@@ -27,7 +27,9 @@ class TrainSetup:
       model-free checks (``no_leakage``, ``inputs_normalized``).
     - ``train`` / ``val`` / ``test``: ``(X, y)`` numpy arrays or tensors (X may be a tuple or dict of
       arrays for several inputs), a torch ``Dataset`` or ``DataLoader``, a ``tf.data.Dataset``, a
-      keras ``PyDataset``, or, for the model-free checks, an iterator of ``(X, y)`` blocks. Batches
+      keras ``PyDataset``, a pandas / polars DataFrame or pyarrow Table (``(frame, y)``, or the frame
+      with ``target``), Parquet files (a path, glob or directory) or a ``pyarrow.dataset.Dataset``, or,
+      for the model-free checks, an iterator of ``(X, y)`` blocks. Batches
       may be ``(x, y)``, ``(x1, ..., xk, y)``, ``((x1, ..., xk), y)``, ``(dict, y)`` or a flat dict
       holding the target under ``target_key``.
     - ``optimizer``: torch an ``Optimizer`` or ``callable(params) -> Optimizer``; keras an
@@ -47,6 +49,7 @@ class TrainSetup:
     - ``target_key``: the key of the target in dict batches (default: the first present of
       "labels", "label", "target", "targets", "y").
     - ``datamodule``: a Lightning ``LightningDataModule`` whose loaders fill the splits not given.
+    - ``target``: the label column of table splits given whole (``train=df``).
     """
 
     model: Any = None
@@ -64,6 +67,7 @@ class TrainSetup:
     step: Callable[[Any, Any], Any] | None = None  # the user's training step: (model, batch) -> loss
     target_key: str | None = None  # dict batches: the key holding the target
     datamodule: Any = None  # a Lightning LightningDataModule filling the splits not given
+    target: str | None = None  # table splits (DataFrames, Parquet): the name of the label column
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -82,6 +86,8 @@ class TrainSetup:
             )
         if self.step is not None and not callable(self.step):
             raise SetupError(f"TrainSetup(step={self.step!r}) must be a callable(model, batch) -> loss.")
+        if self.target is not None and not isinstance(self.target, str):
+            raise SetupError(f"TrainSetup(target={self.target!r}) must be the name (a str) of the label column.")
         if self.target_key is not None and not isinstance(self.target_key, str):
             raise SetupError(f"TrainSetup(target_key={self.target_key!r}) must be the name (a str) of a batch key.")
         for name in ("groups", "timestamps"):

@@ -23,8 +23,10 @@ from .batches import KWARGS, NESTED, PAIR, BatchForm, describe, tree_leaves, tre
 
 SUPPORTED_FORMS = (
     "a tuple (X, y) of numpy arrays or torch/tf tensors (X may be a tuple or dict of arrays for several "
-    "inputs), a torch Dataset or DataLoader, a tf.data.Dataset (batched or not), a keras PyDataset, "
-    "or an iterator/generator of (X, y) blocks (model-free checks only)"
+    "inputs), a pandas/polars DataFrame or pyarrow Table (as (frame, y) or with TrainSetup(target=...)), "
+    "Parquet files (a path, glob or directory) or a pyarrow dataset, a torch Dataset or DataLoader, a "
+    "tf.data.Dataset (batched or not), a keras PyDataset, or an iterator/generator of (X, y) blocks "
+    "(model-free checks only)"
 )
 CHUNK_ROWS = 4096
 EVAL_INPUT_BYTES = 4 << 20  # an eval chunk holds about this much input: activations stay bounded for images
@@ -498,6 +500,12 @@ def open_split(name: str, source: Any, setup: Any = None, input_names: tuple[str
     """The ``Split`` reading ``source``; errors name the split and the supported forms."""
     target_key = getattr(setup, "target_key", None)
     batch_size = getattr(setup, "batch_size", 32)
+    from .tables import TableSplit, is_table  # numpy only; pyarrow loads when a table arrives
+
+    if isinstance(source, (tuple, list)) and len(source) == 2 and is_table(source[0]):
+        return TableSplit(name, source[0], None, source[1])
+    if is_table(source):
+        return TableSplit(name, source, getattr(setup, "target", None))
     if isinstance(source, (tuple, list)):
         return ArraySplit(name, source, input_names)
     fw = framework_of(source)

@@ -99,6 +99,12 @@ class FeatureLeak:
     needed: int = 0  # train rows a verdict needs
     tried: int = 1  # columns tried
     others: int = 0  # other columns varying within a class: what "moves with no other column" was measured against
+    name: str = ""  # the column's name (table splits)
+
+    @property
+    def label(self) -> str:
+        """How messages name the column: its name when it has one, else its index."""
+        return repr(self.name) if self.name else str(self.column)
 
     @property
     def train_lift(self) -> float:

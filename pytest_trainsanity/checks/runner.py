@@ -113,7 +113,8 @@ def prepare_training(marker: str, setup: TrainSetup, options: CheckOptions, sett
     setup.require(marker, "model")
     p = Prepared(marker, options, settings, hook, nodeid, runner, setup)
     with p.reading():
-        p.splits = open_splits(setup, names)
+        p.splits = {k: s.as_arrays() if s.kind.startswith("table") else s  # type: ignore[attr-defined]
+                    for k, s in open_splits(setup, names).items()}  # tables: numeric columns, as float32
         for name in names:
             if name not in p.splits:
                 raise SetupError(f"{marker} needs TrainSetup({name}=...) but it was left None"

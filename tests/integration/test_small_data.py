@@ -75,10 +75,10 @@ def test_target_columns_on_small_and_real_data(pytester: pytest.Pytester) -> Non
     planted = checks["test_planted"]
     assert not planted["passed"] and planted["metrics"]["target_columns"] == 1
     res.stdout.fnmatch_lines([
-        "*no_leakage FAILED: 1 column(s) alone predict the label: [[]30]*",
+        "*no_leakage FAILED: 1 column(s) alone predict the label: 30*",
         ("*Target leakage: column 30 alone predicts the train label: held-out accuracy *; within each class it moves "
          "with no other column*, as a column computed from the label does*"),
-        "*Fix (target columns): " + FIXES["target columns"].format(columns=[30]).replace("[", "[[]"),
+        "*Fix (target columns): " + FIXES["target columns"].format(columns="30"),
     ])
     assert "Fix (copies)" not in res.stdout.str() and "GroupShuffleSplit" not in res.stdout.str()
 

@@ -20,7 +20,7 @@ def test_target_column_is_found_and_fails() -> None:
     X[:, 2], Xv[:, 2] = y * 1.5, yv * 1.5
     result = find_leakage([arrays("train", X, y), arrays("val", Xv, yv)])
     assert [t.column for t in result.targets] == [2]
-    assert result.failures == ["1 column(s) alone predict the label: [2]"]
+    assert result.failures == ["1 column(s) alone predict the label: 2"]
     assert find_leakage([arrays("train", X, y), arrays("val", Xv, yv)], max_overlap=1).passed
 
 

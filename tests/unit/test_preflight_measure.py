@@ -56,6 +56,8 @@ def test_one_batch_verdicts() -> None:
     names = [c.name for c in stuck.likely]
     assert names[:2] == ["parameters that never update", "conflicting labels in the batch"] and "a" in stuck.likely[0].evidence
     assert "Loss curve (step: loss): 1: 2.300, 2: 0.500" in stuck.lines[0]
+    diverged = m.judge_one_batch(run([2.3, 50.0, np.nan], 0.1), 300, "classification", run([2.3, np.nan], 0.1), run([2.3, np.nan], 0.1), None)
+    assert diverged.likely[0].name == "the loss went non-finite" and "from step 3 of 300" in diverged.likely[0].evidence
 
 
 def test_mixing_verdicts() -> None:

@@ -12,6 +12,7 @@ block of rows and that sample of the streamed split are held.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
@@ -84,6 +85,7 @@ class Within:
     n: int
     unique: int
     verified: bool
+    conflicts: int = 0  # rows whose inputs repeat within the split with a different label
 
     @property
     def repeats(self) -> int:
@@ -166,6 +168,7 @@ def find_leakage(
     max_overlap: int | float = 0,
     within_split: bool = False,
     seed: int = 0,
+    column_names: list[str] | None = None,
 ) -> LeakageResult:
     t = (threshold if threshold is not None else NEAR_THRESHOLD) if near else None
     head, refs = splits[0], splits[1:]
@@ -190,23 +193,27 @@ def find_leakage(
     # the streamed split against every reference
     matches = [_Match(name, references[name], ref_arrays[name][1]) for name in references]
     head_hashes: list[np.ndarray] = []
+    head_labels: list[np.ndarray] = []
     n_head, sample = 0, RowSample(seed=seed, total=len(head.arrays[0]) if head.arrays is not None else None)
     for X, y in itertools.chain(_drain(first_blocks), stream):
         flat = as_rows(X)
         h = canon.hashes(flat)
         head_hashes.append(h)
+        head_labels.append(_label_keys(y))
         for match in matches:
             match.feed(n_head, flat, h, y, t)
         sample.feed(X, y)
         n_head += len(X)
     pairs += [m.result(head.name, n_head, len(ref_arrays[m.ref_name][0]), t) for m in matches]
-    within[head.name] = _within_head(np.concatenate(head_hashes) if head_hashes else np.zeros(0, np.uint64), head, canon)
+    within[head.name] = _within_head(np.concatenate(head_hashes) if head_hashes else np.zeros(0, np.uint64), head, canon,
+                                     np.concatenate(head_labels) if head_labels else np.zeros(0))
 
     # references against the later references (val -> test), all in memory
     names = list(references)
     for i, name in enumerate(names):
         rows, h = references[name].rows, references[name].hashes
-        within[name] = Within(len(rows), int(group_ids(h, rows, canon)[1].size), True)
+        ids, firsts = group_ids(h, rows, canon)
+        within[name] = Within(len(rows), int(firsts.size), True, _conflicting(ids, _label_keys(ref_arrays[name][1])))
         y = ref_arrays[name][1]
         for later in names[i + 1 :]:
             m = _Match(later, references[later], ref_arrays[later][1])
@@ -221,11 +228,17 @@ def find_leakage(
         val = ref_arrays.get(names[0]) if names else None
         search = target_columns(*rows, val[0] if val else None, val[1] if val else None, seed,
                                 "classification" if classification else "regression")
+        if column_names is not None and len(column_names) == rows[0].shape[1]:  # a table: columns by name
+            search = dataclasses.replace(search, columns=[dataclasses.replace(t, name=column_names[t.column])
+                                                          for t in search.columns])
     failures, kinds = _failures(pairs, search.columns, max_overlap)
-    if within_split:  # asked for: repeated rows inside a split fail too
+    if within_split:  # asked for: repeated rows and conflicting labels inside a split fail too
         repeats = [f"{name}: {w.repeats} repeated row(s) of {w.n} ({100 * w.repeats / w.n:.1f}%; limit "
                    f"{allowed(max_overlap, w.n)})" for name, w in within.items() if w.repeats > allowed(max_overlap, w.n)]
-        failures, kinds = failures + repeats, kinds + ["repeats"] * len(repeats)
+        conflicts = [f"{name}: {w.conflicts} row(s) whose inputs repeat with a different label (limit "
+                     f"{allowed(max_overlap, w.n)})" for name, w in within.items() if w.conflicts > allowed(max_overlap, w.n)]
+        failures = failures + repeats + conflicts
+        kinds = kinds + ["repeats"] * len(repeats) + ["within_conflicts"] * len(conflicts)
     return LeakageResult(pairs, within, search.columns, t, failures, search, kinds)
 
 
@@ -271,7 +284,28 @@ def _train_scale(head: SplitInput, first_blocks: list[tuple[np.ndarray, np.ndarr
     return Scale(np.concatenate(parts) if parts else np.zeros((0, canon.width)), canon.dtype)
 
 
-def _within_head(h: np.ndarray, head: SplitInput, canon: Canon) -> Within:
+def _label_keys(y: np.ndarray) -> np.ndarray:
+    """One comparable value per sample's label (a row of several outputs becomes its row id)."""
+    y = np.asarray(y)
+    if y.ndim <= 1:
+        return y.reshape(-1)
+    flat = np.ascontiguousarray(y.reshape(len(y), -1))
+    return np.unique(flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1])))[:, 0], return_inverse=True)[1]
+
+
+def _conflicting(ids: np.ndarray, labels: np.ndarray) -> int:
+    """Rows in groups of equal inputs (``ids``) that hold more than one label."""
+    if not len(ids) or len(labels) != len(ids):
+        return 0
+    order = np.lexsort((labels, ids))
+    g, lab = ids[order], labels[order]
+    new_group = np.r_[True, g[1:] != g[:-1]]
+    differs = np.r_[False, (g[1:] == g[:-1]) & (lab[1:] != lab[:-1])]
+    bad_groups = np.unique(g[differs])
+    return int(np.isin(ids, bad_groups).sum()) if len(bad_groups) and new_group.any() else 0
+
+
+def _within_head(h: np.ndarray, head: SplitInput, canon: Canon, labels: np.ndarray | None = None) -> Within:
     """Repeats in the streamed split: by hash, then verified on the values of only the suspects,
     from memory or by reading the split again (a one-shot stream cannot be, and says so)."""
     n = len(h)
@@ -289,8 +323,9 @@ def _within_head(h: np.ndarray, head: SplitInput, canon: Canon) -> Within:
         rows = as_rows(head.arrays[0])[suspects]
     else:
         rows, keyed = _rows_at(head, suspects)
-    distinct = group_ids(h[suspects], rows, canon, keyed)[1].size
-    return Within(n, n - len(suspects) + int(distinct), True)
+    ids, firsts = group_ids(h[suspects], rows, canon, keyed)
+    conflicts = _conflicting(ids, labels[suspects]) if labels is not None and len(labels) == n else 0
+    return Within(n, n - len(suspects) + int(firsts.size), True, conflicts)
 
 
 def _rows_at(split: SplitInput, index: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -350,7 +385,7 @@ def _failures(pairs: list[PairLeak], targets: list[FeatureLeak], max_overlap: in
                 kinds.append(kind)
     limit = max_overlap if isinstance(max_overlap, int) else 0
     if len(targets) > limit:
-        out.append(f"{len(targets)} column(s) alone predict the label: {[t.column for t in targets][:EXAMPLES]}")
+        out.append(f"{len(targets)} column(s) alone predict the label: {', '.join(t.label for t in targets[:EXAMPLES])}")
         kinds.append("targets")
     return out, kinds
 

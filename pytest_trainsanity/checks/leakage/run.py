@@ -78,9 +78,14 @@ def _arrays(split: Split) -> tuple[np.ndarray, np.ndarray] | None:
 def run(p: Prepared) -> CheckReport:
     opts = p.options
 
+    tables = [s for s in p.splits.values() if s.kind.startswith("table")]
+    names = tables[0].columns if tables and all(t.columns == tables[0].columns for t in tables) else None  # type: ignore[attr-defined]
+    mixed = [c for t in tables for c, k in t.kinds.items() if k not in ("numeric", "bool")]  # type: ignore[attr-defined]
+    near = opts.near_duplicates and not mixed  # a distance needs numbers: exact copies compare every column
+
     def find(widths: dict[str, int] | None) -> leakage.LeakageResult:
         return leakage.find_leakage(
-            _inputs(p, widths), near=opts.near_duplicates, threshold=opts.threshold,
+            _inputs(p, widths), near=near, threshold=opts.threshold, column_names=names,
             groups=p.setup.groups, timestamps=p.setup.timestamps,
             classification=p.setup.task == "classification", max_overlap=opts.max_overlap,
             within_split=opts.within_split, seed=p.settings.seed,
@@ -109,13 +114,19 @@ def run(p: Prepared) -> CheckReport:
         })
     for name, w in result.within.items():
         metrics[f"{name}_repeated_rows"] = w.repeats
+        metrics[f"{name}_label_conflicts"] = w.conflicts
     metrics["target_columns"] = len(result.targets)
     metrics["target_columns_judged"] = result.target_search.judged
     metrics["target_rows_needed"] = result.target_search.needed if result.target_search.tried else None
     worst = max(result.pairs, key=lambda q: q.copies / max(q.n_b, 1), default=None)
     metrics["max_copy_fraction"] = worst.copies / worst.n_b if worst and worst.n_b else 0.0
+    note = _fields_note(p)
+    if mixed and opts.near_duplicates:
+        note = (f"rows are compared by value over every column (strings exactly, categoricals by value, datetimes, "
+                f"bools, numbers); near copies are searched only in all-numeric tables, and this one has "
+                f"{', '.join(repr(c) for c in dict.fromkeys(mixed))}")
     return CheckReport(
-        MARKER, result.passed, leakage_message(result, opts.max_overlap, opts.within_split, _fields_note(p)), metrics,
+        MARKER, result.passed, leakage_message(result, opts.max_overlap, opts.within_split, note), metrics,
         [{"failure": f} for f in result.failures], key=("max_copy_fraction", "target_columns"),
     )
 
@@ -132,7 +143,7 @@ def _fields_note(p: Prepared) -> str | None:
 def leakage_message(r: leakage.LeakageResult, max_overlap: int | float, within_split: bool = False,
                     fields: str | None = None) -> str:
     limit = f"max_overlap {max_overlap}" + (" (a fraction of each pair's second split)" if isinstance(max_overlap, float) else " (a count)")
-    near = f"near copies ({near_words(r.threshold)})" if r.threshold is not None else "near copies not searched (near_duplicates=False)"
+    near = f"near copies ({near_words(r.threshold)})" if r.threshold is not None else "near copies not searched"
     if r.passed:
         lines = [f"no_leakage passed: no split pair exceeds {limit}; exact copies, {near}, groups and time checked."]
     else:
@@ -143,11 +154,12 @@ def leakage_message(r: leakage.LeakageResult, max_overlap: int | float, within_s
         lines.append(f"{pair.a}/{pair.b}: " + _pair_text(pair))
     lines.append("Within splits" + ("" if within_split else " (reported, not a failure; within_split=True fails on them)") + ": " + "; ".join(
         f"{name} {w.repeats} repeated row(s) of {w.n}{'' if w.verified else ' (by 64-bit hash: a one-shot stream cannot be re-read to verify)'}"
+        + (f" ({w.conflicts} row(s) share their inputs with a row of another label)" if w.conflicts else "")
         for name, w in r.within.items()))
     if fields:
         lines.append(f"Samples: {fields}.")
     lines += _target_lines(r.target_search)
-    columns = [t.column for t in r.targets][: leakage.EXAMPLES]
+    columns = ", ".join(t.label for t in r.targets[: leakage.EXAMPLES])
     needed = dict.fromkeys(FIX_OF.get(kind, kind) for kind in r.kinds)
     lines += [f"Fix ({name}): " + FIXES[name].format(columns=columns) for name in needed if name in FIXES]
     return "\n".join(lines)
@@ -165,7 +177,7 @@ TARGET_RECODED = "; it takes one value per {group}: the {label}, recoded"
 TARGETS_NONE = "Target columns: none among {tried} columns ({n} train rows; a verdict needs >= {needed})."
 TARGETS_NOT_JUDGED = "Target columns: not judged, {n} train rows; a verdict needs >= {needed} ({tried} columns tried)."
 FIX_OF = {"copies": "copies", "label_conflicts": "copies", "group_rows": "groups", "temporal_rows": "time",
-          "targets": "target columns", "repeats": "repeats"}  # each failure kind's fix: one line per fix needed
+          "targets": "target columns", "repeats": "repeats", "within_conflicts": "conflicts"}  # each failure kind's fix: one line per fix needed
 FIXES = {
     "copies": "remove from val/test every sample that also occurs in train (np.unique over the concatenated splits), "
               "then split by unique input so no sample is on both sides.",
@@ -175,6 +187,9 @@ FIXES = {
                       "computed from (or after) the label, so a model reads the answer from them and val/test "
                       "scores mean nothing.",
     "repeats": "de-duplicate each split (np.unique(X, axis=0, return_index=True)) before splitting.",
+    "conflicts": "resolve the rows whose identical inputs carry different labels (a labelling error, or features "
+                 "that miss what decides the label): keep one label per input (majority vote or relabel), or add "
+                 "the missing feature.",
 }
 
 
@@ -195,7 +210,7 @@ def _target_lines(s: TargetSearch) -> list[str]:
         score, evidence = TARGET_VALUES if regression else TARGET_CLASSES
         values = {"acc": f"{t.train_acc:.3f}", "r2": f"{t.train_acc:.3f}", "base": f"{t.baseline:.3f}",
                   "lift": f"{t.train_lift:.2f}"}
-        out.append(TARGET_FOUND.format(column=t.column, label=label, score=score.format(**values),
+        out.append(TARGET_FOUND.format(column=t.label, label=label, score=score.format(**values),
                                        evidence=evidence.format(**values), bound=f"{t.lift_bound:.2f}", tried=t.tried,
                                        n=t.n, why=why))
     return out

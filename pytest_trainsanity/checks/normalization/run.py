@@ -27,9 +27,13 @@ def prepare(setup: TrainSetup, options: CheckOptions, settings: RunSettings, hoo
 def run(p: Prepared) -> CheckReport:
     accs: dict[str | None, dict[str, StatsAccumulator]] = {}
     dtypes: dict[str, np.dtype] = {}
+    tables: dict[str, Any] = {}
     for split_name, split in p.splits.items():
         several = None
-        for inputs, _ in split.blocks():
+        table = split.kind.startswith("table")
+        if table:
+            tables[split_name] = split
+        for inputs, _ in (split.numeric_blocks() if table else split.blocks()):  # type: ignore[attr-defined]
             several = len(inputs) > 1 if several is None else several
             for field, X in inputs.items():
                 dtypes.setdefault(field, X.dtype)
@@ -40,11 +44,23 @@ def run(p: Prepared) -> CheckReport:
                         acc.add(X)
                     except ValueError as exc:
                         raise SetupError(f"inputs_normalized cannot summarise {split.where}: {exc}.") from None
+        if several is None and table:
+            raise SetupError(f"inputs_normalized: {split.where} has no numeric column to judge (its columns: "
+                             + ", ".join(f"{c!r} ({k})" for c, k in split.kinds.items()) + ").")  # type: ignore[attr-defined]
         if several is None:
             raise SetupError(f"{split.where} is empty (it yielded no samples).")
     result = judge({k: {s: a.result() for s, a in v.items()} for k, v in accs.items()}, dtypes, p.options.tol)
+    text = message(result, p.options.tol, list(p.splits))
+    if tables:
+        first = next(iter(tables.values()))
+        numeric = [c for c, k in first.kinds.items() if k == "numeric"]
+        skipped = {c: k for c, k in first.kinds.items() if k != "numeric"}
+        text += "\nColumns: " + ", ".join(f"feature {i} = {c!r}" for i, c in enumerate(numeric)) + "."
+        if skipped:
+            text += ("\nSkipped (not numeric features to scale): " + ", ".join(f"{c!r} ({k})" for c, k in skipped.items())
+                     + "; bools are 0/1 flags, categoricals, strings and datetimes are encoded by the pipeline.")
     return CheckReport(
-        MARKER, result.passed, message(result, p.options.tol, list(p.splits)), result.metrics(),
+        MARKER, result.passed, text, result.metrics(),
         [{"split": f.split, "field": f.field, "kind": f.kind, "text": f.text, "fix": f.fix} for f in result.findings],
         key=("integer_ids", "skipped_fields") if result.integer_ids else ("train_max_abs_mean", "train_max_std", "train_nan"),
     )

@@ -183,6 +183,12 @@ def judge_one_batch(run: BatchRun, steps: int, task: str, higher: BatchRun | Non
             f"each step moves the weights by {run.update_ratio:.2e} of their norm (median) and the loss fell "
             f"{100 * fell:.1f}% in {steps} steps at lr {run.lr:.3g}",
             f"raise the learning rate (1e-3 is a common start for Adam; try {max(run.lr * 1e4, 1e-4):.3g})"))
+    bad = np.flatnonzero(~np.isfinite(run.losses))
+    if len(bad):  # nothing else is worth reading off a run that diverged
+        causes.append(Cause(
+            "the loss went non-finite", 0.95,
+            f"the loss was NaN/Inf from step {int(bad[0]) + 1} of {steps} (lr {run.lr:.3g})",
+            "run finite_training for the first module that overflows; lower the lr or normalise the inputs"))
     still = [n for n, change in run.moved.items() if change == 0.0]
     causes.append(Cause(
         "parameters that never update", 0.85 if still else 0.0,

@@ -1,0 +1,367 @@
+"""Tabular splits: pandas / polars DataFrames, pyarrow Tables, Parquet files and pyarrow datasets.
+
+Every form is read as pyarrow record batches (pandas and polars frames slice
+by slice, Parquet and datasets streamed by pyarrow's own scanner, so memory is
+one batch). Each batch becomes one float64 row per sample, one column per
+feature, where equal values give equal numbers whatever their type or
+encoding:
+
+- numbers as their values (ints beyond 2**53 keep a hash of their exact value),
+  bools as 0/1, nulls as NaN;
+- strings and binaries as a 53-bit hash of their bytes (a polynomial with random
+  odd 64-bit weights, mixed; two different strings share a code with
+  probability about 2**-53);
+- categoricals (pandas ``category``, arrow dictionaries) by value: the codes of
+  their categories' values, so code numbering and category order do not matter;
+- datetimes as seconds since the epoch in UTC (float64: sub-microsecond
+  differences of present-day times are not told apart), dates as midnight.
+
+Those rows are what ``no_leakage`` matches (exact copies, repeats, conflicting
+labels, target columns by name). Near copies need a distance, so they are
+searched only when every feature column is numeric or bool. Training checks
+take the numeric and bool columns as float32 in column order and name every
+other column in one error; ``inputs_normalized`` judges the numeric columns and
+names the ones it skipped. pyarrow is imported only when a table arrives.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import SetupError
+from .batches import PAIR, BatchForm
+from .splits import CHUNK_ROWS, ArraySplit, Block, Split, as_numpy
+
+TABLE_ROWS = 65_536  # rows per record batch read from Parquet / a dataset
+_SEED = 0x7AB1E
+_NUMERIC, _BOOL, _CATEGORY, _STRING, _DATETIME, _OTHER = "numeric", "bool", "categorical", "string", "datetime", "other"
+
+
+def is_table(source: Any) -> bool:
+    """A DataFrame / Table / dataset, or a path that names Parquet data."""
+    module = type(source).__module__.split(".")[0]
+    name = type(source).__name__
+    if module in ("pandas", "polars") and name == "DataFrame":
+        return True
+    if module == "pyarrow" and (name in ("Table", "RecordBatch") or "Dataset" in name):
+        return True
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        return text.endswith(".parquet") or any(c in text for c in "*?[") or os.path.isdir(text)
+    return False
+
+
+def _pa() -> Any:
+    try:
+        import pyarrow
+    except ImportError:
+        raise SetupError("Tabular splits (DataFrames, Parquet) are read with pyarrow: pip install 'pytest-trainsanity[tables]' "
+                         "(or pip install pyarrow).") from None
+    return pyarrow
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def _batches_of(source: Any, rows: int) -> Iterator[Any]:
+    """pyarrow RecordBatches of ``source``, at most ``rows`` rows each."""
+    pa = _pa()
+    module, name = type(source).__module__.split(".")[0], type(source).__name__
+    if module == "pandas":
+        for start in range(0, len(source), rows):
+            yield from pa.Table.from_pandas(source.iloc[start: start + rows], preserve_index=False).to_batches()
+    elif module == "polars":
+        for start in range(0, source.height, rows):
+            yield from source.slice(start, rows).to_arrow().to_batches()
+    elif name == "RecordBatch":
+        for start in range(0, source.num_rows, rows):
+            yield source.slice(start, rows)
+    elif name == "Table":
+        yield from source.to_batches(max_chunksize=rows)
+    else:
+        yield from _dataset(source).to_batches(batch_size=rows)
+
+
+def _dataset(source: Any) -> Any:
+    import pyarrow.dataset as ds
+
+    if not isinstance(source, (str, os.PathLike)):
+        return source
+    text = os.fspath(source)
+    if any(c in text for c in "*?["):
+        files = sorted(glob.glob(text, recursive=True))
+        if not files:
+            raise SetupError(f"The Parquet glob {text!r} matches no file.")
+        return ds.dataset(files, format="parquet")
+    if not os.path.exists(text):
+        raise SetupError(f"The Parquet path {text!r} does not exist.")
+    return ds.dataset(text, format="parquet")
+
+
+def _schema(source: Any) -> Any:
+    return next(_batches_of(source, 1), None).schema if not _is_dataset(source) else _dataset(source).schema
+
+
+def _is_dataset(source: Any) -> bool:
+    return isinstance(source, (str, os.PathLike)) or "Dataset" in type(source).__name__
+
+
+def _rows(source: Any) -> int:
+    module, name = type(source).__module__.split(".")[0], type(source).__name__
+    if module == "pandas":
+        return len(source)
+    if module == "polars":
+        return int(source.height)
+    if name in ("Table", "RecordBatch"):
+        return int(source.num_rows)
+    return int(_dataset(source).count_rows())
+
+
+# ---------------------------------------------------------------------- coding values
+
+
+def kind_of_type(t: Any) -> str:
+    pa = _pa()
+    types = pa.types
+    if types.is_boolean(t):
+        return _BOOL
+    if types.is_integer(t) or types.is_floating(t) or types.is_decimal(t):
+        return _NUMERIC
+    if types.is_dictionary(t):
+        return _CATEGORY
+    if types.is_string(t) or types.is_large_string(t) or types.is_binary(t) or types.is_large_binary(t):
+        return _STRING
+    if types.is_timestamp(t) or types.is_date(t):
+        return _DATETIME
+    return _OTHER
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, element-wise (uint64 arithmetic wraps)."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+_WEIGHTS = np.random.default_rng(_SEED).integers(0, 2**63, 4096, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def _code(h: np.ndarray) -> np.ndarray:
+    """A 64-bit hash as a float64 code: its top 53 bits, exactly representable."""
+    return (_mix(h) >> np.uint64(11)).astype(np.float64)
+
+
+def string_codes(arr: Any) -> np.ndarray:
+    """A code per string / binary value (NaN for null): equal bytes, equal code."""
+    pa = _pa()
+    arr = arr.cast(pa.large_binary()) if not pa.types.is_large_binary(arr.type) else arr
+    n = len(arr)
+    _, offsets_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset: arr.offset + n + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    h = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    total = int(lengths.sum())
+    if total:
+        pos = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        weight = _WEIGHTS[pos % len(_WEIGHTS)] * (pos // len(_WEIGHTS) * 2 + 1).astype(np.uint64)
+        values = data[np.repeat(offsets[:-1], lengths) + pos].astype(np.uint64) + np.uint64(1)
+        sums = np.zeros(n, np.uint64)
+        _segment_sum(sums, values * weight, lengths)
+        h += sums
+    out = _code(h)
+    if arr.null_count:
+        out[np.asarray(arr.is_null())] = np.nan
+    return out
+
+
+def _segment_sum(out: np.ndarray, values: np.ndarray, lengths: np.ndarray) -> None:
+    """Sums of consecutive runs of ``lengths`` uint64 ``values`` (modulo 2**64): cumulative sums, differenced."""
+    csum = np.cumsum(values, dtype=np.uint64)
+    ends = np.cumsum(lengths)
+    nonempty = lengths > 0
+    end_sum = csum[ends[nonempty] - 1]
+    start_sum = np.zeros_like(end_sum)
+    starts = (ends - lengths)[nonempty]
+    has_before = starts > 0
+    start_sum[has_before] = csum[starts[has_before] - 1]
+    out[nonempty] = end_sum - start_sum
+
+
+def column_codes(arr: Any) -> np.ndarray:
+    """float64 per value, equal exactly when the values are (see the module docstring)."""
+    pa = _pa()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    kind = kind_of_type(arr.type)
+    if kind == _CATEGORY:
+        values = column_codes(arr.dictionary)
+        idx = np.asarray(arr.indices.fill_null(0)).astype(np.int64)
+        out = values[idx] if len(values) else np.full(len(arr), np.nan)
+        if arr.null_count:
+            out[np.asarray(arr.is_null())] = np.nan
+        return out
+    if kind == _STRING:
+        return string_codes(arr)
+    if kind == _DATETIME:
+        if pa.types.is_date(arr.type):
+            arr = arr.cast(pa.timestamp("s"))
+        unit = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[arr.type.unit]
+        ints = np.asarray(arr.cast(pa.int64()).fill_null(0))
+        out = ints.astype(np.float64) * unit
+        if arr.null_count:
+            out[np.asarray(arr.is_null())] = np.nan
+        return out
+    if kind == _BOOL:
+        out = np.asarray(arr.fill_null(False)).astype(np.float64)
+        if arr.null_count:
+            out[np.asarray(arr.is_null())] = np.nan
+        return out
+    if kind == _NUMERIC:
+        if pa.types.is_decimal(arr.type):
+            arr = arr.cast(pa.float64())
+        values = np.asarray(arr.fill_null(0)) if arr.null_count else np.asarray(arr)
+        out = values.astype(np.float64)
+        if values.dtype.kind in "iu" and values.dtype.itemsize == 8:  # beyond 2**53 a float64 is not the value
+            big = np.abs(out) >= 2.0**53
+            if big.any():
+                out[big] = _code(values[big].view(np.uint64)) + 2.0**60  # exact by value, far from ordinary numbers
+        out += 0.0  # -0.0 -> 0.0
+        if arr.null_count:
+            out[np.asarray(arr.is_null())] = np.nan
+        return out
+    raise SetupError(f"a column of type {arr.type} cannot be compared by value (nested or unsupported type)")
+
+
+# ---------------------------------------------------------------------- the split
+
+
+class TableSplit(Split):
+    """A tabular split read as pyarrow record batches; in memory (a frame) or streamed (Parquet)."""
+
+    def __init__(self, name: str, source: Any, target: str | None, y: Any = None) -> None:
+        super().__init__(name, source)
+        self.target, self._y = target, y
+        schema = _schema(source)
+        if schema is None:
+            raise SetupError(f"TrainSetup({name}=...) is an empty table (0 rows).")
+        names = list(schema.names)
+        if y is None:
+            if target is None:
+                raise SetupError(
+                    f"TrainSetup({name}=...) is a table without labels: give (features, y), or name the label "
+                    f"column with TrainSetup(target='column'). Its columns: {', '.join(names[:12])}"
+                    f"{', ...' if len(names) > 12 else ''}.")
+            if target not in names:
+                raise SetupError(f"TrainSetup(target={target!r}) is not a column of the {name} split; its columns: "
+                                 f"{', '.join(names[:12])}{', ...' if len(names) > 12 else ''}.")
+            names.remove(target)
+        if not names:
+            raise SetupError(f"TrainSetup({name}=...) has no feature column (only the target {target!r}).")
+        self.columns = names
+        self.kinds = {c: kind_of_type(schema.field(c).type) for c in names}
+        bad = [c for c, k in self.kinds.items() if k == _OTHER]
+        if bad:
+            raise SetupError(f"TrainSetup({name}=...) column(s) {', '.join(bad)} are nested or of an unsupported type "
+                             f"({', '.join(str(schema.field(c).type) for c in bad)}); drop them or flatten them first.")
+        self.in_memory = not _is_dataset(source)
+        self.kind = "table" if self.in_memory else "table stream"
+        self._n = _rows(source)
+        if y is not None and _length_of(y) != self._n:
+            raise SetupError(f"TrainSetup({name}=...) has {self._n} rows but {_length_of(y)} labels.")
+        if not self._n:
+            raise SetupError(f"TrainSetup({name}=...) is empty (0 rows).")
+
+    @property
+    def numeric_only(self) -> bool:
+        return all(k in (_NUMERIC, _BOOL) for k in self.kinds.values())
+
+    def n_samples(self) -> int:
+        return self._n
+
+    def describe(self) -> str:
+        return f"a table of {self._n:,} rows x {len(self.columns)} columns"
+
+    def record_batches(self, rows: int = TABLE_ROWS) -> Iterator[tuple[Any, np.ndarray]]:
+        """(feature columns as a RecordBatch, labels as numpy) in order."""
+        start = 0
+        y_all = None if self._y is None else as_numpy(self._y, f"TrainSetup({self.name}=(X, y)) y")
+        for batch in self._guard(_batches_of(self.source, rows)):
+            n = batch.num_rows
+            if not n:
+                continue
+            if y_all is None:
+                y = _labels(batch.column(batch.schema.get_field_index(self.target)), self.target)
+            else:
+                y = y_all[start: start + n]
+            start += n
+            yield batch.select(self.columns), y
+
+    def blocks(self) -> Iterator[Block]:
+        """Every row once as float64 value codes of every feature column (``no_leakage``)."""
+        for batch, y in self.record_batches(CHUNK_ROWS if self.in_memory else TABLE_ROWS):
+            yield {"x": self._codes(batch)}, y
+
+    def numeric_blocks(self) -> Iterator[Block]:
+        """The numeric (not bool) columns only, as float64 (``inputs_normalized``)."""
+        keep = [c for c in self.columns if self.kinds[c] == _NUMERIC]
+        if not keep:
+            return
+        for batch, y in self.record_batches(CHUNK_ROWS if self.in_memory else TABLE_ROWS):
+            yield {"x": np.column_stack([column_codes(batch.column(c)) for c in keep])}, y
+
+    def skipped(self) -> dict[str, str]:
+        """Columns a numeric check leaves out, with their kind."""
+        return {c: k for c, k in self.kinds.items() if k not in (_NUMERIC,)}
+
+    def _codes(self, batch: Any) -> np.ndarray:
+        return np.column_stack([column_codes(batch.column(i)) for i in range(batch.num_columns)])
+
+    def numeric_pair(self) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 numeric and bool columns in column order, labels) for training; one paragraph naming
+        every other column otherwise. Reads the table once (it is in memory already)."""
+        other = {c: k for c, k in self.kinds.items() if k not in (_NUMERIC, _BOOL)}
+        if other:
+            raise SetupError(
+                f"Training checks need numeric or bool feature columns; TrainSetup({self.name}=...) also has "
+                + ", ".join(f"{c!r} ({k})" for c, k in other.items())
+                + ". Encode them first (one-hot or ordinal codes for categoricals and strings, numbers for dates) or "
+                  "drop them; no_leakage and inputs_normalized take the table as it is.")
+        if not self.in_memory:
+            raise SetupError(f"TrainSetup({self.name}=...) is streamed from Parquet; training checks need the rows "
+                             f"in memory (a DataFrame) or a DataLoader / tf.data pipeline over them.")
+        parts, ys = [], []
+        for batch, y in self.record_batches():
+            parts.append(self._codes(batch).astype(np.float32))
+            ys.append(y)
+        return np.concatenate(parts), np.concatenate(ys)
+
+    def as_arrays(self) -> ArraySplit:
+        X, y = self.numeric_pair()
+        return ArraySplit(self.name, (X, y))
+
+    def form(self, batch: Any = None) -> BatchForm:
+        return BatchForm(PAIR, ("x",))
+
+    def _read_sample(self, n: int, seed: int) -> Any:
+        return self.as_arrays().sample(n, seed)
+
+
+def _length_of(y: Any) -> int:
+    shape = getattr(y, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) else len(y)
+
+
+def _labels(column: Any, name: str) -> np.ndarray:
+    kind = kind_of_type(column.type)
+    if kind in (_NUMERIC, _BOOL):
+        if column.null_count:
+            raise SetupError(f"the target column {name!r} holds {column.null_count} null label(s); drop those rows.")
+        return np.asarray(column).astype(np.float64 if kind == _NUMERIC and "float" in str(column.type) else np.int64)
+    return column_codes(column)  # string / categorical labels: compared by value

@@ -1,0 +1,200 @@
+"""Issue 13 (first part): tabular splits as users hold them. pandas, polars and pyarrow frames and
+Parquet globs; rows compared by value over numeric, bool, categorical (whatever its codes or
+category order), string and datetime columns; within-split label conflicts; target columns by
+name; inputs_normalized on the numeric columns, naming the rest; training checks on numeric
+frames, and one paragraph naming the other columns."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import run
+
+pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+FRAMES = r'''
+import numpy as np
+import pandas as pd
+import pytest
+from pytest_trainsanity import TrainSetup
+
+
+def churn(n, seed, closed_leak=False):
+    r = np.random.default_rng(seed)
+    churned = r.integers(0, 2, n)
+    df = pd.DataFrame({
+        "tenure": r.integers(1, 72, n), "monthly": r.normal(70, 20, n).round(2),
+        "plan": pd.Categorical(r.choice(["basic", "pro", "max"], n)),
+        "region": r.choice(["north", "south", "east", "west"], n).astype(object),
+        "signup": pd.Timestamp("2021-01-01") + pd.to_timedelta(r.integers(0, 900, n), unit="D"),
+        "autopay": r.random(n) > 0.4, "churned": churned})
+    if closed_leak:  # filled in only after the customer left
+        df["account_closed_days"] = np.where(churned == 1, r.integers(10, 40, n), 0)
+    return df
+
+
+def copied(library):
+    train, val = churn(1200, 0), churn(300, 1)
+    val.iloc[:25] = train.iloc[:25].values
+    val["plan"] = pd.Categorical(val["plan"].astype(str), categories=["max", "pro", "basic"])  # other codes and order
+    if library == "polars":
+        import polars as pl
+        return TrainSetup(train=pl.from_pandas(train), val=pl.from_pandas(val), target="churned")
+    if library == "pyarrow":
+        import pyarrow as pa
+        return TrainSetup(train=(pa.Table.from_pandas(train.drop(columns="churned")), train["churned"].to_numpy()),
+                          val=(pa.Table.from_pandas(val.drop(columns="churned")), val["churned"].to_numpy()))
+    return TrainSetup(train=train, val=val, target="churned")
+
+
+def _copies_test(library):
+    def test():
+        pass
+    test.__name__ = f"test_{library}_copies"
+    return pytest.mark.no_leakage(setup=f"copied_{library}")(test)
+
+
+for _library in ("pandas", "polars", "pyarrow"):
+    globals()[f"copied_{_library}"] = pytest.fixture(lambda _l=_library: copied(_l), name=f"copied_{_library}")
+    globals()[f"test_{_library}_copies"] = _copies_test(_library)
+
+
+@pytest.fixture
+def parquet_glob(tmp_path):
+    import pyarrow as pa, pyarrow.parquet as pq
+    train, val = churn(1200, 0), churn(300, 1)
+    val.iloc[:10] = train.iloc[500:510].values
+    for i in range(4):
+        pq.write_table(pa.Table.from_pandas(train.iloc[i * 300:(i + 1) * 300]), tmp_path / f"part-{i}.parquet")
+    return TrainSetup(train=str(tmp_path / "part-*.parquet"), val=val, target="churned")
+
+
+@pytest.mark.no_leakage(setup="parquet_glob")
+def test_parquet_glob_copies():
+    pass
+
+
+@pytest.fixture
+def conflicts():
+    train = churn(600, 0)
+    dup = train.iloc[:30].copy()
+    dup["churned"] = 1 - dup["churned"]  # the same customers, the other label
+    return TrainSetup(train=pd.concat([train, dup], ignore_index=True), val=churn(200, 1), target="churned")
+
+
+@pytest.mark.no_leakage(setup="conflicts", within_split=True)
+def test_within_split_conflicts():
+    pass
+
+
+@pytest.fixture
+def leaked_column():
+    return TrainSetup(train=churn(1500, 0, True), val=churn(400, 1, True), target="churned")
+
+
+@pytest.mark.no_leakage(setup="leaked_column")
+def test_target_column_by_name():
+    pass
+
+
+@pytest.fixture
+def regression_leak():
+    r = np.random.default_rng(3)
+    def frame(n):
+        price = r.normal(300, 80, n)
+        return pd.DataFrame({"rooms": r.integers(1, 6, n), "area": r.normal(90, 25, n),
+                             "district": pd.Categorical(r.choice(list("abcdef"), n)),
+                             "price_per_m2_x_area": price + r.normal(0, 5, n), "price": price})
+    return TrainSetup(train=frame(1500), val=frame(400), target="price", task="regression")
+
+
+@pytest.mark.no_leakage(setup="regression_leak")
+def test_regression_target_column_by_name():
+    pass
+
+
+@pytest.fixture
+def clean_frames():
+    return TrainSetup(train=churn(1200, 0), val=churn(300, 1), target="churned")
+
+
+@pytest.mark.inputs_normalized(setup="clean_frames")
+def test_normalization_names_skipped_columns():
+    pass
+
+
+@pytest.fixture
+def numeric_model():
+    import torch
+    r = np.random.default_rng(0)
+    def frame(n):
+        x = r.normal(size=(n, 4)).astype(np.float32)
+        return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "flag": x[:, 3] > 0, "y": (x[:, 0] + x[:, 1] > 0).astype(int)})
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    return TrainSetup(model=model, train=frame(800), val=frame(200), target="y",
+                      optimizer=torch.optim.Adam(model.parameters(), 1e-2), loss=torch.nn.CrossEntropyLoss())
+
+
+@pytest.mark.no_epoch1_overfit(setup="numeric_model", probes=False)
+def test_training_on_a_numeric_frame():
+    pass
+
+
+@pytest.fixture
+def mixed_model():
+    import torch
+    model = torch.nn.Linear(6, 2)
+    return TrainSetup(model=model, train=churn(200, 0), val=churn(50, 1), target="churned",
+                      optimizer=torch.optim.Adam(model.parameters()), loss=torch.nn.CrossEntropyLoss())
+
+
+@pytest.mark.no_epoch1_overfit(setup="mixed_model")
+def test_training_names_non_numeric_columns():
+    pass
+
+
+@pytest.fixture
+def no_target():
+    return TrainSetup(train=churn(100, 0), val=churn(50, 1))
+
+
+@pytest.mark.no_leakage(setup="no_target")
+def test_frame_without_labels():
+    pass
+'''
+
+
+def test_tables_end_to_end(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("polars")
+    pytester.makepyfile(test_frames=FRAMES)
+    res = run(pytester, "--trainsanity-explain")
+    res.assert_outcomes(passed=1, failed=8, errors=2)
+    out = res.stdout.str()
+    for library in ("pandas", "polars", "pyarrow"):
+        res.stdout.fnmatch_lines([f"*test_{library}_copies no_leakage FAILED: max_copy_fraction=0.083*"])
+    assert out.count("train/val: 25 exact and 0 near copies of 300 val samples (8.3%)") == 6  # each in the error and the summary
+    res.stdout.fnmatch_lines(["*rows are compared by value over every column (strings exactly, categoricals by value, "
+                              "datetimes, bools, numbers); near copies are searched only in all-numeric tables, and this "
+                              "one has 'plan', 'region', 'signup'."])
+    res.stdout.fnmatch_lines(["*test_parquet_glob_copies no_leakage FAILED*",
+                              "*train/val: 10 exact and 0 near copies of 300 val samples*"])
+    res.stdout.fnmatch_lines(["*no_leakage FAILED: train: 30 repeated row(s) of 630 (4.8%; limit 0).",
+                              "*also: train: 60 row(s) whose inputs repeat with a different label (limit 0)",
+                              "*Fix (conflicts): resolve the rows whose identical inputs carry different labels*"])
+    res.stdout.fnmatch_lines(["*no_leakage FAILED: 1 column(s) alone predict the label: 'account_closed_days'.",
+                              "*Target leakage: column 'account_closed_days' alone predicts the train label*",
+                              "*Fix (target columns): drop column(s) 'account_closed_days' or rebuild them*"])
+    res.stdout.fnmatch_lines(["*Target leakage: column 'price_per_m2_x_area' alone predicts the train target: "
+                              "held-out R^2 *"])
+    res.stdout.fnmatch_lines(["*Columns: feature 0 = 'tenure', feature 1 = 'monthly'.",
+                              "*Skipped (not numeric features to scale): 'plan' (categorical), 'region' (string), "
+                              "'signup' (datetime), 'autopay' (bool)*"])
+    res.stdout.fnmatch_lines(["*test_training_on_a_numeric_frame no_epoch1_overfit passed*"])
+    res.stdout.fnmatch_lines(["*Training checks need numeric or bool feature columns; TrainSetup(train=...) also has "
+                              "'plan' (categorical), 'region' (string), 'signup' (datetime). Encode them first*"])
+    res.stdout.fnmatch_lines(["*TrainSetup(train=...) is a table without labels: give (features, y), or name the label "
+                              "column with TrainSetup(target='column'). Its columns: tenure, monthly, plan, region, "
+                              "signup, autopay, churned.*"])
+    assert "Traceback" not in out

@@ -58,6 +58,7 @@ import os
 import platform
 import re
 import statistics
+from pathlib import Path
 import sys
 import time
 from collections.abc import Callable
@@ -97,43 +98,25 @@ def digits() -> Digits:
 # ---------------------------------------------------------------- the example's setups
 
 
+def _example() -> Any:
+    """``examples/test_preflight.py``: its models and setup builder are the benchmark's (one definition)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import test_preflight
+
+    return test_preflight
+
+
 def mlp(torch: Any, softmax: bool = False, hidden_layers: int = 1) -> Any:
-    torch.manual_seed(0)
-    layers: list[Any] = []
-    for _ in range(hidden_layers):
-        layers += [torch.nn.Linear(64, 64), torch.nn.ReLU()]
-    layers.append(torch.nn.Linear(64, 10))
-    if softmax:
-        layers.append(torch.nn.Softmax(dim=1))
-    return torch.nn.Sequential(*layers)
+    return _example()._mlp(softmax=softmax, hidden_layers=hidden_layers)
 
 
 def batch_mixer(torch: Any) -> Any:
-    class BatchMixer(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            torch.manual_seed(0)
-            self.encoder = torch.nn.Linear(64, 64)
-            self.head = torch.nn.Linear(64, 10)
-
-        def forward(self, x: Any) -> Any:
-            h = torch.relu(self.encoder(x))
-            return self.head(h.t().reshape(h.shape[0], -1))  # the batch axis is mixed into the features
-
-    return BatchMixer()
+    return _example().BatchMixer()
 
 
 def make_setup(torch: Any, d: Digits, model: Any = None, lr: float = 1e-3, optimizer: Any = None, train: Any = None,
                scaled: bool = True) -> Any:
-    from pytest_trainsanity import TrainSetup
-
-    Xtr, ytr, Xv, yv = d
-    if scaled:
-        Xtr, Xv = Xtr / 16.0, Xv / 16.0
-    model = model if model is not None else mlp(torch)
-    return TrainSetup(model=model, train=train if train is not None else (Xtr, ytr), val=(Xv, yv), batch_size=BATCH,
-                      optimizer=optimizer if optimizer is not None else torch.optim.Adam(model.parameters(), lr=lr),
-                      loss=torch.nn.CrossEntropyLoss())
+    return _example()._setup(d, model=model, lr=lr, optimizer=optimizer, train=train, scaled=scaled)
 
 
 def cases(torch: Any, d: Digits) -> dict[str, tuple[str, str, str, Callable[[], Any]]]:

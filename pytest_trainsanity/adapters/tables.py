@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import SetupError
 from .batches import PAIR, BatchForm
-from .splits import CHUNK_ROWS, ArraySplit, Block, Split, as_numpy
+from .splits import ArraySplit, Block, Split, as_numpy
 
 TABLE_ROWS = 65_536  # rows per record batch read from Parquet / a dataset
 _SEED = 0x7AB1E
@@ -83,7 +83,8 @@ def _batches_of(source: Any, rows: int) -> Iterator[Any]:
     elif name == "Table":
         yield from source.to_batches(max_chunksize=rows)
     else:
-        yield from _dataset(source).to_batches(batch_size=rows)
+        # read-ahead of one file and two batches: same speed as pyarrow's default (4 and 16), half the memory
+        yield from _dataset(source).to_batches(batch_size=rows, fragment_readahead=1, batch_readahead=2)
 
 
 def _dataset(source: Any) -> Any:
@@ -157,6 +158,9 @@ def _code(h: np.ndarray) -> np.ndarray:
     return (_mix(h) >> np.uint64(11)).astype(np.float64)
 
 
+STRING_CHUNK = 1 << 16  # bytes hashed per step: the temporaries stay in cache (fresh 100 MB arrays cost page faults)
+
+
 def string_codes(arr: Any) -> np.ndarray:
     """A code per string / binary value (NaN for null): equal bytes, equal code."""
     pa = _pa()
@@ -167,14 +171,20 @@ def string_codes(arr: Any) -> np.ndarray:
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     lengths = np.diff(offsets)
     h = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    total = int(lengths.sum())
+    total = int(offsets[-1] - offsets[0]) if n else 0
     if total:
-        pos = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        weight = _WEIGHTS[pos % len(_WEIGHTS)] * (pos // len(_WEIGHTS) * 2 + 1).astype(np.uint64)
-        values = data[np.repeat(offsets[:-1], lengths) + pos].astype(np.uint64) + np.uint64(1)
-        sums = np.zeros(n, np.uint64)
-        _segment_sum(sums, values * weight, lengths)
-        h += sums
+        cuts = np.unique(np.r_[np.searchsorted(offsets, offsets[0] + np.arange(0, total, STRING_CHUNK), side="right") - 1, n])
+        for a, b in zip(cuts[:-1], cuts[1:]):  # rows a..b, whose bytes are contiguous
+            sub = lengths[a:b]
+            pos = np.arange(int(offsets[b] - offsets[a])) - np.repeat(offsets[a:b] - offsets[a], sub)  # place in its string
+            if int(sub.max(initial=0)) <= len(_WEIGHTS):
+                weight = _WEIGHTS[pos]
+            else:
+                weight = _WEIGHTS[pos % len(_WEIGHTS)] * (pos // len(_WEIGHTS) * 2 + 1).astype(np.uint64)
+            values = data[offsets[a]: offsets[b]].astype(np.uint64) + np.uint64(1)
+            sums = np.zeros(b - a, np.uint64)
+            _segment_sum(sums, values * weight, sub)
+            h[a:b] += sums
     out = _code(h)
     if arr.null_count:
         out[np.asarray(arr.is_null())] = np.nan
@@ -305,7 +315,7 @@ class TableSplit(Split):
 
     def blocks(self) -> Iterator[Block]:
         """Every row once as float64 value codes of every feature column (``no_leakage``)."""
-        for batch, y in self.record_batches(CHUNK_ROWS if self.in_memory else TABLE_ROWS):
+        for batch, y in self.record_batches():  # 65,536-row slices: a frame converts 6x faster than in 4,096s
             yield {"x": self._codes(batch)}, y
 
     def numeric_blocks(self) -> Iterator[Block]:
@@ -313,7 +323,7 @@ class TableSplit(Split):
         keep = [c for c in self.columns if self.kinds[c] == _NUMERIC]
         if not keep:
             return
-        for batch, y in self.record_batches(CHUNK_ROWS if self.in_memory else TABLE_ROWS):
+        for batch, y in self.record_batches():
             yield {"x": np.column_stack([column_codes(batch.column(c)) for c in keep])}, y
 
     def skipped(self) -> dict[str, str]:

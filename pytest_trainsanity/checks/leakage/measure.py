@@ -205,8 +205,11 @@ def find_leakage(
         sample.feed(X, y)
         n_head += len(X)
     pairs += [m.result(head.name, n_head, len(ref_arrays[m.ref_name][0]), t) for m in matches]
-    within[head.name] = _within_head(np.concatenate(head_hashes) if head_hashes else np.zeros(0, np.uint64), head, canon,
-                                     np.concatenate(head_labels) if head_labels else np.zeros(0))
+    all_hashes = np.concatenate(head_hashes) if head_hashes else np.zeros(0, np.uint64)
+    head_hashes.clear()  # each block's array freed as soon as the whole is built (never both at once for long)
+    all_labels = np.concatenate(head_labels) if head_labels else np.zeros(0)
+    head_labels.clear()
+    within[head.name] = _within_head(all_hashes, head, canon, all_labels)
 
     # references against the later references (val -> test), all in memory
     names = list(references)
@@ -312,7 +315,12 @@ def _within_head(h: np.ndarray, head: SplitInput, canon: Canon, labels: np.ndarr
     # rows sharing their hash's top 32 bits (a sort of 32-bit keys: cheaper than sorting the hashes)
     top = (h >> np.uint64(32)).astype(np.uint32)
     s = np.sort(top)
-    shared = np.flatnonzero(np.isin(top, s[1:][s[1:] == s[:-1]])) if n > 1 else np.zeros(0, np.int64)
+    dups = np.unique(s[1:][s[1:] == s[:-1]]) if n > 1 else np.zeros(0, np.uint32)
+    if len(dups):  # a binary search in the few repeated keys (np.isin sorts all n keys again)
+        at = np.minimum(np.searchsorted(dups, top), len(dups) - 1)
+        shared = np.flatnonzero(dups[at] == top)
+    else:
+        shared = np.zeros(0, np.int64)
     _, inverse, counts = np.unique(h[shared], return_inverse=True, return_counts=True)
     checkable = head.arrays is not None or head.rereadable
     if not checkable or len(counts) == len(shared):

@@ -522,7 +522,7 @@ class Reference:
         self.hashes = h = canon.hashes(self.rows)  # key hashes (the window's, when the canon has one)
         self.order, self.sorted = sort_hashes(h)
         # a bitmap of the hashes' top bits (about 1 set bit in 64): most stream rows leave at one lookup
-        self._shift = np.uint64(64 - min(max(int(len(h)).bit_length() + 6, 12), 28))
+        self._shift = np.uint64(64 - min(max(int(len(h)).bit_length() + 6, 12), 24))  # at most 16 MB
         self._bits = np.zeros(1 << (64 - int(self._shift)), bool)
         self._bits[(h >> self._shift).astype(np.intp)] = True
         self._full: tuple[np.ndarray, np.ndarray] | None = None  # (order, sorted) of full-row hashes, on demand

@@ -306,10 +306,8 @@ def _conflicting(ids: np.ndarray, labels: np.ndarray) -> int:
         return 0
     order = np.lexsort((labels, ids))
     g, lab = ids[order], labels[order]
-    new_group = np.r_[True, g[1:] != g[:-1]]
-    differs = np.r_[False, (g[1:] == g[:-1]) & (lab[1:] != lab[:-1])]
-    bad_groups = np.unique(g[differs])
-    return int(np.isin(ids, bad_groups).sum()) if len(bad_groups) and new_group.any() else 0
+    bad_groups = np.unique(g[1:][(g[1:] == g[:-1]) & (lab[1:] != lab[:-1])])  # sorted by label within a group
+    return int(np.isin(ids, bad_groups).sum()) if len(bad_groups) else 0
 
 
 def _within_head(h: np.ndarray, head: SplitInput, canon: Canon, labels: np.ndarray | None = None) -> Within:

@@ -318,8 +318,8 @@ def judge_finite(r: FiniteRun, steps: int, framework: str = "torch") -> Verdict:
     metrics = {"steps": r.steps, "bad_step": r.bad_step, "lr": r.lr, "input_min": r.input_min,
                "input_max": r.input_max, "first_loss": r.first_loss}
     if not r.steps:  # an exhausted or empty pipeline: nothing was shown finite
-        return Verdict(name, False, f"finite_training FAILED: no training step ran: the train pipeline yielded no batch "
-                       f"(an empty split, or a one-shot generator another check already consumed)", metrics)
+        return Verdict(name, False, "finite_training FAILED: no training step ran: the train pipeline yielded no batch "
+                       "(an empty split, or a one-shot generator another check already consumed)", metrics)
     if not r.bad_step:
         head = (f"finite_training passed: loss, gradients and weights stayed finite for {r.steps} steps "
                 f"(loss {f3(r.first_loss)} -> {f3(float(r.losses[-1])) if len(r.losses) else 'nan'})")

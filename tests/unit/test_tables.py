@@ -31,6 +31,24 @@ def test_strings_by_bytes() -> None:
     assert np.isnan(string_codes(pa.array(["a", None]))[1])
 
 
+def test_string_codes_equal_exactly_when_bytes_are() -> None:
+    """Eight-byte words from each value's own start: where a value lies in the buffer (order, slice,
+    string or binary, 32- or 64-bit offsets) never changes its code; a value that differs in any
+    byte, in its length only (trailing zero bytes) or past 32 KB gets another one."""
+    rng = np.random.default_rng(1)
+    values = [bytes(rng.integers(0, 3, int(n), dtype=np.uint8)) for n in rng.integers(0, 30, 20_000)]
+    values += [b"x" * 70_000, b"x" * 69_999 + b"y", b"x" * 70_001, b"ab", b"ab\x00", b"ab\x00\x00"]
+    codes = string_codes(pa.array(values, pa.large_binary()))
+    by_value: dict[bytes, float] = {}
+    for v, c in zip(values, codes.tolist()):
+        assert by_value.setdefault(v, c) == c  # equal bytes, equal code
+    assert len(set(by_value.values())) == len(by_value)  # distinct bytes, distinct codes
+    order = rng.permutation(len(values))
+    shuffled = pa.array([values[i] for i in order], pa.binary())
+    assert np.array_equal(string_codes(shuffled), codes[order])
+    assert np.array_equal(string_codes(pa.concat_arrays([pa.array([b"pad"] * 7, pa.binary()), shuffled])[7:]), codes[order])
+
+
 def test_categoricals_by_value_and_numbers_by_value() -> None:
     a = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, 0]), pa.array(["basic", "pro", "max"]))
     b = pa.DictionaryArray.from_arrays(pa.array([2, 1, 0, 2]), pa.array(["basic", "pro", "max"])[::-1])
@@ -63,3 +81,25 @@ def test_every_table_form(tmp_path) -> None:
         check_leakage(TrainSetup(train=df, val=val, target="label"))
     with pytest.raises(SetupError, match="has 300 rows but 299 labels"):
         check_leakage(TrainSetup(train=(df[["x"]], df["y"].to_numpy()[:-1]), val=val, target="y"))
+
+
+def test_streamed_repeats_verified_by_reading_only_their_rows(tmp_path) -> None:
+    """A Parquet train's repeats are found by hash in one pass, then verified on the values of only
+    the suspect rows, read again (``codes_at``: the same codes ``blocks`` gives, for those rows)."""
+    rng = np.random.default_rng(3)
+    n = 900
+    df = pd.DataFrame({"x": rng.normal(size=n), "s": [f"id-{i}" for i in rng.permutation(n)],
+                       "c": pd.Categorical(rng.choice(["a", "b"], n)), "y": rng.integers(0, 3, n)})
+    later = df.iloc[[5, 6, 7, 400]].copy()
+    later["y"] = [df.y[5], df.y[6], (df.y[7] + 1) % 3, df.y[400]]  # three repeats with their label, one without
+    df = pd.concat([df, later], ignore_index=True)
+    for i, part in enumerate(np.array_split(np.arange(len(df)), 4)):
+        pq.write_table(pa.Table.from_pandas(df.iloc[part], preserve_index=False), tmp_path / f"p{i}.parquet")
+    split = TableSplit("train", str(tmp_path / "*.parquet"), "y")
+    every = np.concatenate([b["x"] for b, _ in split.blocks()])
+    index = np.array([0, 5, 451, 899, 903])
+    assert np.array_equal(split.codes_at(index), every[index])
+    report = check_leakage(TrainSetup(train=str(tmp_path / "*.parquet"), val=df.iloc[[1]], target="y"), within_split=True)
+    assert report.metrics["train_repeated_rows"] == 4
+    assert report.metrics["train_label_conflicts"] == 2  # row 7 and its repeat
+    assert "train 4 repeated row(s) of 904" in report.message and "by 64-bit hash" not in report.message

@@ -48,6 +48,7 @@ class SplitInput:
     blocks: Blocks  # (X, y) blocks; called once for the streamed split
     arrays: tuple[np.ndarray, np.ndarray] | None = None  # set when the split is in memory
     rereadable: bool = False  # blocks() can be called again (a loader, a dataset), unlike a generator
+    rows_at: Callable[[np.ndarray], np.ndarray] | None = None  # the rows at sorted indices, read again (cheaper than blocks)
 
 
 @dataclass
@@ -213,7 +214,8 @@ def find_leakage(
     head_hashes.clear()  # each block's array freed as soon as the whole is built (never both at once for long)
     all_labels = np.concatenate(head_labels) if head_labels else np.zeros(0)
     head_labels.clear()
-    within[head.name] = _within_head(all_hashes, head, canon, all_labels)
+    head_repeats = _Repeats(all_hashes, head, all_labels)  # keeps only the suspects' hashes and labels
+    del all_hashes, all_labels
 
     # references against the later references (val -> test), all in memory
     names = list(references)
@@ -230,14 +232,11 @@ def find_leakage(
 
     for pair in pairs:
         _groups_and_time(pair, groups, timestamps)
-    search, rows = TargetSearch(n=n_head), sample.arrays()
-    if rows is not None:  # a table of columns with one label per row
-        val = ref_arrays.get(names[0]) if names else None
-        search = target_columns(*rows, val[0] if val else None, val[1] if val else None, seed,
-                                "classification" if classification else "regression")
-        if column_names is not None and len(column_names) == rows[0].shape[1]:  # a table: columns by name
-            search = dataclasses.replace(search, columns=[dataclasses.replace(t, name=column_names[t.column])
-                                                          for t in search.columns])
+    search = _target_search(sample, ref_arrays.get(names[0]) if names else None, n_head, seed, classification,
+                            column_names)
+    # the references are done with: a streamed split read again to verify its repeats holds only its reader
+    references = ref_arrays = matches = m = sample = rows = h = y = X = flat = ids = None  # type: ignore[assignment]
+    within = {head.name: head_repeats.verify(head, canon), **within}
     failures, kinds = _failures(pairs, search.columns, max_overlap)
     if within_split:  # asked for: repeated rows and conflicting labels inside a split fail too
         repeats = [f"{name}: {w.repeats} repeated row(s) of {w.n} ({100 * w.repeats / w.n:.1f}%; limit "
@@ -247,6 +246,19 @@ def find_leakage(
         failures = failures + repeats + conflicts
         kinds = kinds + ["repeats"] * len(repeats) + ["within_conflicts"] * len(conflicts)
     return LeakageResult(pairs, within, search.columns, t, failures, search, kinds)
+
+
+def _target_search(sample: RowSample, val: tuple[np.ndarray, np.ndarray] | None, n: int, seed: int,
+                   classification: bool, column_names: list[str] | None) -> TargetSearch:
+    rows = sample.arrays()
+    if rows is None:  # not a table of columns with one label per row
+        return TargetSearch(n=n)
+    search = target_columns(*rows, val[0] if val else None, val[1] if val else None, seed,
+                            "classification" if classification else "regression")
+    if column_names is not None and len(column_names) == rows[0].shape[1]:  # a table: columns by name
+        search = dataclasses.replace(search, columns=[dataclasses.replace(t, name=column_names[t.column])
+                                                      for t in search.columns])
+    return search
 
 
 def _read(split: SplitInput) -> tuple[np.ndarray, np.ndarray]:
@@ -310,38 +322,54 @@ def _conflicting(ids: np.ndarray, labels: np.ndarray) -> int:
     return int(np.isin(ids, bad_groups).sum()) if len(bad_groups) else 0
 
 
-def _within_head(h: np.ndarray, head: SplitInput, canon: Canon, labels: np.ndarray | None = None) -> Within:
+class _Repeats:
     """Repeats in the streamed split: by hash, then verified on the values of only the suspects,
-    from memory or by reading the split again (a one-shot stream cannot be, and says so)."""
-    n = len(h)
-    # rows sharing their hash's top 32 bits (a sort of 32-bit keys: cheaper than sorting the hashes)
-    top = (h >> np.uint64(32)).astype(np.uint32)
-    s = np.sort(top)
-    dups = np.unique(s[1:][s[1:] == s[:-1]]) if n > 1 else np.zeros(0, np.uint32)
-    if len(dups):  # a binary search in the few repeated keys (np.isin sorts all n keys again)
-        at = np.minimum(np.searchsorted(dups, top), len(dups) - 1)
-        shared = np.flatnonzero(dups[at] == top)
-    else:
+    from memory or by reading the split again (a one-shot stream cannot be, and says so). Built
+    from every row's hash, it keeps only the suspects' hashes and labels, so the caller can free
+    the rest before the split is read again."""
+
+    def __init__(self, h: np.ndarray, head: SplitInput, labels: np.ndarray | None = None) -> None:
+        n = self.n = len(h)
+        # rows sharing their hash's top 32 bits (a sort of 32-bit keys: cheaper than sorting the hashes)
+        top = (h >> np.uint64(32)).astype(np.uint32)
+        s = np.sort(top)
+        dups = np.unique(s[1:][s[1:] == s[:-1]]) if n > 1 else np.zeros(0, np.uint32)
+        del s
         shared = np.zeros(0, np.int64)
-    _, inverse, counts = np.unique(h[shared], return_inverse=True, return_counts=True)
-    checkable = head.arrays is not None or head.rereadable
-    if not checkable or len(counts) == len(shared):
-        return Within(n, n - len(shared) + len(counts), checkable)
-    suspects = shared[counts[inverse.reshape(-1)] > 1]
-    keyed = False
-    if head.arrays is not None:
-        rows = as_rows(head.arrays[0])[suspects]
-    else:
-        rows, keyed = _rows_at(head, suspects)
-    ids, firsts = group_ids(h[suspects], rows, canon, keyed)
-    conflicts = _conflicting(ids, labels[suspects]) if labels is not None and len(labels) == n else 0
-    return Within(n, n - len(suspects) + int(firsts.size), True, conflicts)
+        if len(dups):  # a binary search in the few repeated keys (np.isin sorts all n keys again), 1M keys at a time
+            parts = []
+            for i in range(0, n, 1 << 20):
+                chunk = top[i: i + (1 << 20)]
+                at = np.minimum(np.searchsorted(dups, chunk), len(dups) - 1)
+                parts.append(np.flatnonzero(dups[at] == chunk) + i)
+            shared = np.concatenate(parts)
+        _, inverse, counts = np.unique(h[shared], return_inverse=True, return_counts=True)
+        self.checkable = head.arrays is not None or head.rereadable
+        self.unique_by_hash = n - len(shared) + len(counts)
+        self.suspects = shared[counts[inverse.reshape(-1)] > 1] if len(counts) < len(shared) else np.zeros(0, np.int64)
+        self.h = h[self.suspects]
+        self.labels = labels[self.suspects] if labels is not None and len(labels) == n else None
+
+    def verify(self, head: SplitInput, canon: Canon) -> Within:
+        n, suspects = self.n, self.suspects
+        if not self.checkable or not len(suspects):
+            return Within(n, self.unique_by_hash, self.checkable)
+        keyed = False
+        if head.arrays is not None:
+            rows = as_rows(head.arrays[0])[suspects]
+        else:
+            rows, keyed = _rows_at(head, suspects)
+        ids, firsts = group_ids(self.h, rows, canon, keyed)
+        conflicts = _conflicting(ids, self.labels) if self.labels is not None else 0
+        return Within(n, n - len(suspects) + int(firsts.size), True, conflicts)
 
 
 def _rows_at(split: SplitInput, index: np.ndarray) -> tuple[np.ndarray, bool]:
     """The rows at ``index`` (sorted) of a re-readable split, read again block by block; as
     value-exact keys (``True``: the wide form) when its blocks' dtypes differ, so that no value is
     lost to a dtype promotion."""
+    if split.rows_at is not None:
+        return as_rows(split.rows_at(index)), False
     out, start = [], 0
     for X, _ in split.blocks():
         rows = as_rows(X)

@@ -51,6 +51,7 @@ verified in float64 on the full rows.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ PROJ = 16
 BLOCK_ROWS = 512
 BLOCK_BYTES = 1 << 20  # hashing reads key windows in blocks of about this many bytes (narrow keys: more rows per block)
 SUB_ROWS = 256  # stream rows per norm window
+WINDOW_CAP = 8192  # reference rows a grouped window may span before its run of stream rows is cut
 SEED = 0x5EED
 WINDOW_WORDS = 32  # 128 bytes: two cache lines per row
 WINDOW_SAMPLE = 1024
@@ -516,7 +518,10 @@ class Reference:
     """An in-memory split that stream blocks are matched against; near copies are searched when
     a ``Scale`` (the train statistics) is given."""
 
-    def __init__(self, canon: Canon, X: np.ndarray, scale: Scale | None = None, seed: int = SEED) -> None:
+    def __init__(self, canon: Canon, X: np.ndarray, scale: Scale | None = None, seed: int = SEED,
+                 groups: np.ndarray | None = None) -> None:
+        """``groups`` (a hash per row, e.g. of a table's non-numeric columns): near copies are then
+        searched only among rows of equal group, each row's window confined to its group."""
         self.canon = canon
         self.rows = canon._rows_of(X)  # the caller's array: read, never copied whole or written
         self.hashes = h = canon.hashes(self.rows)  # key hashes (the window's, when the canon has one)
@@ -536,6 +541,13 @@ class Reference:
             norm = np.sqrt(n2)
             self.by_coordinate = bool(len(p) and p.shape[1] and _spread(p[:, 0]) >= _spread(norm))
             key = p[:, 0].astype(np.float64) if self.by_coordinate else norm
+            self.group_values: np.ndarray | None = None
+            if groups is not None:  # sorted by group, then key: key + rank * span keeps each group apart
+                self.group_values, rank = np.unique(groups, return_inverse=True)
+                self.key_min = float(key.min(initial=0.0))
+                self.span = float(key.max(initial=0.0)) - self.key_min + 2.0  # windows of reach < 1 stay in their group
+                self.rank = rank.reshape(-1)
+                key = self._grouped(key, self.rank)
             self.by_key = np.argsort(key, kind="stable")
             self.key = key[self.by_key]
             p = p[self.by_key]
@@ -570,29 +582,44 @@ class Reference:
         ok = self.canon.equal(rows[ia], self.rows[ib])
         return ia[ok], ib[ok]
 
-    def close(self, rows: np.ndarray | Rows, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(stream row, reference row, distance) for pairs with d <= ``threshold`` (exact copies included)."""
+    def _grouped(self, key: np.ndarray, rank: np.ndarray) -> np.ndarray:
+        return (key - self.key_min) + rank * self.span
+
+    def close(self, rows: np.ndarray | Rows, threshold: float,
+              groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(stream row, reference row, distance) for pairs with d <= ``threshold`` (exact copies
+        included); with ``groups`` (the rows' group hashes, for a reference built with groups), only
+        pairs of equal group."""
         none = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         if self.scale is None or not self.canon.width or not len(rows) or not len(self.key):
             return none
+        rank = None
+        if self.group_values is not None:
+            assert groups is not None
+            at = np.minimum(np.searchsorted(self.group_values, groups), len(self.group_values) - 1)
+            present = np.flatnonzero(self.group_values[at] == groups)  # a row whose group val lacks has no near copy
+            if not len(present):
+                return none
+            ia, ib, d = self._close(rows[present], threshold, at[present])
+            return present[ia], ib, d
+        return self._close(rows, threshold, rank)
+
+    def _close(self, rows: np.ndarray | Rows, threshold: float,
+               rank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        none = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         n2, p = self.sketch(rows)
         norm = np.sqrt(n2)
         q = np.hstack([p, (p * p).sum(1, keepdims=True), np.ones((len(p), 1), p.dtype)])
         key = p[:, 0].astype(np.float64) if self.by_coordinate else norm
+        if rank is not None:
+            key = self._grouped(key, rank)
         order = np.argsort(key, kind="stable")
         err = PROJ_ERR[self.sketch_dtype] * max(1.0, np.sqrt(self.canon.width / 1024))
         dot_err = DOT_ERR[self.sketch_dtype]
         out_a, out_b, out_d = [], [], []
-        for begin in range(0, len(order), SUB_ROWS):
-            sub = order[begin : begin + SUB_ROWS]
+        for sub, first, last, reach, big in self._windows(order, key, norm, threshold, err, rank):
             # a true pair's rows have norms within t, so each computed key, norm and projection is off
             # by at most err * (2 |a| + t): the window and the cut widen by that, and drop no true pair
-            big = 2 * float(norm[sub].max()) * (1 + err) + threshold
-            reach = threshold + err * big
-            first = int(np.searchsorted(self.key, key[sub[0]] - reach, side="left"))
-            last = int(np.searchsorted(self.key, key[sub[-1]] + reach, side="right"))
-            if first >= last:
-                continue
             d2 = q[sub] @ self.aug[first:last].T  # squared projected distances: lower bounds of the true ones
             cut = reach * reach + dot_err * big * big
             hit = np.flatnonzero(d2.min(axis=1) <= cut)  # almost always empty
@@ -600,6 +627,9 @@ class Reference:
                 continue
             i, j = np.nonzero(d2[hit] <= cut)
             ia, ib = sub[hit[i]], self.by_key[first + j]
+            if rank is not None:  # a window may reach into the next group: equal groups only
+                same = rank[ia] == self.rank[ib]
+                ia, ib = ia[same], ib[same]
             dist = self.scale.distance(rows[ia], self.rows[ib])
             keep = dist <= threshold
             out_a.append(ia[keep])
@@ -608,6 +638,28 @@ class Reference:
         if not out_a:
             return none
         return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_d)
+
+    def _windows(self, order: np.ndarray, key: np.ndarray, norm: np.ndarray, threshold: float,
+                 err: float, rank: np.ndarray | None) -> Iterator[tuple[np.ndarray, int, int, float, float]]:
+        """Stream rows in key order, ``SUB_ROWS`` at a time, with the reference rows within reach of
+        them (``first``..``last`` in key order). Grouped, a run of rows of several groups is halved
+        while its window passes ``WINDOW_CAP`` reference rows (the groups between its rows are not
+        searched; one group's window is as wide as its data makes it)."""
+        begin = 0
+        while begin < len(order):
+            end = min(begin + SUB_ROWS, len(order))
+            while True:
+                sub = order[begin:end]
+                big = 2 * float(norm[sub].max()) * (1 + err) + threshold
+                reach = threshold + err * big
+                first = int(np.searchsorted(self.key, key[sub[0]] - reach, side="left"))
+                last = int(np.searchsorted(self.key, key[sub[-1]] + reach, side="right"))
+                if rank is None or rank[sub[0]] == rank[sub[-1]] or last - first <= WINDOW_CAP:
+                    break
+                end = begin + max(1, (end - begin) // 2)
+            if first < last:
+                yield sub, first, last, reach, big
+            begin = end
 
 
 def sort_hashes(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -61,6 +61,23 @@ for _library in ("pandas", "polars", "pyarrow"):
 
 
 @pytest.fixture
+def near_mixed():
+    """15 val rows are train rows with 'monthly' off by a cent (5e-4 of its std): near copies over the
+    numeric columns, their plan, region and signup equal; 5 more the same, but in another region."""
+    train, val = churn(1200, 0), churn(300, 1)
+    val.iloc[:20] = train.iloc[100:120].values
+    val.loc[:19, "monthly"] += 0.01
+    val.loc[15:19, "region"] = val.loc[15:19, "region"].map({"north": "south", "south": "east", "east": "west",
+                                                             "west": "north"})
+    return TrainSetup(train=train, val=val, target="churned")
+
+
+@pytest.mark.no_leakage(setup="near_mixed")
+def test_mixed_near_copies():
+    pass
+
+
+@pytest.fixture
 def parquet_glob(tmp_path):
     import pyarrow as pa, pyarrow.parquet as pq
     train, val = churn(1200, 0), churn(300, 1)
@@ -170,14 +187,16 @@ def test_tables_end_to_end(pytester: pytest.Pytester) -> None:
     pytest.importorskip("polars")
     pytester.makepyfile(test_frames=FRAMES)
     res = run(pytester, "--trainsanity-explain")
-    res.assert_outcomes(passed=1, failed=8, errors=2)
+    res.assert_outcomes(passed=1, failed=9, errors=2)
     out = res.stdout.str()
     for library in ("pandas", "polars", "pyarrow"):
         res.stdout.fnmatch_lines([f"*test_{library}_copies no_leakage FAILED: max_copy_fraction=0.083*"])
     assert out.count("train/val: 25 exact and 0 near copies of 300 val samples (8.3%)") == 6  # each in the error and the summary
     res.stdout.fnmatch_lines(["*rows are compared by value over every column (strings exactly, categoricals by value, "
-                              "datetimes, bools, numbers); near copies are searched only in all-numeric tables, and this "
-                              "one has 'plan', 'region', 'signup'."])
+                              "datetimes, bools, numbers); near copies are judged on the numeric and bool columns among "
+                              "rows whose other columns ('plan', 'region', 'signup') are equal."])
+    res.stdout.fnmatch_lines(["*test_mixed_near_copies no_leakage FAILED*",
+                              "*train/val: 0 exact and 15 near copies of 300 val samples (5.0%); near examples: (100, 0) at *"])
     res.stdout.fnmatch_lines(["*test_parquet_glob_copies no_leakage FAILED*",
                               "*train/val: 10 exact and 0 near copies of 300 val samples*"])
     res.stdout.fnmatch_lines(["*no_leakage FAILED: train: 30 repeated row(s) of 630 (4.8%; limit 0).",

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_trainsanity.checks.duplicates import cross_split, within_split
+from pytest_trainsanity.checks import matching
 from pytest_trainsanity.checks.leakage import SplitInput, find_leakage
 from pytest_trainsanity.checks.matching import (
     NEAR_THRESHOLD,
@@ -287,3 +288,41 @@ def test_distances_of_64_bit_integers_beyond_float64_precision_are_exact() -> No
             d = math.sqrt(exact_distance(X[j], val[j], scale))
             assert ((j, j) in found) == (d <= NEAR_THRESHOLD), (dtype, j, d)
             assert (j, j) not in found or abs(found[(j, j)] - d) <= 1e-12 + 1e-9 * d
+
+
+@settings(SETTINGS, max_examples=60)
+@given(data=st.data())
+def test_grouped_near_search_finds_exactly_the_pairs_of_equal_group(data) -> None:
+    """A table with non-numeric columns: near copies over its numeric columns among rows of equal
+    group (the other columns' hash). Against brute force over few groups (wide windows inside a
+    group) and many (windows over many groups, runs of stream rows cut), with a threshold from tiny
+    to one that spills into the next group's band."""
+    seed = data.draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    d = data.draw(st.integers(1, 6))
+    n, n_val = data.draw(st.integers(2, 120)), data.draw(st.integers(1, 120))
+    n_groups = data.draw(st.sampled_from([1, 2, 7, 50, 1000]))
+    t = data.draw(st.sampled_from([NEAR_THRESHOLD, 0.1, 0.5, 3.0]))
+    X = rng.standard_normal((n, d)) * rng.choice([1.0, 100.0], d)
+    gx = rng.integers(0, n_groups, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    pick = rng.integers(0, n, n_val)
+    val = X[pick] + rng.standard_normal((n_val, d)) * rng.choice([1e-4, 1e-2, 1.0], (n_val, 1)) * X.std(0)
+    gv = np.where(rng.random(n_val) < 0.7, gx[pick], rng.integers(0, n_groups + 3, n_val).astype(np.uint64)
+                  * np.uint64(0x9E3779B97F4A7C15))
+    canon = Canon(np.dtype(np.float64), d)
+    scale = Scale(X, canon.dtype)
+    cap = matching.WINDOW_CAP
+    matching.WINDOW_CAP = data.draw(st.sampled_from([1, 4, cap]))  # runs of stream rows cut down to single rows, or not
+    try:
+        ia, ib, dist = Reference(canon, val, scale, groups=gv).close(X, t, gx)
+    finally:
+        matching.WINDOW_CAP = cap
+    found = {(int(i), int(j)) for i, j in zip(ia, ib)}
+    assert len(found) == len(ia)  # each pair once
+    for i in range(n):
+        for j in range(n_val):
+            d2 = exact_distance(X[i], val[j], scale)
+            if gx[i] == gv[j] and d2 < (t * (1 - MARGIN)) ** 2:
+                assert (i, j) in found, (i, j, math.sqrt(d2), n_groups, t)
+            elif gx[i] != gv[j] or d2 > (t * (1 + MARGIN)) ** 2:
+                assert (i, j) not in found, (i, j, math.sqrt(d2), n_groups, t)

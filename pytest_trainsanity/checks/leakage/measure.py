@@ -113,11 +113,30 @@ def allowed(max_overlap: int | float, n: int) -> int:
     return int(max_overlap) if isinstance(max_overlap, int) else int(np.floor(max_overlap * n))
 
 
+class _KeyedNear:
+    """Near copies in a table with non-numeric columns: the numeric columns within the threshold
+    (standardised with train statistics), among rows whose other columns are equal (by a 64-bit
+    hash of their value codes: the groups the reference's near search is confined to)."""
+
+    def __init__(self, X: np.ndarray, numeric: list[int], scale: Scale | None, dtype: np.dtype, seed: int) -> None:
+        self.numeric = numeric
+        self.others = [j for j in range(X.shape[1]) if j not in set(numeric)]
+        self.key = Canon(dtype, len(self.others), seed=seed ^ 0x6EED)
+        self.ref = Reference(Canon(dtype, len(numeric), seed=seed ^ 0x5EED), np.ascontiguousarray(X[:, numeric]), scale,
+                             groups=self.key.hashes(np.ascontiguousarray(X[:, self.others])))
+
+    def close(self, rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = np.asarray(rows)
+        return self.ref.close(np.ascontiguousarray(rows[:, self.numeric]), threshold,
+                              self.key.hashes(np.ascontiguousarray(rows[:, self.others])))
+
+
 class _Match:
     """Accumulates one pair's matches as the stream goes by."""
 
-    def __init__(self, ref_name: str, ref: Reference, y_ref: np.ndarray) -> None:
+    def __init__(self, ref_name: str, ref: Reference, y_ref: np.ndarray, near: Reference | _KeyedNear | None = None) -> None:
         self.ref_name, self.ref, self.y_ref = ref_name, ref, y_ref
+        self.near_search = ref if near is None else near
         self.exact_a: list[np.ndarray] = []
         self.exact_b: list[np.ndarray] = []
         self.conflict: list[np.ndarray] = []
@@ -131,7 +150,7 @@ class _Match:
             ya, yb = y[ia].reshape(len(ia), -1), self.y_ref[ib].reshape(len(ib), -1)
             self.conflict.append(np.any(ya != yb, axis=1))
         if near is not None:
-            na, nb, d = self.ref.close(rows, near)
+            na, nb, d = self.near_search.close(rows, near)
             self.near.append((na + offset, nb, d))
 
     def result(self, a: str, n_a: int, n_b: int, threshold: float | None) -> PairLeak:
@@ -170,7 +189,11 @@ def find_leakage(
     within_split: bool = False,
     seed: int = 0,
     column_names: list[str] | None = None,
+    near_columns: list[int] | None = None,
 ) -> LeakageResult:
+    """``near_columns`` (a table with non-numeric columns): near copies over those columns only,
+    among rows whose other columns are equal; None: over every column."""
+    near = near and near_columns != []
     t = (threshold if threshold is not None else NEAR_THRESHOLD) if near else None
     head, refs = splits[0], splits[1:]
     # the references first: a streamed split's reader, once started, holds its read-ahead while they are read
@@ -188,12 +211,15 @@ def find_leakage(
     canon = Canon(common_dtype(dtypes or [np.float64]), widths.pop() if widths else 0, seed=seed ^ 0x5EED)
     if head.arrays is not None and ref_arrays:  # every key-hash match can be verified on the rows
         canon.choose_window(next(iter(ref_arrays.values()))[0])
-    scale = _train_scale(head, first_blocks, canon, seed) if near else None
-    references = {name: Reference(canon, X, scale) for name, (X, _) in ref_arrays.items()}
+    scale = _train_scale(head, first_blocks, canon, seed, near_columns) if near else None
+    keyed = near and near_columns is not None and len(near_columns) < canon.width
+    references = {name: Reference(canon, X, None if keyed else scale) for name, (X, _) in ref_arrays.items()}
+    searches = {name: _KeyedNear(X, near_columns, scale, canon.dtype, seed) if keyed and near_columns else references[name]
+                for name, (X, _) in ref_arrays.items()}
     pairs, within = [], {}
 
     # the streamed split against every reference
-    matches = [_Match(name, references[name], ref_arrays[name][1]) for name in references]
+    matches = [_Match(name, references[name], ref_arrays[name][1], searches[name]) for name in references]
     head_hashes: list[np.ndarray] = []
     head_labels: list[np.ndarray] = []
     n_head, sample = 0, RowSample(seed=seed, total=len(head.arrays[0]) if head.arrays is not None else None)
@@ -225,7 +251,7 @@ def find_leakage(
         within[name] = Within(len(rows), int(firsts.size), True, _conflicting(ids, _label_keys(ref_arrays[name][1])))
         y = ref_arrays[name][1]
         for later in names[i + 1 :]:
-            m = _Match(later, references[later], ref_arrays[later][1])
+            m = _Match(later, references[later], ref_arrays[later][1], searches[later])
             for start in range(0, len(rows), 4096):
                 m.feed(start, rows[start : start + 4096], h[start : start + 4096], y[start : start + 4096], t)
             pairs.append(m.result(name, len(rows), len(references[later].rows), t))
@@ -235,7 +261,7 @@ def find_leakage(
     search = _target_search(sample, ref_arrays.get(names[0]) if names else None, n_head, seed, classification,
                             column_names)
     # the references are done with: a streamed split read again to verify its repeats holds only its reader
-    references = ref_arrays = matches = m = sample = rows = h = y = X = flat = ids = None  # type: ignore[assignment]
+    references = ref_arrays = searches = matches = m = sample = rows = h = y = X = flat = ids = None  # type: ignore[assignment]
     within = {head.name: head_repeats.verify(head, canon), **within}
     failures, kinds = _failures(pairs, search.columns, max_overlap)
     if within_split:  # asked for: repeated rows and conflicting labels inside a split fail too
@@ -290,17 +316,19 @@ def _drain(blocks: list[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.nda
         yield blocks.pop(0)
 
 
-def _train_scale(head: SplitInput, first_blocks: list[tuple[np.ndarray, np.ndarray]], canon: Canon, seed: int) -> Scale:
-    """The train statistics near copies are judged in: from a seeded sample of the rows when train
-    is in memory, else from its first rows (``_start``)."""
+def _train_scale(head: SplitInput, first_blocks: list[tuple[np.ndarray, np.ndarray]], canon: Canon, seed: int,
+                 columns: list[int] | None = None) -> Scale:
+    """The train statistics near copies are judged in (of ``columns`` only, when given): from a
+    seeded sample of the rows when train is in memory, else from its first rows (``_start``)."""
+    pick = (lambda rows: rows) if columns is None else (lambda rows: rows[:, columns])  # noqa: E731
     if head.arrays is not None and len(head.arrays[0]):
-        return Scale(sample_rows(head.arrays[0], seed ^ 0x5EED), canon.dtype)
+        return Scale(pick(np.asarray(sample_rows(head.arrays[0], seed ^ 0x5EED))), canon.dtype)
     parts, n, k = [], 0, stats_rows(canon.width)
     for X, _ in first_blocks:
         if n < k and len(X):
             parts.append(np.asarray(as_rows(X)[: k - n]))
             n += len(parts[-1])
-    return Scale(np.concatenate(parts) if parts else np.zeros((0, canon.width)), canon.dtype)
+    return Scale(pick(np.concatenate(parts) if parts else np.zeros((0, canon.width))), canon.dtype)
 
 
 def _label_keys(y: np.ndarray) -> np.ndarray:

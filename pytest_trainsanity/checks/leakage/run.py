@@ -82,14 +82,18 @@ def run(p: Prepared) -> CheckReport:
     tables = [s for s in p.splits.values() if s.kind.startswith("table")]
     names = tables[0].columns if tables and all(t.columns == tables[0].columns for t in tables) else None  # type: ignore[attr-defined]
     mixed = [c for t in tables for c, k in t.kinds.items() if k not in ("numeric", "bool")]  # type: ignore[attr-defined]
-    near = opts.near_duplicates and not mixed  # a distance needs numbers: exact copies compare every column
+    # a distance needs numbers: in a table with other columns, near copies are judged on its numeric and
+    # bool columns among rows whose other columns are equal (exact copies compare every column)
+    near_columns = ([j for j, c in enumerate(names) if tables[0].kinds[c] in ("numeric", "bool")]  # type: ignore[attr-defined]
+                    if mixed and names is not None else None)
+    near = opts.near_duplicates and (not mixed or names is not None)
 
     def find(widths: dict[str, int] | None) -> leakage.LeakageResult:
         return leakage.find_leakage(
             _inputs(p, widths), near=near, threshold=opts.threshold, column_names=names,
             groups=p.setup.groups, timestamps=p.setup.timestamps,
             classification=p.setup.task == "classification", max_overlap=opts.max_overlap,
-            within_split=opts.within_split, seed=p.settings.seed,
+            within_split=opts.within_split, seed=p.settings.seed, near_columns=near_columns,
         )
 
     try:
@@ -123,9 +127,13 @@ def run(p: Prepared) -> CheckReport:
     metrics["max_copy_fraction"] = worst.copies / worst.n_b if worst and worst.n_b else 0.0
     note = _fields_note(p)
     if mixed and opts.near_duplicates:
-        note = (f"rows are compared by value over every column (strings exactly, categoricals by value, datetimes, "
-                f"bools, numbers); near copies are searched only in all-numeric tables, and this one has "
-                f"{', '.join(repr(c) for c in dict.fromkeys(mixed))}")
+        others = ", ".join(repr(c) for c in dict.fromkeys(mixed))
+        note = ("rows are compared by value over every column (strings exactly, categoricals by value, datetimes, "
+                "bools, numbers); "
+                + (f"near copies are judged on the numeric and bool columns among rows whose other columns ({others}) "
+                   f"are equal" if near_columns else
+                   f"near copies need numeric columns, and this table has none besides {others}; exact copies only")
+                + ("" if names is not None else "; the splits' columns differ, so near copies were not searched"))
     return CheckReport(
         MARKER, result.passed, leakage_message(result, opts.max_overlap, opts.within_split, note), metrics,
         [{"failure": f} for f in result.failures], key=("max_copy_fraction", "target_columns"),

@@ -8,8 +8,8 @@ encoding:
 
 - numbers as their values (ints beyond 2**53 keep a hash of their exact value),
   bools as 0/1, nulls as NaN;
-- strings and binaries as a 53-bit hash of their bytes (a polynomial with random
-  odd 64-bit weights, mixed; two different strings share a code with
+- strings and binaries as a 53-bit hash of their bytes (eight-byte words keyed
+  by their place and mixed, see ``string_codes``; two different strings share a code with
   probability about 2**-53);
 - categoricals (pandas ``category``, arrow dictionaries) by value: the codes of
   their categories' values, so code numbering and category order do not matter;
@@ -220,19 +220,6 @@ def _word_sums(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.
     if len(some):  # empty values have no words (and keep 0)
         sums[some] = np.add.reduceat(_mix(words), first[some])
     return sums
-
-
-def _segment_sum(out: np.ndarray, values: np.ndarray, lengths: np.ndarray) -> None:
-    """Sums of consecutive runs of ``lengths`` uint64 ``values`` (modulo 2**64): cumulative sums, differenced."""
-    csum = np.cumsum(values, dtype=np.uint64)
-    ends = np.cumsum(lengths)
-    nonempty = lengths > 0
-    end_sum = csum[ends[nonempty] - 1]
-    start_sum = np.zeros_like(end_sum)
-    starts = (ends - lengths)[nonempty]
-    has_before = starts > 0
-    start_sum[has_before] = csum[starts[has_before] - 1]
-    out[nonempty] = end_sum - start_sum
 
 
 def column_codes(arr: Any) -> np.ndarray:

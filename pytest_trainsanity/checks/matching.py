@@ -593,7 +593,6 @@ class Reference:
         none = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         if self.scale is None or not self.canon.width or not len(rows) or not len(self.key):
             return none
-        rank = None
         if self.group_values is not None:
             assert groups is not None
             at = np.minimum(np.searchsorted(self.group_values, groups), len(self.group_values) - 1)
@@ -602,7 +601,7 @@ class Reference:
                 return none
             ia, ib, d = self._close(rows[present], threshold, at[present])
             return present[ia], ib, d
-        return self._close(rows, threshold, rank)
+        return self._close(rows, threshold, None)
 
     def _close(self, rows: np.ndarray | Rows, threshold: float,
                rank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

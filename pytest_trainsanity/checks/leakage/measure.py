@@ -120,7 +120,8 @@ class _KeyedNear:
 
     def __init__(self, X: np.ndarray, numeric: list[int], scale: Scale | None, dtype: np.dtype, seed: int) -> None:
         self.numeric = numeric
-        self.others = [j for j in range(X.shape[1]) if j not in set(numeric)]
+        chosen = set(numeric)
+        self.others = [j for j in range(X.shape[1]) if j not in chosen]
         self.key = Canon(dtype, len(self.others), seed=seed ^ 0x6EED)
         self.ref = Reference(Canon(dtype, len(numeric), seed=seed ^ 0x5EED), np.ascontiguousarray(X[:, numeric]), scale,
                              groups=self.key.hashes(np.ascontiguousarray(X[:, self.others])))

@@ -128,12 +128,14 @@ def run(p: Prepared) -> CheckReport:
     note = _fields_note(p)
     if mixed and opts.near_duplicates:
         others = ", ".join(repr(c) for c in dict.fromkeys(mixed))
+        if names is None:
+            rule = "the splits' columns differ, so near copies were not searched (exact copies only)"
+        elif near_columns:
+            rule = f"near copies are judged on the numeric and bool columns among rows whose other columns ({others}) are equal"
+        else:
+            rule = f"near copies need numeric columns, and this table has only {others}; exact copies only"
         note = ("rows are compared by value over every column (strings exactly, categoricals by value, datetimes, "
-                "bools, numbers); "
-                + (f"near copies are judged on the numeric and bool columns among rows whose other columns ({others}) "
-                   f"are equal" if near_columns else
-                   f"near copies need numeric columns, and this table has none besides {others}; exact copies only")
-                + ("" if names is not None else "; the splits' columns differ, so near copies were not searched"))
+                "bools, numbers); " + rule)
     return CheckReport(
         MARKER, result.passed, leakage_message(result, opts.max_overlap, opts.within_split, note), metrics,
         [{"failure": f} for f in result.failures], key=("max_copy_fraction", "target_columns"),

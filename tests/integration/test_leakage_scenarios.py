@@ -97,3 +97,37 @@ def test_leakage_scenarios(project: pytest.Pytester) -> None:
 
 def m_of(checks: dict, name: str) -> dict:
     return checks[name]["metrics"]
+
+
+DENSE = """
+import numpy as np
+import pytest
+from pytest_trainsanity import TrainSetup
+
+
+@pytest.fixture
+def dense():
+    r = np.random.default_rng(0)
+    return TrainSetup(train=(r.standard_normal((50_000, 2)), r.integers(0, 2, 50_000)),
+                      val=(r.standard_normal((5_000, 2)), r.integers(0, 2, 5_000)))
+
+
+@pytest.mark.no_leakage(setup="dense")
+def test_dense_chance_neighbours():
+    pass
+"""
+
+
+def test_chance_neighbours_of_dense_data_pass_and_say_why(pytester: pytest.Pytester) -> None:
+    """Two features, 50,000 train rows, 5,000 fresh val rows: thousands of val rows have a train row
+    within 0.01 train stds by chance. The gate passes and says what it measured and why it did not
+    count them (no false alarm on dense data; exact copies are still copies: tests/unit)."""
+    pytester.makepyfile(test_dense=DENSE)
+    res = run(pytester, "--trainsanity-explain")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines([
+        "*no_leakage passed*",
+        "*near copies are not counted: chance neighbours give as many at this density (* of 2048 sampled val rows have "
+        "a near, non-identical val row, so about * val rows would have a near train row by chance among 50,000, in "
+        "about * near pairs; found *); a smaller threshold= tells true copies apart*",
+    ])

@@ -220,3 +220,31 @@ def test_a_stream_that_changes_dtype_matches_values_it_holds_only() -> None:
     val = np.array([[1, 2], [-9223372036854775803, 2]], np.int64)  # the uint64 row's bits, as int64
     assert find_leakage([stream("train", ints), arrays("val", val, np.zeros(2, int))], near=False,
                         classification=False).pairs[0].exact_b.tolist() == [0]
+
+
+def test_chance_neighbours_in_dense_data_are_not_counted_as_near_copies() -> None:
+    """A fixed threshold in a large table of two features finds distinct rows that close by chance:
+    50,000 train rows, 5,000 fresh val rows from the same distribution, no copy planted, yet
+    thousands of val rows have a train row within 0.01 train stds. val's own density (its rows'
+    near neighbours within val) predicts that many: they are not counted and the check passes. A
+    copy planted in sparse data is still counted (one val row of 300, 8 features)."""
+    rng = np.random.default_rng(0)
+    train, val = rng.standard_normal((50_000, 2)), rng.standard_normal((5_000, 2))
+    yt, yv = rng.integers(0, 2, 50_000), rng.integers(0, 2, 5_000)
+    report = check_leakage(TrainSetup(train=(train, yt), val=(val, yv)))
+    m = report.metrics
+    assert m["train_val_near"] > 1_000 and not m["train_val_near_counted"]
+    assert 0.5 * m["train_val_near"] < m["train_val_near_chance"] < 2 * m["train_val_near"]
+    assert report.passed, report.message
+    assert "near copies are not counted: chance neighbours give as many at this density" in report.message
+
+    val[:30] = train[:30]  # exact copies are still copies
+    report = check_leakage(TrainSetup(train=(train, yt), val=(val, yv)))
+    assert not report.passed and m["train_val_near"] > 1_000 and report.metrics["train_val_copies"] == 30
+
+    sparse = rng.standard_normal((1_200, 8))
+    near_val = rng.standard_normal((300, 8))
+    near_val[0] = sparse[7] + 1e-4
+    report = check_leakage(TrainSetup(train=(sparse, rng.integers(0, 2, 1_200)), val=(near_val, rng.integers(0, 2, 300))))
+    assert report.metrics["train_val_near"] == 1 and report.metrics["train_val_near_counted"]
+    assert not report.passed and report.metrics["train_val_near_chance"] == 0.0

@@ -16,9 +16,11 @@ import numpy as np
 from .matching import (
     NEAR_THRESHOLD,
     Canon,
+    Chance,
     Reference,
     Scale,
     as_rows,
+    chance_neighbours,
     common_dtype,
     group_ids,
     sample_rows,
@@ -78,10 +80,18 @@ class CrossSplit:
     near_pairs: list[tuple[int, int]] = field(default_factory=list)
     near_threshold: float = NEAR_THRESHOLD  # RMS difference in train (a) standard deviations per feature
     near_sampled: float = 1.0  # fraction of b rows searched for near copies
+    near_pair_count: int = 0  # (b row, a row) near pairs, b not an exact copy
+    n_a: int = 0  # rows of a searched
+    chance: Chance = field(default_factory=Chance)  # what a's density gives (measured when near copies are found)
+
+    @property
+    def near_counted(self) -> bool:
+        """Whether the near copies count as overlap: not when a's own density explains them."""
+        return not self.chance.explains(len(self.near_b), self.near_pair_count)
 
     @property
     def overlap_b(self) -> np.ndarray:
-        return np.union1d(self.exact_b, self.near_b)
+        return np.union1d(self.exact_b, self.near_b) if self.near_counted else self.exact_b
 
     @property
     def fraction(self) -> float:
@@ -118,4 +128,6 @@ def cross_split(
     first = np.unique(nb, return_index=True)[1]
     near_b = nb[first]
     near_pairs = list(zip(na[first][:examples].tolist(), near_b[:examples].tolist()))
-    return CrossSplit(len(Xb), exact_b, pairs, conflicts, near_b, near_pairs, threshold)
+    chance = chance_neighbours(ref, Xa, threshold, len(Xb), len(Xa)) if len(near_b) else Chance()
+    return CrossSplit(len(Xb), exact_b, pairs, conflicts, near_b, near_pairs, threshold,
+                      near_pair_count=len(nb), n_a=len(Xa), chance=chance)

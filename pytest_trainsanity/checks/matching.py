@@ -50,8 +50,9 @@ verified in float64 on the full rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from collections.abc import Iterator
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -659,6 +660,56 @@ class Reference:
             if first < last:
                 yield sub, first, last, reach, big
             begin = end
+
+
+CHANCE_SAMPLE = 2048  # reference rows searched against their own split for the chance-neighbour rate
+CHANCE_MIN_HITS = 5  # sampled rows with a near neighbour in their own split before density is believed
+
+
+@dataclass(frozen=True)
+class Chance:
+    """Near neighbours that density alone gives: a fixed threshold in a large table of few
+    features finds distinct rows that close by chance. Measured on a seeded sample of a split's
+    rows searched against that split itself (``chance_neighbours``)."""
+
+    hits: int = 0  # sampled rows with a near, non-identical other row in their split
+    sampled: int = 0
+    rows: float = 0.0  # query rows expected to have a near row by chance
+    pairs: float = 0.0  # near pairs expected by chance
+
+    def explains(self, near_rows: int, near_pairs: int) -> bool:
+        """Whether density explains ``near_rows`` query rows with a near copy (in ``near_pairs``
+        pairs): enough sampled rows have such a neighbour to say the data is that dense; the pairs
+        found are about as many as density gives (a tight cluster of copied rows gives far fewer
+        than its own closeness predicts); and the rows are not clearly more than chance gives."""
+        dense = self.hits >= CHANCE_MIN_HITS and near_pairs >= 0.25 * self.pairs
+        return dense and near_rows <= self.rows + 3 * math.sqrt(self.rows) + 1
+
+    def words(self, split: str, queries: str, other: str, population: int, found_pairs: int) -> str:
+        """The evidence as a message gives it (density measured on ``split``; ``queries`` rows matched
+        against ``population`` rows of ``other``)."""
+        return (f"{self.hits} of {self.sampled} sampled {split} rows have a near, non-identical {split} row, so about "
+                f"{self.rows:,.0f} {queries} rows would have a near {other} row by chance among {population:,}, in "
+                f"about {self.pairs:,.0f} near pairs; found {found_pairs:,}")
+
+
+def chance_neighbours(search: Any, rows: np.ndarray, threshold: float, queries: int, population: int,
+                      seed: int = SEED) -> Chance:
+    """``Chance`` for ``queries`` rows matched against ``population`` rows, from the density of
+    ``rows`` (the split ``search`` holds): a seeded sample of them searched against it. Its rate r
+    of rows with a near, non-identical other row among n - 1, and its mean count c of them, give
+    ``queries * (1 - (1 - r)^(population / (n - 1)))`` rows and ``queries * c * population / (n - 1)``
+    pairs for the same density."""
+    n = len(rows)
+    if n < 2:
+        return Chance()
+    pick = np.sort(np.random.default_rng(seed ^ 0xC4A7CE).choice(n, min(n, CHANCE_SAMPLE), replace=False))
+    ia, ib, d = search.close(as_rows(rows)[pick], threshold)
+    other = (pick[ia] != ib) & (d > 0)  # not itself, not an identical row (a repeat, not density)
+    hits = len(np.unique(ia[other]))
+    rate, scale = hits / len(pick), population / (n - 1)
+    expected = queries * (1.0 - (1.0 - rate) ** scale) if rate < 1 else float(queries)
+    return Chance(hits, len(pick), expected, queries * float(other.sum()) / len(pick) * scale)
 
 
 def sort_hashes(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

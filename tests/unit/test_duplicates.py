@@ -230,3 +230,21 @@ def test_cross_and_within_split_use_no_leakages_definitions() -> None:
     assert offset.near_b.tolist() == [1] and offset.near_threshold == 0.01
     tiny = A * 1e-170
     assert cross_split(tiny, tiny[:4] * (1 + 1e-4)).near_b.tolist() == [0, 1, 2, 3]
+
+
+def test_cross_split_near_copies_that_train_density_explains_are_not_overlap() -> None:
+    """10,000 train and 5,000 fresh val points in 2 features: thousands of val points lie within
+    0.01 train stds of a train point by chance. Train's own density predicts as many (rows and
+    pairs), so they are not overlap; an exact copy still is, and so is a near copy in sparse data."""
+    rng = np.random.default_rng(1)
+    train, val = rng.standard_normal((10_000, 2)), rng.standard_normal((5_000, 2))
+    val[:3] = train[:3]
+    c = cross_split(train, val)
+    assert len(c.near_b) > 500 and not c.near_counted
+    assert 0.5 * len(c.near_b) < c.chance.rows < 2 * len(c.near_b) and 0.5 * c.near_pair_count < c.chance.pairs
+    assert c.overlap_b.tolist() == [0, 1, 2] and c.fraction == 3 / 5_000
+    sparse = rng.standard_normal((2_000, 8))
+    near = rng.standard_normal((300, 8))
+    near[5] = sparse[9] + 1e-4
+    c = cross_split(sparse, near)
+    assert c.near_b.tolist() == [5] and c.near_counted and c.overlap_b.tolist() == [5]

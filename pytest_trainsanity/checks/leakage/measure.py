@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
@@ -26,10 +25,12 @@ from ..matching import (
     NEAR_THRESHOLD,
     WIDE,
     Canon,
+    Chance,
     Reference,
     Scale,
     WidthMismatch,
     as_rows,
+    chance_neighbours,
     common_dtype,
     group_ids,
     sample_rows,
@@ -39,8 +40,6 @@ from ..matching import (
 )
 
 EXAMPLES = 5
-CHANCE_SAMPLE = 2048  # reference rows searched against their own split for the chance-neighbour rate
-CHANCE_MIN_HITS = 5  # sampled rows with a near neighbour in their own split before density is believed
 
 Blocks = Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
 
@@ -76,20 +75,12 @@ class PairLeak:
     earliest_b: Any = None
 
     near_pair_count: int = 0  # (a row, b row) near pairs, b not an exact copy
-    near_chance: float = 0.0  # b rows with a near a row that chance neighbours would give at this density (_chance)
-    near_pairs_expected: float = 0.0  # near pairs that density would give
-    near_self: tuple[int, int] = (0, 0)  # (sampled b rows with a near, non-identical b neighbour, rows sampled)
+    chance: Chance = field(default_factory=Chance)  # what b's density gives (measured when near copies are found)
 
     @property
     def near_counted(self) -> bool:
-        """Whether the near copies count as copies. They do not only when density explains them:
-        enough of b's own rows have near, non-identical neighbours in b to say b is that dense; the
-        near pairs are about as many as that density gives (a few copies among many pairs; a tight
-        cluster of copied rows gives far fewer pairs than its own closeness would predict, and
-        counts); and the b rows with a near a row are not clearly more than chance gives."""
-        e = self.near_chance
-        dense = self.near_self[0] >= CHANCE_MIN_HITS and self.near_pair_count >= 0.25 * self.near_pairs_expected
-        return not dense or len(self.near_b) > e + 3 * math.sqrt(e) + 1
+        """Whether the near copies count as copies: not when b's own density explains them."""
+        return not self.chance.explains(len(self.near_b), self.near_pair_count)
 
     @property
     def copies(self) -> int:
@@ -299,25 +290,9 @@ def find_leakage(
 
 
 def _chance(pair: PairLeak, search: Reference | _KeyedNear, rows_b: np.ndarray, threshold: float | None, seed: int) -> None:
-    """How many near copies chance neighbours give at this density: a fixed threshold in a large
-    table of few numeric columns finds distinct rows that close by chance. A seeded sample of b's
-    rows is searched against b itself; the rate r at which a row has a near, non-identical other
-    row among b's n_b - 1 gives, for the same density, 1 - (1 - r)^(n_a / (n_b - 1)) of b's rows
-    with a chance neighbour among a's n_a rows, and its mean count of such neighbours, times
-    n_a / (n_b - 1), the near pairs to expect. Only when near copies were found."""
-    n_b = len(rows_b)
-    if threshold is None or not len(pair.near_b) or n_b < 2:
-        return
-    rng = np.random.default_rng(seed ^ 0xC4A7CE)
-    pick = np.sort(rng.choice(n_b, min(n_b, CHANCE_SAMPLE), replace=False))
-    ia, ib, d = search.close(as_rows(rows_b)[pick], threshold)
-    other = (pick[ia] != ib) & (d > 0)  # not itself, not an identical row (a repeat, not density)
-    hits = len(np.unique(ia[other]))
-    pair.near_self = (hits, len(pick))
-    rate = hits / len(pick)
-    scale = pair.n_a / (n_b - 1)  # a's rows per other b row: the same density gives this many times the neighbours
-    pair.near_chance = n_b * (1.0 - (1.0 - rate) ** scale) if rate < 1 else float(n_b)
-    pair.near_pairs_expected = n_b * float(other.sum()) / len(pick) * scale
+    """b's density (``chance_neighbours``), measured only when near copies were found."""
+    if threshold is not None and len(pair.near_b):
+        pair.chance = chance_neighbours(search, rows_b, threshold, pair.n_b, pair.n_a, seed)
 
 
 def _target_search(sample: RowSample, val: tuple[np.ndarray, np.ndarray] | None, n: int, seed: int,

@@ -19,7 +19,7 @@ from ...spec import TrainSetup
 from ..features import TargetSearch
 from ..labels import NonFiniteLabels, require_finite
 from ..runner import Prepared, prepare_model_free
-from ..matching import NEAR_DEFINITION, WidthMismatch, near_words
+from ..matching import CHANCE_MIN_HITS, NEAR_DEFINITION, WidthMismatch, near_words
 from . import measure as leakage
 
 MARKER = "no_leakage"
@@ -115,9 +115,9 @@ def run(p: Prepared) -> CheckReport:
             f"{key}_exact": len(pair.exact_b), f"{key}_near": len(pair.near_b), f"{key}_copies": pair.copies,
             f"{key}_copy_fraction": pair.copies / pair.n_b if pair.n_b else 0.0,
             f"{key}_label_conflicts": pair.conflicts, f"{key}_group_rows": pair.group_rows_b,
-            f"{key}_temporal_rows": pair.temporal_rows_b, f"{key}_near_chance": round(pair.near_chance, 1),
+            f"{key}_temporal_rows": pair.temporal_rows_b, f"{key}_near_chance": round(pair.chance.rows, 1),
             f"{key}_near_counted": pair.near_counted, f"{key}_near_pairs": pair.near_pair_count,
-            f"{key}_near_pairs_expected": round(pair.near_pairs_expected, 1),
+            f"{key}_near_pairs_expected": round(pair.chance.pairs, 1),
         })
     for name, w in result.within.items():
         metrics[f"{name}_repeated_rows"] = w.repeats
@@ -236,10 +236,8 @@ def _pair_text(p: leakage.PairLeak) -> str:
         parts.append(f"exact examples ({p.a}, {p.b}): {p.exact_pairs}")
     if p.near_pairs:
         parts.append("near examples: " + ", ".join(f"({x}, {z}) at {d:.2g}" for x, z, d in p.near_pairs))
-    if len(p.near_b) and p.near_self[0] >= leakage.CHANCE_MIN_HITS:
-        density = (f"{p.near_self[0]} of {p.near_self[1]} sampled {p.b} rows have a near, non-identical {p.b} row, so "
-                   f"about {p.near_chance:,.0f} {p.b} rows would have a near {p.a} row by chance among {p.n_a:,}, in "
-                   f"about {p.near_pairs_expected:,.0f} near pairs; found {p.near_pair_count:,}")
+    if len(p.near_b) and p.chance.hits >= CHANCE_MIN_HITS:
+        density = p.chance.words(p.b, p.b, p.a, p.n_a, p.near_pair_count)
         parts.append(f"near copies counted: not what chance neighbours give ({density})" if p.near_counted else
                      f"the {len(p.near_b)} near copies are not counted: chance neighbours give as many at this density "
                      f"({density}); a smaller threshold= tells true copies apart")

@@ -145,7 +145,12 @@ def _overlap(m: OverfitMeasurements) -> Cause | None:
     sampled = f" (near search on {pct(c.near_sampled)} of val)" if c.near_sampled < 1 else ""
     if m.sampled:
         sampled += " (between the eval samples)"
-    if n_exact + n_near == 0:
+    if n_near and not c.near_counted:
+        evidence = (f"{n_exact} of {c.n_b} val samples ({pct(frac)}) also occur in train exactly; {n_near} more have a "
+                    f"near train sample ({near_words(c.near_threshold)}){sampled}, but chance neighbours give as many at "
+                    f"this density ({c.chance.words('train', 'val', 'train', c.n_a, c.near_pair_count)}), "
+                    f"so they are not counted")
+    elif n_exact + n_near == 0:
         evidence = f"no val sample occurs in train (exact, or near: {near_words(c.near_threshold)}){sampled}"
     else:
         evidence = (f"{n_exact + n_near} of {c.n_b} val samples ({pct(frac)}) also occur in train: "

@@ -22,7 +22,9 @@ from .matching import (
     as_rows,
     chance_neighbours,
     common_dtype,
+    few_values,
     group_ids,
+    repeat_chance,
     sample_rows,
     width_of,
 )
@@ -83,6 +85,9 @@ class CrossSplit:
     near_pair_count: int = 0  # (b row, a row) near pairs, b not an exact copy
     n_a: int = 0  # rows of a searched
     chance: Chance = field(default_factory=Chance)  # what a's density gives (measured when near copies are found)
+    exact_pair_count: int = 0  # (b row, a row) pairs of equal rows
+    exact_chance: Chance = field(default_factory=Chance)  # equal rows by chance: set only when a's features take few values
+    few_values: int = 0  # the most distinct values a feature of a takes (in a sample), when all take few
 
     @property
     def near_counted(self) -> bool:
@@ -90,8 +95,15 @@ class CrossSplit:
         return not self.chance.explains(len(self.near_b), self.near_pair_count)
 
     @property
+    def exact_counted(self) -> bool:
+        """Whether the exact copies count as overlap: not when every feature takes few values and a's
+        own repeats explain them."""
+        return not self.exact_chance.explains(len(self.exact_b), self.exact_pair_count)
+
+    @property
     def overlap_b(self) -> np.ndarray:
-        return np.union1d(self.exact_b, self.near_b) if self.near_counted else self.exact_b
+        exact = self.exact_b if self.exact_counted else self.exact_b[:0]
+        return np.union1d(exact, self.near_b) if self.near_counted else exact
 
     @property
     def fraction(self) -> float:
@@ -118,8 +130,11 @@ def cross_split(
         conflicts = int(np.sum(np.any(
             ya[a_of_b].reshape(len(a_of_b), -1) != yb[exact_b].reshape(len(exact_b), -1), axis=1)))
     pairs = list(zip(a_of_b[:examples].tolist(), exact_b[:examples].tolist()))
+    few = few_values(Xa) if len(exact_b) else 0
+    exact = {"exact_pair_count": len(ib), "few_values": few, "n_a": len(Xa),
+             "exact_chance": repeat_chance(row_ids(Xa), len(Xb), len(Xa)) if few else Chance()}
     if not near:
-        return CrossSplit(len(Xb), exact_b, pairs, conflicts, near_threshold=threshold)
+        return CrossSplit(len(Xb), exact_b, pairs, conflicts, near_threshold=threshold, **exact)
     nb, na, dist = ref.close(rows, threshold)
     fresh = ~np.isin(nb, exact_b)
     nb, na, dist = nb[fresh], na[fresh], dist[fresh]
@@ -130,4 +145,4 @@ def cross_split(
     near_pairs = list(zip(na[first][:examples].tolist(), near_b[:examples].tolist()))
     chance = chance_neighbours(ref, Xa, threshold, len(Xb), len(Xa)) if len(near_b) else Chance()
     return CrossSplit(len(Xb), exact_b, pairs, conflicts, near_b, near_pairs, threshold,
-                      near_pair_count=len(nb), n_a=len(Xa), chance=chance)
+                      near_pair_count=len(nb), chance=chance, **exact)

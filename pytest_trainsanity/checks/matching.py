@@ -693,7 +693,7 @@ class Chance:
                 f"about {self.pairs:,.0f} near pairs; found {found_pairs:,}")
 
 
-def chance_neighbours(search: Any, rows: np.ndarray, threshold: float, queries: int, population: int,
+def chance_neighbours(search: Any, rows: np.ndarray | Rows, threshold: float, queries: int, population: int,
                       seed: int = SEED) -> Chance:
     """``Chance`` for ``queries`` rows matched against ``population`` rows, from the density of
     ``rows`` (the split ``search`` holds): a seeded sample of them searched against it. Its rate r
@@ -704,12 +704,50 @@ def chance_neighbours(search: Any, rows: np.ndarray, threshold: float, queries: 
     if n < 2:
         return Chance()
     pick = np.sort(np.random.default_rng(seed ^ 0xC4A7CE).choice(n, min(n, CHANCE_SAMPLE), replace=False))
-    ia, ib, d = search.close(as_rows(rows)[pick], threshold)
+    ia, ib, d = search.close((rows if isinstance(rows, Rows) else as_rows(rows))[pick], threshold)
     other = (pick[ia] != ib) & (d > 0)  # not itself, not an identical row (a repeat, not density)
     hits = len(np.unique(ia[other]))
     rate, scale = hits / len(pick), population / (n - 1)
     expected = queries * (1.0 - (1.0 - rate) ** scale) if rate < 1 else float(queries)
     return Chance(hits, len(pick), expected, queries * float(other.sum()) / len(pick) * scale)
+
+
+FEW_VALUES = 32  # a feature with at most this many distinct values (in a sample of the split) takes few values
+FEW_VALUES_SAMPLE = 4096
+
+
+def few_values(rows: np.ndarray | Rows, seed: int = SEED) -> int:
+    """The most distinct values any feature takes in a seeded sample of ``rows`` when every feature
+    takes at most ``FEW_VALUES`` (one-hot, binary, a handful of categories or bands); 0 otherwise."""
+    n = len(rows)
+    if not n:
+        return 0
+    pick = np.sort(np.random.default_rng(seed ^ 0xFE3).choice(n, min(n, FEW_VALUES_SAMPLE), replace=False))
+    sample = np.asarray((rows if isinstance(rows, Rows) else as_rows(rows))[pick])
+    if sample.ndim != 2 or not sample.shape[1]:
+        return 0
+    widest = 0
+    for j in range(sample.shape[1]):
+        widest = max(widest, len(np.unique(sample[:, j])))
+        if widest > FEW_VALUES:
+            return 0
+    return widest
+
+
+def repeat_chance(ids: np.ndarray, queries: int, population: int) -> Chance:
+    """Equal rows by chance in a small feature space, as ``chance_neighbours`` for near ones: the rate
+    of a split's rows with an equal other row (``ids``: one per row, shared by equal rows) and their
+    mean count give the ``queries`` rows and the pairs equal to one of ``population`` rows by chance.
+    Meaningful only where every feature takes few values (``few_values``): with a continuous
+    feature, equal rows are duplication, not chance."""
+    n = len(ids)
+    if n < 2:
+        return Chance()
+    size = np.bincount(ids)[ids]  # each row's group of equal rows
+    twins = size > 1
+    rate, scale = float(twins.mean()), population / (n - 1)
+    rows = queries * (1.0 - (1.0 - rate) ** scale) if rate < 1 else float(queries)
+    return Chance(int(twins.sum()), n, rows, queries * float((size - 1).mean()) * scale)
 
 
 def sort_hashes(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

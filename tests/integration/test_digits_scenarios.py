@@ -132,8 +132,9 @@ def test_dense_two_feature_data_is_not_called_train_val_overlap(pytester: pytest
     res.assert_outcomes(passed=1)
     res.stdout.fnmatch_lines([
         "*no_epoch1_overfit passed: * no train/val overlap.",
-        "*train/val overlap: 0 of 5000 val samples (0.0%) also occur in train exactly; * more have a near train sample "
-        "(RMS difference <= 0.01 train standard deviations per feature)*, but chance neighbours give as many at this "
-        "density (* of 2048 sampled train rows have a near, non-identical train row, so about * val rows would have a "
-        "near train row by chance among 10,000, in about * near pairs; found *), so they are not counted",
+        "*train/val overlap: no val sample counts as a copy of a train sample (exact, or near: RMS difference <= 0.01 "
+        "train standard deviations per feature) (between the eval samples); not counted: * val samples have a near "
+        "train sample (RMS difference <= 0.01 train standard deviations per feature), but chance neighbours give as "
+        "many at this density (* of 2048 sampled train rows have a near, non-identical train row, so about * val rows "
+        "would have a near train row by chance among 10,000, in about * near pairs; found *)",
     ])

@@ -131,3 +131,40 @@ def test_chance_neighbours_of_dense_data_pass_and_say_why(pytester: pytest.Pytes
         "a near, non-identical val row, so about * val rows would have a near train row by chance among 50,000, in "
         "about * near pairs; found *); a smaller threshold= tells true copies apart*",
     ])
+
+
+CATEGORICAL = """
+import numpy as np
+import pandas as pd
+import pytest
+from pytest_trainsanity import TrainSetup
+
+
+@pytest.fixture
+def bands():
+    r = np.random.default_rng(0)
+    df = pd.DataFrame({"plan": r.choice(["basic", "pro", "max"], 3_000), "region": r.choice(list("nsew"), 3_000),
+                       "age_band": r.integers(0, 6, 3_000), "churned": r.integers(0, 2, 3_000)})
+    return TrainSetup(train=df.iloc[:2_500], val=df.iloc[2_500:], target="churned")
+
+
+@pytest.mark.no_leakage(setup="bands")
+def test_categorical_bands():
+    pass
+"""
+
+
+def test_equal_rows_of_a_categorical_table_pass_and_say_why(pytester: pytest.Pytester) -> None:
+    """Three categorical / banded columns (72 possible rows): every val row equals some train row by
+    chance. This failed as "500 copies of 500 val samples (100.0%)"; the gate now passes and points
+    to what can find leakage in such a table (entity ids, times)."""
+    pytester.makepyfile(test_bands=CATEGORICAL)
+    res = run(pytester, "--trainsanity-explain")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines([
+        "*no_leakage passed*",
+        "*the 500 exact copies (and their label conflicts) are not counted: in so small a feature space equal rows "
+        "recur by chance (every feature takes at most * values, and * of 500 val rows equal another val row, so about "
+        "* val rows would equal a train row by chance among 2,500, in about * equal pairs; found *); to find leakage "
+        "here, give the entity ids (groups=) or times (timestamps=)*",
+    ])

@@ -248,3 +248,37 @@ def test_chance_neighbours_in_dense_data_are_not_counted_as_near_copies() -> Non
     report = check_leakage(TrainSetup(train=(sparse, rng.integers(0, 2, 1_200)), val=(near_val, rng.integers(0, 2, 300))))
     assert report.metrics["train_val_near"] == 1 and report.metrics["train_val_near_counted"]
     assert not report.passed and report.metrics["train_val_near_chance"] == 0.0
+
+
+def test_equal_rows_in_a_small_feature_space_are_not_counted_as_copies() -> None:
+    """Five binary features (32 possible rows): every one of 200 val rows equals some train row, and
+    none is a copy. val's own repeats predict as many, so they are not counted; the same exact
+    copies with one continuous feature beside them are copies again (there, equal rows are
+    duplication, not chance), and so are planted copies in that data."""
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 2, (1_200, 5)).astype(float), rng.integers(0, 2, 1_200)
+    report = check_leakage(TrainSetup(train=(X[:1_000], y[:1_000]), val=(X[1_000:], y[1_000:])))
+    m = report.metrics
+    assert report.passed and m["train_val_exact"] == 200 and not m["train_val_exact_counted"], report.message
+    assert m["train_val_copies"] == 0 and 150 < m["train_val_exact_chance"] <= 200
+    assert ("the 200 exact copies (and their label conflicts) are not counted: in so small a feature space equal rows "
+            "recur by chance (every feature takes at most 2 values") in report.message
+    Z = np.column_stack([X, rng.standard_normal(1_200)])
+    Z[1_000:1_030] = Z[:30]
+    report = check_leakage(TrainSetup(train=(Z[:1_000], y[:1_000]), val=(Z[1_000:], y[1_000:])))
+    assert not report.passed and report.metrics["train_val_copies"] == 30 and report.metrics["train_val_exact_counted"]
+
+
+def test_overfit_overlap_leaves_out_equal_rows_of_a_small_feature_space() -> None:
+    """The same for no_epoch1_overfit's train/val overlap (``cross_split``): one-hot rows recur by
+    chance; train's own repeats say so."""
+    from pytest_trainsanity.checks.duplicates import cross_split
+
+    rng = np.random.default_rng(2)
+    onehot = np.eye(6)[rng.integers(0, 6, 1_500)]
+    c = cross_split(onehot[:1_200], onehot[1_200:])
+    assert len(c.exact_b) == 300 and not c.exact_counted and c.fraction == 0.0 and c.few_values == 2
+    wide = np.column_stack([onehot, rng.standard_normal(1_500)])
+    wide[1_200:1_210] = wide[:10]
+    c = cross_split(wide[:1_200], wide[1_200:])
+    assert c.exact_counted and c.overlap_b.tolist() == list(range(10))

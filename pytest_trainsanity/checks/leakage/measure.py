@@ -32,7 +32,9 @@ from ..matching import (
     as_rows,
     chance_neighbours,
     common_dtype,
+    few_values,
     group_ids,
+    repeat_chance,
     sample_rows,
     stats_rows,
     wide_form,
@@ -76,6 +78,9 @@ class PairLeak:
 
     near_pair_count: int = 0  # (a row, b row) near pairs, b not an exact copy
     chance: Chance = field(default_factory=Chance)  # what b's density gives (measured when near copies are found)
+    exact_pair_count: int = 0  # (a row, b row) pairs of equal rows
+    exact_chance: Chance = field(default_factory=Chance)  # equal rows by chance: set only when b's features take few values
+    few_values: int = 0  # the most distinct values a feature of b takes (in a sample), when all take few
 
     @property
     def near_counted(self) -> bool:
@@ -83,12 +88,19 @@ class PairLeak:
         return not self.chance.explains(len(self.near_b), self.near_pair_count)
 
     @property
+    def exact_counted(self) -> bool:
+        """Whether the exact copies (and their label conflicts) count: not when every feature takes few
+        values and b's own repeats explain them (equal rows recur by chance in a small feature space)."""
+        return not self.exact_chance.explains(len(self.exact_b), self.exact_pair_count)
+
+    @property
     def copies(self) -> int:
-        return len(np.union1d(self.exact_b, self.near_b)) if self.near_counted else len(self.exact_b)
+        exact = self.exact_b if self.exact_counted else self.exact_b[:0]
+        return len(np.union1d(exact, self.near_b)) if self.near_counted else len(exact)
 
     def counts(self) -> dict[str, int]:
-        return {"copies": self.copies, "label_conflicts": self.conflicts, "group_rows": self.group_rows_b,
-                "temporal_rows": self.temporal_rows_b}
+        return {"copies": self.copies, "label_conflicts": self.conflicts if self.exact_counted else 0,
+                "group_rows": self.group_rows_b, "temporal_rows": self.temporal_rows_b}
 
 
 @dataclass
@@ -171,7 +183,8 @@ class _Match:
         ea, eb, conflict = ea[order], eb[order], conflict[order]
         first = np.unique(eb, return_index=True)[1]
         leak = PairLeak(a, self.ref_name, n_a, n_b, exact_b=eb[first],
-                        exact_pairs=list(zip(ea[first][:EXAMPLES].tolist(), eb[first][:EXAMPLES].tolist())))
+                        exact_pairs=list(zip(ea[first][:EXAMPLES].tolist(), eb[first][:EXAMPLES].tolist())),
+                        exact_pair_count=len(eb))
         bad = np.unique(eb[conflict])
         leak.conflicts = len(bad)
         pos = np.flatnonzero(conflict)
@@ -248,8 +261,10 @@ def find_leakage(
         sample.feed(X, y)
         n_head += len(X)
     pairs += [m.result(head.name, n_head, len(ref_arrays[m.ref_name][0]), t) for m in matches]
+    ref_groups = {name: group_ids(ref.hashes, ref.rows, canon) for name, ref in references.items()}
     for pair in pairs:
         _chance(pair, searches[pair.b], ref_arrays[pair.b][0], t, seed)
+        _exact_chance(pair, references[pair.b].rows, ref_groups[pair.b][0], seed)
     all_hashes = np.concatenate(head_hashes) if head_hashes else np.zeros(0, np.uint64)
     head_hashes.clear()  # each block's array freed as soon as the whole is built (never both at once for long)
     all_labels = np.concatenate(head_labels) if head_labels else np.zeros(0)
@@ -261,7 +276,7 @@ def find_leakage(
     names = list(references)
     for i, name in enumerate(names):
         rows, h = references[name].rows, references[name].hashes
-        ids, firsts = group_ids(h, rows, canon)
+        ids, firsts = ref_groups[name]
         within[name] = Within(len(rows), int(firsts.size), True, _conflicting(ids, _label_keys(ref_arrays[name][1])))
         y = ref_arrays[name][1]
         for later in names[i + 1 :]:
@@ -270,13 +285,14 @@ def find_leakage(
                 m.feed(start, rows[start : start + 4096], h[start : start + 4096], y[start : start + 4096], t)
             pairs.append(m.result(name, len(rows), len(references[later].rows), t))
             _chance(pairs[-1], searches[later], ref_arrays[later][0], t, seed)
+            _exact_chance(pairs[-1], references[later].rows, ref_groups[later][0], seed)
 
     for pair in pairs:
         _groups_and_time(pair, groups, timestamps)
     search = _target_search(sample, ref_arrays.get(names[0]) if names else None, n_head, seed, classification,
                             column_names)
     # the references are done with: a streamed split read again to verify its repeats holds only its reader
-    references = ref_arrays = searches = matches = m = sample = rows = h = y = X = flat = ids = None  # type: ignore[assignment]
+    references = ref_arrays = searches = ref_groups = matches = m = sample = rows = h = y = X = flat = ids = None  # type: ignore[assignment]
     within = {head.name: head_repeats.verify(head, canon), **within}
     failures, kinds = _failures(pairs, search.columns, max_overlap)
     if within_split:  # asked for: repeated rows and conflicting labels inside a split fail too
@@ -293,6 +309,15 @@ def _chance(pair: PairLeak, search: Reference | _KeyedNear, rows_b: np.ndarray, 
     """b's density (``chance_neighbours``), measured only when near copies were found."""
     if threshold is not None and len(pair.near_b):
         pair.chance = chance_neighbours(search, rows_b, threshold, pair.n_b, pair.n_a, seed)
+
+
+def _exact_chance(pair: PairLeak, rows_b: np.ndarray, ids_b: np.ndarray, seed: int) -> None:
+    """Equal rows by chance (``repeat_chance`` on b's own repeats), measured only when exact copies
+    were found and every feature of b takes few values."""
+    if len(pair.exact_b) and len(ids_b) >= 2:
+        pair.few_values = few_values(rows_b, seed)
+        if pair.few_values:
+            pair.exact_chance = repeat_chance(ids_b, pair.n_b, pair.n_a)
 
 
 def _target_search(sample: RowSample, val: tuple[np.ndarray, np.ndarray] | None, n: int, seed: int,

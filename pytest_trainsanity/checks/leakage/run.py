@@ -117,7 +117,8 @@ def run(p: Prepared) -> CheckReport:
             f"{key}_label_conflicts": pair.conflicts, f"{key}_group_rows": pair.group_rows_b,
             f"{key}_temporal_rows": pair.temporal_rows_b, f"{key}_near_chance": round(pair.chance.rows, 1),
             f"{key}_near_counted": pair.near_counted, f"{key}_near_pairs": pair.near_pair_count,
-            f"{key}_near_pairs_expected": round(pair.chance.pairs, 1),
+            f"{key}_near_pairs_expected": round(pair.chance.pairs, 1), f"{key}_exact_counted": pair.exact_counted,
+            f"{key}_exact_chance": round(pair.exact_chance.rows, 1),
         })
     for name, w in result.within.items():
         metrics[f"{name}_repeated_rows"] = w.repeats
@@ -236,6 +237,14 @@ def _pair_text(p: leakage.PairLeak) -> str:
         parts.append(f"exact examples ({p.a}, {p.b}): {p.exact_pairs}")
     if p.near_pairs:
         parts.append("near examples: " + ", ".join(f"({x}, {z}) at {d:.2g}" for x, z, d in p.near_pairs))
+    if p.few_values and p.exact_chance.hits >= CHANCE_MIN_HITS:
+        density = (f"every feature takes at most {p.few_values} values, and {p.exact_chance.hits} of {p.n_b} {p.b} rows "
+                   f"equal another {p.b} row, so about {p.exact_chance.rows:,.0f} {p.b} rows would equal a {p.a} row by "
+                   f"chance among {p.n_a:,}, in about {p.exact_chance.pairs:,.0f} equal pairs; found {p.exact_pair_count:,}")
+        parts.append(f"exact copies counted: not what chance gives ({density})" if p.exact_counted else
+                     f"the {len(p.exact_b)} exact copies (and their label conflicts) are not counted: in so small a "
+                     f"feature space equal rows recur by chance ({density}); to find leakage here, give the entity ids "
+                     f"(groups=) or times (timestamps=)")
     if len(p.near_b) and p.chance.hits >= CHANCE_MIN_HITS:
         density = p.chance.words(p.b, p.b, p.a, p.n_a, p.near_pair_count)
         parts.append(f"near copies counted: not what chance neighbours give ({density})" if p.near_counted else

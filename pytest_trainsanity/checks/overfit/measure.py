@@ -145,17 +145,27 @@ def _overlap(m: OverfitMeasurements) -> Cause | None:
     sampled = f" (near search on {pct(c.near_sampled)} of val)" if c.near_sampled < 1 else ""
     if m.sampled:
         sampled += " (between the eval samples)"
+    left_out = []  # near or equal rows that chance gives at this density, named and not counted
+    if n_exact and not c.exact_counted:
+        e = c.exact_chance
+        left_out.append(
+            f"{n_exact} val samples equal a train sample, but every feature takes at most {c.few_values} values and "
+            f"{e.hits} of {e.sampled} train samples equal another train sample, so about {e.rows:,.0f} val samples would "
+            f"equal one of the {c.n_a:,} by chance, in about {e.pairs:,.0f} equal pairs; found {c.exact_pair_count:,}")
+        n_exact = 0
     if n_near and not c.near_counted:
-        evidence = (f"{n_exact} of {c.n_b} val samples ({pct(frac)}) also occur in train exactly; {n_near} more have a "
-                    f"near train sample ({near_words(c.near_threshold)}){sampled}, but chance neighbours give as many at "
-                    f"this density ({c.chance.words('train', 'val', 'train', c.n_a, c.near_pair_count)}), "
-                    f"so they are not counted")
-    elif n_exact + n_near == 0:
-        evidence = f"no val sample occurs in train (exact, or near: {near_words(c.near_threshold)}){sampled}"
+        left_out.append(f"{n_near} val samples have a near train sample ({near_words(c.near_threshold)}), but chance "
+                        f"neighbours give as many at this density ({c.chance.words('train', 'val', 'train', c.n_a, c.near_pair_count)})")
+        n_near = 0
+    if n_exact + n_near == 0:
+        none = "no val sample counts as a copy of a train sample" if left_out else "no val sample occurs in train"
+        evidence = f"{none} (exact, or near: {near_words(c.near_threshold)}){sampled}"
     else:
         evidence = (f"{n_exact + n_near} of {c.n_b} val samples ({pct(frac)}) also occur in train: "
                     f"{n_exact} exact, {n_near} near ({near_words(c.near_threshold)}){sampled}, "
                     f"{c.label_conflicts} with a different label; examples (train, val): {examples}{inflation}")
+    if left_out:
+        evidence += "; not counted: " + "; ".join(left_out)
     return Cause(
         CAUSE_OVERLAP,
         min(1.0, 0.5 + frac) if frac > OVERLAP_TOL else frac,

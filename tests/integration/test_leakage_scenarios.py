@@ -118,21 +118,6 @@ def test_dense_chance_neighbours():
 """
 
 
-def test_chance_neighbours_of_dense_data_pass_and_say_why(pytester: pytest.Pytester) -> None:
-    """Two features, 50,000 train rows, 5,000 fresh val rows: thousands of val rows have a train row
-    within 0.01 train stds by chance. The gate passes and says what it measured and why it did not
-    count them (no false alarm on dense data; exact copies are still copies: tests/unit)."""
-    pytester.makepyfile(test_dense=DENSE)
-    res = run(pytester, "--trainsanity-explain")
-    res.assert_outcomes(passed=1)
-    res.stdout.fnmatch_lines([
-        "*no_leakage passed*",
-        "*near copies are not counted: chance neighbours give as many at this density (* of 2048 sampled val rows have "
-        "a near, non-identical val row, so about * val rows would have a near train row by chance among 50,000, in "
-        "about * near pairs; found *); a smaller threshold= tells true copies apart*",
-    ])
-
-
 CATEGORICAL = """
 import numpy as np
 import pandas as pd
@@ -154,17 +139,23 @@ def test_categorical_bands():
 """
 
 
-def test_equal_rows_of_a_categorical_table_pass_and_say_why(pytester: pytest.Pytester) -> None:
-    """Three categorical / banded columns (72 possible rows): every val row equals some train row by
-    chance. This failed as "500 copies of 500 val samples (100.0%)"; the gate now passes and points
-    to what can find leakage in such a table (entity ids, times)."""
-    pytester.makepyfile(test_bands=CATEGORICAL)
+DENSE_SAYS = ("*near copies are not counted: chance neighbours give as many at this density (* of 2048 sampled val rows "
+              "have a near, non-identical val row, so about * val rows would have a near train row by chance among "
+              "50,000, in about * near pairs; found *); a smaller threshold= tells true copies apart*")
+CATEGORICAL_SAYS = ("*the 500 exact copies (and their label conflicts) are not counted: in so small a feature space equal "
+                    "rows recur by chance (every feature takes at most * values, and * of 500 val rows equal another val "
+                    "row, so about * val rows would equal a train row by chance among 2,500, in about * equal pairs; "
+                    "found *); to find leakage here, give the entity ids (groups=) or times (timestamps=)*")
+
+
+@pytest.mark.parametrize("source, says", [(DENSE, DENSE_SAYS), (CATEGORICAL, CATEGORICAL_SAYS)], ids=["dense", "categorical"])
+def test_rows_equal_or_near_by_chance_pass_and_say_why(pytester: pytest.Pytester, source: str, says: str) -> None:
+    """Rows that chance makes near or equal are not copies, and the gate says what it measured.
+    dense: two features, 50,000 train rows, 5,000 fresh val rows: thousands of val rows have a train
+    row within 0.01 train stds by chance. categorical: three categorical / banded columns (72
+    possible rows): every val row equals some train row; this failed as "500 copies of 500 val
+    samples (100.0%)". Exact copies in data with a continuous feature are still copies: tests/unit."""
+    pytester.makepyfile(test_chance=source)
     res = run(pytester, "--trainsanity-explain")
     res.assert_outcomes(passed=1)
-    res.stdout.fnmatch_lines([
-        "*no_leakage passed*",
-        "*the 500 exact copies (and their label conflicts) are not counted: in so small a feature space equal rows "
-        "recur by chance (every feature takes at most * values, and * of 500 val rows equal another val row, so about "
-        "* val rows would equal a train row by chance among 2,500, in about * equal pairs; found *); to find leakage "
-        "here, give the entity ids (groups=) or times (timestamps=)*",
-    ])
+    res.stdout.fnmatch_lines(["*no_leakage passed*", says])

@@ -85,6 +85,7 @@ def _batches_of(source: Any, rows: int) -> Iterator[Any]:
     else:
         # read-ahead of one file and two batches: same speed as pyarrow's default (4 and 16), half the memory
         yield from _dataset(source).to_batches(batch_size=rows, fragment_readahead=1, batch_readahead=2)
+        pa.default_memory_pool().release_unused()  # the scan's buffers back to the system, not kept for the next
 
 
 def _dataset(source: Any) -> Any:

@@ -53,6 +53,7 @@ class SplitInput:
     arrays: tuple[np.ndarray, np.ndarray] | None = None  # set when the split is in memory
     rereadable: bool = False  # blocks() can be called again (a loader, a dataset), unlike a generator
     rows_at: Callable[[np.ndarray], np.ndarray] | None = None  # the rows at sorted indices, read again (cheaper than blocks)
+    rows: int | None = None  # how many rows blocks() yields, when known up front (a table's metadata, a dataset's len)
 
 
 @dataclass
@@ -245,17 +246,16 @@ def find_leakage(
 
     # the streamed split against every reference
     matches = [_Match(name, references[name], ref_arrays[name][1], searches[name]) for name in references]
-    head_hashes: list[np.ndarray] = []
-    head_labels: list[np.ndarray] = []
+    head_hashes, head_labels = _Filled(head.rows), _Filled(head.rows)
     n_head, sample = 0, RowSample(seed=seed, total=len(head.arrays[0]) if head.arrays is not None else None)
     for X, y in itertools.chain(_drain(first_blocks), stream):
         flat = as_rows(X)
         h = canon.hashes(flat)
-        head_hashes.append(h)
+        head_hashes.add(h)
         keys = _label_keys(y)
         if keys.dtype.kind in "iu" and keys.dtype.itemsize > 4 and len(keys) and -(2**31) <= keys.min() and keys.max() < 2**31:
             keys = keys.astype(np.int32)  # class ids: half the memory of a 20M-row split's labels
-        head_labels.append(keys)
+        head_labels.add(keys)
         for match in matches:
             match.feed(n_head, flat, h, y, t)
         sample.feed(X, y)
@@ -265,12 +265,8 @@ def find_leakage(
     for pair in pairs:
         _chance(pair, searches[pair.b], ref_arrays[pair.b][0], t, seed)
         _exact_chance(pair, references[pair.b].rows, ref_groups[pair.b][0], seed)
-    all_hashes = np.concatenate(head_hashes) if head_hashes else np.zeros(0, np.uint64)
-    head_hashes.clear()  # each block's array freed as soon as the whole is built (never both at once for long)
-    all_labels = np.concatenate(head_labels) if head_labels else np.zeros(0)
-    head_labels.clear()
-    head_repeats = _Repeats(all_hashes, head, all_labels)  # keeps only the suspects' hashes and labels
-    del all_hashes, all_labels
+    head_repeats = _Repeats(head_hashes.array(np.uint64), head, head_labels.array(np.float64))  # keeps only the suspects'
+    head_hashes = head_labels = None  # type: ignore[assignment]
 
     # references against the later references (val -> test), all in memory
     names = list(references)
@@ -396,6 +392,33 @@ def _conflicting(ids: np.ndarray, labels: np.ndarray) -> int:
     return int(np.isin(ids, bad_groups).sum()) if len(bad_groups) else 0
 
 
+class _Filled:
+    """One array filled block by block: written in place when the total is known up front (a 20M-row
+    split's hashes then take 160 MB once, not again as the blocks they are joined from, which the
+    allocator keeps), else joined at the end."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total, self.n = total, 0
+        self.whole: np.ndarray | None = None
+        self.parts: list[np.ndarray] = []
+
+    def add(self, a: np.ndarray) -> None:
+        if self.whole is None and not self.parts and self.total:
+            self.whole = np.empty(self.total, a.dtype)
+        if self.whole is not None and self.whole.dtype == a.dtype and self.n + len(a) <= len(self.whole):
+            self.whole[self.n: self.n + len(a)] = a
+        else:  # more rows than announced, or another dtype: joined at the end
+            if self.whole is not None:
+                self.parts, self.whole = [self.whole[: self.n]], None
+            self.parts.append(a)
+        self.n += len(a)
+
+    def array(self, empty: type) -> np.ndarray:
+        if self.whole is not None:
+            return self.whole[: self.n]
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, empty)
+
+
 class _Repeats:
     """Repeats in the streamed split: by hash, then verified on the values of only the suspects,
     from memory or by reading the split again (a one-shot stream cannot be, and says so). Built
@@ -404,16 +427,16 @@ class _Repeats:
 
     def __init__(self, h: np.ndarray, head: SplitInput, labels: np.ndarray | None = None) -> None:
         n = self.n = len(h)
-        # rows sharing their hash's top 32 bits (a sort of 32-bit keys: cheaper than sorting the hashes)
-        top = (h >> np.uint64(32)).astype(np.uint32)
-        s = np.sort(top)
+        # rows sharing their hash's top 32 bits (a sort of 32-bit keys, in place: cheaper than sorting the hashes)
+        s = (h >> np.uint64(32)).astype(np.uint32)
+        s.sort()
         dups = np.unique(s[1:][s[1:] == s[:-1]]) if n > 1 else np.zeros(0, np.uint32)
         del s
         shared = np.zeros(0, np.int64)
         if len(dups):  # a binary search in the few repeated keys (np.isin sorts all n keys again), 1M keys at a time
             parts = []
             for i in range(0, n, 1 << 20):
-                chunk = top[i: i + (1 << 20)]
+                chunk = (h[i: i + (1 << 20)] >> np.uint64(32)).astype(np.uint32)
                 at = np.minimum(np.searchsorted(dups, chunk), len(dups) - 1)
                 parts.append(np.flatnonzero(dups[at] == chunk) + i)
             shared = np.concatenate(parts)

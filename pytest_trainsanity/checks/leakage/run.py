@@ -38,7 +38,8 @@ def _inputs(p: Prepared, widths: dict[str, int] | None = None) -> list[leakage.S
         inputs.append(leakage.SplitInput(
             name, lambda s=split: ((fields_rows(f, widths), _finite_labels(s.name, y)) for f, y in s.blocks()), arrays,
             rereadable=not split.one_shot,
-            rows_at=(lambda index, s=split: fields_rows({"x": s.codes_at(index)}, widths)) if hasattr(split, "codes_at") else None))
+            rows_at=(lambda index, s=split: fields_rows({"x": s.codes_at(index)}, widths)) if hasattr(split, "codes_at") else None,
+            rows=split.n_samples()))
         n = split.n_samples()
         for what in ("groups", "timestamps"):
             given = getattr(p.setup, what) or {}

@@ -17,6 +17,7 @@ from .matching import (
     NEAR_THRESHOLD,
     Canon,
     Chance,
+    ChanceCounted,
     Reference,
     Scale,
     as_rows,
@@ -71,7 +72,7 @@ def within_split(X: np.ndarray) -> WithinSplit:
 
 
 @dataclass(frozen=True)
-class CrossSplit:
+class CrossSplit(ChanceCounted):
     """Rows of ``b`` (e.g. val) that also occur in ``a`` (e.g. train)."""
 
     n_b: int
@@ -90,20 +91,8 @@ class CrossSplit:
     few_values: int = 0  # the most distinct values a feature of a takes (in a sample), when all take few
 
     @property
-    def near_counted(self) -> bool:
-        """Whether the near copies count as overlap: not when a's own density explains them."""
-        return not self.chance.explains(len(self.near_b), self.near_pair_count)
-
-    @property
-    def exact_counted(self) -> bool:
-        """Whether the exact copies count as overlap: not when every feature takes few values and a's
-        own repeats explain them."""
-        return not self.exact_chance.explains(len(self.exact_b), self.exact_pair_count)
-
-    @property
     def overlap_b(self) -> np.ndarray:
-        exact = self.exact_b if self.exact_counted else self.exact_b[:0]
-        return np.union1d(exact, self.near_b) if self.near_counted else exact
+        return self.counted_b()
 
     @property
     def fraction(self) -> float:

@@ -693,6 +693,34 @@ class Chance:
                 f"about {self.pairs:,.0f} near pairs; found {found_pairs:,}")
 
 
+class ChanceCounted:
+    """The copies of b in a that count, for a result holding ``exact_b`` / ``near_b`` (b rows with an
+    equal / near a row), their pair counts and what chance gives (``exact_chance``: set only when
+    every feature takes few values; ``chance``: measured when near copies are found)."""
+
+    exact_b: np.ndarray
+    near_b: np.ndarray
+    exact_pair_count: int
+    near_pair_count: int
+    exact_chance: Chance
+    chance: Chance
+
+    @property
+    def exact_counted(self) -> bool:
+        """Whether the exact copies (and their label conflicts) count: not when every feature takes few
+        values and the split's own repeats explain them (equal rows recur by chance in a small feature space)."""
+        return not self.exact_chance.explains(len(self.exact_b), self.exact_pair_count)
+
+    @property
+    def near_counted(self) -> bool:
+        """Whether the near copies count: not when the split's own density explains them."""
+        return not self.chance.explains(len(self.near_b), self.near_pair_count)
+
+    def counted_b(self) -> np.ndarray:
+        exact = self.exact_b if self.exact_counted else self.exact_b[:0]
+        return np.union1d(exact, self.near_b) if self.near_counted else exact
+
+
 def chance_neighbours(search: Any, rows: np.ndarray | Rows, threshold: float, queries: int, population: int,
                       seed: int = SEED) -> Chance:
     """``Chance`` for ``queries`` rows matched against ``population`` rows, from the density of

@@ -26,6 +26,7 @@ from ..matching import (
     WIDE,
     Canon,
     Chance,
+    ChanceCounted,
     Reference,
     Scale,
     WidthMismatch,
@@ -57,7 +58,7 @@ class SplitInput:
 
 
 @dataclass
-class PairLeak:
+class PairLeak(ChanceCounted):
     a: str
     b: str
     n_a: int
@@ -84,20 +85,8 @@ class PairLeak:
     few_values: int = 0  # the most distinct values a feature of b takes (in a sample), when all take few
 
     @property
-    def near_counted(self) -> bool:
-        """Whether the near copies count as copies: not when b's own density explains them."""
-        return not self.chance.explains(len(self.near_b), self.near_pair_count)
-
-    @property
-    def exact_counted(self) -> bool:
-        """Whether the exact copies (and their label conflicts) count: not when every feature takes few
-        values and b's own repeats explain them (equal rows recur by chance in a small feature space)."""
-        return not self.exact_chance.explains(len(self.exact_b), self.exact_pair_count)
-
-    @property
     def copies(self) -> int:
-        exact = self.exact_b if self.exact_counted else self.exact_b[:0]
-        return len(np.union1d(exact, self.near_b)) if self.near_counted else len(exact)
+        return len(self.counted_b())
 
     def counts(self) -> dict[str, int]:
         return {"copies": self.copies, "label_conflicts": self.conflicts if self.exact_counted else 0,

@@ -121,7 +121,7 @@ def cross_split(
     pairs = list(zip(a_of_b[:examples].tolist(), exact_b[:examples].tolist()))
     few = few_values(Xa) if len(exact_b) else 0
     exact = {"exact_pair_count": len(ib), "few_values": few, "n_a": len(Xa),
-             "exact_chance": repeat_chance(row_ids(Xa), len(Xb), len(Xa)) if few else Chance()}
+             "exact_chance": repeat_chance(group_ids(ref.hashes, ref.rows, canon)[0], len(Xb), len(Xa)) if few else Chance()}
     if not near:
         return CrossSplit(len(Xb), exact_b, pairs, conflicts, near_threshold=threshold, **exact)
     nb, na, dist = ref.close(rows, threshold)

@@ -252,8 +252,7 @@ def find_leakage(
     pairs += [m.result(head.name, n_head, len(ref_arrays[m.ref_name][0]), t) for m in matches]
     ref_groups = {name: group_ids(ref.hashes, ref.rows, canon) for name, ref in references.items()}
     for pair in pairs:
-        _chance(pair, searches[pair.b], ref_arrays[pair.b][0], t, seed)
-        _exact_chance(pair, references[pair.b].rows, ref_groups[pair.b][0], seed)
+        _chance(pair, searches[pair.b], references[pair.b].rows, ref_groups[pair.b][0], t, seed)
     head_repeats = _Repeats(head_hashes.array(np.uint64), head, head_labels.array(np.float64))  # keeps only the suspects'
     head_hashes = head_labels = None  # type: ignore[assignment]
 
@@ -269,8 +268,7 @@ def find_leakage(
             for start in range(0, len(rows), 4096):
                 m.feed(start, rows[start : start + 4096], h[start : start + 4096], y[start : start + 4096], t)
             pairs.append(m.result(name, len(rows), len(references[later].rows), t))
-            _chance(pairs[-1], searches[later], ref_arrays[later][0], t, seed)
-            _exact_chance(pairs[-1], references[later].rows, ref_groups[later][0], seed)
+            _chance(pairs[-1], searches[later], references[later].rows, ref_groups[later][0], t, seed)
 
     for pair in pairs:
         _groups_and_time(pair, groups, timestamps)
@@ -290,15 +288,13 @@ def find_leakage(
     return LeakageResult(pairs, within, search.columns, t, failures, search, kinds)
 
 
-def _chance(pair: PairLeak, search: Reference | _KeyedNear, rows_b: np.ndarray, threshold: float | None, seed: int) -> None:
-    """b's density (``chance_neighbours``), measured only when near copies were found."""
+def _chance(pair: PairLeak, search: Reference | _KeyedNear, rows_b: Any, ids_b: np.ndarray, threshold: float | None,
+            seed: int) -> None:
+    """What chance gives, measured only where there is something to explain: b's density
+    (``chance_neighbours``) when near copies were found; b's own repeats (``repeat_chance``) when
+    exact copies were found and every feature of b takes few values."""
     if threshold is not None and len(pair.near_b):
         pair.chance = chance_neighbours(search, rows_b, threshold, pair.n_b, pair.n_a, seed)
-
-
-def _exact_chance(pair: PairLeak, rows_b: np.ndarray, ids_b: np.ndarray, seed: int) -> None:
-    """Equal rows by chance (``repeat_chance`` on b's own repeats), measured only when exact copies
-    were found and every feature of b takes few values."""
     if len(pair.exact_b) and len(ids_b) >= 2:
         pair.few_values = few_values(rows_b, seed)
         if pair.few_values:
@@ -351,7 +347,9 @@ def _train_scale(head: SplitInput, first_blocks: list[tuple[np.ndarray, np.ndarr
                  columns: list[int] | None = None) -> Scale:
     """The train statistics near copies are judged in (of ``columns`` only, when given): from a
     seeded sample of the rows when train is in memory, else from its first rows (``_start``)."""
-    pick = (lambda rows: rows) if columns is None else (lambda rows: rows[:, columns])  # noqa: E731
+    def pick(rows: np.ndarray) -> np.ndarray:
+        return rows if columns is None else rows[:, columns]
+
     if head.arrays is not None and len(head.arrays[0]):
         return Scale(pick(np.asarray(sample_rows(head.arrays[0], seed ^ 0x5EED))), canon.dtype)
     parts, n, k = [], 0, stats_rows(canon.width)

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..checks.labels import class_ids
 from ..errors import SetupError, TrainSanityError
+from ..rng import seed_torch
 from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, finite_pass, first_line
 from .batches import describe, tree_map
 from .lightning import is_hugging_face, is_lightning
@@ -480,7 +481,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         seed = self.settings.seed
         random.seed(seed)
         np.random.seed(seed)
-        self.torch.manual_seed(seed)
+        seed_torch(self.torch, seed)
         return self.torch.Generator().manual_seed(seed)
 
     def _rng_state(self) -> dict[str, Any]:
@@ -679,7 +680,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             reseed = self.settings.seed + 7919 * seed_offset + epoch
             generator = torch.Generator().manual_seed(reseed)
             if not self.arrays:  # another order: the global RNG and the loader's own generator (rewound after)
-                torch.manual_seed(reseed)
+                seed_torch(torch, reseed)
                 for g, _ in ckpt["loader"]:
                     g.manual_seed(reseed)
         hold = None

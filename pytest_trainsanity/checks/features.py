@@ -362,9 +362,8 @@ class _Table:
             return [self.rule(int(j), X_val, y_val) for j in columns]
         if not len(columns):
             return []
-        x = _floats(self.X[:, columns])
-        xt = np.ascontiguousarray(x.T)  # one row per column: the sorts run along contiguous memory
-        first = np.argsort(xt, axis=1, kind="stable")
+        xt = np.ascontiguousarray(_floats(self.X[:, columns]).T)  # one row per column: the sorts run along contiguous memory
+        first = np.argsort(xt, axis=1)  # ties hold one value: their order changes no median
         small = np.int16 if self.n_codes < 2**15 else np.int64  # a stable sort of 16-bit ints is a radix sort
         order = np.take_along_axis(first, np.argsort(self.codes.astype(small)[first], axis=1, kind="stable"), axis=1)
         xs, fs = np.take_along_axis(xt, order, axis=1), self.folds[order]  # per column: by class, then value
@@ -372,12 +371,12 @@ class _Table:
         for k in range(FOLDS):
             held = self.folds == k
             medians = _column_medians(xs, fs != k, self.codes[~held], self.n_codes)
-            hits += (_nearest_columns(medians, x[held]) == self.codes[held][:, None]).sum(axis=0)
+            hits += np.count_nonzero(_nearest_columns(medians, xt[:, held]) == self.codes[held], axis=1)
         vals = np.full(len(columns), np.nan)
         if X_val is not None and y_val is not None and len(X_val):
             medians = _column_medians(xs, np.ones(xs.shape, bool), self.codes, self.n_codes)
-            pred = self.classes[_nearest_columns(medians, _floats(X_val[:, columns]))]
-            vals = np.mean(pred == np.asarray(y_val).reshape(-1, 1), axis=0)
+            pred = self.classes[_nearest_columns(medians, np.ascontiguousarray(_floats(X_val[:, columns]).T))]
+            vals = np.mean(pred == np.asarray(y_val).reshape(1, -1), axis=1)
         return [(int(h) / self.n, int(h), float(v)) for h, v in zip(hits, vals)]
 
     def rule(self, column: int, X_val: np.ndarray | None, y_val: np.ndarray | None) -> tuple[float, int, float]:
@@ -416,26 +415,24 @@ def _column_medians(xs: np.ndarray, fit: np.ndarray, fit_codes: np.ndarray, n_co
     but how many of each class does not, so the r-th fit row of every column is found at once."""
     cnt = np.bincount(fit_codes, minlength=n_codes)
     start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
-    pos = np.nonzero(fit)[1].reshape(len(xs), -1)  # per column, the positions of its fit rows in order
+    flat = np.flatnonzero(fit).reshape(len(xs), -1)  # per column, where its fit rows lie in xs.ravel(), in order
     out = np.full((len(xs), n_codes), np.nan)
     ok = cnt > 0
     lo, hi = (start + (cnt - 1) // 2)[ok], (start + cnt // 2)[ok]
-    cols = np.arange(len(xs))[:, None]
-    out[:, ok] = (xs[cols, pos[:, lo]] + xs[cols, pos[:, hi]]) / 2
+    values = xs.reshape(-1)
+    out[:, ok] = (values[flat[:, lo]] + values[flat[:, hi]]) / 2
     return out
 
 
-def _nearest_columns(medians: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The class whose median is nearest each value, for each column of ``x`` (rows, columns) against
+def _nearest_columns(medians: np.ndarray, xt: np.ndarray) -> np.ndarray:
+    """The class whose median is nearest each value, for each row of ``xt`` (columns, values) against
     its row of ``medians`` (columns, classes): the class at the number of midpoints (between sorted
-    medians) below the value."""
+    medians) below the value. (columns, values), like ``xt``."""
     by = np.argsort(np.where(np.isnan(medians), np.inf, medians), axis=1, kind="stable")
     m = np.take_along_axis(medians, by, axis=1)  # classes with no rows last, as nan: their cuts never count
-    cuts = (m[:, 1:] + m[:, :-1]) / 2
-    index = np.zeros(x.shape, np.int64)
-    for c in range(cuts.shape[1]):  # classes: few
-        index += cuts[:, c] < x
-    return by[np.arange(x.shape[1])[None, :], index]
+    cuts = (m[:, 1:] + m[:, :-1]) / 2  # sorted, nan last: searchsorted counts the cuts below a value
+    index = np.stack([np.searchsorted(cuts[j], xt[j]) for j in range(len(xt))]) if len(xt) else np.zeros(xt.shape, np.int64)
+    return np.take_along_axis(by, index, axis=1)
 
 
 def _bin_means(x: np.ndarray, y: np.ndarray, x_new: np.ndarray) -> np.ndarray:
@@ -470,15 +467,20 @@ def single_feature_leak(
     t = _Table(X_train, y_train, "classification", seed)
     if t.n_codes < 2 or t.n < FOLDS:
         return None
-    best: FeatureLeak | None = None
+    def leak(j: int, acc: float, hits: int, val: float) -> FeatureLeak:
+        val_hi = float(_lift(binomial_bound(round(val * len(y_val)), len(y_val), ALPHA, upper=True), t.baseline))
+        return FeatureLeak(int(j), acc, val, t.baseline, lift_bound=t.bound(hits, t.d), val_bound=val_hi, n=t.n,
+                           needed=t.needed, tried=t.d)
+
+    best: tuple[tuple[float, float], tuple[Any, ...]] | None = None
     screened = t.screen()
     for j, (acc, hits, val) in zip(screened, t.rules(screened, X_val, y_val)):
-        val_hi = float(_lift(binomial_bound(round(val * len(y_val)), len(y_val), ALPHA, upper=True), t.baseline))
-        leak = FeatureLeak(int(j), acc, val, t.baseline, lift_bound=t.bound(hits, t.d), val_bound=val_hi, n=t.n,
-                           needed=t.needed, tried=t.d)
-        if best is None or (leak.score, leak.train_lift) > (best.score, best.train_lift):
-            best = leak
-    return best
+        lift = float(_lift(acc, t.baseline))
+        # the lift's lower bound is below the lift itself: a column under MIN_LIFT_BOUND scores 0 unbounded
+        key = (leak(j, acc, hits, val).score if lift >= MIN_LIFT_BOUND else 0.0, lift)
+        if best is None or key > best[0]:
+            best = key, (j, acc, hits, val)
+    return None if best is None else leak(*best[1])
 
 
 def target_columns(
@@ -498,9 +500,11 @@ def target_columns(
     named = []
     screened = t.screen()
     for j, (score, hits, val) in zip(screened, t.rules(screened, X_val, y_val)):
+        if _lift(score, t.baseline) < TARGET_LIFT:  # named only from this lift up: no bound to compute
+            continue
         leak = FeatureLeak(int(j), score, val, t.baseline, lift_bound=t.bound(hits, t.d), n=t.n, needed=t.needed,
                            tried=t.d)
-        if leak.supported and leak.train_lift >= TARGET_LIFT:
+        if leak.supported:
             r, r_hi, others = t.residual_corr(int(j))
             leak = dataclasses.replace(leak, residual_corr=r, residual_bound=r_hi, others=others)
             if leak.computed_from_label:

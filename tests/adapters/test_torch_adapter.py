@@ -272,3 +272,20 @@ def test_a_failure_while_entering_leaves_the_model_as_it_was(digits, monkeypatch
     with pytest.raises(MemoryError):
         adapter.__enter__()
     assert_same(before, state_of(setup))
+
+
+def test_seed_torch_draws_what_manual_seed_draws_and_seeded_puts_the_state_back() -> None:
+    from pytest_trainsanity.rng import seed_torch, seeded
+
+    torch.manual_seed(11)
+    want = (torch.rand(5), torch.randperm(20), torch.randn(3))
+    seed_torch(torch, 11)
+    got = (torch.rand(5), torch.randperm(20), torch.randn(3))
+    assert all(torch.equal(a, b) for a, b in zip(want, got))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    with seeded(7):
+        inside = torch.rand(4)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(7)
+    assert torch.equal(inside, torch.rand(4))

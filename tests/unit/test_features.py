@@ -194,3 +194,54 @@ def test_the_overfit_diagnosis_says_how_many_rows_a_verdict_needs() -> None:
     cause = next(c for c in result.ruled_out if c.name == overfit.CAUSE_FEATURE)
     assert cause.score == 0 and cause.evidence == overfit.FEATURE_NOT_JUDGED.format(n=18, needed=27, tried=20)
     assert not any("column 3" in f for f in result.failures)
+
+
+def _brute_rules(t: features._Table, columns: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> list[tuple[int, float]]:
+    """The classification rule written out per column, fold and row: the nearest fit-class median
+    (ties to the lower median; a class without fit rows never predicted)."""
+    out = []
+    for j in columns:
+        x = np.nan_to_num(t.X[:, j].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+        def nearest(fit: np.ndarray, values: np.ndarray) -> np.ndarray:
+            meds = {c: np.median(x[fit & (t.codes == c)]) for c in range(t.n_codes) if (fit & (t.codes == c)).any()}
+            ordered = sorted(meds, key=lambda c: (meds[c], c))
+            cuts = [(meds[a] + meds[b]) / 2 for a, b in zip(ordered, ordered[1:])]
+            return np.array([ordered[sum(cut < v for cut in cuts)] for v in values])
+
+        hits = sum(int((nearest(t.folds != k, x[t.folds == k]) == t.codes[t.folds == k]).sum()) for k in range(features.FOLDS))
+        val = float(np.mean(t.classes[nearest(np.ones(t.n, bool), X_val[:, j])] == y_val))
+        out.append((hits, val))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_vectorised_rule_matches_a_per_column_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, d, k = int(rng.integers(20, 300)), int(rng.integers(1, 12)), int(rng.integers(2, 7))
+    X = rng.standard_normal((n, d))
+    X[:, ::2] = np.round(X[:, ::2] * 2)  # ties: a few values per column
+    y = rng.integers(0, k, n)
+    y[y == k - 1] = 0 if seed % 2 else y[y == k - 1]  # sometimes a class label left unused
+    X[:, 0] = y + rng.normal(0, 0.4, n)
+    t = features._Table(X[: n * 4 // 5], y[: n * 4 // 5], "classification", seed)
+    columns = np.arange(d)
+    got = t.rules(columns, X[n * 4 // 5 :], y[n * 4 // 5 :])
+    want = _brute_rules(t, columns, X[n * 4 // 5 :], y[n * 4 // 5 :])
+    assert [(h, v) for _, h, v in got] == [(h, pytest.approx(v)) for h, v in want]
+
+
+def test_the_overfit_search_bounds_only_the_columns_that_can_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    calls: list[int] = []
+    bound = features.binomial_bound
+    monkeypatch.setattr(features, "binomial_bound", lambda *a, **k: calls.append(1) or bound(*a, **k))
+    leak = single_feature_leak(X[:1400], y[:1400], X[1400:], y[1400:])
+    assert leak is not None and leak.lift_bound is not None and leak.val_bound is not None and leak.score == 0.0
+    assert len(calls) == 2  # the best column's two bounds: no digits column reaches MIN_LIFT_BOUND's lift
+    X[:1400, 5] = y[:1400] + np.random.default_rng(0).normal(0, 0.3, 1400)  # a label copy in train only
+    calls.clear()
+    leak = single_feature_leak(X[:1400], y[:1400], X[1400:], y[1400:])
+    assert leak is not None and leak.column == 5 and leak.score > 0.5 and 2 <= len(calls) <= 2 * features.MAX_CANDIDATES

@@ -768,14 +768,20 @@ def repeat_chance(ids: np.ndarray, queries: int, population: int) -> Chance:
     mean count give the ``queries`` rows and the pairs equal to one of ``population`` rows by chance.
     Meaningful only where every feature takes few values (``few_values``): with a continuous
     feature, equal rows are duplication, not chance."""
-    n = len(ids)
+    if len(ids) < 2:
+        return Chance()
+    size = np.bincount(ids)  # each group of equal rows
+    return repeat_chance_counts(int(size[size > 1].sum()), int((size * (size - 1)).sum()), len(ids), queries, population)
+
+
+def repeat_chance_counts(twins: int, pair_sum: int, n: int, queries: int, population: int) -> Chance:
+    """``repeat_chance`` from a split's counts (what a cluster's group-by gives): ``twins`` of its ``n``
+    rows equal another of its rows, and its groups of equal rows (sizes s) sum s * (s - 1) to ``pair_sum``."""
     if n < 2:
         return Chance()
-    size = np.bincount(ids)[ids]  # each row's group of equal rows
-    twins = size > 1
-    rate, scale = float(twins.mean()), population / (n - 1)
+    rate, scale = twins / n, population / (n - 1)
     rows = queries * (1.0 - (1.0 - rate) ** scale) if rate < 1 else float(queries)
-    return Chance(int(twins.sum()), n, rows, queries * float((size - 1).mean()) * scale)
+    return Chance(twins, n, rows, queries * pair_sum / n * scale)
 
 
 def sort_hashes(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

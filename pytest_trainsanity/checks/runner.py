@@ -43,6 +43,7 @@ class Prepared:
     setup: TrainSetup
     splits: dict[str, Split] = field(default_factory=dict)
     adapter: Adapter | None = None
+    dask: Any = None  # no_leakage on Dask DataFrames: the splits as the cluster holds them (``leakage.on_dask``)
 
     def run(self) -> CheckReport:
         blas = numpy_blas_single() if self.adapter is not None else contextlib.nullcontext()

@@ -131,7 +131,7 @@ class _KeyedNear:
     hash of their value codes: the groups the reference's near search is confined to)."""
 
     def __init__(self, X: np.ndarray, numeric: list[int], scale: Scale | None, dtype: np.dtype, seed: int) -> None:
-        self.numeric = numeric
+        self.numeric, self.rows = numeric, X  # every column's rows (what chance is measured on), not copied
         chosen = set(numeric)
         self.others = [j for j in range(X.shape[1]) if j not in chosen]
         self.key = Canon(dtype, len(self.others), seed=seed ^ 0x6EED)
@@ -180,16 +180,21 @@ class _Match:
         pos = np.flatnonzero(conflict)
         leak.conflict_pairs = list(zip(ea[pos][:EXAMPLES].tolist(), eb[pos][:EXAMPLES].tolist()))
         if threshold is not None and self.near:
-            na, nb, d = (np.concatenate([n[i] for n in self.near]) for i in range(3))
-            fresh = ~np.isin(nb, leak.exact_b)
-            na, nb, d = na[fresh], nb[fresh], d[fresh]
-            leak.near_pair_count = len(nb)
-            order = np.lexsort((d, nb))
-            na, nb, d = na[order], nb[order], d[order]
-            first = np.unique(nb, return_index=True)[1]
-            leak.near_b = nb[first]
-            leak.near_pairs = [(int(x), int(z), float(w)) for x, z, w in zip(na[first], nb[first], d[first])][:EXAMPLES]
+            near_copies(leak, *(np.concatenate([n[i] for n in self.near]) for i in range(3)))
         return leak
+
+
+def near_copies(leak: PairLeak, na: np.ndarray, nb: np.ndarray, d: np.ndarray) -> None:
+    """``leak``'s near copies from its near pairs (a row, b row, distance): the b rows that are not
+    exact copies, their pair count, and the closest pair of the first ``EXAMPLES`` of them."""
+    fresh = ~np.isin(nb, leak.exact_b)
+    na, nb, d = na[fresh], nb[fresh], d[fresh]
+    leak.near_pair_count = len(nb)
+    order = np.lexsort((d, nb))
+    na, nb, d = na[order], nb[order], d[order]
+    first = np.unique(nb, return_index=True)[1]
+    leak.near_b = nb[first]
+    leak.near_pairs = [(int(x), int(z), float(w)) for x, z, w in zip(na[first], nb[first], d[first])][:EXAMPLES]
 
 
 def find_leakage(
@@ -279,13 +284,18 @@ def find_leakage(
     within = {head.name: head_repeats.verify(head, canon), **within}
     failures, kinds = _failures(pairs, search.columns, max_overlap)
     if within_split:  # asked for: repeated rows and conflicting labels inside a split fail too
-        repeats = [f"{name}: {w.repeats} repeated row(s) of {w.n} ({100 * w.repeats / w.n:.1f}%; limit "
-                   f"{allowed(max_overlap, w.n)})" for name, w in within.items() if w.repeats > allowed(max_overlap, w.n)]
-        conflicts = [f"{name}: {w.conflicts} row(s) whose inputs repeat with a different label (limit "
-                     f"{allowed(max_overlap, w.n)})" for name, w in within.items() if w.conflicts > allowed(max_overlap, w.n)]
-        failures = failures + repeats + conflicts
-        kinds = kinds + ["repeats"] * len(repeats) + ["within_conflicts"] * len(conflicts)
+        failures, kinds = within_failures(within, max_overlap, failures, kinds)
     return LeakageResult(pairs, within, search.columns, t, failures, search, kinds)
+
+
+def within_failures(within: dict[str, Within], max_overlap: int | float, failures: list[str],
+                    kinds: list[str]) -> tuple[list[str], list[str]]:
+    """``failures`` / ``kinds`` with each split's repeated rows and conflicting labels over the limit added."""
+    repeats = [f"{name}: {w.repeats} repeated row(s) of {w.n} ({100 * w.repeats / w.n:.1f}%; limit "
+               f"{allowed(max_overlap, w.n)})" for name, w in within.items() if w.repeats > allowed(max_overlap, w.n)]
+    conflicts = [f"{name}: {w.conflicts} row(s) whose inputs repeat with a different label (limit "
+                 f"{allowed(max_overlap, w.n)})" for name, w in within.items() if w.conflicts > allowed(max_overlap, w.n)]
+    return failures + repeats + conflicts, kinds + ["repeats"] * len(repeats) + ["within_conflicts"] * len(conflicts)
 
 
 def _chance(pair: PairLeak, search: Reference | _KeyedNear, rows_b: Any, ids_b: np.ndarray, threshold: float | None,

@@ -16,7 +16,7 @@ from ...errors import SetupError, UsageError
 from ...report import CheckReport
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
-from ..features import TargetSearch
+from ..features import ROWS, TargetSearch
 from ..labels import NonFiniteLabels, require_finite
 from ..runner import Prepared, prepare_model_free
 from ..matching import CHANCE_MIN_HITS, NEAR_DEFINITION, WidthMismatch, near_words
@@ -26,7 +26,31 @@ MARKER = "no_leakage"
 
 
 def prepare(setup: TrainSetup, options: CheckOptions, settings: RunSettings, hook: Any, nodeid: str | None) -> Prepared:
+    from .on_dask import dask_splits, is_dask_split  # numpy only: dask is imported by the user's splits
+
+    if any(is_dask_split(s) for s in setup.splits().values()):
+        p = Prepared(MARKER, options, settings, hook, nodeid, run_dask, setup)
+        p.dask = dask_splits(setup)
+        return p
     return prepare_model_free(MARKER, setup, options, settings, hook, nodeid, run)
+
+
+def run_dask(p: Prepared) -> CheckReport:
+    """The check on Dask splits, computed on the active cluster (see ``on_dask``)."""
+    from .on_dask import find_leakage_dask
+
+    opts = p.options
+    result, pulled = find_leakage_dask(
+        p.dask, groups=p.setup.groups, timestamps=p.setup.timestamps,
+        classification=p.setup.task == "classification", max_overlap=opts.max_overlap,
+        within_split=opts.within_split, seed=p.settings.seed, near=opts.near_duplicates, threshold=opts.threshold)
+    parts = ", ".join(f"{name} {s.frame.npartitions}" for name, s in p.dask.items())
+    note = (f"computed on the Dask cluster (partitions: {parts}): rows are matched by a 128-bit key of their values "
+            "(strings exactly, categoricals by value, datetimes, bools, numbers), and only the matched rows' keys and ids, "
+            f"counts and a {ROWS:,}-row sample per split came back; {pulled.pop('near')}")
+    report = _report(result, opts, note)
+    report.metrics.update({f"pulled_{k}": v for k, v in pulled.items()})
+    return report
 
 
 def _inputs(p: Prepared, widths: dict[str, int] | None = None) -> list[leakage.SplitInput]:
@@ -109,6 +133,21 @@ def run(p: Prepared) -> CheckReport:
         raise
     except ValueError as exc:  # the splits do not fit together (sample sizes, label shapes)
         raise SetupError(f"no_leakage cannot compare the splits: {exc}.") from None
+    note = _fields_note(p)
+    if mixed and opts.near_duplicates:
+        others = ", ".join(repr(c) for c in dict.fromkeys(mixed))
+        if names is None:
+            rule = "the splits' columns differ, so near copies were not searched (exact copies only)"
+        elif near_columns:
+            rule = f"near copies are judged on the numeric and bool columns among rows whose other columns ({others}) are equal"
+        else:
+            rule = f"near copies need numeric columns, and this table has only {others}; exact copies only"
+        note = ("rows are compared by value over every column (strings exactly, categoricals by value, datetimes, "
+                "bools, numbers); " + rule)
+    return _report(result, opts, note)
+
+
+def _report(result: leakage.LeakageResult, opts: CheckOptions, note: str | None) -> CheckReport:
     metrics: dict[str, Any] = {"near_threshold": result.threshold}
     for pair in result.pairs:
         key = f"{pair.a}_{pair.b}"
@@ -129,17 +168,6 @@ def run(p: Prepared) -> CheckReport:
     metrics["target_rows_needed"] = result.target_search.needed if result.target_search.tried else None
     worst = max(result.pairs, key=lambda q: q.copies / max(q.n_b, 1), default=None)
     metrics["max_copy_fraction"] = worst.copies / worst.n_b if worst and worst.n_b else 0.0
-    note = _fields_note(p)
-    if mixed and opts.near_duplicates:
-        others = ", ".join(repr(c) for c in dict.fromkeys(mixed))
-        if names is None:
-            rule = "the splits' columns differ, so near copies were not searched (exact copies only)"
-        elif near_columns:
-            rule = f"near copies are judged on the numeric and bool columns among rows whose other columns ({others}) are equal"
-        else:
-            rule = f"near copies need numeric columns, and this table has only {others}; exact copies only"
-        note = ("rows are compared by value over every column (strings exactly, categoricals by value, datetimes, "
-                "bools, numbers); " + rule)
     return CheckReport(
         MARKER, result.passed, leakage_message(result, opts.max_overlap, opts.within_split, note), metrics,
         [{"failure": f} for f in result.failures], key=("max_copy_fraction", "target_columns"),

@@ -1,0 +1,234 @@
+"""Issue 14: no_leakage on Dask DataFrames, computed on a LocalCluster(n_workers=2).
+
+The same planted copies, label conflicts, repeats, shared groups and earlier times are counted on
+the cluster as by the in-memory check on the same rows; the hashing ran on the workers (the task
+stream); only the matched rows' keys and ids, counts and the samples came back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import run
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+from pytest_trainsanity import TrainSetup, check_leakage
+from pytest_trainsanity.errors import SetupError
+
+FRAMES = r'''
+import numpy as np
+import pandas as pd
+
+
+def frame(n, seed, start=0):
+    r = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "amount": r.normal(70, 20, n).round(2), "tenure": r.integers(1, 72, n),
+        "plan": pd.Categorical(r.choice(["basic", "pro", "max"], n)),
+        "user": pd.array([f"u{i:06d}" for i in r.integers(0, 10**6, n)], dtype="string[pyarrow]"),
+        "signup": pd.Timestamp("2021-01-01") + pd.to_timedelta(start + r.integers(0, 900, n), unit="D"),
+        "autopay": r.random(n) > 0.4, "label": r.integers(0, 3, n)})
+
+
+def planted():
+    """train 3000 / val 800 rows: 40 val copies of train rows (10 with another label, and val's plan
+    categories in another order), 20 train rows repeated (5 with another label), val rows -0.0 / NaN."""
+    train, val = frame(3000, 0), frame(800, 1, start=1000)
+    train.loc[100:104, "amount"] = [0.0, np.nan, 1.5, np.nan, 2.5]
+    val.iloc[:40] = train.iloc[100:140].to_numpy()
+    val.loc[:1, "amount"] = [-0.0, np.nan]  # -0.0 equals 0.0; NaN equals NaN
+    val.loc[30:39, "label"] = (val.loc[30:39, "label"] + 1) % 3
+    val["plan"] = pd.Categorical(val["plan"].astype(str), categories=["max", "pro", "basic"])
+    val["signup"] = pd.to_datetime(val["signup"])
+    train.iloc[2000:2020] = train.iloc[10:30].to_numpy()
+    train.loc[2015:2019, "label"] = (train.loc[2015:2019, "label"] + 1) % 3
+    for df in (train, val):
+        df["autopay"] = df["autopay"].astype(bool)
+        df["tenure"] = df["tenure"].astype(np.int64)
+        df["label"] = df["label"].astype(np.int64)
+        df["amount"] = df["amount"].astype(np.float64)
+    return train, val
+'''
+
+TESTS = r'''
+import dask.dataframe as dd
+import pytest
+from distributed import Client, LocalCluster
+from pytest_trainsanity import TrainSetup
+from frames import frame, planted
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster():
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as c, Client(c):
+        yield
+
+
+@pytest.fixture
+def copied():
+    train, val = planted()
+    return TrainSetup(train=dd.from_pandas(train, npartitions=3), val=dd.from_pandas(val, npartitions=2), target="label")
+
+
+@pytest.fixture
+def repeated():
+    train, _ = planted()
+    return TrainSetup(train=dd.from_pandas(train, npartitions=3), val=dd.from_pandas(frame(500, 6, 2000), npartitions=1),
+                      target="label")
+
+
+@pytest.fixture
+def clean():
+    return TrainSetup(train=dd.from_pandas(frame(2000, 5), npartitions=2), val=dd.from_pandas(frame(500, 6, 2000), npartitions=1),
+                      target="label")
+
+
+@pytest.fixture
+def grouped_and_timed():
+    train, val = frame(2000, 5), frame(500, 6, start=2000)
+    val.loc[:99, "signup"] = train.loc[:99, "signup"].to_numpy()  # 100 val rows earlier than train's latest
+    dt, dv = dd.from_pandas(train, npartitions=2), dd.from_pandas(val, npartitions=2)
+    return TrainSetup(train=dt, val=dv, target="label", groups={"train": dt["user"], "val": "user"},
+                      timestamps={"train": dt["signup"], "val": dv["signup"]})
+
+
+@pytest.mark.no_leakage(setup="copied", near_duplicates=False)
+def test_copies():
+    pass
+
+
+@pytest.mark.no_leakage(setup="repeated", near_duplicates=False, within_split=True)
+def test_within():
+    pass
+
+
+@pytest.mark.no_leakage(setup="clean")
+def test_clean():
+    pass
+
+
+@pytest.mark.no_leakage(setup="grouped_and_timed", near_duplicates=False)
+def test_groups_and_time():
+    pass
+'''
+
+
+def test_dask_splits_end_to_end(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(frames=FRAMES, test_user=TESTS)
+    result = run(pytester, "-q", "-W", "ignore::DeprecationWarning")
+    result.assert_outcomes(passed=1, failed=3)  # clean passes; copies, repeats, groups + time fail
+    out = result.stdout.str()
+    assert "test_clean" not in out.split("short test summary")[-1]
+    assert "no_leakage FAILED: train/val: 40 copies (exact or near) of 800 val samples (5.0%; limit 0)." in out
+    assert "also: train/val: 10 copies with a different label of 800 val samples" in out
+    assert "exact examples (train, val): [(100, 0), (101, 1), (102, 2), (103, 3), (104, 4)]" in out
+    assert "computed on the Dask cluster (partitions: train 3, val 2)" in out
+    assert "sample per split came back; near copies not searched." in out  # near_duplicates=False
+    # within_split=True: train's repeats and the rows whose inputs repeat with another label fail
+    assert "no_leakage FAILED: train: 20 repeated row(s) of 3000 (0.7%; limit 0)." in out
+    assert "also: train: 10 row(s) whose inputs repeat with a different label (limit 0)" in out
+    assert "train 20 repeated row(s) of 3000 (10 row(s) share their inputs with a row of another label)" in out
+    assert "Fix (repeats)" in out and "Fix (conflicts)" in out
+    assert "shared group id(s) covering" in out and "100 val sample(s) earlier than the latest train time" in out
+    assert "Fix (groups)" in out and "Fix (time)" in out and "SetupError" not in out
+
+
+@pytest.fixture(scope="module")
+def client():  # type: ignore[no-untyped-def]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as c, distributed.Client(c) as cl:
+        yield cl
+
+
+def _planted() -> tuple:
+    namespace: dict = {}
+    exec(FRAMES, namespace)
+    return namespace["planted"](), namespace["frame"]
+
+
+KEYS = ("train_val_exact", "train_val_label_conflicts", "train_val_copies", "train_repeated_rows", "train_label_conflicts",
+        "val_repeated_rows", "val_label_conflicts", "train_val_group_rows", "train_val_temporal_rows", "target_columns",
+        "max_copy_fraction")
+
+
+def test_the_cluster_counts_what_the_in_memory_check_counts(client) -> None:  # type: ignore[no-untyped-def]
+    (train, val), _ = _planted()
+    val.loc[40:59, "user"] = train.loc[500:519, "user"].to_numpy()  # 20 val rows of train's users
+    val.loc[60:64, "signup"] = pd.Timestamp("2020-06-01")
+    train.loc[7, "signup"] = pd.NaT
+    dt, dv = dd.from_pandas(train, npartitions=4), dd.from_pandas(val, npartitions=3)
+    with distributed.get_task_stream(client) as stream:
+        on_cluster = check_leakage(TrainSetup(train=dt, val=dv, target="label", groups={"train": dt["user"], "val": dv["user"]},
+                                              timestamps={"train": dt["signup"], "val": dv["signup"]}), near_duplicates=False)
+    in_memory = check_leakage(TrainSetup(train=train, val=val, target="label",
+                                         groups={"train": train["user"].to_numpy(), "val": val["user"].to_numpy()},
+                                         timestamps={"train": train["signup"].to_numpy(), "val": val["signup"].to_numpy()}),
+                              near_duplicates=False)
+    assert {k: on_cluster.metrics[k] for k in KEYS} == {k: in_memory.metrics[k] for k in KEYS}
+    assert on_cluster.metrics["train_val_exact"] == 40 and on_cluster.metrics["train_val_label_conflicts"] == 10
+    assert on_cluster.metrics["train_repeated_rows"] == 20 and on_cluster.metrics["train_label_conflicts"] == 10
+    assert on_cluster.metrics["train_val_group_rows"] >= 20 and on_cluster.metrics["train_val_temporal_rows"] >= 5
+    assert "1 train, 0 val" in on_cluster.message and "1 train, 0 val" in in_memory.message
+    # the rows were hashed where the partitions lie: on the two workers, one task per partition
+    hashed = [t for t in stream.data if "hash_partition" in str(t["key"])]
+    workers = {w.worker_address for w in client.cluster.workers.values()} if hasattr(client.cluster, "workers") else set()
+    assert len(hashed) == 4 + 3 and {t["worker"] for t in hashed} <= set(client.scheduler_info()["workers"]) | workers
+    # what came back: the matched rows only (40 val rows, their 40 train keys), and the two samples
+    assert on_cluster.metrics["pulled_train_val_matched_val_rows"] == 40
+    assert on_cluster.metrics["pulled_train_val_matched_train_keys"] == 40
+    assert on_cluster.metrics["pulled_train_sample_rows"] == 3000 and on_cluster.metrics["pulled_val_sample_rows"] == 800
+
+
+def test_a_label_column_is_found_by_name_on_the_cluster(client) -> None:  # type: ignore[no-untyped-def]
+    _, frame = _planted()
+    train, val = frame(1500, 3), frame(400, 4)
+    for df in (train, val):
+        df["closed_days"] = np.where(df["label"] == 1, 30, 0) + df["label"] * 7
+    report = check_leakage(TrainSetup(train=dd.from_pandas(train, npartitions=3), val=dd.from_pandas(val, npartitions=1),
+                                      target="label"), near_duplicates=False)
+    assert not report.passed and "column 'closed_days' alone predicts the train label" in report.message
+
+
+def test_misuse_is_one_paragraph(client) -> None:  # type: ignore[no-untyped-def]
+    (train, val), _ = _planted()
+    with pytest.raises(SetupError, match="every split as a Dask DataFrame"):
+        check_leakage(TrainSetup(train=dd.from_pandas(train, npartitions=2), val=val, target="label"))
+    with pytest.raises(SetupError, match="name its label column"):
+        check_leakage(TrainSetup(train=dd.from_pandas(train, npartitions=2), val=dd.from_pandas(val, npartitions=1)))
+    with pytest.raises(SetupError, match="a Dask Series of that split"):
+        check_leakage(TrainSetup(train=dd.from_pandas(train, npartitions=2), val=dd.from_pandas(val, npartitions=1),
+                                 target="label", groups={"train": train["user"].to_numpy(), "val": "user"}))
+    before = train.copy()
+    check_leakage(TrainSetup(train=dd.from_pandas(train, npartitions=2), val=dd.from_pandas(val, npartitions=1), target="label"))
+    pd.testing.assert_frame_equal(train, before)  # the user's frame is untouched
+
+
+def test_near_copies_are_searched_on_the_workers_as_in_memory(client, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from pytest_trainsanity.checks.leakage import on_dask
+
+    keys = ("train_val_exact", "train_val_near", "train_val_copies", "train_val_near_pairs", "train_val_near_counted",
+            "near_threshold")
+    rng = np.random.default_rng(0)
+    numeric = pd.DataFrame(rng.standard_normal((4000, 6)) * [1, 10, 100, 1, 1, 1e3] + [0, 0, 2019, 0, 0, 0], columns=list("abcdef"))
+    numeric["y"] = rng.integers(0, 3, 4000)
+    val = pd.DataFrame(rng.standard_normal((900, 6)) * [1, 10, 100, 1, 1, 1e3] + [0, 0, 2019, 0, 0, 0], columns=list("abcdef"))
+    val["y"] = rng.integers(0, 3, 900)
+    val.iloc[:30, :6] = numeric.iloc[:30, :6].to_numpy() * (1 + rng.normal(0, 1e-5, (30, 6)))  # re-typed: near
+    val.iloc[30:40] = numeric.iloc[30:40].to_numpy()  # exact
+    (mixed, mixed_val), _ = _planted()
+    mixed_val.loc[:19, "amount"] += 0.01  # 20 of the 40 copies re-typed: near among rows whose other columns are equal
+    for train, v in ((numeric, val), (mixed, mixed_val)):
+        on_cluster = check_leakage(TrainSetup(train=dd.from_pandas(train, npartitions=3), val=dd.from_pandas(v, npartitions=2),
+                                              target="label" if "label" in train else "y"))
+        in_memory = check_leakage(TrainSetup(train=train, val=v, target="label" if "label" in train else "y"))
+        assert {k: on_cluster.metrics[k] for k in keys} == {k: in_memory.metrics[k] for k in keys}
+        assert on_cluster.metrics["train_val_near"] >= 15 and "near copies searched on the workers" in on_cluster.message
+        assert on_cluster.metrics["pulled_train_val_near_pairs"] == on_cluster.metrics["train_val_near_pairs"] + (
+            on_cluster.metrics["train_val_exact"])  # the pairs found, exact ones included: nothing else came back
+    monkeypatch.setattr(on_dask, "NEAR_ROWS", 100)
+    capped = check_leakage(TrainSetup(train=dd.from_pandas(numeric, npartitions=3), val=dd.from_pandas(val, npartitions=2), target="y"))
+    assert capped.metrics["near_threshold"] is None and capped.metrics["train_val_exact"] == 10
+    assert "near copies not searched: val has 900 rows, more than the 100 a broadcast search holds" in capped.message

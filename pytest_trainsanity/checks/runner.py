@@ -43,7 +43,7 @@ class Prepared:
     setup: TrainSetup
     splits: dict[str, Split] = field(default_factory=dict)
     adapter: Adapter | None = None
-    dask: Any = None  # no_leakage on Dask DataFrames: the splits as the cluster holds them (``leakage.on_dask``)
+    engine: Any = None  # no_leakage on Dask / Spark DataFrames: (engine name, the splits as it holds them)
 
     def run(self) -> CheckReport:
         blas = numpy_blas_single() if self.adapter is not None else contextlib.nullcontext()

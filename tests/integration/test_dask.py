@@ -127,7 +127,7 @@ def test_dask_splits_end_to_end(pytester: pytest.Pytester) -> None:
     assert "also: train/val: 10 copies with a different label of 800 val samples" in out
     assert "exact examples (train, val): [(100, 0), (101, 1), (102, 2), (103, 3), (104, 4)]" in out
     assert "computed on the Dask cluster (partitions: train 3, val 2)" in out
-    assert "sample per split came back; near copies not searched." in out  # near_duplicates=False
+    assert "per split came back; near copies not searched." in out  # near_duplicates=False
     # within_split=True: train's repeats and the rows whose inputs repeat with another label fail
     assert "no_leakage FAILED: train: 20 repeated row(s) of 3000 (0.7%; limit 0)." in out
     assert "also: train: 10 row(s) whose inputs repeat with a different label (limit 0)" in out

@@ -82,7 +82,7 @@ class DaskSplit:
             frame = source.rename(columns={target: LABEL})
         if not self.columns:
             raise SetupError(f"TrainSetup({name}=...) has no feature column besides its label.")
-        self.frame = frame
+        self.frame, self.npartitions = frame, frame.npartitions
         self.kinds = _kinds(frame._meta[self.columns])
 
     def with_column(self, frame: Any, key: str, series: Any, what: str) -> Any:
@@ -139,10 +139,10 @@ def _codes(pdf: Any, columns: list[str]) -> np.ndarray:
 
     from ...adapters.tables import column_codes
 
-    batch = pa.RecordBatch.from_pandas(pdf[columns], preserve_index=False)
-    if not batch.num_rows:
+    table = pa.Table.from_pandas(pdf[columns], preserve_index=False)  # a Table: arrow-backed columns may be chunked
+    if not table.num_rows:
         return np.zeros((0, len(columns)))
-    return np.column_stack([column_codes(batch.column(i)) for i in range(batch.num_columns)])
+    return np.column_stack([column_codes(table.column(i)) for i in range(table.num_columns)])
 
 
 def _labels(pdf: Any, classification: bool) -> np.ndarray:
@@ -150,21 +150,22 @@ def _labels(pdf: Any, classification: bool) -> np.ndarray:
 
     from ...adapters.tables import _labels as table_labels
 
-    y = table_labels(pa.array(pdf[LABEL], from_pandas=True), "label") if len(pdf) else np.zeros(0)
+    y = table_labels(pa.Table.from_pandas(pdf[[LABEL]], preserve_index=False).column(0), "label") if len(pdf) else np.zeros(0)
     return class_ids(y) if classification else np.asarray(y, dtype=np.float64)
 
 
 def hash_partition(pdf: Any, columns: list[str], seed: int, classification: bool, extra: tuple[str, ...] = (),
-                   partition_info: dict[str, Any] | None = None) -> Any:
+                   partition_info: dict[str, Any] | None = None, start: int = 0) -> Any:
     """One partition as (h1, h2: the row's 128-bit key; y: its label; rid: its row id), plus ``extra``
-    columns passed through (group ids, times)."""
+    columns passed through (group ids, times). ``start``: the first row's place in its partition (an
+    engine that hands a partition over in batches)."""
     import pandas as pd
 
     codes = _codes(pdf, columns)
     h1, h2 = (Canon(np.float64, len(columns), seed=seed ^ s).hashes(codes) for s in SEEDS)
     part = int((partition_info or {}).get("number", 0))
     out = pd.DataFrame({"h1": h1, "h2": h2, "y": _labels(pdf, classification),
-                        "rid": (np.int64(part) << np.int64(ROW_BITS)) + np.arange(len(pdf), dtype=np.int64)})
+                        "rid": (np.int64(part) << np.int64(ROW_BITS)) + start + np.arange(len(pdf), dtype=np.int64)})
     for key in extra:
         out[key] = pdf[key].to_numpy()
     return out

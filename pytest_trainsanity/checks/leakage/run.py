@@ -26,28 +26,35 @@ MARKER = "no_leakage"
 
 
 def prepare(setup: TrainSetup, options: CheckOptions, settings: RunSettings, hook: Any, nodeid: str | None) -> Prepared:
-    from .on_dask import dask_splits, is_dask_split  # numpy only: dask is imported by the user's splits
+    from .on_dask import dask_splits, is_dask_split  # numpy only: dask / pyspark come with the user's splits
+    from .on_spark import is_spark_split, spark_splits
 
-    if any(is_dask_split(s) for s in setup.splits().values()):
-        p = Prepared(MARKER, options, settings, hook, nodeid, run_dask, setup)
-        p.dask = dask_splits(setup)
-        return p
+    given = list(setup.splits().values())
+    for engine, found, opened in (("Dask", is_dask_split, dask_splits), ("Spark", is_spark_split, spark_splits)):
+        if any(found(s) for s in given):
+            p = Prepared(MARKER, options, settings, hook, nodeid, run_engine, setup)
+            p.engine = engine, opened(setup)
+            return p
     return prepare_model_free(MARKER, setup, options, settings, hook, nodeid, run)
 
 
-def run_dask(p: Prepared) -> CheckReport:
-    """The check on Dask splits, computed on the active cluster (see ``on_dask``)."""
+def run_engine(p: Prepared) -> CheckReport:
+    """The check on Dask or Spark splits, computed by the engine that holds them (``on_dask``, ``on_spark``)."""
     from .on_dask import find_leakage_dask
+    from .on_spark import find_leakage_spark
 
+    engine, splits = p.engine
+    find = find_leakage_dask if engine == "Dask" else find_leakage_spark
     opts = p.options
-    result, pulled = find_leakage_dask(
-        p.dask, groups=p.setup.groups, timestamps=p.setup.timestamps,
+    result, pulled = find(
+        splits, groups=p.setup.groups, timestamps=p.setup.timestamps,
         classification=p.setup.task == "classification", max_overlap=opts.max_overlap,
         within_split=opts.within_split, seed=p.settings.seed, near=opts.near_duplicates, threshold=opts.threshold)
-    parts = ", ".join(f"{name} {s.frame.npartitions}" for name, s in p.dask.items())
-    note = (f"computed on the Dask cluster (partitions: {parts}): rows are matched by a 128-bit key of their values "
+    parts = ", ".join(f"{name} {s.npartitions}" for name, s in splits.items())
+    where = "on the Dask cluster" if engine == "Dask" else "by the Spark session"
+    note = (f"computed {where} (partitions: {parts}): rows are matched by a 128-bit key of their values "
             "(strings exactly, categoricals by value, datetimes, bools, numbers), and only the matched rows' keys and ids, "
-            f"counts and a {ROWS:,}-row sample per split came back; {pulled.pop('near')}")
+            f"counts and a sample of up to {ROWS:,} rows per split came back; {pulled.pop('near')}")
     report = _report(result, opts, note)
     report.metrics.update({f"pulled_{k}": v for k, v in pulled.items()})
     return report

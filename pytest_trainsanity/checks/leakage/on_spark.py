@@ -1,0 +1,211 @@
+"""``no_leakage`` on Spark DataFrames, computed by the DataFrame's Spark session.
+
+The same work as on Dask (``on_dask``), in Spark's operations: each
+partition is coded and keyed where it lies by the very function Dask runs
+(``on_dask.hash_partition``, through ``mapInPandas``: one definition of
+canonical equality for every engine); val's distinct keys are broadcast
+into train (``broadcast`` join hint: train is never shuffled for it); the
+matched train rows are reduced to one row per (key, label); each split is
+grouped by key for its repeats and within-split label conflicts; group ids
+and times are aggregated. What reaches the driver: the matched rows' keys,
+labels and row ids, per-partition row counts, counts, five example group ids,
+and a uniform sample of up to 4,096 rows per split for the target-column
+search. A row id is (Spark partition, place in it), turned into a position
+by the partition counts: a DataFrame read from files keeps that order.
+
+Near copies are not searched on Spark (the message says so). Nothing here
+imports pyspark until a Spark split arrives.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ...errors import SetupError
+from ..features import ROWS
+from . import measure as leakage
+from .on_dask import LABEL, ROW_BITS, _codes, _labels, _result, hash_partition
+
+GROUP, TIME = "__trainsanity_group__", "__trainsanity_time__"
+
+
+def is_spark_split(source: Any) -> bool:
+    return type(source).__module__.startswith("pyspark.sql") and type(source).__name__ == "DataFrame"
+
+
+_NUMERIC = ("ByteType", "ShortType", "IntegerType", "LongType", "FloatType", "DoubleType", "DecimalType")
+
+
+def _kind(data_type: Any) -> str:
+    name = type(data_type).__name__
+    if name in _NUMERIC:
+        return "numeric"
+    if name == "BooleanType":
+        return "bool"
+    if name in ("StringType", "BinaryType", "VarcharType", "CharType"):
+        return "string"
+    if name in ("TimestampType", "TimestampNTZType", "DateType"):
+        return "datetime"
+    return "other"
+
+
+class SparkSplit:
+    """One split as a Spark DataFrame of its feature columns and its label (``LABEL``)."""
+
+    def __init__(self, name: str, source: Any, target: str | None) -> None:
+        self.name = name
+        cols = list(source.columns)
+        if target is None or target not in cols:
+            raise SetupError(
+                f"TrainSetup({name}=...) is a Spark DataFrame; name its label column with TrainSetup(target='column') "
+                f"(its columns: {', '.join(cols[:12])}{', ...' if len(cols) > 12 else ''}).")
+        self.columns = [c for c in cols if c != target]
+        if not self.columns:
+            raise SetupError(f"TrainSetup({name}=...) has no feature column besides its label.")
+        self.kinds = {f.name: _kind(f.dataType) for f in source.schema.fields if f.name != target}
+        bad = [c for c, k in self.kinds.items() if k == "other"]
+        if bad:
+            raise SetupError(f"TrainSetup({name}=...) column(s) {', '.join(bad)} are nested or of an unsupported type; "
+                             "drop them or flatten them first.")
+        self.frame = source.withColumnRenamed(target, LABEL)
+        self.npartitions = source.rdd.getNumPartitions()
+
+    def with_column(self, frame: Any, key: str, column: Any, what: str) -> Any:
+        if isinstance(column, str):
+            if column not in self.columns:
+                raise SetupError(f"TrainSetup({what}={{{self.name!r}: {column!r}}}) is not a column of the {self.name} split.")
+            return frame.withColumn(key, frame[column])
+        if type(column).__name__ != "Column":
+            raise SetupError(f"TrainSetup({what}={{{self.name!r}: ...}}) with a Spark split takes a column name or a "
+                             f"Column of that split (df['user_id']); got {type(column).__name__}.")
+        return frame.withColumn(key, column)
+
+
+def spark_splits(setup: Any) -> dict[str, SparkSplit] | None:
+    given = setup.splits()
+    spark = [n for n, s in given.items() if is_spark_split(s)]
+    if not spark:
+        return None
+    other = [n for n in given if n not in spark]
+    if other:
+        raise SetupError(
+            f"no_leakage on Spark: {', '.join(spark)} {'is a' if len(spark) == 1 else 'are'} Spark DataFrame(s) but "
+            f"{', '.join(other)} {'is' if len(other) == 1 else 'are'} not; give every split as a Spark DataFrame "
+            "(spark.createDataFrame(df) for a small one).")
+    return {n: SparkSplit(n, s, getattr(setup, "target", None)) for n, s in given.items()}
+
+
+def _hashed(frame: Any, columns: list[str], seed: int, classification: bool, extra: tuple[str, ...], schema: str) -> Any:
+    def batches(it: Any) -> Any:
+        from pyspark import TaskContext
+
+        part, start = TaskContext.get().partitionId(), 0
+        for pdf in it:
+            out = hash_partition(pdf, columns, seed, classification, extra, {"number": part}, start)
+            start += len(pdf)
+            out["h1"], out["h2"] = out["h1"].to_numpy().view(np.int64), out["h2"].to_numpy().view(np.int64)
+            yield out
+
+    return frame.mapInPandas(batches, schema)
+
+
+def find_leakage_spark(
+    splits: dict[str, SparkSplit],
+    *,
+    groups: Mapping[str, Any] | None = None,
+    timestamps: Mapping[str, Any] | None = None,
+    classification: bool = True,
+    max_overlap: int | float = 0,
+    within_split: bool = False,
+    seed: int = 0,
+    near: bool = True,
+    threshold: float | None = None,
+) -> tuple[leakage.LeakageResult, dict[str, Any]]:
+    """``on_dask.find_leakage_dask``'s result, computed by Spark (near copies not searched)."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    names = list(splits)
+    first = splits[names[0]]
+    if any(s.columns != first.columns for s in splits.values()):
+        raise SetupError("no_leakage on Spark: the splits' feature columns differ: "
+                         + "; ".join(f"{n}: {', '.join(s.columns[:8])}" for n, s in splits.items()))
+    columns = first.columns
+    y_type = "long" if classification else "double"
+    hashed, lengths, within, has_group, has_time = {}, {}, {}, set(), set()
+    for name, split in splits.items():
+        frame, extra, schema = split.frame, [], f"h1 long, h2 long, y {y_type}, rid long"
+        for key, given, what in ((GROUP, groups, "groups"), (TIME, timestamps, "timestamps")):
+            if given and name in given:
+                frame = split.with_column(frame, key, given[name], what)
+                extra.append(key)
+                schema += f", {key} {frame.schema[key].dataType.simpleString()}"
+        if GROUP in extra:
+            has_group.add(name)
+        if TIME in extra:
+            has_time.add(name)
+        h = _hashed(frame, columns, seed, classification, tuple(extra), schema).cache()
+        hashed[name] = h
+        counts = h.groupBy(F.shiftrightunsigned(F.col("rid"), ROW_BITS).alias("part")).count().toPandas()
+        sizes = np.zeros(int(counts["part"].max()) + 1 if len(counts) else 0, np.int64)
+        sizes[counts["part"].to_numpy()] = counts["count"].to_numpy()
+        lengths[name] = sizes
+        g = h.groupBy("h1", "h2").agg(F.min("y").alias("lo"), F.max("y").alias("hi"), F.count("*").alias("n"))
+        row = g.agg(F.count("*"), F.sum(F.when(F.col("lo") != F.col("hi"), F.col("n")).otherwise(0)),
+                    F.sum(F.when(F.col("n") > 1, F.col("n")).otherwise(0)), F.sum(F.col("n") * (F.col("n") - 1))).collect()[0]
+        within[name] = tuple(int(v or 0) for v in row)
+    out: dict[str, Any] = {"lengths": lengths, "within": within, "pairs": {}, "groups": {}, "times": {}, "samples": {}}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            keys_b = hashed[b].select("h1", "h2").distinct()
+            per_label = (hashed[a].join(F.broadcast(keys_b), ["h1", "h2"]).groupBy("h1", "h2", "y")
+                         .agg(F.min("rid").alias("min"), F.count("*").alias("count")))
+            per_label_pd = _unsigned(per_label.toPandas())
+            matched_b = hashed[b].join(F.broadcast(per_label.select("h1", "h2").distinct()), ["h1", "h2"]).select("h1", "h2", "y", "rid")
+            out["pairs"][(a, b)] = (per_label_pd, _unsigned(matched_b.toPandas()))
+            if a in has_group and b in has_group:
+                ga = hashed[a].select(F.col(GROUP).alias("g")).where(F.col("g").isNotNull()).distinct()
+                gb = hashed[b].select(F.col(GROUP).alias("g")).where(F.col("g").isNotNull()).distinct()
+                shared = ga.join(gb, "g")
+                rows_b = hashed[b].join(F.broadcast(shared.withColumnRenamed("g", GROUP)), GROUP).count()
+                examples = [r["g"] for r in shared.orderBy("g").limit(leakage.EXAMPLES).collect()]
+                out["groups"][(a, b)] = (shared.count(), rows_b, pd.Series(examples, dtype=object))
+            if a in has_time and b in has_time:
+                ta = hashed[a].agg(F.max(TIME), F.sum(F.col(TIME).isNull().cast("long"))).collect()[0]
+                tb = hashed[b].agg(F.min(TIME), F.sum(F.col(TIME).isNull().cast("long"))).collect()[0]
+                early = hashed[b].where(F.col(TIME) < F.lit(ta[0])).count() if ta[0] is not None else 0
+                out["times"][(a, b)] = (_time(ta[0]), int(ta[1] or 0), _time(tb[0]), int(tb[1] or 0), early)
+    for name in names[:2]:
+        n = int(lengths[name].sum())
+        frac = min(1.0, 2.0 * ROWS / max(n, 1))
+        pdf = splits[name].frame.sample(fraction=frac, seed=seed).limit(ROWS).toPandas() if frac < 1 else \
+            splits[name].frame.toPandas()
+        sample = pd.DataFrame(_codes(pdf, columns), columns=[f"c{j}" for j in range(len(columns))])
+        sample["y"] = _labels(pdf, classification)
+        sample["key"] = np.arange(len(sample), dtype=np.float64)
+        out["samples"][name] = sample
+    for h in hashed.values():
+        h.unpersist()
+    rule = "near copies not searched on Spark (check an in-memory slice with no_leakage for them)" if near else \
+        "near copies not searched"
+    return _result(out, names, columns, classification, max_overlap, within_split, seed,
+                   lambda n, offsets, samples: (None, {}, rule))
+
+
+def _unsigned(df: Any) -> Any:
+    """Spark's signed 64-bit keys as the uint64 keys ``_result`` joins on."""
+    for c in ("h1", "h2"):
+        df[c] = df[c].to_numpy(np.int64).view(np.uint64)
+    return df
+
+
+def _time(value: Any) -> Any:
+    """A Spark time (a Python datetime, in the session's time zone) as a pandas Timestamp, which
+    ``on_dask._result`` turns into numpy's datetime64 as the in-memory check holds it."""
+    if value is None or not hasattr(value, "year"):
+        return value
+    import pandas as pd
+
+    return pd.Timestamp(value)

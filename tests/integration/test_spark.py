@@ -1,0 +1,75 @@
+"""Issue 14 (Spark): no_leakage on Spark DataFrames, computed by a local Spark session, counts the
+same copies, conflicts, repeats, shared groups and earlier times as the in-memory check. Runs where
+pyspark and a Java runtime are installed; skipped with the reason elsewhere."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'pytest-trainsanity[spark]')")
+if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+    pytest.skip("Spark needs a Java runtime (java on PATH or JAVA_HOME); none is installed here", allow_module_level=True)
+
+from pytest_trainsanity import TrainSetup, check_leakage  # noqa: E402
+from pytest_trainsanity.errors import SetupError  # noqa: E402
+
+from .test_dask import KEYS, _planted  # noqa: E402 - the same planted frames as the Dask tests
+
+pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def spark():  # type: ignore[no-untyped-def]
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("trainsanity-tests")
+               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
+               .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _for_spark(df):  # type: ignore[no-untyped-def]
+    """Spark has no categoricals or pyarrow strings: the same values as plain strings."""
+    out = df.copy()
+    out["plan"] = out["plan"].astype(str)
+    out["user"] = out["user"].astype(object)
+    return out
+
+
+def test_the_spark_session_counts_what_the_in_memory_check_counts(spark) -> None:  # type: ignore[no-untyped-def]
+    (train, val), _ = _planted()
+    val.loc[40:59, "user"] = train.loc[500:519, "user"].to_numpy()
+    val.loc[60:64, "signup"] = pd.Timestamp("2020-06-01")
+    train.loc[7, "signup"] = pd.NaT
+    train, val = _for_spark(train), _for_spark(val)
+    st, sv = spark.createDataFrame(train), spark.createDataFrame(val)
+    on_spark = check_leakage(TrainSetup(train=st, val=sv, target="label", groups={"train": "user", "val": sv["user"]},
+                                        timestamps={"train": "signup", "val": "signup"}), near_duplicates=False)
+    in_memory = check_leakage(TrainSetup(train=train, val=val, target="label",
+                                         groups={"train": train["user"].to_numpy(), "val": val["user"].to_numpy()},
+                                         timestamps={"train": train["signup"].to_numpy(), "val": val["signup"].to_numpy()}),
+                              near_duplicates=False)
+    assert {k: on_spark.metrics[k] for k in KEYS} == {k: in_memory.metrics[k] for k in KEYS}
+    assert on_spark.metrics["train_val_exact"] == 40 and on_spark.metrics["train_val_label_conflicts"] == 10
+    assert on_spark.metrics["train_repeated_rows"] == 20 and on_spark.metrics["train_label_conflicts"] == 10
+    assert on_spark.metrics["pulled_train_val_matched_val_rows"] == 40
+    assert "computed by the Spark session" in on_spark.message and "1 train, 0 val" in on_spark.message
+    assert "near copies not searched" in on_spark.message
+
+
+def test_spark_misuse_is_one_paragraph(spark) -> None:  # type: ignore[no-untyped-def]
+    (train, val), _ = _planted()
+    train, val = _for_spark(train), _for_spark(val)
+    with pytest.raises(SetupError, match="every split as a Spark DataFrame"):
+        check_leakage(TrainSetup(train=spark.createDataFrame(train), val=val, target="label"))
+    with pytest.raises(SetupError, match="name its label column"):
+        check_leakage(TrainSetup(train=spark.createDataFrame(train), val=spark.createDataFrame(val)))
+    assert np.isfinite(train["amount"].iloc[0])  # the user's frame untouched

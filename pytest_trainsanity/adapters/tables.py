@@ -228,6 +228,8 @@ def column_codes(arr: Any) -> np.ndarray:
     pa = _pa()
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
+    if pa.types.is_null(arr.type):  # every value missing (an object column of None in one partition): as nulls are
+        return np.full(len(arr), np.nan)
     kind = kind_of_type(arr.type)
     if kind == _CATEGORY:
         values = column_codes(arr.dictionary)

@@ -232,3 +232,41 @@ def test_near_copies_are_searched_on_the_workers_as_in_memory(client, monkeypatc
     capped = check_leakage(TrainSetup(train=dd.from_pandas(numeric, npartitions=3), val=dd.from_pandas(val, npartitions=2), target="y"))
     assert capped.metrics["near_threshold"] is None and capped.metrics["train_val_exact"] == 10
     assert "near copies not searched: val has 900 rows, more than the 100 a broadcast search holds" in capped.message
+
+
+def test_three_splits_and_few_valued_features_as_in_memory(client) -> None:  # type: ignore[no-untyped-def]
+    """val -> test is a pair too; with every feature binary, equal rows recur by chance and the copies
+    of every second split (test included) are weighed against its own repeats, as in memory."""
+    rng = np.random.default_rng(4)
+
+    def binary(n: int) -> pd.DataFrame:
+        df = pd.DataFrame(rng.integers(0, 2, (n, 5)), columns=[f"b{j}" for j in range(5)])
+        df["label"] = rng.integers(0, 2, n)
+        return df
+
+    train, val, test = binary(600), binary(200), binary(150)
+    continuous = pd.DataFrame({"x": rng.standard_normal(900), "label": rng.integers(0, 3, 900)})
+    cval, ctest = continuous.iloc[600:750].reset_index(drop=True), continuous.iloc[750:].reset_index(drop=True)
+    ctest.iloc[:12] = cval.iloc[:12].to_numpy()  # val -> test copies
+    for tr, va, te in ((train, val, test), (continuous.iloc[:600], cval, ctest)):
+        on_cluster = check_leakage(TrainSetup(train=dd.from_pandas(tr, npartitions=2), val=dd.from_pandas(va, npartitions=2),
+                                              test=dd.from_pandas(te, npartitions=1), target="label"), near_duplicates=False)
+        in_memory = check_leakage(TrainSetup(train=tr, val=va, test=te, target="label"), near_duplicates=False)
+        keys = [k for k in in_memory.metrics if k.split("_")[0] in ("train", "val") and not k.endswith("_near_chance")]
+        assert {k: on_cluster.metrics[k] for k in keys} == {k: in_memory.metrics[k] for k in keys}
+    assert on_cluster.metrics["val_test_exact"] == 12 and not on_cluster.passed
+
+
+def test_broken_input_is_one_paragraph_never_a_pass(client) -> None:  # type: ignore[no-untyped-def]
+    (train, val), _ = _planted()
+    empty = dd.from_pandas(val.iloc[:0], npartitions=1)
+    with pytest.raises(SetupError, match=r"TrainSetup\(val=...\) is empty \(0 rows\)"):
+        check_leakage(TrainSetup(train=dd.from_pandas(train, npartitions=2), val=empty, target="label"))
+    bad = train.astype({"label": np.float64})
+    bad.loc[17, "label"] = np.nan
+    with pytest.raises(SetupError, match="label"):
+        check_leakage(TrainSetup(train=dd.from_pandas(bad, npartitions=2), val=dd.from_pandas(val, npartitions=1), target="label"))
+    no_times = val.assign(signup=pd.NaT)
+    dt, dv = dd.from_pandas(train, npartitions=2), dd.from_pandas(no_times, npartitions=1)
+    with pytest.raises(SetupError, match=r"timestamps=\{'val': ...\}\) holds no time at all"):
+        check_leakage(TrainSetup(train=dt, val=dv, target="label", timestamps={"train": "signup", "val": "signup"}))

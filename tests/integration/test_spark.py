@@ -73,3 +73,24 @@ def test_spark_misuse_is_one_paragraph(spark) -> None:  # type: ignore[no-untype
     with pytest.raises(SetupError, match="name its label column"):
         check_leakage(TrainSetup(train=spark.createDataFrame(train), val=spark.createDataFrame(val)))
     assert np.isfinite(train["amount"].iloc[0])  # the user's frame untouched
+
+
+def test_spark_nan_groups_and_times_are_missing_and_nan_labels_a_paragraph(spark) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(2)
+    train = pd.DataFrame({"x": rng.standard_normal(300), "g": np.r_[np.full(10, np.nan), np.arange(290.0)],
+                          "t": np.r_[np.nan, np.arange(299.0)], "label": rng.integers(0, 2, 300)})
+    val = pd.DataFrame({"x": rng.standard_normal(80), "g": np.r_[np.full(5, np.nan), 1000.0 + np.arange(75)],
+                        "t": np.r_[np.nan, np.nan, 500.0 + np.arange(78)], "label": rng.integers(0, 2, 80)})
+    setup = dict(target="label", groups={"train": "g", "val": "g"}, timestamps={"train": "t", "val": "t"})
+    on_spark = check_leakage(TrainSetup(train=spark.createDataFrame(train), val=spark.createDataFrame(val), **setup),
+                             near_duplicates=False)
+    in_memory = check_leakage(TrainSetup(train=train, val=val, target="label",
+                                         groups={"train": train["g"].to_numpy(), "val": val["g"].to_numpy()},
+                                         timestamps={"train": train["t"].to_numpy(), "val": val["t"].to_numpy()}),
+                              near_duplicates=False)
+    assert on_spark.passed and in_memory.passed  # NaN ids share no group; NaN times are missing, not the latest
+    assert on_spark.metrics["train_val_group_rows"] == 0 and on_spark.metrics["train_val_temporal_rows"] == 0
+    assert "1 train, 2 val" in on_spark.message and "1 train, 2 val" in in_memory.message
+    train.loc[3, "label"] = np.nan
+    with pytest.raises(SetupError, match="label"):
+        check_leakage(TrainSetup(train=spark.createDataFrame(train), val=spark.createDataFrame(val), target="label"))

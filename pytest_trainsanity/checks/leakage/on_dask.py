@@ -40,7 +40,7 @@ import numpy as np
 
 from ...errors import SetupError
 from ..features import ROWS, RowSample
-from ..labels import class_ids
+from ..labels import NonFiniteLabels, class_ids, require_finite
 from ..matching import NEAR_THRESHOLD, Canon, Reference, Scale, chance_neighbours, few_values, repeat_chance_counts
 from . import measure as leakage
 
@@ -71,6 +71,7 @@ class DaskSplit:
                 raise SetupError(f"TrainSetup({name}=(X, y)) on Dask takes a Dask DataFrame and a Dask Series of its "
                                  f"labels; got {type(X).__name__} and {type(y).__name__}.")
             self.columns = [str(c) for c in X.columns]
+            self.target = str(getattr(y, "name", None) or "y")
             frame = X.assign(**{LABEL: y})
         else:
             cols = [str(c) for c in source.columns]
@@ -79,6 +80,7 @@ class DaskSplit:
                     f"TrainSetup({name}=...) is a Dask DataFrame; name its label column with TrainSetup(target='column') "
                     f"(its columns: {', '.join(cols[:12])}{', ...' if len(cols) > 12 else ''}), or give (X, y).")
             self.columns = [c for c in cols if c != target]
+            self.target = target
             frame = source.rename(columns={target: LABEL})
         if not self.columns:
             raise SetupError(f"TrainSetup({name}=...) has no feature column besides its label.")
@@ -145,17 +147,22 @@ def _codes(pdf: Any, columns: list[str]) -> np.ndarray:
     return np.column_stack([column_codes(table.column(i)) for i in range(table.num_columns)])
 
 
-def _labels(pdf: Any, classification: bool) -> np.ndarray:
+def _labels(pdf: Any, classification: bool, target: str = "label") -> np.ndarray:
+    """A partition's labels as the in-memory check holds them; null, NaN or Inf labels are one paragraph."""
     import pyarrow as pa
 
     from ...adapters.tables import _labels as table_labels
 
-    y = table_labels(pa.Table.from_pandas(pdf[[LABEL]], preserve_index=False).column(0), "label") if len(pdf) else np.zeros(0)
+    y = table_labels(pa.Table.from_pandas(pdf[[LABEL]], preserve_index=False).column(0), target) if len(pdf) else np.zeros(0)
+    try:
+        require_finite(y)
+    except NonFiniteLabels as exc:
+        raise SetupError(f"no_leakage: the label column {target!r}: {exc}.") from None
     return class_ids(y) if classification else np.asarray(y, dtype=np.float64)
 
 
 def hash_partition(pdf: Any, columns: list[str], seed: int, classification: bool, extra: tuple[str, ...] = (),
-                   partition_info: dict[str, Any] | None = None, start: int = 0) -> Any:
+                   partition_info: dict[str, Any] | None = None, start: int = 0, target: str = "label") -> Any:
     """One partition as (h1, h2: the row's 128-bit key; y: its label; rid: its row id), plus ``extra``
     columns passed through (group ids, times). ``start``: the first row's place in its partition (an
     engine that hands a partition over in batches)."""
@@ -164,10 +171,10 @@ def hash_partition(pdf: Any, columns: list[str], seed: int, classification: bool
     codes = _codes(pdf, columns)
     h1, h2 = (Canon(np.float64, len(columns), seed=seed ^ s).hashes(codes) for s in SEEDS)
     part = int((partition_info or {}).get("number", 0))
-    out = pd.DataFrame({"h1": h1, "h2": h2, "y": _labels(pdf, classification),
+    out = pd.DataFrame({"h1": h1, "h2": h2, "y": _labels(pdf, classification, target),
                         "rid": (np.int64(part) << np.int64(ROW_BITS)) + start + np.arange(len(pdf), dtype=np.int64)})
     for key in extra:
-        out[key] = pdf[key].to_numpy()
+        out[key] = pdf[key].array  # its dtype kept (categorical, tz-aware), by position
     return out
 
 
@@ -230,7 +237,7 @@ def find_leakage_dask(
         raise SetupError("no_leakage on Dask: the splits' feature columns differ: "
                          + "; ".join(f"{n}: {', '.join(s.columns[:8])}" for n, s in splits.items()))
     columns = first.columns
-    hashed, lengths, within_parts, group_of, time_of = {}, {}, {}, {}, {}
+    hashed, lengths, within_parts, group_of, time_of, frames = {}, {}, {}, {}, {}, {}
     for name, split in splits.items():
         frame, extra = split.frame, {}
         if groups and name in groups:
@@ -239,7 +246,8 @@ def find_leakage_dask(
         if timestamps and name in timestamps:
             frame = split.with_column(frame, TIME, timestamps[name], "timestamps")
             extra[TIME] = frame._meta[TIME].dtype
-        h = frame.map_partitions(hash_partition, columns, seed, classification, tuple(extra),
+        frames[name] = frame  # near copies number their rows on this same frame
+        h = frame.map_partitions(hash_partition, columns, seed, classification, tuple(extra), start=0, target=split.target,
                                  meta=_meta(classification, extra), enforce_metadata=False)
         hashed[name] = h
         lengths[name] = h.map_partitions(len, meta=(None, np.int64), enforce_metadata=False)
@@ -270,7 +278,7 @@ def find_leakage_dask(
                 ta, tb = time_of[a], time_of[b]
                 latest = ta.max()
                 lazy["times"][(a, b)] = (latest, ta.isna().sum(), tb.min(), tb.isna().sum(), (tb < latest).sum())
-    samples = {name: hashed_sample(splits[name], columns, seed, classification) for name in names[:2]}
+    samples = {name: hashed_sample(splits[name], columns, seed, classification) for name in names}  # each b's few_values
     lazy["samples"] = samples
     (out,) = dask.compute(lazy)
     kinds = first.kinds
@@ -278,7 +286,7 @@ def find_leakage_dask(
     near_columns = [j for j, c in enumerate(columns) if kinds[c] in ("numeric", "bool")] if mixed else None
     t = (threshold if threshold is not None else NEAR_THRESHOLD) if near and near_columns != [] else None
     return _result(out, names, columns, classification, max_overlap, within_split, seed,
-                   lambda n, offsets, samples: _near(splits, names, columns, n, offsets, samples, t, near_columns, seed))
+                   lambda n, offsets, samples: _near(frames, names, columns, n, offsets, samples, t, near_columns, seed))
 
 
 def _first_sorted(s: Any) -> Any:
@@ -307,6 +315,9 @@ def _result(out: dict[str, Any], names: list[str], columns: list[str], classific
             max_overlap: int | float, within_split: bool, seed: int,
             near: Any) -> tuple[leakage.LeakageResult, dict[str, Any]]:
     n = {name: int(np.sum(np.asarray(out["lengths"][name]))) for name in names}
+    for name in names:
+        if not n[name]:
+            raise SetupError(f"TrainSetup({name}=...) is empty (0 rows).")
     offsets = {name: np.concatenate([[0], np.cumsum(np.asarray(out["lengths"][name], np.int64))[:-1]]) for name in names}
     pulled: dict[str, int] = {}
     within = {}
@@ -335,6 +346,12 @@ def _result(out: dict[str, Any], names: list[str], columns: list[str], classific
         if (a, b) in out["times"]:
             latest, miss_a, earliest, miss_b, early = out["times"][(a, b)]
             pair.missing_time_a, pair.missing_time_b = int(miss_a), int(miss_b)
+            for name, missing in ((a, pair.missing_time_a), (b, pair.missing_time_b)):
+                if missing >= n[name]:
+                    raise SetupError(
+                        f"TrainSetup(timestamps={{{name!r}: ...}}) holds no time at all ({missing} missing: NaT, NaN or "
+                        f"None), so the temporal leakage check cannot run. Fill in the times, or leave the {name} split "
+                        "out of timestamps.")
             if not _missing(latest) and not _missing(earliest):
                 pair.latest_a, pair.earliest_b = _plain(latest), _plain(earliest)
                 pair.temporal_rows_b = int(early)
@@ -361,7 +378,7 @@ def _result(out: dict[str, Any], names: list[str], columns: list[str], classific
 NEAR_ROWS = 1_000_000  # near copies are searched when the second split of a pair has at most this many rows
 
 
-def _near(splits: dict[str, DaskSplit], names: list[str], columns: list[str], n: dict[str, int],
+def _near(frames: dict[str, Any], names: list[str], columns: list[str], n: dict[str, int],
           offsets: dict[str, np.ndarray], samples: dict[str, Any], threshold: float | None,
           near_columns: list[int] | None, seed: int) -> tuple[float | None, dict[Any, Any], str]:
     """Near copies per pair (threshold, {(a, b): ((a row ids, b rows, distances), Chance)}, the rule in
@@ -383,10 +400,10 @@ def _near(splits: dict[str, DaskSplit], names: list[str], columns: list[str], n:
     meta = _near_meta()
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            parts = splits[b].frame.map_partitions(_code_frame, columns, meta=_code_meta(len(columns)),
+            parts = frames[b].map_partitions(_code_frame, columns, meta=_code_meta(len(columns)),
                                                   enforce_metadata=False).to_delayed()
             search = delayed(build_search, pure=True)(parts, scale, near_columns, seed)
-            found = splits[a].frame.map_partitions(near_partition, columns, search, threshold, meta=meta,
+            found = frames[a].map_partitions(near_partition, columns, search, threshold, meta=meta,
                                                    enforce_metadata=False).to_delayed()  # one kind of collection per compute
             lazy[(a, b)] = (delayed(_joined, pure=True)(found), delayed(_chance_of, pure=True)(search, threshold, n[b], n[a], seed))
     (out,) = dask.compute(lazy)

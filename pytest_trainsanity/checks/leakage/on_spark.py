@@ -69,8 +69,11 @@ class SparkSplit:
         if bad:
             raise SetupError(f"TrainSetup({name}=...) column(s) {', '.join(bad)} are nested or of an unsupported type; "
                              "drop them or flatten them first.")
-        self.frame = source.withColumnRenamed(target, LABEL)
-        self.npartitions = source.rdd.getNumPartitions()
+        self.frame, self.target = source.withColumnRenamed(target, LABEL), target
+        try:
+            self.npartitions: int | str = source.rdd.getNumPartitions()
+        except Exception:  # noqa: BLE001 - Spark Connect has no RDDs: the count is only for the message
+            self.npartitions = "?"
 
     def with_column(self, frame: Any, key: str, column: Any, what: str) -> Any:
         if isinstance(column, str):
@@ -97,13 +100,14 @@ def spark_splits(setup: Any) -> dict[str, SparkSplit] | None:
     return {n: SparkSplit(n, s, getattr(setup, "target", None)) for n, s in given.items()}
 
 
-def _hashed(frame: Any, columns: list[str], seed: int, classification: bool, extra: tuple[str, ...], schema: str) -> Any:
+def _hashed(frame: Any, columns: list[str], seed: int, classification: bool, extra: tuple[str, ...], schema: str,
+            target: str) -> Any:
     def batches(it: Any) -> Any:
         from pyspark import TaskContext
 
         part, start = TaskContext.get().partitionId(), 0
         for pdf in it:
-            out = hash_partition(pdf, columns, seed, classification, extra, {"number": part}, start)
+            out = hash_partition(pdf, columns, seed, classification, extra, {"number": part}, start, target)
             start += len(pdf)
             out["h1"], out["h2"] = out["h1"].to_numpy().view(np.int64), out["h2"].to_numpy().view(np.int64)
             yield out
@@ -146,7 +150,7 @@ def find_leakage_spark(
             has_group.add(name)
         if TIME in extra:
             has_time.add(name)
-        h = _hashed(frame, columns, seed, classification, tuple(extra), schema).cache()
+        h = _hashed(frame, columns, seed, classification, tuple(extra), schema, split.target).cache()
         hashed[name] = h
         counts = h.groupBy(F.shiftrightunsigned(F.col("rid"), ROW_BITS).alias("part")).count().toPandas()
         sizes = np.zeros(int(counts["part"].max()) + 1 if len(counts) else 0, np.int64)
@@ -166,22 +170,23 @@ def find_leakage_spark(
             matched_b = hashed[b].join(F.broadcast(per_label.select("h1", "h2").distinct()), ["h1", "h2"]).select("h1", "h2", "y", "rid")
             out["pairs"][(a, b)] = (per_label_pd, _unsigned(matched_b.toPandas()))
             if a in has_group and b in has_group:
-                ga = hashed[a].select(F.col(GROUP).alias("g")).where(F.col("g").isNotNull()).distinct()
-                gb = hashed[b].select(F.col(GROUP).alias("g")).where(F.col("g").isNotNull()).distinct()
+                ga = hashed[a].select(F.col(GROUP).alias("g")).where(_present(hashed[a], GROUP, "g")).distinct()
+                gb = hashed[b].select(F.col(GROUP).alias("g")).where(_present(hashed[b], GROUP, "g")).distinct()
                 shared = ga.join(gb, "g")
                 rows_b = hashed[b].join(F.broadcast(shared.withColumnRenamed("g", GROUP)), GROUP).count()
                 examples = [r["g"] for r in shared.orderBy("g").limit(leakage.EXAMPLES).collect()]
                 out["groups"][(a, b)] = (shared.count(), rows_b, pd.Series(examples, dtype=object))
             if a in has_time and b in has_time:
-                ta = hashed[a].agg(F.max(TIME), F.sum(F.col(TIME).isNull().cast("long"))).collect()[0]
-                tb = hashed[b].agg(F.min(TIME), F.sum(F.col(TIME).isNull().cast("long"))).collect()[0]
-                early = hashed[b].where(F.col(TIME) < F.lit(ta[0])).count() if ta[0] is not None else 0
+                known_a, known_b = _present(hashed[a], TIME), _present(hashed[b], TIME)  # NaN is a missing time, as NaT
+                ta = hashed[a].agg(F.max(F.when(known_a, F.col(TIME))), F.sum((~known_a).cast("long"))).collect()[0]
+                tb = hashed[b].agg(F.min(F.when(known_b, F.col(TIME))), F.sum((~known_b).cast("long"))).collect()[0]
+                early = hashed[b].where(known_b & (F.col(TIME) < F.lit(ta[0]))).count() if ta[0] is not None else 0
                 out["times"][(a, b)] = (_time(ta[0]), int(ta[1] or 0), _time(tb[0]), int(tb[1] or 0), early)
-    for name in names[:2]:
+    for name in names:
         n = int(lengths[name].sum())
         frac = min(1.0, 2.0 * ROWS / max(n, 1))
-        pdf = splits[name].frame.sample(fraction=frac, seed=seed).limit(ROWS).toPandas() if frac < 1 else \
-            splits[name].frame.toPandas()
+        pdf = (splits[name].frame.sample(fraction=frac, seed=seed).orderBy(F.rand(seed)).limit(ROWS).toPandas()
+               if frac < 1 else splits[name].frame.toPandas())  # the sampled rows shuffled: every partition kept alike
         sample = pd.DataFrame(_codes(pdf, columns), columns=[f"c{j}" for j in range(len(columns))])
         sample["y"] = _labels(pdf, classification)
         sample["key"] = np.arange(len(sample), dtype=np.float64)
@@ -192,6 +197,16 @@ def find_leakage_spark(
         "near copies not searched"
     return _result(out, names, columns, classification, max_overlap, within_split, seed,
                    lambda n, offsets, samples: (None, {}, rule))
+
+
+def _present(frame: Any, key: str, alias: str | None = None) -> Any:
+    """Not null, and not NaN in a float column: Spark's NaN equals NaN and sorts above every number."""
+    from pyspark.sql import functions as F
+
+    col = F.col(alias or key)
+    if type(frame.schema[key].dataType).__name__ in ("FloatType", "DoubleType"):
+        return col.isNotNull() & ~F.isnan(col)
+    return col.isNotNull()
 
 
 def _unsigned(df: Any) -> Any:

@@ -7,6 +7,7 @@ fields (every array of a batch except the target).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -46,10 +47,21 @@ def run_engine(p: Prepared) -> CheckReport:
     engine, splits = p.engine
     find = find_leakage_dask if engine == "Dask" else find_leakage_spark
     opts = p.options
-    result, pulled = find(
-        splits, groups=p.setup.groups, timestamps=p.setup.timestamps,
-        classification=p.setup.task == "classification", max_overlap=opts.max_overlap,
-        within_split=opts.within_split, seed=p.settings.seed, near=opts.near_duplicates, threshold=opts.threshold)
+    try:
+        result, pulled = find(
+            splits, groups=p.setup.groups, timestamps=p.setup.timestamps,
+            classification=p.setup.task == "classification", max_overlap=opts.max_overlap,
+            within_split=opts.within_split, seed=p.settings.seed, near=opts.near_duplicates, threshold=opts.threshold)
+    except (UsageError, SetupError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a worker's refusal, as the engine wraps it (Spark: PythonException)
+        said = re.search(r"SetupError: (.+)", str(exc))
+        if said:
+            raise SetupError(said.group(1).strip()) from None
+        if isinstance(exc, (ValueError, TypeError)):
+            raise SetupError(f"no_leakage cannot compare the splits on {engine}: {type(exc).__name__}: "
+                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}.") from None
+        raise
     parts = ", ".join(f"{name} {s.npartitions}" for name, s in splits.items())
     where = "on the Dask cluster" if engine == "Dask" else "by the Spark session"
     note = (f"computed {where} (partitions: {parts}): rows are matched by a 128-bit key of their values "

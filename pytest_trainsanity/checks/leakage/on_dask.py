@@ -41,7 +41,15 @@ import numpy as np
 from ...errors import SetupError
 from ..features import ROWS, RowSample
 from ..labels import NonFiniteLabels, class_ids, require_finite
-from ..matching import NEAR_THRESHOLD, Canon, Reference, Scale, chance_neighbours, few_values, repeat_chance_counts
+from ..matching import (
+    NEAR_THRESHOLD,
+    Canon,
+    Reference,
+    Scale,
+    chance_neighbours,
+    few_values,
+    repeat_chance_counts,
+)
 from . import measure as leakage
 
 LABEL = "__trainsanity_label__"
@@ -118,19 +126,33 @@ def _kinds(meta: Any) -> dict[str, str]:
     return out
 
 
-def dask_splits(setup: Any) -> dict[str, DaskSplit] | None:
-    """The splits as ``DaskSplit``s when any is a Dask DataFrame (then every one must be); else None."""
+def engine_splits(setup: Any, engine: str, found: Any, make: Any, small: str) -> dict[str, Any] | None:
+    """The splits as ``make(name, source, target)`` when any is ``found`` to be the engine's DataFrame
+    (then every one must be); else None. ``small``: how to make a small frame one."""
     given = setup.splits()
-    dask = [n for n, s in given.items() if is_dask_split(s)]
-    if not dask:
+    ours = [n for n, s in given.items() if found(s)]
+    if not ours:
         return None
-    other = [n for n in given if n not in dask]
+    other = [n for n in given if n not in ours]
     if other:
         raise SetupError(
-            f"no_leakage on Dask: {', '.join(dask)} {'is a' if len(dask) == 1 else 'are'} Dask DataFrame(s) but "
-            f"{', '.join(other)} {'is' if len(other) == 1 else 'are'} not; give every split as a Dask DataFrame "
-            "(dask.dataframe.from_pandas(df, npartitions=1) for a small one).")
-    return {n: DaskSplit(n, s, getattr(setup, "target", None)) for n, s in given.items()}
+            f"no_leakage on {engine}: {', '.join(ours)} {'is a' if len(ours) == 1 else 'are'} {engine} DataFrame(s) but "
+            f"{', '.join(other)} {'is' if len(other) == 1 else 'are'} not; give every split as a {engine} DataFrame "
+            f"({small} for a small one).")
+    return {n: make(n, s, getattr(setup, "target", None)) for n, s in given.items()}
+
+
+def dask_splits(setup: Any) -> dict[str, DaskSplit] | None:
+    return engine_splits(setup, "Dask", is_dask_split, DaskSplit, "dask.dataframe.from_pandas(df, npartitions=1)")
+
+
+def same_columns(splits: dict[str, Any], engine: str) -> list[str]:
+    """The feature columns every split shares (in order), or one paragraph naming each split's."""
+    first = next(iter(splits.values()))
+    if any(s.columns != first.columns for s in splits.values()):
+        raise SetupError(f"no_leakage on {engine}: the splits' feature columns differ: "
+                         + "; ".join(f"{n}: {', '.join(s.columns[:8])}" for n, s in splits.items()))
+    return first.columns
 
 
 # ---------------------------------------------------------------------- partition work (runs on the workers)
@@ -232,11 +254,7 @@ def find_leakage_dask(
 
     names = list(splits)
     first = splits[names[0]]
-    widths = {len(s.columns) for s in splits.values()}
-    if len(widths) > 1 or any(s.columns != first.columns for s in splits.values()):
-        raise SetupError("no_leakage on Dask: the splits' feature columns differ: "
-                         + "; ".join(f"{n}: {', '.join(s.columns[:8])}" for n, s in splits.items()))
-    columns = first.columns
+    columns = same_columns(splits, "Dask")
     hashed, lengths, within_parts, group_of, time_of, frames = {}, {}, {}, {}, {}, {}
     for name, split in splits.items():
         frame, extra = split.frame, {}

@@ -26,7 +26,16 @@ import numpy as np
 from ...errors import SetupError
 from ..features import ROWS
 from . import measure as leakage
-from .on_dask import LABEL, ROW_BITS, _codes, _labels, _result, hash_partition
+from .on_dask import (
+    LABEL,
+    ROW_BITS,
+    _codes,
+    _labels,
+    _result,
+    engine_splits,
+    hash_partition,
+    same_columns,
+)
 
 GROUP, TIME = "__trainsanity_group__", "__trainsanity_time__"
 
@@ -87,17 +96,7 @@ class SparkSplit:
 
 
 def spark_splits(setup: Any) -> dict[str, SparkSplit] | None:
-    given = setup.splits()
-    spark = [n for n, s in given.items() if is_spark_split(s)]
-    if not spark:
-        return None
-    other = [n for n in given if n not in spark]
-    if other:
-        raise SetupError(
-            f"no_leakage on Spark: {', '.join(spark)} {'is a' if len(spark) == 1 else 'are'} Spark DataFrame(s) but "
-            f"{', '.join(other)} {'is' if len(other) == 1 else 'are'} not; give every split as a Spark DataFrame "
-            "(spark.createDataFrame(df) for a small one).")
-    return {n: SparkSplit(n, s, getattr(setup, "target", None)) for n, s in given.items()}
+    return engine_splits(setup, "Spark", is_spark_split, SparkSplit, "spark.createDataFrame(df)")
 
 
 def _hashed(frame: Any, columns: list[str], seed: int, classification: bool, extra: tuple[str, ...], schema: str,
@@ -132,11 +131,7 @@ def find_leakage_spark(
     from pyspark.sql import functions as F
 
     names = list(splits)
-    first = splits[names[0]]
-    if any(s.columns != first.columns for s in splits.values()):
-        raise SetupError("no_leakage on Spark: the splits' feature columns differ: "
-                         + "; ".join(f"{n}: {', '.join(s.columns[:8])}" for n, s in splits.items()))
-    columns = first.columns
+    columns = same_columns(splits, "Spark")
     y_type = "long" if classification else "double"
     hashed, lengths, within, has_group, has_time = {}, {}, {}, set(), set()
     for name, split in splits.items():

@@ -98,6 +98,9 @@ class DaskSplit:
     def with_column(self, frame: Any, key: str, series: Any, what: str) -> Any:
         """``frame`` with the split's group ids or times as column ``key`` (a Dask Series of the split, or
         the name of one of its columns)."""
+        if is_dask(series) and type(series).__name__ == "Series" and series.name in self.columns:
+            series = series.name  # the split's own column (ddf["user_id"]): taken by name, so dask need not align
+            # two expressions (a Series of the frame before the label was renamed fails to, on unknown divisions)
         if isinstance(series, str):
             if series not in self.columns:
                 raise SetupError(f"TrainSetup({what}={{{self.name!r}: {series!r}}}) is not a column of the {self.name} split.")

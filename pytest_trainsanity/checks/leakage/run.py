@@ -299,7 +299,8 @@ def _pair_text(p: leakage.PairLeak) -> str:
                      f"the {len(p.near_b)} near copies are not counted: chance neighbours give as many at this density "
                      f"({density}); a smaller threshold= tells true copies apart")
     if p.copies:
-        parts.append(f"{p.b} accuracy can be inflated by up to {100 * frac:.0f} points: these samples were trained on")
+        points = f"{100 * frac:.0f}" if frac >= 0.095 else f"{100 * frac:.1g}"  # 0.5, not "up to 0 points"
+        parts.append(f"{p.b} accuracy can be inflated by up to {points} points: these samples were trained on")
     parts.append(f"{p.conflicts} label conflict(s)" + (f" e.g. {p.conflict_pairs}" if p.conflicts else ""))
     if p.shared_groups or p.group_rows_b:
         parts.append(f"{p.shared_groups} shared group id(s) covering {p.group_rows_b} {p.b} samples, e.g. {p.group_examples}")

@@ -731,13 +731,27 @@ def chance_neighbours(search: Any, rows: np.ndarray | Rows, threshold: float, qu
     n = len(rows)
     if n < 2:
         return Chance()
-    pick = np.sort(np.random.default_rng(seed ^ 0xC4A7CE).choice(n, min(n, CHANCE_SAMPLE), replace=False))
+    pick = chance_pick(n, seed)
     ia, ib, d = search.close((rows if isinstance(rows, Rows) else as_rows(rows))[pick], threshold)
-    other = (pick[ia] != ib) & (d > 0)  # not itself, not an identical row (a repeat, not density)
-    hits = len(np.unique(ia[other]))
-    rate, scale = hits / len(pick), population / (n - 1)
+    return chance_of_pairs(n, len(pick), pick[ia], ib, d, queries, population)
+
+
+def chance_pick(n: int, seed: int = SEED) -> np.ndarray:
+    """The rows of an n-row split whose near neighbours in that split measure its density (sorted)."""
+    return np.sort(np.random.default_rng(seed ^ 0xC4A7CE).choice(n, min(n, CHANCE_SAMPLE), replace=False))
+
+
+def chance_of_pairs(n: int, picked: int, query: np.ndarray, other_row: np.ndarray, d: np.ndarray, queries: int,
+                    population: int) -> Chance:
+    """``chance_neighbours`` from the near pairs (``query`` row, ``other_row``, distance; both rows by their
+    place in the n-row split) of its ``picked`` sampled rows searched against the split itself."""
+    if n < 2 or not picked:
+        return Chance()
+    other = (query != other_row) & (d > 0)  # not itself, not an identical row (a repeat, not density)
+    hits = len(np.unique(query[other]))
+    rate, scale = hits / picked, population / (n - 1)
     expected = queries * (1.0 - (1.0 - rate) ** scale) if rate < 1 else float(queries)
-    return Chance(hits, len(pick), expected, queries * float(other.sum()) / len(pick) * scale)
+    return Chance(hits, picked, expected, queries * float(other.sum()) / picked * scale)
 
 
 FEW_VALUES = 32  # a feature with at most this many distinct values (in a sample of the split) takes few values

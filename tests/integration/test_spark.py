@@ -94,3 +94,19 @@ def test_spark_nan_groups_and_times_are_missing_and_nan_labels_a_paragraph(spark
     train.loc[3, "label"] = np.nan
     with pytest.raises(SetupError, match="label"):
         check_leakage(TrainSetup(train=spark.createDataFrame(train), val=spark.createDataFrame(val), target="label"))
+
+
+def test_spark_near_copies_as_in_memory(spark) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame(rng.standard_normal((3000, 5)) * [1, 10, 100, 1, 1e3] + [0, 0, 2019, 0, 0], columns=list("abcde"))
+    train["y"] = rng.integers(0, 3, 3000)
+    val = pd.DataFrame(rng.standard_normal((600, 5)) * [1, 10, 100, 1, 1e3] + [0, 0, 2019, 0, 0], columns=list("abcde"))
+    val["y"] = rng.integers(0, 3, 600)
+    val.iloc[:25, :5] = train.iloc[:25, :5].to_numpy() * (1 + rng.normal(0, 1e-5, (25, 5)))  # re-typed: near
+    val.iloc[25:30] = train.iloc[25:30].to_numpy()  # exact
+    keys = ("train_val_exact", "train_val_near", "train_val_copies", "train_val_near_pairs", "near_threshold")
+    on_spark = check_leakage(TrainSetup(train=spark.createDataFrame(train).repartition(3), val=spark.createDataFrame(val),
+                                        target="y"))
+    in_memory = check_leakage(TrainSetup(train=train, val=val, target="y"))
+    assert {k: on_spark.metrics[k] for k in keys} == {k: in_memory.metrics[k] for k in keys}
+    assert on_spark.metrics["train_val_near"] == 25 and "near copies searched by Spark in buckets" in on_spark.message

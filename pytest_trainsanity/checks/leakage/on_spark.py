@@ -13,8 +13,10 @@ and a uniform sample of up to 4,096 rows per split for the target-column
 search. A row id is (Spark partition, place in it), turned into a position
 by the partition counts: a DataFrame read from files keeps that order.
 
-Near copies are not searched on Spark (the message says so). Nothing here
-imports pyspark until a Spark split arrives.
+Near copies (``_near``): rows bucketed by a projection of their standardised
+numeric columns, b's rows repeated into the neighbouring buckets, the splits
+co-grouped by bucket, the in-memory search run per group on an executor.
+Nothing here imports pyspark until a Spark split arrives.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ import numpy as np
 
 from ...errors import SetupError
 from ..features import ROWS
+from ..matching import NEAR_THRESHOLD, Chance, Scale, chance_of_pairs, chance_pick
 from . import measure as leakage
 from .on_dask import (
     LABEL,
     ROW_BITS,
     _codes,
+    _global,
     _labels,
     _result,
+    build_search,
     engine_splits,
     hash_partition,
     same_columns,
@@ -188,10 +193,108 @@ def find_leakage_spark(
         out["samples"][name] = sample
     for h in hashed.values():
         h.unpersist()
-    rule = "near copies not searched on Spark (check an in-memory slice with no_leakage for them)" if near else \
-        "near copies not searched"
+    kinds = splits[names[0]].kinds
+    mixed = [c for c in columns if kinds[c] not in ("numeric", "bool")]
+    near_columns = [j for j, c in enumerate(columns) if kinds[c] in ("numeric", "bool")] if mixed else None
+    t = (threshold if threshold is not None else NEAR_THRESHOLD) if near and near_columns != [] else None
     return _result(out, names, columns, classification, max_overlap, within_split, seed,
-                   lambda n, offsets, samples: (None, {}, rule))
+                   lambda n, offsets, samples: _near(splits, names, columns, n, offsets, samples, t, near_columns, seed))
+
+
+def _near(splits: dict[str, SparkSplit], names: list[str], columns: list[str], n: dict[str, int],
+          offsets: dict[str, np.ndarray], samples: dict[str, Any], threshold: float | None,
+          near_columns: list[int] | None, seed: int) -> tuple[float | None, dict[Any, Any], str]:
+    """Near copies per pair, by Spark (``on_dask._near``'s result): every row gets a bucket of its
+    standardised numeric columns projected on a seeded unit direction, buckets ``threshold *
+    sqrt(columns)`` wide, so a near pair's buckets differ by at most one (|v.(a - b)| <= |a - b|).
+    b's rows are repeated into their neighbouring buckets, the two splits are co-grouped by bucket,
+    and each group runs the in-memory check's search (``on_dask.build_search``) on its rows, on an
+    executor. Chance neighbours: b's sampled rows searched against b the same way."""
+    from pyspark.sql import functions as F
+
+    if threshold is None:
+        return None, {}, "near copies not searched" + (" (the table has no numeric column)" if near_columns == [] else "")
+    rows = samples[names[0]][0]
+    numeric = list(range(len(columns))) if near_columns is None else near_columns
+    scale = Scale(rows[:, numeric], np.float64)
+    direction = np.random.default_rng(seed ^ 0xB0C7).standard_normal(len(numeric))
+    direction /= np.linalg.norm(direction)
+    width = threshold * np.sqrt(len(numeric)) * (1 + 1e-9)
+    centre, unit = scale.center, scale.std  # d(a, b) <= t  =>  |z_a - z_b| <= t sqrt(columns), z = (x - mean) / std
+    found = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            side_a = _bucketed(splits[a].frame, columns, numeric, centre, unit, direction, width, spread=False)
+            side_b = _bucketed(splits[b].frame, columns, numeric, centre, unit, direction, width, spread=True)
+            pairs = _cogrouped(side_a, side_b, columns, scale, near_columns, seed, threshold).toPandas()
+            rid_a, rid_b = pairs["a"].to_numpy(np.int64), pairs["b"].to_numpy(np.int64)
+            near_b = _global(rid_b, offsets[b])
+            chance = Chance()
+            if len(pairs):  # density, measured only where there is something to explain (as measure._chance)
+                pick = chance_pick(n[b], seed)
+                rids = _rids(pick, offsets[b])
+                picked = _bucketed(splits[b].frame, columns, numeric, centre, unit, direction, width, spread=False).where(
+                    F.col("rid").isin([int(r) for r in rids]))
+                self_pairs = _cogrouped(picked, side_b, columns, scale, near_columns, seed, threshold).toPandas()
+                chance = chance_of_pairs(n[b], len(pick), _global(self_pairs["a"].to_numpy(np.int64), offsets[b]),
+                                         _global(self_pairs["b"].to_numpy(np.int64), offsets[b]),
+                                         self_pairs["d"].to_numpy(np.float64), n[b], n[a])
+            found[(a, b)] = ((rid_a, near_b, pairs["d"].to_numpy(np.float64)), chance)
+    rule = (f"near copies searched by Spark in buckets of a projection of the standardised numeric columns "
+            f"(standardised with train's {len(rows):,}-row sample)" + (", among rows whose other columns are equal"
+                                                                       if near_columns is not None else ""))
+    return threshold, found, rule
+
+
+def _rids(positions: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Row ids (partition << ROW_BITS | place) of global positions."""
+    part = np.searchsorted(offsets, positions, side="right") - 1
+    return (part.astype(np.int64) << ROW_BITS) + (positions - offsets[part])
+
+
+def _bucketed(frame: Any, columns: list[str], numeric: list[int], centre: np.ndarray, unit: np.ndarray,
+              direction: np.ndarray, width: float, spread: bool) -> Any:
+    """The frame as (bucket, rid, c0..: value codes); with ``spread`` each row also in the buckets beside its own."""
+    names = [f"c{j}" for j in range(len(columns))]
+    schema = "bucket long, rid long, " + ", ".join(f"{c} double" for c in names)
+
+    def batches(it: Any) -> Any:
+        import pandas as pd
+        from pyspark import TaskContext
+
+        part, start = TaskContext.get().partitionId(), 0
+        for pdf in it:
+            codes = _codes(pdf, columns)
+            with np.errstate(over="ignore", invalid="ignore"):  # NaN counts as the mean, as in the distance
+                z = np.nan_to_num((codes[:, numeric] - centre) / unit, nan=0.0, posinf=0.0, neginf=0.0)
+            bucket = np.floor(z @ direction / width).astype(np.int64)
+            rid = (np.int64(part) << np.int64(ROW_BITS)) + start + np.arange(len(pdf), dtype=np.int64)
+            start += len(pdf)
+            out = pd.DataFrame(codes, columns=names)
+            out.insert(0, "rid", rid)
+            out.insert(0, "bucket", bucket)
+            if spread:
+                out = pd.concat([out.assign(bucket=bucket + k) for k in (-1, 0, 1)], ignore_index=True)
+            yield out
+
+    return frame.mapInPandas(batches, schema)
+
+
+def _cogrouped(side_a: Any, side_b: Any, columns: list[str], scale: Scale, near_columns: list[int] | None, seed: int,
+               threshold: float) -> Any:
+    """(a rid, b rid, distance) of every near pair, searched bucket by bucket on the executors."""
+    names = [f"c{j}" for j in range(len(columns))]
+
+    def search(a: Any, b: Any) -> Any:
+        import pandas as pd
+
+        if not len(a) or not len(b):
+            return pd.DataFrame({"a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64), "d": np.zeros(0)})
+        found = build_search([b[names]], scale, near_columns, seed)
+        ia, ib, d = found.close(a[names].to_numpy(np.float64), threshold)
+        return pd.DataFrame({"a": a["rid"].to_numpy(np.int64)[ia], "b": b["rid"].to_numpy(np.int64)[ib], "d": d})
+
+    return side_a.groupBy("bucket").cogroup(side_b.groupBy("bucket")).applyInPandas(search, "a long, b long, d double")
 
 
 def _present(frame: Any, key: str, alias: str | None = None) -> Any:

@@ -214,7 +214,7 @@ def _meta(classification: bool, extra: dict[str, Any]) -> Any:
     return out
 
 
-def _sample_chunk(pdf: Any, columns: list[str], seed: int, classification: bool, size: int,
+def _sample_chunk(pdf: Any, columns: list[str], seed: int, classification: bool, size: int, target: str = "label",
                   partition_info: dict[str, Any] | None = None) -> Any:
     """A partition's ``size`` rows with the smallest random keys (seeded by partition), as codes + label."""
     import pandas as pd
@@ -224,7 +224,7 @@ def _sample_chunk(pdf: Any, columns: list[str], seed: int, classification: bool,
     keep = np.sort(np.argsort(keys)[:size])
     codes = _codes(pdf.iloc[keep], columns)
     out = pd.DataFrame(codes, columns=[f"c{j}" for j in range(len(columns))])
-    out["y"] = _labels(pdf.iloc[keep], classification)
+    out["y"] = _labels(pdf.iloc[keep], classification, target)
     out["key"] = keys[keep]
     return out
 
@@ -268,7 +268,7 @@ def find_leakage_dask(
             frame = split.with_column(frame, TIME, timestamps[name], "timestamps")
             extra[TIME] = frame._meta[TIME].dtype
         frames[name] = frame  # near copies number their rows on this same frame
-        h = frame.map_partitions(hash_partition, columns, seed, classification, tuple(extra), start=0, target=split.target,
+        h = frame.map_partitions(hash_partition, columns, seed, classification, tuple(extra), target=split.target,
                                  meta=_meta(classification, extra), enforce_metadata=False)
         hashed[name] = h
         lengths[name] = h.map_partitions(len, meta=(None, np.int64), enforce_metadata=False)
@@ -302,12 +302,19 @@ def find_leakage_dask(
     samples = {name: hashed_sample(splits[name], columns, seed, classification) for name in names}  # each b's few_values
     lazy["samples"] = samples
     (out,) = dask.compute(lazy)
-    kinds = first.kinds
-    mixed = [c for c in columns if kinds[c] not in ("numeric", "bool")]
-    near_columns = [j for j, c in enumerate(columns) if kinds[c] in ("numeric", "bool")] if mixed else None
-    t = (threshold if threshold is not None else NEAR_THRESHOLD) if near and near_columns != [] else None
+    t, near_columns = near_rule(first.kinds, columns, near, threshold)
     return _result(out, names, columns, classification, max_overlap, within_split, seed,
                    lambda n, offsets, samples: _near(frames, names, columns, n, offsets, samples, t, near_columns, seed))
+
+
+def near_rule(kinds: dict[str, str], columns: list[str], near: bool,
+              threshold: float | None) -> tuple[float | None, list[int] | None]:
+    """(the near-copy threshold, or None: not searched; the columns a distance is taken over, None for
+    all): in a table with non-numeric columns, its numeric and bool ones (among rows whose others are
+    equal, as in memory); none at all when it has no numeric column."""
+    mixed = [c for c in columns if kinds[c] not in ("numeric", "bool")]
+    near_columns = [j for j, c in enumerate(columns) if kinds[c] in ("numeric", "bool")] if mixed else None
+    return (threshold if threshold is not None else NEAR_THRESHOLD) if near and near_columns != [] else None, near_columns
 
 
 def _first_sorted(s: Any) -> Any:
@@ -322,8 +329,8 @@ def hashed_sample(split: DaskSplit, columns: list[str], seed: int, classificatio
 
     meta = pd.DataFrame({**{f"c{j}": np.zeros(0) for j in range(len(columns))},
                          "y": np.zeros(0, np.int64 if classification else np.float64), "key": np.zeros(0)})
-    chunks = split.frame.map_partitions(_sample_chunk, columns, seed ^ 0x5A3, classification, ROWS, meta=meta,
-                                        enforce_metadata=False)
+    chunks = split.frame.map_partitions(_sample_chunk, columns, seed ^ 0x5A3, classification, ROWS, split.target,
+                                        meta=meta, enforce_metadata=False)
     return chunks.reduction(lambda d: d, lambda d: _smallest(d, ROWS), combine=lambda d: _smallest(d, ROWS), meta=meta)
 
 
@@ -426,7 +433,8 @@ def _near(frames: dict[str, Any], names: list[str], columns: list[str], n: dict[
             search = delayed(build_search, pure=True)(parts, scale, near_columns, seed)
             found = frames[a].map_partitions(near_partition, columns, search, threshold, meta=meta,
                                                    enforce_metadata=False).to_delayed()  # one kind of collection per compute
-            lazy[(a, b)] = (delayed(_joined, pure=True)(found), delayed(_chance_of, pure=True)(search, threshold, n[b], n[a], seed))
+            chance = delayed(_chance_of, pure=True)(search, threshold, n[b], n[a], seed)
+            lazy[(a, b)] = (delayed(_joined, pure=True)(found), chance)
     (out,) = dask.compute(lazy)
     found = {key: ((f["rid"].to_numpy(np.int64), f["b"].to_numpy(np.int64), f["d"].to_numpy(np.float64)), chance)
              for key, (f, chance) in out.items()}

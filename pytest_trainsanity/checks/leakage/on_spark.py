@@ -27,7 +27,7 @@ import numpy as np
 
 from ...errors import SetupError
 from ..features import ROWS
-from ..matching import NEAR_THRESHOLD, Chance, Scale, chance_of_pairs, chance_pick
+from ..matching import Chance, Scale, chance_of_pairs, chance_pick
 from . import measure as leakage
 from .on_dask import (
     LABEL,
@@ -39,6 +39,7 @@ from .on_dask import (
     build_search,
     engine_splits,
     hash_partition,
+    near_rule,
     same_columns,
 )
 
@@ -167,7 +168,8 @@ def find_leakage_spark(
             per_label = (hashed[a].join(F.broadcast(keys_b), ["h1", "h2"]).groupBy("h1", "h2", "y")
                          .agg(F.min("rid").alias("min"), F.count("*").alias("count")))
             per_label_pd = _unsigned(per_label.toPandas())
-            matched_b = hashed[b].join(F.broadcast(per_label.select("h1", "h2").distinct()), ["h1", "h2"]).select("h1", "h2", "y", "rid")
+            keys_a = F.broadcast(per_label.select("h1", "h2").distinct())
+            matched_b = hashed[b].join(keys_a, ["h1", "h2"]).select("h1", "h2", "y", "rid")
             out["pairs"][(a, b)] = (per_label_pd, _unsigned(matched_b.toPandas()))
             if a in has_group and b in has_group:
                 ga = hashed[a].select(F.col(GROUP).alias("g")).where(_present(hashed[a], GROUP, "g")).distinct()
@@ -193,10 +195,7 @@ def find_leakage_spark(
         out["samples"][name] = sample
     for h in hashed.values():
         h.unpersist()
-    kinds = splits[names[0]].kinds
-    mixed = [c for c in columns if kinds[c] not in ("numeric", "bool")]
-    near_columns = [j for j, c in enumerate(columns) if kinds[c] in ("numeric", "bool")] if mixed else None
-    t = (threshold if threshold is not None else NEAR_THRESHOLD) if near and near_columns != [] else None
+    t, near_columns = near_rule(splits[names[0]].kinds, columns, near, threshold)
     return _result(out, names, columns, classification, max_overlap, within_split, seed,
                    lambda n, offsets, samples: _near(splits, names, columns, n, offsets, samples, t, near_columns, seed))
 

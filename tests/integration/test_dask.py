@@ -2,7 +2,7 @@
 
 The same planted copies, label conflicts, repeats, shared groups and earlier times are counted on
 the cluster as by the in-memory check on the same rows; the hashing ran on the workers (the task
-stream); only the matched rows' keys and ids, counts and the samples came back."""
+stream); only the matched rows' keys and ids and counts came back."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_dask_splits_end_to_end(pytester: pytest.Pytester) -> None:
     assert "also: train/val: 10 copies with a different label of 800 val samples" in out
     assert "exact examples (train, val): [(100, 0), (101, 1), (102, 2), (103, 3), (104, 4)]" in out
     assert "computed on the Dask cluster (partitions: train 3, val 2)" in out
-    assert "per split came back; near copies not searched." in out  # near_duplicates=False
+    assert "rows per split where it lies); near copies not searched." in out  # near_duplicates=False
     # within_split=True: train's repeats and the rows whose inputs repeat with another label fail
     assert "no_leakage FAILED: train: 20 repeated row(s) of 3000 (0.7%; limit 0)." in out
     assert "also: train: 10 row(s) whose inputs repeat with a different label (limit 0)" in out
@@ -176,10 +176,11 @@ def test_the_cluster_counts_what_the_in_memory_check_counts(client) -> None:  # 
     hashed = [t for t in stream.data if "hash_partition" in str(t["key"])]
     workers = {w.worker_address for w in client.cluster.workers.values()} if hasattr(client.cluster, "workers") else set()
     assert len(hashed) == 4 + 3 and {t["worker"] for t in hashed} <= set(client.scheduler_info()["workers"]) | workers
-    # what came back: the matched rows only (40 val rows, their 40 train keys), and the two samples
+    # what came back: the matched rows only (40 val rows, their 40 train keys)
     assert on_cluster.metrics["pulled_train_val_matched_val_rows"] == 40
     assert on_cluster.metrics["pulled_train_val_matched_train_keys"] == 40
-    assert on_cluster.metrics["pulled_train_sample_rows"] == 3000 and on_cluster.metrics["pulled_val_sample_rows"] == 800
+    assert sorted(k for k in on_cluster.metrics if k.startswith("pulled_")) == [
+        "pulled_train_val_matched_train_keys", "pulled_train_val_matched_val_rows"]  # no sample: it was judged on a worker
 
 
 def test_a_label_column_is_found_by_name_on_the_cluster(client) -> None:  # type: ignore[no-untyped-def]
@@ -228,6 +229,14 @@ def test_near_copies_are_searched_on_the_workers_as_in_memory(client, monkeypatc
         assert on_cluster.metrics["train_val_near"] >= 15 and "near copies searched on the workers" in on_cluster.message
         assert on_cluster.metrics["pulled_train_val_near_pairs"] == on_cluster.metrics["train_val_near_pairs"] + (
             on_cluster.metrics["train_val_exact"])  # the pairs found, exact ones included: nothing else came back
+    dense = pd.DataFrame(rng.standard_normal((6000, 2)), columns=["a", "b"])  # chance neighbours, as in memory
+    dense["y"] = rng.integers(0, 2, 6000)
+    dense_keys = keys + ("train_val_near_chance", "train_val_near_counted", "train_val_near_pairs_expected")
+    on_cluster = check_leakage(TrainSetup(train=dd.from_pandas(dense.iloc[:5000], npartitions=3),
+                                          val=dd.from_pandas(dense.iloc[5000:], npartitions=2), target="y"))
+    in_memory = check_leakage(TrainSetup(train=dense.iloc[:5000], val=dense.iloc[5000:], target="y"))
+    assert {k: on_cluster.metrics[k] for k in dense_keys} == {k: in_memory.metrics[k] for k in dense_keys}
+    assert on_cluster.metrics["train_val_near"] > 0 and not on_cluster.metrics["train_val_near_counted"]
     monkeypatch.setattr(on_dask, "NEAR_ROWS", 100)
     capped = check_leakage(TrainSetup(train=dd.from_pandas(numeric, npartitions=3), val=dd.from_pandas(val, npartitions=2), target="y"))
     assert capped.metrics["near_threshold"] is None and capped.metrics["train_val_exact"] == 10

@@ -110,3 +110,12 @@ def test_spark_near_copies_as_in_memory(spark) -> None:  # type: ignore[no-untyp
     in_memory = check_leakage(TrainSetup(train=train, val=val, target="y"))
     assert {k: on_spark.metrics[k] for k in keys} == {k: in_memory.metrics[k] for k in keys}
     assert on_spark.metrics["train_val_near"] == 25 and "near copies searched by Spark in buckets" in on_spark.message
+    # dense two-feature data: chance neighbours, measured as in memory (train's first rows as the scale)
+    dense = pd.DataFrame(rng.standard_normal((6000, 2)), columns=["a", "b"])
+    dense["y"] = rng.integers(0, 2, 6000)
+    keys += ("train_val_near_chance", "train_val_near_counted", "train_val_near_pairs_expected")
+    on_spark = check_leakage(TrainSetup(train=spark.createDataFrame(dense.iloc[:5000]),
+                                        val=spark.createDataFrame(dense.iloc[5000:]), target="y"))
+    in_memory = check_leakage(TrainSetup(train=dense.iloc[:5000], val=dense.iloc[5000:], target="y"))
+    assert {k: on_spark.metrics[k] for k in keys} == {k: in_memory.metrics[k] for k in keys}
+    assert on_spark.metrics["train_val_near"] > 0 and not on_spark.metrics["train_val_near_counted"]

@@ -34,6 +34,7 @@ two samples. Nothing here imports dask until a Dask split arrives.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
@@ -49,6 +50,7 @@ from ..matching import (
     chance_neighbours,
     few_values,
     repeat_chance_counts,
+    stats_rows,
 )
 from . import measure as leakage
 
@@ -253,7 +255,11 @@ def find_leakage_dask(
 ) -> tuple[leakage.LeakageResult, dict[str, Any]]:
     """``measure.find_leakage``'s result for Dask splits, and what the run brought to the client
     (``pulled``: rows of each kind; ``near``: how near copies were judged, or why not)."""
+    import pickle
+
     import dask
+    import dask.dataframe as dd
+    import pandas as pd
 
     names = list(splits)
     first = splits[names[0]]
@@ -299,12 +305,15 @@ def find_leakage_dask(
                 ta, tb = time_of[a], time_of[b]
                 latest = ta.max()
                 lazy["times"][(a, b)] = (latest, ta.isna().sum(), tb.min(), tb.isna().sum(), (tb < latest).sum())
-    samples = {name: hashed_sample(splits[name], columns, seed, classification) for name in names}  # each b's few_values
-    lazy["samples"] = samples
+    samples = dd.concat([hashed_sample(splits[name], columns, seed, classification).assign(**{TAG: i})
+                         for i, name in enumerate(names)]).repartition(npartitions=1)
+    lazy["judged"] = samples.map_partitions(_judge_frame, names, columns, seed, classification,
+                                            meta=pd.DataFrame({"blob": pd.Series([], dtype=object)}), enforce_metadata=False)
     (out,) = dask.compute(lazy)
+    out["judged"] = pickle.loads(out["judged"]["blob"].iloc[0])
     t, near_columns = near_rule(first.kinds, columns, near, threshold)
     return _result(out, names, columns, classification, max_overlap, within_split, seed,
-                   lambda n, offsets, samples: _near(frames, names, columns, n, offsets, samples, t, near_columns, seed))
+                   lambda n, offsets: _near(frames, names, columns, n, offsets, t, near_columns, seed))
 
 
 def near_rule(kinds: dict[str, str], columns: list[str], near: bool,
@@ -334,6 +343,36 @@ def hashed_sample(split: DaskSplit, columns: list[str], seed: int, classificatio
     return chunks.reduction(lambda d: d, lambda d: _smallest(d, ROWS), combine=lambda d: _smallest(d, ROWS), meta=meta)
 
 
+TAG = "__trainsanity_split__"
+
+
+def _judge_frame(pdf: Any, names: list[str], columns: list[str], seed: int, classification: bool) -> Any:
+    """``judge_samples`` of the tagged samples of every split (one partition), pickled in one cell."""
+    import pickle
+
+    import pandas as pd
+
+    samples = [pdf[pdf[TAG] == i] for i in range(len(names))]
+    return pd.DataFrame({"blob": [pickle.dumps(judge_samples(samples, names, columns, seed, classification))]})
+
+
+def judge_samples(samples: list[Any], names: list[str], columns: list[str], seed: int,
+                  classification: bool) -> tuple[Any, dict[str, int], dict[str, int]]:
+    """(the target-column search, each split's ``few_values``, each sample's size), from each split's
+    sample (``hashed_sample``; as codes, label and key): run where the samples lie, on a worker or an
+    executor, so that no row comes back."""
+    arrays = {}
+    for name, df in zip(names, samples):
+        df = df.sort_values("key")
+        arrays[name] = (df[[f"c{j}" for j in range(len(columns))]].to_numpy(np.float64), df["y"].to_numpy())
+    sample = RowSample(seed=seed)
+    sample.feed(*arrays[names[0]])
+    search = leakage._target_search(sample, arrays.get(names[1]) if len(names) > 1 else None, 0, seed, classification,
+                                    columns)  # a split that is not a table gets its row count on the client
+    few = {name: few_values(X, seed) if len(X) >= 2 else 0 for name, (X, _) in arrays.items()}
+    return search, few, {name: len(X) for name, (X, _) in arrays.items()}
+
+
 def _global(rid: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     rid = np.asarray(rid, np.int64)
     return offsets[rid >> ROW_BITS] + (rid & ((1 << ROW_BITS) - 1))
@@ -352,18 +391,16 @@ def _result(out: dict[str, Any], names: list[str], columns: list[str], classific
     for name in names:
         unique, conflicts, twins, pair_sum = (int(v) for v in out["within"][name])
         within[name] = leakage.Within(n[name], unique, True, conflicts)
-    samples = {}
-    for name, df in out["samples"].items():
-        df = df.sort_values("key")
-        samples[name] = (df[[f"c{j}" for j in range(len(columns))]].to_numpy(np.float64), df["y"].to_numpy())
-        pulled[f"{name}_sample_rows"] = len(df)
+    search, few, _ = out["judged"]  # judged where the samples lie: only the verdicts came back
+    if not search.tried:
+        search = dataclasses.replace(search, n=n[names[0]])
     pairs = []
     for (a, b), (per_label, matched_b) in out["pairs"].items():
         pulled[f"{a}_{b}_matched_{a}_keys"] = len(per_label)
         pulled[f"{a}_{b}_matched_{b}_rows"] = len(matched_b)
         pair = _pair(a, b, n, offsets, per_label, matched_b)
         if len(pair.exact_b) and n[b] >= 2:
-            pair.few_values = few_values(samples[b][0], seed) if b in samples else 0
+            pair.few_values = few[b]
             if pair.few_values:
                 _, _, twins, pair_sum = (int(v) for v in out["within"][b])
                 pair.exact_chance = repeat_chance_counts(twins, pair_sum, n[b], n[b], n[a])
@@ -384,7 +421,7 @@ def _result(out: dict[str, Any], names: list[str], columns: list[str], classific
                 pair.latest_a, pair.earliest_b = _plain(latest), _plain(earliest)
                 pair.temporal_rows_b = int(early)
         pairs.append(pair)
-    t, found, rule = near(n, offsets, samples)
+    t, found, rule = near(n, offsets)
     pulled["near"] = rule
     for pair in pairs:
         if (pair.a, pair.b) in found:
@@ -393,10 +430,6 @@ def _result(out: dict[str, Any], names: list[str], columns: list[str], classific
             pulled[f"{pair.a}_{pair.b}_near_pairs"] = len(nb)
             if len(pair.near_b):
                 pair.chance = chance
-    sample = RowSample(seed=seed)
-    sample.feed(*samples[names[0]])
-    search = leakage._target_search(sample, samples.get(names[1]) if len(names) > 1 else None, n[names[0]], seed,
-                                    classification, columns)
     failures, kinds = leakage._failures(pairs, search.columns, max_overlap)
     if within_split:
         failures, kinds = leakage.within_failures(within, max_overlap, failures, kinds)
@@ -407,7 +440,7 @@ NEAR_ROWS = 1_000_000  # near copies are searched when the second split of a pai
 
 
 def _near(frames: dict[str, Any], names: list[str], columns: list[str], n: dict[str, int],
-          offsets: dict[str, np.ndarray], samples: dict[str, Any], threshold: float | None,
+          offsets: dict[str, np.ndarray], threshold: float | None,
           near_columns: list[int] | None, seed: int) -> tuple[float | None, dict[Any, Any], str]:
     """Near copies per pair (threshold, {(a, b): ((a row ids, b rows, distances), Chance)}, the rule in
     words): b's rows coded and built into the in-memory check's search once, on a worker; every
@@ -422,8 +455,10 @@ def _near(frames: dict[str, Any], names: list[str], columns: list[str], n: dict[
     if big:
         return None, {}, (f"near copies not searched: {', '.join(f'{b} has {n[b]:,} rows' for b in big)}, more than the "
                           f"{NEAR_ROWS:,} a broadcast search holds; check an in-memory slice with no_leakage for them")
-    rows = samples[names[0]][0]
-    scale = Scale(rows if near_columns is None else rows[:, near_columns], np.float64)
+    k = stats_rows(len(columns))  # the in-memory check of a table takes train's first rows: so does this
+    first = frames[names[0]].head(k, npartitions=-1, compute=False).map_partitions(
+        _code_frame, columns, meta=_code_meta(len(columns)), enforce_metadata=False).to_delayed()
+    scale = delayed(first_rows_scale, pure=True)(first, near_columns)
     lazy = {}
     meta = _near_meta()
     for i, a in enumerate(names):
@@ -439,9 +474,15 @@ def _near(frames: dict[str, Any], names: list[str], columns: list[str], n: dict[
     found = {key: ((f["rid"].to_numpy(np.int64), f["b"].to_numpy(np.int64), f["d"].to_numpy(np.float64)), chance)
              for key, (f, chance) in out.items()}
     rule = (f"near copies searched on the workers against each pair's second split (standardised with train's "
-            f"{len(rows):,}-row sample)" + (", on the numeric and bool columns among rows whose other columns are equal"
+            f"first {min(k, n[names[0]]):,} rows, as in memory)" + (", on the numeric and bool columns among rows whose other columns are equal"
                                              if near_columns is not None else ""))
     return threshold, found, rule
+
+
+def first_rows_scale(parts: list[Any], near_columns: list[int] | None) -> Scale:
+    """The train statistics near copies are judged in, from train's first rows (``parts``: their codes)."""
+    rows = np.concatenate([p.to_numpy(np.float64) for p in parts]) if parts else np.zeros((0, 0))
+    return Scale(rows if near_columns is None else rows[:, near_columns], np.float64)
 
 
 def _joined(parts: list[Any]) -> Any:

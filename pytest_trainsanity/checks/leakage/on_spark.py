@@ -27,18 +27,21 @@ import numpy as np
 
 from ...errors import SetupError
 from ..features import ROWS
-from ..matching import Chance, Scale, chance_of_pairs, chance_pick
+from ..matching import Chance, Scale, chance_of_pairs, chance_pick, stats_rows
 from . import measure as leakage
 from .on_dask import (
     LABEL,
     ROW_BITS,
+    TAG,
     _codes,
     _global,
     _labels,
     _result,
     build_search,
     engine_splits,
+    first_rows_scale,
     hash_partition,
+    judge_samples,
     near_rule,
     same_columns,
 )
@@ -161,7 +164,7 @@ def find_leakage_spark(
         row = g.agg(F.count("*"), F.sum(F.when(F.col("lo") != F.col("hi"), F.col("n")).otherwise(0)),
                     F.sum(F.when(F.col("n") > 1, F.col("n")).otherwise(0)), F.sum(F.col("n") * (F.col("n") - 1))).collect()[0]
         within[name] = tuple(int(v or 0) for v in row)
-    out: dict[str, Any] = {"lengths": lengths, "within": within, "pairs": {}, "groups": {}, "times": {}, "samples": {}}
+    out: dict[str, Any] = {"lengths": lengths, "within": within, "pairs": {}, "groups": {}, "times": {}}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             keys_b = hashed[b].select("h1", "h2").distinct()
@@ -184,24 +187,81 @@ def find_leakage_spark(
                 tb = hashed[b].agg(F.min(F.when(known_b, F.col(TIME))), F.sum((~known_b).cast("long"))).collect()[0]
                 early = hashed[b].where(known_b & (F.col(TIME) < F.lit(ta[0]))).count() if ta[0] is not None else 0
                 out["times"][(a, b)] = (_time(ta[0]), int(ta[1] or 0), _time(tb[0]), int(tb[1] or 0), early)
-    for name in names:
-        n = int(lengths[name].sum())
-        frac = min(1.0, 2.0 * ROWS / max(n, 1))
-        pdf = (splits[name].frame.sample(fraction=frac, seed=seed).orderBy(F.rand(seed)).limit(ROWS).toPandas()
-               if frac < 1 else splits[name].frame.toPandas())  # the sampled rows shuffled: every partition kept alike
-        sample = pd.DataFrame(_codes(pdf, columns), columns=[f"c{j}" for j in range(len(columns))])
-        sample["y"] = _labels(pdf, classification)
-        sample["key"] = np.arange(len(sample), dtype=np.float64)
-        out["samples"][name] = sample
+    out["judged"] = _judged(splits, names, columns, lengths, seed, classification)
     for h in hashed.values():
         h.unpersist()
     t, near_columns = near_rule(splits[names[0]].kinds, columns, near, threshold)
     return _result(out, names, columns, classification, max_overlap, within_split, seed,
-                   lambda n, offsets, samples: _near(splits, names, columns, n, offsets, samples, t, near_columns, seed))
+                   lambda n, offsets: _near(splits, names, columns, n, offsets, t, near_columns, seed))
+
+
+def _judged(splits: dict[str, SparkSplit], names: list[str], columns: list[str], lengths: dict[str, np.ndarray],
+            seed: int, classification: bool) -> Any:
+    """``on_dask.judge_samples`` on a uniform sample of up to ``ROWS`` rows per split, run in one
+    executor task: only its verdicts (pickled) reach the driver."""
+    from pyspark.sql import functions as F
+
+    sampled = None
+    for name in names:
+        frac = min(1.0, 2.0 * ROWS / max(int(lengths[name].sum()), 1))
+        part = splits[name].frame
+        if frac < 1:  # the sampled rows shuffled before the cut: every partition kept alike
+            part = part.sample(fraction=frac, seed=seed).orderBy(F.rand(seed)).limit(ROWS)
+        part = part.withColumn(TAG, F.lit(name))
+        sampled = part if sampled is None else sampled.unionByName(part)
+    target = splits[names[0]].target
+
+    def judge(it: Any) -> Any:
+        import pickle
+
+        import pandas as pd
+
+        parts = list(it)
+        if not parts:
+            return
+        pdf = pd.concat(parts, ignore_index=True)
+        samples = []
+        for name in names:
+            rows = pdf[pdf[TAG] == name]
+            frame = pd.DataFrame(_codes(rows, columns), columns=[f"c{j}" for j in range(len(columns))])
+            frame["y"] = _labels(rows, classification, target)
+            frame["key"] = np.arange(len(frame), dtype=np.float64)
+            samples.append(frame)
+        yield pd.DataFrame({"blob": [pickle.dumps(judge_samples(samples, names, columns, seed, classification))]})
+
+    import pickle
+
+    found = sampled.coalesce(1).mapInPandas(judge, "blob binary").collect()
+    return pickle.loads(found[0]["blob"]) if found else None
+
+
+def _first_rows_scale(frame: Any, columns: list[str], k: int, offsets: np.ndarray, near_columns: list[int] | None) -> Scale:
+    """``on_dask.first_rows_scale`` of the split's first ``k`` rows (by row id), built in one executor
+    task: only the statistics (pickled) reach the driver."""
+    from pyspark.sql import functions as F
+
+    rids = [int(r) for r in _rids(np.arange(k), offsets)]  # k is at most the split's rows
+    names = [f"c{j}" for j in range(len(columns))]
+
+    def build(it: Any) -> Any:
+        import pickle
+
+        import pandas as pd
+
+        parts = list(it)
+        pdf = pd.concat(parts, ignore_index=True).sort_values("rid") if parts else pd.DataFrame(columns=names)
+        yield pd.DataFrame({"blob": [pickle.dumps(first_rows_scale([pdf[names]], near_columns))]})
+
+    import pickle
+
+    coded = _bucketed(frame, columns, [], np.zeros(0), np.ones(0), np.zeros(0), 1.0, spread=False)
+    # repartition, not coalesce: a coalesced task would run the coder over every partition as partition 0
+    blob = coded.where(F.col("rid").isin(rids)).repartition(1).mapInPandas(build, "blob binary").collect()[0]["blob"]
+    return pickle.loads(blob)
 
 
 def _near(splits: dict[str, SparkSplit], names: list[str], columns: list[str], n: dict[str, int],
-          offsets: dict[str, np.ndarray], samples: dict[str, Any], threshold: float | None,
+          offsets: dict[str, np.ndarray], threshold: float | None,
           near_columns: list[int] | None, seed: int) -> tuple[float | None, dict[Any, Any], str]:
     """Near copies per pair, by Spark (``on_dask._near``'s result): every row gets a bucket of its
     standardised numeric columns projected on a seeded unit direction, buckets ``threshold *
@@ -213,9 +273,9 @@ def _near(splits: dict[str, SparkSplit], names: list[str], columns: list[str], n
 
     if threshold is None:
         return None, {}, "near copies not searched" + (" (the table has no numeric column)" if near_columns == [] else "")
-    rows = samples[names[0]][0]
     numeric = list(range(len(columns))) if near_columns is None else near_columns
-    scale = Scale(rows[:, numeric], np.float64)
+    k = min(stats_rows(len(columns)), n[names[0]])  # train's first rows, as the in-memory check of a table
+    scale = _first_rows_scale(splits[names[0]].frame, columns, k, offsets[names[0]], near_columns)
     direction = np.random.default_rng(seed ^ 0xB0C7).standard_normal(len(numeric))
     direction /= np.linalg.norm(direction)
     width = threshold * np.sqrt(len(numeric)) * (1 + 1e-9)
@@ -240,7 +300,7 @@ def _near(splits: dict[str, SparkSplit], names: list[str], columns: list[str], n
                                          self_pairs["d"].to_numpy(np.float64), n[b], n[a])
             found[(a, b)] = ((rid_a, near_b, pairs["d"].to_numpy(np.float64)), chance)
     rule = (f"near copies searched by Spark in buckets of a projection of the standardised numeric columns "
-            f"(standardised with train's {len(rows):,}-row sample)" + (", among rows whose other columns are equal"
+            f"(standardised with train's first {k:,} rows, as in memory)" + (", among rows whose other columns are equal"
                                                                        if near_columns is not None else ""))
     return threshold, found, rule
 

@@ -65,8 +65,9 @@ def run_engine(p: Prepared) -> CheckReport:
     parts = ", ".join(f"{name} {s.npartitions}" for name, s in splits.items())
     where = "on the Dask cluster" if engine == "Dask" else "by the Spark session"
     note = (f"computed {where} (partitions: {parts}): rows are matched by a 128-bit key of their values "
-            "(strings exactly, categoricals by value, datetimes, bools, numbers), and only the matched rows' keys and ids, "
-            f"counts and a sample of up to {ROWS:,} rows per split came back; {pulled.pop('near')}")
+            "(strings exactly, categoricals by value, datetimes, bools, numbers), and only the matched rows' keys and ids "
+            f"and counts came back (target columns were searched on a sample of up to {ROWS:,} rows per split where it "
+            f"lies); {pulled.pop('near')}")
     report = _report(result, opts, note)
     report.metrics.update({f"pulled_{k}": v for k, v in pulled.items()})
     return report

@@ -16,20 +16,21 @@ stand for values and no row is read twice). Then, with Dask's own operations:
   back as four numbers;
 - group ids and times given as Dask Series of the split are reduced on the
   cluster (distinct ids merged, extremes, counts);
-- target columns are searched on a uniform 4,096-row sample of train (and of
-  val for the val rule), drawn by a tree reduction of random keys.
+- target columns are searched on a uniform 4,096-row sample of each split,
+  drawn by a tree reduction of random keys, in one task where the samples
+  lie (``judge_samples``: the search and each split's ``few_values``).
 
 Near copies (``_near``), when the pair's second split has at most
 ``NEAR_ROWS`` rows: its rows are coded and built into the in-memory check's
 search (``matching.Reference``, or ``measure._KeyedNear`` for a table with
 non-numeric columns) once, on a worker; every partition of the first split
 is searched against it where it lies, standardised with the statistics of
-train's sample; what chance gives at that density is measured there too.
+train's first rows (as in memory); chance neighbours are measured there too.
 
 What reaches the client: the matched val rows (keys, label, row id), the
 matched train keys with their first row id, the near pairs (row ids and
 distances), the partition lengths, counts, five example group ids, and the
-two samples. Nothing here imports dask until a Dask split arrives.
+samples' verdicts. Nothing here imports dask until a Dask split arrives.
 """
 
 from __future__ import annotations

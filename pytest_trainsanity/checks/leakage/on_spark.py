@@ -7,10 +7,10 @@ canonical equality for every engine); val's distinct keys are broadcast
 into train (``broadcast`` join hint: train is never shuffled for it); the
 matched train rows are reduced to one row per (key, label); each split is
 grouped by key for its repeats and within-split label conflicts; group ids
-and times are aggregated. What reaches the driver: the matched rows' keys,
-labels and row ids, per-partition row counts, counts, five example group ids,
-and a uniform sample of up to 4,096 rows per split for the target-column
-search. A row id is (Spark partition, place in it), turned into a position
+and times are aggregated; the target-column search runs in one executor
+task on a uniform sample of up to 4,096 rows per split. What reaches the
+driver: the matched rows' keys, labels and row ids, per-partition row counts,
+counts, five example group ids, near pairs, and the search's verdict. A row id is (Spark partition, place in it), turned into a position
 by the partition counts: a DataFrame read from files keeps that order.
 
 Near copies (``_near``): rows bucketed by a projection of their standardised

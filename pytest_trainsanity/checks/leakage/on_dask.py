@@ -220,15 +220,20 @@ def _meta(classification: bool, extra: dict[str, Any]) -> Any:
 def _sample_chunk(pdf: Any, columns: list[str], seed: int, classification: bool, size: int, target: str = "label",
                   partition_info: dict[str, Any] | None = None) -> Any:
     """A partition's ``size`` rows with the smallest random keys (seeded by partition), as codes + label."""
-    import pandas as pd
 
     part = int((partition_info or {}).get("number", 0))
     keys = np.random.default_rng([seed, part]).random(len(pdf))
     keep = np.sort(np.argsort(keys)[:size])
-    codes = _codes(pdf.iloc[keep], columns)
-    out = pd.DataFrame(codes, columns=[f"c{j}" for j in range(len(columns))])
-    out["y"] = _labels(pdf.iloc[keep], classification, target)
-    out["key"] = keys[keep]
+    return coded_sample(pdf.iloc[keep], columns, classification, target, keys[keep])
+
+
+def coded_sample(pdf: Any, columns: list[str], classification: bool, target: str, keys: np.ndarray) -> Any:
+    """Sample rows as ``judge_samples`` reads them: value codes c0.., label y, and their random ``key``."""
+    import pandas as pd
+
+    out = pd.DataFrame(_codes(pdf, columns), columns=[f"c{j}" for j in range(len(columns))])
+    out["y"] = _labels(pdf, classification, target)
+    out["key"] = keys
     return out
 
 

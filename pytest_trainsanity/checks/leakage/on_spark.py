@@ -30,14 +30,16 @@ from ..features import ROWS
 from ..matching import Chance, Scale, chance_of_pairs, chance_pick, stats_rows
 from . import measure as leakage
 from .on_dask import (
+    GROUP,
     LABEL,
     ROW_BITS,
     TAG,
+    TIME,
     _codes,
     _global,
-    _labels,
     _result,
     build_search,
+    coded_sample,
     engine_splits,
     first_rows_scale,
     hash_partition,
@@ -45,8 +47,6 @@ from .on_dask import (
     near_rule,
     same_columns,
 )
-
-GROUP, TIME = "__trainsanity_group__", "__trainsanity_time__"
 
 
 def is_spark_split(source: Any) -> bool:
@@ -108,15 +108,21 @@ def spark_splits(setup: Any) -> dict[str, SparkSplit] | None:
     return engine_splits(setup, "Spark", is_spark_split, SparkSplit, "spark.createDataFrame(df)")
 
 
+def _numbered(it: Any) -> Any:
+    """A task's pandas batches with (partition, place of their first row in it): what row ids are made of."""
+    from pyspark import TaskContext
+
+    part, start = TaskContext.get().partitionId(), 0
+    for pdf in it:
+        yield pdf, part, start
+        start += len(pdf)
+
+
 def _hashed(frame: Any, columns: list[str], seed: int, classification: bool, extra: tuple[str, ...], schema: str,
             target: str) -> Any:
     def batches(it: Any) -> Any:
-        from pyspark import TaskContext
-
-        part, start = TaskContext.get().partitionId(), 0
-        for pdf in it:
+        for pdf, part, start in _numbered(it):
             out = hash_partition(pdf, columns, seed, classification, extra, {"number": part}, start, target)
-            start += len(pdf)
             out["h1"], out["h2"] = out["h1"].to_numpy().view(np.int64), out["h2"].to_numpy().view(np.int64)
             yield out
 
@@ -220,13 +226,8 @@ def _judged(splits: dict[str, SparkSplit], names: list[str], columns: list[str],
         if not parts:
             return
         pdf = pd.concat(parts, ignore_index=True)
-        samples = []
-        for name in names:
-            rows = pdf[pdf[TAG] == name]
-            frame = pd.DataFrame(_codes(rows, columns), columns=[f"c{j}" for j in range(len(columns))])
-            frame["y"] = _labels(rows, classification, target)
-            frame["key"] = np.arange(len(frame), dtype=np.float64)
-            samples.append(frame)
+        samples = [coded_sample(rows, columns, classification, target, np.arange(len(rows), dtype=np.float64))
+                   for rows in (pdf[pdf[TAG] == name] for name in names)]
         yield pd.DataFrame({"blob": [pickle.dumps(judge_samples(samples, names, columns, seed, classification))]})
 
     import pickle
@@ -319,16 +320,13 @@ def _bucketed(frame: Any, columns: list[str], numeric: list[int], centre: np.nda
 
     def batches(it: Any) -> Any:
         import pandas as pd
-        from pyspark import TaskContext
 
-        part, start = TaskContext.get().partitionId(), 0
-        for pdf in it:
+        for pdf, part, start in _numbered(it):
             codes = _codes(pdf, columns)
             with np.errstate(over="ignore", invalid="ignore"):  # NaN counts as the mean, as in the distance
                 z = np.nan_to_num((codes[:, numeric] - centre) / unit, nan=0.0, posinf=0.0, neginf=0.0)
             bucket = np.floor(z @ direction / width).astype(np.int64)
             rid = (np.int64(part) << np.int64(ROW_BITS)) + start + np.arange(len(pdf), dtype=np.int64)
-            start += len(pdf)
             out = pd.DataFrame(codes, columns=names)
             out.insert(0, "rid", rid)
             out.insert(0, "bucket", bucket)

@@ -18,8 +18,8 @@ input is ever cast. Metrics come from each split's eval sample (at most
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import copy
 import itertools
 import random
 import time
@@ -35,7 +35,7 @@ from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, c
 from .batches import describe, tree_map
 from .lightning import is_hugging_face, is_lightning
 from .splits import Split, as_numpy, named_fields
-from .torch_data import _torch, tensor_to_numpy, to_device
+from .torch_data import _torch, clone, clone_tree, tensor_to_numpy, to_device
 from .torch_preflight import TorchPreflight
 from .torch_record import StepRecord
 from .torch_step import TorchStep, batch_text, first_layer, predictions, resolve_device
@@ -204,12 +204,17 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         self._flags = [(m, m.training) for m in self.model.modules()]
         # lazy_snapshot (pre-flight): captured by the first probe that changes the model, so checks that
         # only read it (batch_independent) copy nothing; __exit__ then has nothing to put back
-        self._snapshot = None if self.lazy_snapshot else self._capture()
+        self._snapshot = None if self.lazy_snapshot else self._snap()
         self.pristine = True  # the weights, buffers and optimizer are the user's, untouched
-        self._grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in self.model.parameters()]
+        # the user's gradients are set aside as they are (no copy: nothing writes them while set aside)
+        self._grads = [(p, p.grad) for p in self.model.parameters()]
+        for param, _ in self._grads:
+            param.grad = None
         try:
             if self.device != self.home:
                 self.model.to(self.device)
+            if self._snapshot is not None:
+                self._work_optimizer()  # after the move: its copies lie on each parameter's device
             self._tensor_data()
         except BaseException:  # e.g. out of device memory: leave nothing moved or changed
             self.__exit__()
@@ -220,7 +225,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         torch = self.torch
         if self.device != self.home:
             self.model.to(self.home)
-        self._load_snapshot()
+        self._load_snapshot(final=True)
         self.restore_user_optimizer()
         for param, grad in self._grads:
             param.grad = grad
@@ -242,11 +247,11 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         return [*self.model.named_parameters(remove_duplicate=False), *self.model.named_buffers(remove_duplicate=False)]
 
     def _capture(self) -> dict[str, Any]:
-        """Weights, every buffer, optimizer and scheduler state: the snapshot and each checkpoint."""
+        """Weights, every buffer, optimizer and scheduler state, copied: each checkpoint of a detail pass."""
         return {
-            "tensors": {name: t.detach().clone() for name, t in self._named_state()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None,
+            "tensors": {name: clone(t) for name, t in self._named_state()},
+            "optimizer": clone_tree(self.optimizer.state_dict()),
+            "scheduler": clone_tree(self.scheduler.state_dict()) if self.scheduler is not None else None,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -255,21 +260,58 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
                 tensor.copy_(state["tensors"][name])
         for param in self.model.parameters():
             param.grad = None
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.optimizer.load_state_dict(clone_tree(state["optimizer"]))
         if self.scheduler is not None:
-            self.scheduler.load_state_dict(copy.deepcopy(state["scheduler"]))
+            self.scheduler.load_state_dict(clone_tree(state["scheduler"]))
 
     lazy_snapshot = False
 
-    def _load_snapshot(self) -> None:
-        if self._snapshot is not None:
-            self._restore(self._snapshot)
+    def _snap(self) -> dict[str, Any]:
+        """The snapshot the check returns to: copies of the weights, every buffer and the scheduler's
+        state; the optimizer's own state and param groups are set aside untouched while the check
+        steps copies of them (``_work_optimizer``), so putting them back costs nothing."""
+        opt = self.optimizer
+        return {
+            "tensors": {name: clone(t) for name, t in self._named_state()},
+            "scheduler": clone_tree(self.scheduler.state_dict()) if self.scheduler is not None else None,
+            "aside": (opt.state, opt.param_groups),
+        }
+
+    def _work_optimizer(self) -> None:
+        """The optimizer gets copies of the user's state (on each parameter's device) and param groups."""
+        torch, opt = self.torch, self.optimizer
+        state, groups = self._snapshot["aside"]
+
+        def copied(key: Any, entry: dict[Any, Any]) -> dict[Any, Any]:
+            device = key.device if isinstance(key, torch.Tensor) else None
+            return {k: clone(v, None if k == "step" else device) if isinstance(v, torch.Tensor) else clone_tree(v)
+                    for k, v in entry.items()}
+
+        opt.state = collections.defaultdict(dict, {key: copied(key, entry) for key, entry in state.items()})
+        opt.param_groups = [{k: list(v) if k == "params" else clone_tree(v) for k, v in g.items()} for g in groups]
+
+    def _load_snapshot(self, final: bool = False) -> None:
+        """Back to the snapshot; ``final`` (on exit): the user's own optimizer state and groups put back."""
+        snap = self._snapshot
+        if snap is not None:
+            with self.torch.no_grad():
+                for name, tensor in self._named_state():
+                    tensor.copy_(snap["tensors"][name])
+            for param in self.model.parameters():
+                param.grad = None
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(clone_tree(snap["scheduler"]))
+            if final:
+                self.optimizer.state, self.optimizer.param_groups = snap["aside"]
+            else:
+                self._work_optimizer()
         self.pristine = True
 
     def ensure_snapshot(self) -> None:
-        """Capture the snapshot now if entering deferred it (the state is still the user's)."""
+        """Take the snapshot now if entering deferred it (the state is still the user's)."""
         if self._snapshot is None:
-            self._snapshot = self._capture()
+            self._snapshot = self._snap()
+            self._work_optimizer()
 
     # ------------------------------------------------------------ data
 
@@ -457,7 +499,8 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
     ) -> TrainingTrace:
         start = time.perf_counter()
         self.ensure_snapshot()
-        self._load_snapshot()
+        if not self.pristine:
+            self._load_snapshot()
         self.pristine = False
         for split in self.splits.values():
             split.rewind()

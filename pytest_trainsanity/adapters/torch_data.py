@@ -10,6 +10,9 @@ model-free checks stream.
 
 from __future__ import annotations
 
+import copy
+import ctypes
+import sys
 import weakref
 from typing import Any, Iterator
 
@@ -43,6 +46,61 @@ def tensor_to_numpy(t: Any) -> np.ndarray:
     if t.dtype in (torch.bfloat16, torch.float16):
         t = t.float()
     return t.cpu().resolve_conj().resolve_neg().numpy()
+
+
+HUGE_PAGE = 2 << 20  # the kernel's transparent huge page (x86-64, aarch64 with 4 KiB pages)
+HUGE_FROM = 8 << 20  # copies of at least this many bytes ask for huge pages
+MADV_HUGEPAGE = 14  # linux/mman.h
+_madvise: Any = None  # libc's madvise once looked up; False where there is none (not Linux)
+
+
+def _huge_pages(t: Any) -> None:
+    """Ask the kernel to back ``t``'s (not yet written) memory with transparent huge pages."""
+    global _madvise
+    if _madvise is None:
+        _madvise = False
+        if sys.platform.startswith("linux"):
+            try:
+                fn = ctypes.CDLL(None, use_errno=True).madvise
+                fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+                _madvise = fn
+            except (OSError, AttributeError):
+                pass
+    if _madvise:
+        ptr = t.data_ptr()
+        start, end = -(-ptr // HUGE_PAGE) * HUGE_PAGE, (ptr + t.numel() * t.element_size()) // HUGE_PAGE * HUGE_PAGE
+        if end > start:
+            _madvise(start, end - start, MADV_HUGEPAGE)  # refused (THP off): the 4 KiB pages it would get anyway
+
+
+def clone(t: Any, device: Any = None) -> Any:
+    """A detached copy of tensor ``t`` (on ``device`` if given): what snapshots and checkpoints hold.
+
+    A large CPU copy asks for transparent huge pages before it is written (madvise, as torch's own
+    ``THP_MEM_ALLOC_ENABLE`` does for every allocation): a fresh buffer of 4 KiB pages costs a page
+    fault per page, which made the copy of a 64 MB weight 3.6x slower than copying into memory
+    already mapped (20.6 ms vs 5.7 ms on the 2-core CI machine). Without THP (``never``), or off
+    Linux, it is a plain copy."""
+    torch = _torch()
+    t = t.detach()
+    device = t.device if device is None else torch.device(device)
+    if (device.type != "cpu" or t.layout != torch.strided or t.is_quantized
+            or t.numel() * t.element_size() < HUGE_FROM):
+        return t.to(device, copy=True)
+    out = torch.empty_like(t, device=device)  # strides as clone() keeps them
+    _huge_pages(out)
+    return out.copy_(t)
+
+
+def clone_tree(obj: Any) -> Any:
+    """``copy.deepcopy`` for a state dict (plain dicts, lists, tuples), tensors copied by ``clone``."""
+    torch = _torch()
+    if isinstance(obj, torch.Tensor):
+        return clone(obj)
+    if type(obj) in (dict, list, tuple):
+        items = obj.items() if isinstance(obj, dict) else None
+        return dict((k, clone_tree(v)) for k, v in items) if items is not None else type(obj)(map(clone_tree, obj))
+    return copy.deepcopy(obj)
 
 
 def to_device(batch: Any, device: Any) -> Any:

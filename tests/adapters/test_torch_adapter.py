@@ -289,3 +289,54 @@ def test_seed_torch_draws_what_manual_seed_draws_and_seeded_puts_the_state_back(
     assert torch.equal(torch.get_rng_state(), before)
     torch.manual_seed(7)
     assert torch.equal(inside, torch.rand(4))
+
+
+def test_clone_copies_values_and_strides_whether_or_not_it_asks_for_huge_pages() -> None:
+    from pytest_trainsanity.adapters.torch_data import HUGE_FROM, clone, clone_tree
+
+    big = torch.randn(1536, 2048)  # 12 MB: above HUGE_FROM, so the huge-page path
+    assert big.numel() * 4 >= HUGE_FROM
+    for t in (big, big.t(), big[::2, 1:], torch.randn(8, 3).t(), torch.arange(10)):
+        c = clone(t)
+        assert torch.equal(c, t) and c.stride() == t.clone().stride() and c.dtype == t.dtype
+        assert c.data_ptr() != t.data_ptr() and not c.requires_grad
+        c.add_(1)  # a copy: the original is untouched
+        assert not torch.equal(c, t)
+    state = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": big}}, "param_groups": [{"lr": 0.1, "params": [0]}]}
+    copied = clone_tree(state)
+    assert copied == {**copied, "param_groups": [{"lr": 0.1, "params": [0]}]}
+    assert torch.equal(copied["state"][0]["exp_avg"], big) and copied["state"][0]["exp_avg"] is not big
+
+
+def test_the_users_own_optimizer_state_groups_and_gradients_come_back_not_copies(digits) -> None:
+    """The optimizer's state and param groups are set aside while a check steps copies of them, and
+    the gradients the user left are set aside as they are: afterwards the very same objects (same
+    memory) hold the same values, through a check that trains once, one that resets between probes,
+    and a full training check."""
+    from pytest_trainsanity import check_params_update, check_preflight
+
+    Xtr, ytr, Xv, yv = digits
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 1024),
+                                torch.nn.ReLU(), torch.nn.Linear(1024, 10))  # an 8 MB weight: the huge-page copy
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for i in range(2):  # Adam state and gradients left behind, as mid-project
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.as_tensor(Xtr[:32] / 16)), torch.as_tensor(ytr[:32])).backward()
+        opt.step()
+    setup = TrainSetup(model=model, train=(Xtr / 16, ytr), val=(Xv / 16, yv), optimizer=opt,
+                       loss=torch.nn.CrossEntropyLoss(), batch_size=32)
+    state, groups, group0 = opt.state, opt.param_groups, opt.param_groups[0]
+    tensors = {(id(p), k): (v, v.data_ptr(), v.clone()) for p, s in state.items() for k, v in s.items()}
+    grads = [(p, p.grad, p.grad.clone()) for p in model.parameters()]
+    lr_before = dict(group0)
+    for check in (check_params_update, check_preflight, lambda s: check_epoch1_overfit(s, probes=False, max_steps=20)):
+        check(setup)
+        assert opt.state is state and opt.param_groups is groups and opt.param_groups[0] is group0
+        assert dict(group0) == lr_before
+        for p, s in opt.state.items():
+            for k, v in s.items():
+                same, ptr, value = tensors[(id(p), k)]
+                assert v is same and v.data_ptr() == ptr and torch.equal(v, value)
+        for p, g, value in grads:
+            assert p.grad is g and torch.equal(g, value)

@@ -501,6 +501,8 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         self.ensure_snapshot()
         if not self.pristine:
             self._load_snapshot()
+        for param in self.model.parameters():  # a probe that only read the model may have left gradients
+            param.grad = None
         self.pristine = False
         for split in self.splits.values():
             split.rewind()

@@ -246,21 +246,26 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         ``Module.to`` keeps Parameter objects but replaces buffer tensors."""
         return [*self.model.named_parameters(remove_duplicate=False), *self.model.named_buffers(remove_duplicate=False)]
 
-    def _capture(self) -> dict[str, Any]:
-        """Weights, every buffer, optimizer and scheduler state, copied: each checkpoint of a detail pass."""
+    def _copies(self) -> dict[str, Any]:
+        """Weights and every buffer by name, and the scheduler's state, copied."""
         return {
             "tensors": {name: clone(t) for name, t in self._named_state()},
-            "optimizer": clone_tree(self.optimizer.state_dict()),
             "scheduler": clone_tree(self.scheduler.state_dict()) if self.scheduler is not None else None,
         }
 
+    def _capture(self) -> dict[str, Any]:
+        """Weights, every buffer, optimizer and scheduler state, copied: each checkpoint of a detail pass."""
+        return {**self._copies(), "optimizer": clone_tree(self.optimizer.state_dict())}
+
     def _restore(self, state: dict[str, Any]) -> None:
+        """Back to ``state`` (a checkpoint, or the snapshot: whose optimizer ``_load_snapshot`` handles)."""
         with self.torch.no_grad():
             for name, tensor in self._named_state():
                 tensor.copy_(state["tensors"][name])
         for param in self.model.parameters():
             param.grad = None
-        self.optimizer.load_state_dict(clone_tree(state["optimizer"]))
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(clone_tree(state["optimizer"]))
         if self.scheduler is not None:
             self.scheduler.load_state_dict(clone_tree(state["scheduler"]))
 
@@ -270,12 +275,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         """The snapshot the check returns to: copies of the weights, every buffer and the scheduler's
         state; the optimizer's own state and param groups are set aside untouched while the check
         steps copies of them (``_work_optimizer``), so putting them back costs nothing."""
-        opt = self.optimizer
-        return {
-            "tensors": {name: clone(t) for name, t in self._named_state()},
-            "scheduler": clone_tree(self.scheduler.state_dict()) if self.scheduler is not None else None,
-            "aside": (opt.state, opt.param_groups),
-        }
+        return {**self._copies(), "aside": (self.optimizer.state, self.optimizer.param_groups)}
 
     def _work_optimizer(self) -> None:
         """The optimizer gets copies of the user's state (on each parameter's device) and param groups."""
@@ -292,17 +292,10 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
 
     def _load_snapshot(self, final: bool = False) -> None:
         """Back to the snapshot; ``final`` (on exit): the user's own optimizer state and groups put back."""
-        snap = self._snapshot
-        if snap is not None:
-            with self.torch.no_grad():
-                for name, tensor in self._named_state():
-                    tensor.copy_(snap["tensors"][name])
-            for param in self.model.parameters():
-                param.grad = None
-            if self.scheduler is not None:
-                self.scheduler.load_state_dict(clone_tree(snap["scheduler"]))
+        if self._snapshot is not None:
+            self._restore(self._snapshot)
             if final:
-                self.optimizer.state, self.optimizer.param_groups = snap["aside"]
+                self.optimizer.state, self.optimizer.param_groups = self._snapshot["aside"]
             else:
                 self._work_optimizer()
         self.pristine = True

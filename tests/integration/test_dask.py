@@ -154,6 +154,14 @@ KEYS = ("train_val_exact", "train_val_label_conflicts", "train_val_copies", "tra
         "max_copy_fraction")
 
 
+def _in_memory(train, val):  # type: ignore[no-untyped-def]
+    """The in-memory check on the same pandas frames, groups and times: the reference counts."""
+    return check_leakage(TrainSetup(train=train, val=val, target="label",
+                                    groups={"train": train["user"].to_numpy(), "val": val["user"].to_numpy()},
+                                    timestamps={"train": train["signup"].to_numpy(), "val": val["signup"].to_numpy()}),
+                         near_duplicates=False)
+
+
 def test_the_cluster_counts_what_the_in_memory_check_counts(client) -> None:  # type: ignore[no-untyped-def]
     (train, val), _ = _planted()
     val.loc[40:59, "user"] = train.loc[500:519, "user"].to_numpy()  # 20 val rows of train's users
@@ -163,10 +171,7 @@ def test_the_cluster_counts_what_the_in_memory_check_counts(client) -> None:  # 
     with distributed.get_task_stream(client) as stream:
         on_cluster = check_leakage(TrainSetup(train=dt, val=dv, target="label", groups={"train": dt["user"], "val": dv["user"]},
                                               timestamps={"train": dt["signup"], "val": dv["signup"]}), near_duplicates=False)
-    in_memory = check_leakage(TrainSetup(train=train, val=val, target="label",
-                                         groups={"train": train["user"].to_numpy(), "val": val["user"].to_numpy()},
-                                         timestamps={"train": train["signup"].to_numpy(), "val": val["signup"].to_numpy()}),
-                              near_duplicates=False)
+    in_memory = _in_memory(train, val)
     assert {k: on_cluster.metrics[k] for k in KEYS} == {k: in_memory.metrics[k] for k in KEYS}
     assert on_cluster.metrics["train_val_exact"] == 40 and on_cluster.metrics["train_val_label_conflicts"] == 10
     assert on_cluster.metrics["train_repeated_rows"] == 20 and on_cluster.metrics["train_label_conflicts"] == 10
@@ -293,9 +298,6 @@ def test_parquet_read_by_dask_with_series_of_the_split(client, tmp_path) -> None
     tr, va = dd.read_parquet(tmp_path / "train"), dd.read_parquet(tmp_path / "val")
     report = check_leakage(TrainSetup(train=tr, val=va, target="label", groups={"train": tr["user"], "val": va["user"]},
                                       timestamps={"train": tr["signup"], "val": va["signup"]}), near_duplicates=False)
-    in_memory = check_leakage(TrainSetup(train=train, val=val, target="label",
-                                         groups={"train": train["user"].to_numpy(), "val": val["user"].to_numpy()},
-                                         timestamps={"train": train["signup"].to_numpy(), "val": val["signup"].to_numpy()}),
-                              near_duplicates=False)
+    in_memory = _in_memory(train, val)
     assert {k: report.metrics[k] for k in KEYS} == {k: in_memory.metrics[k] for k in KEYS}
     assert report.metrics["train_val_exact"] == 4 and "val accuracy can be inflated by up to 0.5 points" in report.message

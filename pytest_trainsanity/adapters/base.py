@@ -38,12 +38,13 @@ class TrainingTrace:
 
     Per step: ``loss``, ``lr`` (steps x param groups), ``epoch`` (the epoch each
     step belongs to); ``grad_norm`` (global L2 norm of the gradients) on every
-    step of a ``detail`` pass and on sampled steps otherwise, and
-    ``update_ratio`` (||update|| / ||weights||) on sampled steps, NaN on the
-    others: it needs a copy of the weights around the step, which on small
-    models costs more than the whole instrumentation budget, so adapters
-    sample it (torch: every 4th step of each epoch of a ``detail`` pass, every 8th of the
-    others, starting with the first). Per epoch: ``train_metric`` and
+    step of a ``detail`` pass, and ``update_ratio`` (||update|| / ||weights||)
+    on its sampled steps, NaN on the others: it needs a copy of the weights
+    around the step, which on small models costs more than the whole
+    instrumentation budget, so adapters sample it (torch: every 4th step of
+    each epoch, starting with the first). Only ``lr_spike_explained`` reads
+    them: torch leaves both NaN on the other passes (Keras computes them in
+    its traced step at no cost worth saving). Per epoch: ``train_metric`` and
     ``val_metric`` (accuracy, or R^2 for regression) and losses, measured in
     eval mode after the epoch, on each split's eval sample. ``*_pred`` are the final
     predictions on those samples (class ids for classification). ``label_counts`` (steps x

@@ -41,7 +41,6 @@ from .torch_record import StepRecord
 from .torch_step import TorchStep, batch_text, first_layer, predictions, resolve_device
 
 UPDATE_EVERY = 4  # ||update|| / ||weights|| on every 4th step of a detail pass (NaN between): see TrainingTrace
-UPDATE_EVERY_PLAIN = 8  # ... and on every 8th of the other passes, whose checks read neither it nor the grad norm
 NO_CAST = ("The plugin feeds batches exactly as the pipeline yields them (only moved to the device, never "
            "cast), so this is what your own training would hit: make the pipeline yield what the model takes "
            "(e.g. a transform that converts uint8 pixels with x.float() / 255).")
@@ -623,7 +622,6 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         model, optimizer, scheduler, plan = self.model, self.optimizer, self.scheduler, self.plan
         per_step = plan is not None and plan.interval == "step"
         count_labels = not self.arrays and self.setup.task == "classification"
-        every = UPDATE_EVERY if rec.detail else UPDATE_EVERY_PLAIN
         progress = self.progress
         ran = index = 0
         model.train()
@@ -633,7 +631,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
                     for group, lr in zip(optimizer.param_groups, hold_lr):
                         group["lr"] = lr
                 optimizer.zero_grad(set_to_none=True)
-                sampled = ran % every == 0
+                sampled = rec.detail and ran % UPDATE_EVERY == 0
                 try:
                     loss = self._train_loss(batch, index)
                     index += 1

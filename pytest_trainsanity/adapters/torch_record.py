@@ -30,13 +30,14 @@ class StepRecord:
         self.grad_parts: list[Any] = []  # per-parameter gradient norms, flat: reduced after the pass
         self.grad_counts: list[int] = []
         self.grad_steps: list[int] = []
-        size = sum(p.numel() for p in params)
+        # a detail pass (lr_spike_explained) copies the weights around its sampled steps; no other pass records them
+        size = sum(p.numel() for p in params) if detail else 0
         self.before, self.after = params[0].new_empty(size), params[0].new_empty(size)
         self.zero = self.before.new_zeros(())
 
     def before_step(self, optimizer: Any, sampled: bool) -> None:
         torch = self.torch
-        if sampled or self.detail:  # the gradient norm: every step for lr_spike_explained, else sampled steps
+        if self.detail:  # the gradient norm on every step: only lr_spike_explained reads it
             grads = [p.grad for p in self.params if p.grad is not None]
             self.grad_parts += torch._foreach_norm(grads) if grads else [self.zero]  # reduced after the pass
             self.grad_counts.append(max(len(grads), 1))

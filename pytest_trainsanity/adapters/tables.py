@@ -195,6 +195,9 @@ def string_codes(arr: Any) -> np.ndarray:
 
 def _word_sums(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Per value (``starts``/``lengths`` into ``data``), the sum of its mixed, place-keyed 64-bit words."""
+    fixed = _fixed_width_sums(data, lengths)
+    if fixed is not None:
+        return fixed
     m = len(data) // 8 + 1
     buf = np.zeros(8 * m + 8, np.uint8)  # zero padding: a value's last word may read past its bytes
     buf[: len(data)] = data
@@ -220,6 +223,34 @@ def _word_sums(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.
     some = np.flatnonzero(count)
     if len(some):  # empty values have no words (and keep 0)
         sums[some] = np.add.reduceat(_mix(words), first[some])
+    return sums
+
+
+def _fixed_width_sums(data: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
+    """``_word_sums`` of values that are all ``L`` bytes long or empty (ids, codes, hashes, fixed
+    formats: common in tables), or None for other values. The non-empty values lie back to back, so
+    they are one (values, L) array: zero-padded to whole words it is read as (values, words) in place
+    of a gather per word. The same sums as the general path, bit for bit."""
+    filled = lengths > 0
+    k = int(np.count_nonzero(filled))
+    if not k or len(data) % k:
+        return None
+    width = len(data) // k
+    words = (width + 7) >> 3
+    if words > len(_WORD_KEYS) or not (lengths[filled] == width).all():
+        return None
+    padded = np.zeros((k, 8 * words), np.uint8)
+    padded[:, :width] = data.reshape(k, width)
+    keyed = padded.view("<u8")
+    keyed ^= _WORD_KEYS[:words]
+    mixed = _mix(keyed)
+    total = mixed[:, 0].copy()
+    for w in range(1, words):  # column by column (uint64 wraps mod 2**64, as the general path's reduceat):
+        total += mixed[:, w]  # a sum along rows of a few words is several times slower in numpy
+    if k == len(lengths):
+        return total
+    sums = np.zeros(len(lengths), np.uint64)
+    sums[filled] = total
     return sums
 
 

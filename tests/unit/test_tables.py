@@ -49,6 +49,25 @@ def test_string_codes_equal_exactly_when_bytes_are() -> None:
     assert np.array_equal(string_codes(pa.concat_arrays([pa.array([b"pad"] * 7, pa.binary()), shuffled])[7:]), codes[order])
 
 
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 14, 55, 64, 100])
+def test_values_of_one_length_get_the_codes_mixed_lengths_get(width) -> None:
+    """Values all ``width`` bytes long (ids, hashes, fixed formats), with nulls and empty strings
+    among them, are read as whole words in place; their codes are the ones the general path gives
+    the same values beside values of other lengths, bit for bit, at any offset into the buffers."""
+    rng = np.random.default_rng(width)
+    values = []
+    for _ in range(3000):
+        u = rng.random()
+        values.append(None if u < 0.03 else "" if u < 0.06 else "".join(chr(c) for c in rng.integers(97, 123, width)))
+    fixed = string_codes(pa.array(values))
+    filler = "#" * (width + 3)  # another length: every chunk of this array takes the general path
+    mixed = string_codes(pa.array([v for value in values for v in (value, filler)]))[::2]
+    np.testing.assert_array_equal(fixed, mixed)
+    np.testing.assert_array_equal(string_codes(pa.array(["pad", *values])[1:]), fixed)
+    filled = [v for v in values if v]
+    assert len(set(string_codes(pa.array(filled)).tolist())) == len(set(filled))
+
+
 def test_categoricals_by_value_and_numbers_by_value() -> None:
     a = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, 0]), pa.array(["basic", "pro", "max"]))
     b = pa.DictionaryArray.from_arrays(pa.array([2, 1, 0, 2]), pa.array(["basic", "pro", "max"])[::-1])

@@ -286,6 +286,26 @@ def test_broken_input_is_one_paragraph_never_a_pass(client) -> None:  # type: ig
         check_leakage(TrainSetup(train=dt, val=dv, target="label", timestamps={"train": "signup", "val": "signup"}))
 
 
+def test_a_groups_or_timestamps_series_that_does_not_line_up_is_an_error(client) -> None:  # type: ignore[no-untyped-def]
+    """Dask assigns a Series by index: one over other rows would leave rows of the split without a
+    group or time (a shared group unseen: a silent pass). It is one paragraph instead; a Series with
+    the split's own index lines up, whatever its name."""
+    (train, val), _ = _planted()
+    dt, dv = dd.from_pandas(train, npartitions=2), dd.from_pandas(val, npartitions=1)
+    subset = dd.from_pandas(train["user"].iloc[:2500].rename("uid"), npartitions=2)
+    with pytest.raises(SetupError, match=r"groups=\{'train': ...\}\) does not line up with the train split: the Dask "
+                                         r"Series has 2,500 value\(s\) for the split's 3,000 rows, .* so 500 row\(s\) got no value"):
+        check_leakage(TrainSetup(train=dt, val=dv, target="label", groups={"train": subset, "val": "user"}))
+    elsewhere = dd.from_pandas(val["signup"].rename("t").set_axis(val.index + 10_000), npartitions=1)
+    with pytest.raises(SetupError, match=r"timestamps=\{'val': ...\}\) does not line up with the val split: .* 800 row\(s\) "
+                                         r"got no value and 800 of its value\(s\) matched no row"):
+        check_leakage(TrainSetup(train=dt, val=dv, target="label", timestamps={"train": "signup", "val": elsewhere}))
+    own = dd.from_pandas(train["user"].rename("uid"), npartitions=2)
+    report = check_leakage(TrainSetup(train=dt, val=dv, target="label", groups={"train": own, "val": "user"}),
+                           near_duplicates=False)
+    assert report.metrics["train_val_group_rows"] == _in_memory(train, val).metrics["train_val_group_rows"] > 0
+
+
 def test_parquet_read_by_dask_with_series_of_the_split(client, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """dd.read_parquet gives unknown divisions: group ids and times given as the split's own Series
     (taken before the label column is set aside) still line up with its rows."""

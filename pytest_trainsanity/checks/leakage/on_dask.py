@@ -270,15 +270,15 @@ def find_leakage_dask(
     names = list(splits)
     first = splits[names[0]]
     columns = same_columns(splits, "Dask")
-    hashed, lengths, within_parts, group_of, time_of, frames = {}, {}, {}, {}, {}, {}
+    hashed, lengths, within_parts, group_of, time_of, frames, aligned = {}, {}, {}, {}, {}, {}, {}
     for name, split in splits.items():
         frame, extra = split.frame, {}
-        if groups and name in groups:
-            frame = split.with_column(frame, GROUP, groups[name], "groups")
-            extra[GROUP] = frame._meta[GROUP].dtype
-        if timestamps and name in timestamps:
-            frame = split.with_column(frame, TIME, timestamps[name], "timestamps")
-            extra[TIME] = frame._meta[TIME].dtype
+        for key, given, what in ((GROUP, groups, "groups"), (TIME, timestamps, "timestamps")):
+            if given and name in given:
+                frame = split.with_column(frame, key, given[name], what)
+                extra[key] = frame._meta[key].dtype
+                if not isinstance(given[name], str):
+                    aligned[(name, what)] = _alignment(frame, key, given[name], split)
         frames[name] = frame  # near copies number their rows on this same frame
         h = frame.map_partitions(hash_partition, columns, seed, classification, tuple(extra), target=split.target,
                                  meta=_meta(classification, extra), enforce_metadata=False)
@@ -293,7 +293,8 @@ def find_leakage_dask(
         if TIME in extra:
             time_of[name] = h[TIME]
 
-    lazy: dict[str, Any] = {"lengths": lengths, "within": within_parts, "pairs": {}, "groups": {}, "times": {}}
+    lazy: dict[str, Any] = {"lengths": lengths, "within": within_parts, "pairs": {}, "groups": {}, "times": {},
+                            "aligned": aligned}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             keys_b = hashed[b][["h1", "h2"]].drop_duplicates(split_out=1)
@@ -316,6 +317,7 @@ def find_leakage_dask(
     lazy["judged"] = samples.map_partitions(_judge_frame, names, columns, seed, classification,
                                             meta=pd.DataFrame({"blob": pd.Series([], dtype=object)}), enforce_metadata=False)
     (out,) = dask.compute(lazy)
+    _check_aligned(out)
     out["judged"] = pickle.loads(out["judged"]["blob"].iloc[0])
     t, near_columns = near_rule(first.kinds, columns, near, threshold)
     return _result(out, names, columns, classification, max_overlap, within_split, seed,
@@ -377,6 +379,33 @@ def judge_samples(samples: list[Any], names: list[str], columns: list[str], seed
                                     columns)  # a split that is not a table gets its row count on the client
     few = {name: few_values(X, seed) if len(X) >= 2 else 0 for name, (X, _) in arrays.items()}
     return search, few, {name: len(X) for name, (X, _) in arrays.items()}
+
+
+def _alignment(after: Any, key: str, series: Any, split: Any) -> tuple[Any, ...] | None:
+    """Lazy counts that show whether a Dask Series of group ids or times lines up with its split:
+    Dask assigns by index, so a Series of other rows (a subset, another frame's index) leaves rows
+    without a value and drops its own extra values, silently. (The Series' values, its missing ones, the
+    split's rows left without a value.) None when the Series is the split's own column, taken by name."""
+    if series.name in split.columns:
+        return None
+    return series.size, series.isna().sum(), after[key].isna().sum()
+
+
+def _check_aligned(out: dict[str, Any]) -> None:
+    """A groups / timestamps Series that does not line up with its split is a setup error, never a
+    check that silently compared fewer rows (a shared group left out could make the gate pass)."""
+    for (name, what), counts in out["aligned"].items():
+        if counts is None:
+            continue
+        size, own_missing, missing = (int(v) for v in counts)
+        n = int(np.sum(np.asarray(out["lengths"][name])))
+        if size != n or missing != own_missing:
+            raise SetupError(
+                f"TrainSetup({what}={{{name!r}: ...}}) does not line up with the {name} split: the Dask Series has "
+                f"{size:,} value(s) for the split's {n:,} rows, and Dask assigns by index, so {missing - own_missing:,} "
+                f"row(s) got no value and {max(size - (n - missing + own_missing), 0):,} of its value(s) matched no row. "
+                f"Pass a column of the split itself (ddf['user_id'] or the name 'user_id'), or a Series with the same "
+                f"index as the split.")
 
 
 def _global(rid: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -98,10 +98,14 @@ class DaskSplit:
         self.frame, self.npartitions = frame, frame.npartitions
         self.kinds = _kinds(frame._meta[self.columns])
 
+    def own_column(self, series: Any) -> bool:
+        """A Dask Series named like one of the split's columns: taken as that column, by name."""
+        return is_dask(series) and type(series).__name__ == "Series" and series.name in self.columns
+
     def with_column(self, frame: Any, key: str, series: Any, what: str) -> Any:
         """``frame`` with the split's group ids or times as column ``key`` (a Dask Series of the split, or
         the name of one of its columns)."""
-        if is_dask(series) and type(series).__name__ == "Series" and series.name in self.columns:
+        if self.own_column(series):
             series = series.name  # the split's own column (ddf["user_id"]): taken by name, so dask need not align
             # two expressions (a Series of the frame before the label was renamed fails to, on unknown divisions)
         if isinstance(series, str):
@@ -386,7 +390,7 @@ def _alignment(after: Any, key: str, series: Any, split: Any) -> tuple[Any, ...]
     Dask assigns by index, so a Series of other rows (a subset, another frame's index) leaves rows
     without a value and drops its own extra values, silently. (The Series' values, its missing ones, the
     split's rows left without a value.) None when the Series is the split's own column, taken by name."""
-    if series.name in split.columns:
+    if split.own_column(series):
         return None
     return series.size, series.isna().sum(), after[key].isna().sum()
 

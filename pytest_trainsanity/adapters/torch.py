@@ -273,12 +273,23 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
     def _snap(self) -> dict[str, Any]:
         """The snapshot the check returns to: copies of the weights, every buffer and the scheduler's
         state; the optimizer's own state and param groups are set aside untouched while the check
-        steps copies of them (``_work_optimizer``), so putting them back costs nothing."""
-        return {**self._copies(), "aside": (self.optimizer.state, self.optimizer.param_groups)}
+        steps copies of them (``_work_optimizer``), so putting them back costs nothing. An optimizer
+        whose ``state`` / ``param_groups`` cannot be assigned (a wrapper exposing its inner optimizer's
+        as read-only properties) is stepped in place instead and put back from a copy of its
+        ``state_dict()``, as a checkpoint is."""
+        opt = self.optimizer
+        try:
+            opt.state, opt.param_groups = opt.state, opt.param_groups  # the same objects: a no-op where allowed
+        except AttributeError:
+            return {**self._copies(), "optimizer": clone_tree(opt.state_dict())}
+        return {**self._copies(), "aside": (opt.state, opt.param_groups)}
 
     def _work_optimizer(self) -> None:
         """The optimizer gets copies of the user's state (on each parameter's device) and param groups."""
         torch, opt = self.torch, self.optimizer
+        if "aside" not in self._snapshot:  # stepped in place: loading casts the state to each parameter's device
+            opt.load_state_dict(clone_tree(self._snapshot["optimizer"]))
+            return
         state, groups = self._snapshot["aside"]
 
         def copied(key: Any, entry: dict[Any, Any]) -> dict[Any, Any]:
@@ -292,10 +303,10 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
     def _load_snapshot(self, final: bool = False) -> None:
         """Back to the snapshot; ``final`` (on exit): the user's own optimizer state and groups put back."""
         if self._snapshot is not None:
-            self._restore(self._snapshot)
-            if final:
+            self._restore(self._snapshot)  # the optimizer too, when it is stepped in place
+            if "aside" in self._snapshot and final:
                 self.optimizer.state, self.optimizer.param_groups = self._snapshot["aside"]
-            else:
+            elif "aside" in self._snapshot:
                 self._work_optimizer()
         self.pristine = True
 

@@ -344,3 +344,64 @@ def test_the_users_own_optimizer_state_groups_and_gradients_come_back_not_copies
                 assert v is same and v.data_ptr() == ptr and torch.equal(v, value)
         for p, g, value in grads:
             assert p.grad is g and torch.equal(g, value)
+
+
+class ReadOnlyWrapper(torch.optim.Optimizer):
+    """An optimizer wrapper in the manner of those that delegate to an inner optimizer and expose its
+    ``state`` / ``param_groups`` as read-only properties (they cannot be set aside by assignment)."""
+
+    def __init__(self, inner: torch.optim.Optimizer) -> None:  # no super().__init__: a pure wrapper
+        self.inner, self.defaults = inner, inner.defaults
+
+    @property
+    def state(self):  # type: ignore[override]
+        return self.inner.state
+
+    @property
+    def param_groups(self):  # type: ignore[override]
+        return self.inner.param_groups
+
+    def step(self, closure=None):  # type: ignore[override]
+        return self.inner.step(closure)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.inner.zero_grad(set_to_none)
+
+    def state_dict(self):  # type: ignore[override]
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state_dict) -> None:  # type: ignore[override]
+        self.inner.load_state_dict(state_dict)
+
+
+def test_an_optimizer_whose_state_cannot_be_assigned_is_stepped_in_place_and_put_back(digits) -> None:
+    """A wrapper whose ``state`` / ``param_groups`` are read-only properties used to end every check
+    in ``AttributeError: property 'state' ... has no setter``. It is stepped in place and put back from
+    a copy of its state dict: the model, the optimizer's state (Adam moments, step), its learning rate
+    (which the lr/10 probe scales) and the scheduler come back bit for bit, through the probes, a
+    pre-flight check that snapshots lazily, and two checks in a row."""
+    from pytest_trainsanity import check_params_update, check_preflight
+
+    Xtr, ytr, Xv, yv = digits
+    model = bn_net()
+    opt = ReadOnlyWrapper(torch.optim.Adam(model.parameters(), lr=2e-3))
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    for i in range(2):  # Adam state left behind, as mid-project
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.as_tensor(Xtr[i * 32 : (i + 1) * 32])),
+                                          torch.as_tensor(ytr[i * 32 : (i + 1) * 32])).backward()
+        opt.step()
+    sched.step()
+    setup = TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=opt, loss=torch.nn.CrossEntropyLoss(),
+                       scheduler=sched, scheduler_step="epoch", batch_size=32)
+    before = state_of(setup)
+    first = check_epoch1_overfit(setup, max_steps=20)
+    assert first.metrics["steps"] == 20 and np.isfinite(first.metrics["gap"])
+    assert_same(before, state_of(setup))
+    for check in (check_params_update, check_preflight):
+        check(setup)
+        assert_same(before, state_of(setup))
+    again = check_epoch1_overfit(setup, max_steps=20)
+    assert again.metrics == {**again.metrics, "train_metric": first.metrics["train_metric"],
+                             "val_metric": first.metrics["val_metric"]}
+    assert_same(before, state_of(setup))

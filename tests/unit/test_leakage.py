@@ -237,6 +237,7 @@ def test_chance_neighbours_in_dense_data_are_not_counted_as_near_copies() -> Non
     assert 0.5 * m["train_val_near"] < m["train_val_near_chance"] < 2 * m["train_val_near"]
     assert report.passed, report.message
     assert "near copies are not counted: chance neighbours give as many at this density" in report.message
+    assert f"0 exact and {m['train_val_near']} near copies of 5000 val samples (0 counted, 0.0%)" in report.message
 
     val[:30] = train[:30]  # exact copies are still copies
     report = check_leakage(TrainSetup(train=(train, yt), val=(val, yv)))
@@ -263,6 +264,8 @@ def test_equal_rows_in_a_small_feature_space_are_not_counted_as_copies() -> None
     assert m["train_val_copies"] == 0 and 150 < m["train_val_exact_chance"] <= 200
     assert ("the 200 exact copies (and their label conflicts) are not counted: in so small a feature space equal rows "
             "recur by chance (every feature takes at most 2 values") in report.message
+    assert "200 exact and 0 near copies of 200 val samples (0 counted, 0.0%)" in report.message
+    assert report.message.split("\n")[1].endswith(" (not counted, with the exact copies)")
     Z = np.column_stack([X, rng.standard_normal(1_200)])
     Z[1_000:1_030] = Z[:30]
     report = check_leakage(TrainSetup(train=(Z[:1_000], y[:1_000]), val=(Z[1_000:], y[1_000:])))

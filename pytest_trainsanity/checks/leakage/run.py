@@ -281,7 +281,10 @@ def _target_lines(s: TargetSearch) -> list[str]:
 
 def _pair_text(p: leakage.PairLeak) -> str:
     frac = p.copies / p.n_b if p.n_b else 0.0
-    parts = [f"{len(p.exact_b)} exact and {len(p.near_b)} near copies of {p.n_b} {p.b} samples ({100 * frac:.1f}%)"]
+    share = f"{100 * frac:.1f}%"
+    if p.copies != len(p.exact_b) + len(p.near_b):  # some left out as chance: the share is of those counted
+        share = f"{p.copies} counted, {share}"
+    parts = [f"{len(p.exact_b)} exact and {len(p.near_b)} near copies of {p.n_b} {p.b} samples ({share})"]
     if p.exact_pairs:
         parts.append(f"exact examples ({p.a}, {p.b}): {p.exact_pairs}")
     if p.near_pairs:
@@ -302,7 +305,8 @@ def _pair_text(p: leakage.PairLeak) -> str:
     if p.copies:
         points = f"{100 * frac:.0f}" if frac >= 0.095 else f"{100 * frac:.1g}"  # 0.5, not "up to 0 points"
         parts.append(f"{p.b} accuracy can be inflated by up to {points} points: these samples were trained on")
-    parts.append(f"{p.conflicts} label conflict(s)" + (f" e.g. {p.conflict_pairs}" if p.conflicts else ""))
+    parts.append(f"{p.conflicts} label conflict(s)" + (f" e.g. {p.conflict_pairs}" if p.conflicts else "")
+                 + ("" if p.exact_counted or not p.conflicts else " (not counted, with the exact copies)"))
     if p.shared_groups or p.group_rows_b:
         parts.append(f"{p.shared_groups} shared group id(s) covering {p.group_rows_b} {p.b} samples, e.g. {p.group_examples}")
     if p.latest_a is not None:

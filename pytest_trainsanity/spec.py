@@ -42,8 +42,9 @@ class TrainSetup:
       optimizer or a ``LearningRateScheduler`` callback.
     - ``task``: "classification" (accuracy) or "regression" (loss, R^2).
     - ``batch_size``: used when splits are arrays.
-    - ``groups`` / ``timestamps``: ``{"train": ids_or_times, "val": ...}``, one per sample, for
-      group and temporal leakage (NaT/NaN times are left out and counted).
+    - ``groups`` / ``timestamps``: ``{"train": ids_or_times, "val": ...}``, one per sample, or the
+      name of a feature column of a table split, for group and temporal leakage (missing ids and
+      NaT/NaN times are left out and counted).
     - ``step``: ``callable(model, batch) -> loss`` (a tensor, a dict with "loss", or a tuple whose
       first item is the loss), the user's own training step.
     - ``target_key``: the key of the target in dict batches (default: the first present of

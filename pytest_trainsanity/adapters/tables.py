@@ -381,6 +381,24 @@ class TableSplit(Split):
             start += batch.num_rows
         return np.concatenate(out) if out else np.zeros((0, len(self.columns)))
 
+    def column_values(self, column: str) -> np.ndarray:
+        """One feature column's values as numpy (group ids or times named by column): only that column is
+        read (a Parquet stream reads it alone); nulls become NaN / NaT / None, times keep their unit."""
+        source, module = self.source, type(self.source).__module__.split(".")[0]
+        if module == "pandas":
+            arr = _pa().Array.from_pandas(source[column])
+        elif module == "polars":
+            arr = source[column].to_arrow()
+        elif type(source).__name__ in ("Table", "RecordBatch"):
+            arr = source.column(column)
+        else:
+            arr = _dataset(source).to_table(columns=[column]).column(column)
+        if hasattr(arr, "combine_chunks"):
+            arr = arr.combine_chunks()
+        if kind_of_type(arr.type) == _CATEGORY:
+            arr = arr.dictionary_decode()
+        return arr.to_numpy(zero_copy_only=False)
+
     def numeric_blocks(self) -> Iterator[Block]:
         """The numeric (not bool) columns only, as float64 (``inputs_normalized``)."""
         keep = [c for c in self.columns if self.kinds[c] == _NUMERIC]

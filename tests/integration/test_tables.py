@@ -217,3 +217,114 @@ def test_tables_end_to_end(pytester: pytest.Pytester) -> None:
                               "column with TrainSetup(target='column'). Its columns: tenure, monthly, plan, region, "
                               "signup, autopay, churned.*"])
     assert "Traceback" not in out
+
+
+BY_COLUMN = r"""
+import numpy as np
+import pandas as pd
+import pytest
+from pytest_trainsanity import TrainSetup
+
+
+def frames():
+    r = np.random.default_rng(0)
+    def frame(n, ids, start):
+        return pd.DataFrame({"customer": ids, "signup": pd.date_range(start, periods=n, freq="h"),
+                             "monthly": r.normal(70, 20, n), "churned": r.integers(0, 2, n)})
+    train = frame(600, [f"c{i}" for i in range(600)], "2023-01-01")
+    val = frame(200, [f"v{i}" for i in range(200)], "2023-02-01")
+    val.loc[:19, "customer"] = train.loc[100:119, "customer"].to_numpy()  # 20 customers on both sides
+    train.loc[5, "customer"] = val.loc[30, "customer"] = None  # no id: in no group, counted
+    val.loc[50:56, "signup"] = pd.Timestamp("2023-01-02")  # 7 val rows before train's latest time
+    train.loc[7, "signup"] = pd.NaT
+    return train, val
+
+
+BY_NAME = dict(target="churned", groups={"train": "customer", "val": "customer"},
+               timestamps={"train": "signup", "val": "signup"})
+
+
+def by_column(form, tmp_path):
+    train, val = frames()
+    if form == "arrays":  # the reference: the same ids and times given as arrays
+        return TrainSetup(train=train, val=val, target="churned",
+                          groups={"train": train["customer"].to_numpy(), "val": val["customer"].to_numpy()},
+                          timestamps={"train": train["signup"].to_numpy(), "val": val["signup"].to_numpy()})
+    if form == "polars":
+        import polars as pl
+        return TrainSetup(train=pl.from_pandas(train), val=pl.from_pandas(val), **BY_NAME)
+    if form == "pyarrow":
+        import pyarrow as pa
+        return TrainSetup(train=pa.Table.from_pandas(train), val=pa.Table.from_pandas(val), **BY_NAME)
+    if form == "parquet":
+        import pyarrow as pa, pyarrow.parquet as pq
+        for i in range(3):
+            pq.write_table(pa.Table.from_pandas(train.iloc[i * 200:(i + 1) * 200]), tmp_path / f"part-{i}.parquet")
+        return TrainSetup(train=str(tmp_path / "part-*.parquet"), val=val, **BY_NAME)
+    return TrainSetup(train=train, val=val, **BY_NAME)
+
+
+for _form in ("pandas", "polars", "pyarrow", "parquet", "arrays"):
+    globals()[f"by_{_form}"] = pytest.fixture(lambda tmp_path, _f=_form: by_column(_f, tmp_path), name=f"by_{_form}")
+
+    def _test():
+        pass
+    _test.__name__ = f"test_groups_and_times_{_form}"
+    globals()[_test.__name__] = pytest.mark.no_leakage(setup=f"by_{_form}", near_duplicates=False)(_test)
+
+
+@pytest.fixture
+def not_a_column():
+    train, val = frames()
+    return TrainSetup(train=train, val=val, target="churned", groups={"train": "user_id", "val": "customer"})
+
+
+@pytest.mark.no_leakage(setup="not_a_column")
+def test_a_name_that_is_not_a_column():
+    pass
+
+
+@pytest.fixture
+def name_on_arrays():
+    train, val = frames()
+    return TrainSetup(train=(train[["monthly"]].to_numpy(), train["churned"].to_numpy()),
+                      val=(val[["monthly"]].to_numpy(), val["churned"].to_numpy()),
+                      groups={"train": "customer", "val": "customer"})
+
+
+@pytest.mark.no_leakage(setup="name_on_arrays")
+def test_a_name_on_arrays():
+    pass
+"""
+
+
+def test_groups_and_timestamps_name_a_column_of_a_table_split(pytester: pytest.Pytester) -> None:
+    """``groups=`` / ``timestamps=`` may name a column of a table split, as with Dask and Spark; it
+    read as one entry and stopped with "has 1 entries but the train split has 600 samples". pandas,
+    polars, pyarrow and a Parquet glob (the column read alone) find what the same ids and times as
+    arrays find: 20 val rows of customers also in train, 7 val rows before train's latest time. A
+    missing id (None) is in no group and is counted, as missing times are (None ids among strings
+    crashed the comparison with a TypeError). A name that is not a column, or a name given with
+    array splits, is one paragraph."""
+    pytest.importorskip("polars")
+    pytester.makepyfile(test_by_column=BY_COLUMN)
+    res = run(pytester, "--trainsanity-explain")
+    res.assert_outcomes(failed=7)
+    out = res.stdout.str()
+    for form in ("pandas", "polars", "pyarrow", "parquet", "arrays"):
+        res.stdout.fnmatch_lines([f"*test_groups_and_times_{form} no_leakage FAILED: max_copy_fraction=0, target_columns=0"])
+    failed = ("no_leakage FAILED: train/val: 20 samples in groups shared with the other split of 200 val samples "
+              "(10.0%; limit 0).")
+    assert out.count(failed) == 10, out  # each form's in its failure and in the explain section
+    assert out.count("also: train/val: 7 samples earlier than the other split's latest time of 200 val samples "
+                     "(3.5%; limit 0)") == 10
+    assert out.count("20 shared group id(s) covering 20 val samples, e.g. ['c100', 'c101', 'c102', 'c103', 'c104']; "
+                     "7 val sample(s) earlier than the latest train time 2023-01-25T23:00:00") == 10
+    assert out.count("samples without a group id (None/NaN), left out of the group comparison: 1 train, 1 val; "
+                     "samples without a time (NaT/NaN/None), left out of the time comparison: 1 train, 0 val") == 10
+    res.stdout.fnmatch_lines(["*TrainSetup(groups={'train': 'user_id'}) is not a feature column of the train split; "
+                              "its columns: customer, signup, monthly.*"])
+    res.stdout.fnmatch_lines(["*TrainSetup(groups={'train': 'customer'}) names a column, but the train split is arrays "
+                              "(600 samples), not a table; give one group per sample (an array or list), or a DataFrame "
+                              "/ Parquet split that holds the column.*"])
+    assert "Traceback" not in out

@@ -285,3 +285,27 @@ def test_overfit_overlap_leaves_out_equal_rows_of_a_small_feature_space() -> Non
     wide[1_200:1_210] = wide[:10]
     c = cross_split(wide[:1_200], wide[1_200:])
     assert c.exact_counted and c.overlap_b.tolist() == list(range(10))
+
+
+def test_group_ids_of_any_python_type_and_missing_ids() -> None:
+    """Group ids as Python objects: strings with None among them (a pandas column with gaps) raised
+    "'<' not supported between instances of 'NoneType' and 'str'", and ids of mixed types (an int 7
+    and a str "7" are different ids) as well. Missing ids (None, NaN) are in no group, shared with
+    nobody, and counted; float ids with NaN the same."""
+    X, Xv = rng.standard_normal((6, 3)), rng.standard_normal((5, 3))
+    y, yv = np.zeros(6, int), np.zeros(5, int)
+    cases = {
+        "strings with None": (np.array(["a", None, "b", "c", None, "d"], object),
+                              np.array(["b", None, "x", "d", "d"], object), ["b", "d"], 3, (2, 1)),
+        "mixed types": (np.array([7, "7", 3.5, None, "z", 8], object),
+                        np.array(["7", 8.0, float("nan"), "q", 9], object), ["7", 8], 2, (1, 1)),
+        "floats with NaN": (np.array([1.0, np.nan, 2.0, 3.0, 4.0, 5.0]),
+                            np.array([np.nan, np.nan, 2.0, 6.0, 5.0]), [2.0, 5.0], 2, (1, 2)),
+    }
+    for name, (ga, gb, shared, rows, missing) in cases.items():
+        result = find_leakage([arrays("train", X, y), arrays("val", Xv, yv)], near=False, groups={"train": ga, "val": gb})
+        pair = result.pairs[0]
+        assert (pair.shared_groups, pair.group_rows_b, sorted(pair.group_examples, key=repr)) == (
+            len(shared), rows, sorted(shared, key=repr)), name
+        assert (pair.missing_group_a, pair.missing_group_b) == missing, name
+        assert not result.passed and result.failures[0].startswith(f"train/val: {rows} samples in groups shared"), name

@@ -75,6 +75,8 @@ class PairLeak(ChanceCounted):
     temporal_rows_b: int = 0
     missing_time_a: int = 0  # samples without a time (NaT, NaN, None): left out of the comparison, counted
     missing_time_b: int = 0
+    missing_group_a: int = 0  # samples without a group id (None, NaN): in no group, counted
+    missing_group_b: int = 0
     latest_a: Any = None
     earliest_b: Any = None
 
@@ -478,11 +480,16 @@ def _rows_at(split: SplitInput, index: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _groups_and_time(pair: PairLeak, groups: Mapping[str, Any] | None, timestamps: Mapping[str, Any] | None) -> None:
     if groups and pair.a in groups and pair.b in groups:
-        ga, gb = np.asarray(groups[pair.a]), np.asarray(groups[pair.b])
-        shared = np.intersect1d(ga, gb)
+        (ga, pair.missing_group_a), (gb, pair.missing_group_b) = known_times(groups[pair.a]), known_times(groups[pair.b])
+        if ga.dtype == object or gb.dtype == object:  # Python objects (str ids, mixed types): compared by ==, not order
+            shared_set = set(ga.tolist()) & set(gb.tolist())
+            pair.group_rows_b = sum(1 for g in gb.tolist() if g in shared_set)
+            shared = _sorted_ids(shared_set)
+        else:
+            shared = np.intersect1d(ga, gb).tolist()
+            pair.group_rows_b = int(np.isin(gb, shared).sum())
         pair.shared_groups = len(shared)
-        pair.group_rows_b = int(np.isin(gb, shared).sum())
-        pair.group_examples = shared[:EXAMPLES].tolist()
+        pair.group_examples = shared[:EXAMPLES]
     if timestamps and pair.a in timestamps and pair.b in timestamps:
         (ta, pair.missing_time_a), (tb, pair.missing_time_b) = known_times(timestamps[pair.a]), known_times(timestamps[pair.b])
         if len(ta) and len(tb):
@@ -490,9 +497,18 @@ def _groups_and_time(pair: PairLeak, groups: Mapping[str, Any] | None, timestamp
             pair.temporal_rows_b = int((tb < pair.latest_a).sum())
 
 
+def _sorted_ids(ids: set[Any]) -> list[Any]:
+    """Group ids in order (examples are the first few); ids of mixed types by type name, then value."""
+    try:
+        return sorted(ids)
+    except TypeError:
+        return sorted(ids, key=lambda v: (type(v).__name__, repr(v)))
+
+
 def known_times(values: Any) -> tuple[np.ndarray, int]:
-    """(the times that are present, how many are missing): NaT, NaN and None are missing. One missing
-    time must not make the latest time NaT and every comparison False (the check silently off)."""
+    """(the times or group ids that are present, how many are missing): NaT, NaN and None are missing.
+    One missing time must not make the latest time NaT and every comparison False (the check silently
+    off); a missing group id is no group, shared with nobody."""
     t = np.asarray(values)
     if t.dtype.kind in "mM":
         missing = np.isnat(t)

@@ -73,7 +73,33 @@ def run_engine(p: Prepared) -> CheckReport:
     return report
 
 
-def _inputs(p: Prepared, widths: dict[str, int] | None = None) -> list[leakage.SplitInput]:
+def _by_column(p: Prepared, what: str) -> dict[str, Any] | None:
+    """``TrainSetup(groups=...)`` / ``(timestamps=...)`` with a column name (a str) read from its table
+    split: that column's values, as Dask and Spark splits take a name. The column stays a feature."""
+    given = getattr(p.setup, what)
+    if not given or not any(isinstance(v, str) for v in given.values()):
+        return given
+    out = dict(given)
+    for name, column in given.items():
+        if not isinstance(column, str):
+            continue
+        split = p.splits.get(name)
+        if split is None or not split.kind.startswith("table"):
+            raise SetupError(
+                f"TrainSetup({what}={{{name!r}: {column!r}}}) names a column, but the {name} split is "
+                f"{'not given' if split is None else split.describe()}, not a table; give one {what[:-1]} per "
+                f"sample (an array or list), or a DataFrame / Parquet split that holds the column.")
+        if column not in split.columns:  # type: ignore[attr-defined]
+            columns = split.columns  # type: ignore[attr-defined]
+            raise SetupError(
+                f"TrainSetup({what}={{{name!r}: {column!r}}}) is not a feature column of the {name} split; its "
+                f"columns: {', '.join(columns[:12])}{', ...' if len(columns) > 12 else ''}.")
+        out[name] = split.column_values(column)  # type: ignore[attr-defined]
+    return out
+
+
+def _inputs(p: Prepared, widths: dict[str, int] | None, groups: dict[str, Any] | None,
+            timestamps: dict[str, Any] | None) -> list[leakage.SplitInput]:
     inputs = []
     for name, split in p.splits.items():
         arrays = _arrays(split)
@@ -85,14 +111,13 @@ def _inputs(p: Prepared, widths: dict[str, int] | None = None) -> list[leakage.S
             rows_at=(lambda index, s=split: fields_rows({"x": s.codes_at(index)}, widths)) if hasattr(split, "codes_at") else None,
             rows=split.n_samples()))
         n = split.n_samples()
-        for what in ("groups", "timestamps"):
-            given = getattr(p.setup, what) or {}
+        for what, given in (("groups", groups or {}), ("timestamps", timestamps or {})):
             if name in given and n is not None and len(given[name]) != n:
                 raise SetupError(
                     f"TrainSetup({what}={{{name!r}: ...}}) has {len(given[name])} entries but the {name} "
                     f"split has {n} samples; give one {what[:-1]} per sample."
                 )
-        times = (p.setup.timestamps or {}).get(name)
+        times = (timestamps or {}).get(name)
         if times is not None and len(times) and not len(leakage.known_times(times)[0]):
             raise SetupError(
                 f"TrainSetup(timestamps={{{name!r}: ...}}) holds no time at all ({len(times)} missing: NaT, NaN or "
@@ -133,10 +158,12 @@ def run(p: Prepared) -> CheckReport:
                     if mixed and names is not None else None)
     near = opts.near_duplicates and (not mixed or names is not None)
 
+    groups, timestamps = _by_column(p, "groups"), _by_column(p, "timestamps")
+
     def find(widths: dict[str, int] | None) -> leakage.LeakageResult:
         return leakage.find_leakage(
-            _inputs(p, widths), near=near, threshold=opts.threshold, column_names=names,
-            groups=p.setup.groups, timestamps=p.setup.timestamps,
+            _inputs(p, widths, groups, timestamps), near=near, threshold=opts.threshold, column_names=names,
+            groups=groups, timestamps=timestamps,
             classification=p.setup.task == "classification", max_overlap=opts.max_overlap,
             within_split=opts.within_split, seed=p.settings.seed, near_columns=near_columns,
         )
@@ -311,6 +338,9 @@ def _pair_text(p: leakage.PairLeak) -> str:
         parts.append(f"{p.shared_groups} shared group id(s) covering {p.group_rows_b} {p.b} samples, e.g. {p.group_examples}")
     if p.latest_a is not None:
         parts.append(f"{p.temporal_rows_b} {p.b} sample(s) earlier than the latest {p.a} time {p.latest_a}")
+    if p.missing_group_a or p.missing_group_b:
+        parts.append(f"samples without a group id (None/NaN), left out of the group comparison: {p.missing_group_a} "
+                     f"{p.a}, {p.missing_group_b} {p.b}")
     if p.missing_time_a or p.missing_time_b:
         parts.append(f"samples without a time (NaT/NaN/None), left out of the time comparison: {p.missing_time_a} "
                      f"{p.a}, {p.missing_time_b} {p.b}")

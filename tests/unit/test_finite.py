@@ -7,7 +7,7 @@ import pytest
 
 from pytest_trainsanity.checks import finite
 from pytest_trainsanity.checks.labels import NonFiniteLabels, class_ids
-from pytest_trainsanity.checks.leakage.measure import known_times
+from pytest_trainsanity.checks.leakage.measure import known_values
 from pytest_trainsanity.settings import _allow, _overlap
 
 
@@ -52,11 +52,11 @@ def test_weights_broken_with_a_finite_loss_still_fail() -> None:
 
 def test_missing_times_are_left_out_and_counted() -> None:
     t = np.array(["2020-01-01", "NaT", "2020-03-01"], dtype="datetime64[D]")
-    known, missing = known_times(t)
+    known, missing = known_values(t)
     assert missing == 1 and known.max() == np.datetime64("2020-03-01")
-    assert known_times(np.array([1.0, np.nan, 3.0]))[1] == 1
-    assert known_times(np.array([1, None, 3], dtype=object))[1] == 1
-    assert known_times(np.arange(5))[1] == 0
+    assert known_values(np.array([1.0, np.nan, 3.0]))[1] == 1
+    assert known_values(np.array([1, None, 3], dtype=object))[1] == 1
+    assert known_values(np.arange(5))[1] == 0
 
 
 def test_nan_labels_are_named_not_cast_to_int_min() -> None:

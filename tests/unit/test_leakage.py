@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pytest_trainsanity import TrainSetup, check_leakage
 from pytest_trainsanity.checks.leakage import SplitInput, allowed, find_leakage
@@ -309,3 +310,20 @@ def test_group_ids_of_any_python_type_and_missing_ids() -> None:
             len(shared), rows, sorted(shared, key=repr)), name
         assert (pair.missing_group_a, pair.missing_group_b) == missing, name
         assert not result.passed and result.failures[0].startswith(f"train/val: {rows} samples in groups shared"), name
+
+
+def test_pandas_missing_values_in_group_ids_and_times() -> None:
+    """A pandas ``string`` / ``object`` column with gaps holds ``pd.NA``, whose ``!=`` is NA and NA's
+    truth a TypeError: group ids and times from such a column raised "boolean value of NA is
+    ambiguous". NA is missing, like None and NaN."""
+    pd = pytest.importorskip("pandas")
+    X, Xv = rng.standard_normal((4, 2)), rng.standard_normal((3, 2))
+    groups = {"train": pd.Series(["a", None, "b", "c"], dtype="string"), "val": pd.Series(["b", pd.NA, "z"], dtype="string")}
+    times = {"train": pd.Series([1.0, 2.0, None, 4.0], dtype="Float64").astype(object),
+             "val": pd.array([3.0, pd.NA, 5.0], dtype=object)}
+    result = find_leakage([arrays("train", X, np.zeros(4, int)), arrays("val", Xv, np.zeros(3, int))], near=False,
+                          groups=groups, timestamps=times)
+    pair = result.pairs[0]
+    assert (pair.shared_groups, pair.group_rows_b, pair.group_examples) == (1, 1, ["b"])
+    assert (pair.missing_group_a, pair.missing_group_b, pair.missing_time_a, pair.missing_time_b) == (1, 1, 1, 1)
+    assert (pair.latest_a, pair.temporal_rows_b) == (4.0, 1)

@@ -480,7 +480,7 @@ def _rows_at(split: SplitInput, index: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _groups_and_time(pair: PairLeak, groups: Mapping[str, Any] | None, timestamps: Mapping[str, Any] | None) -> None:
     if groups and pair.a in groups and pair.b in groups:
-        (ga, pair.missing_group_a), (gb, pair.missing_group_b) = known_times(groups[pair.a]), known_times(groups[pair.b])
+        (ga, pair.missing_group_a), (gb, pair.missing_group_b) = known_values(groups[pair.a]), known_values(groups[pair.b])
         if ga.dtype == object or gb.dtype == object:  # Python objects (str ids, mixed types): compared by ==, not order
             shared_set = set(ga.tolist()) & set(gb.tolist())
             pair.group_rows_b = sum(1 for g in gb.tolist() if g in shared_set)
@@ -491,7 +491,7 @@ def _groups_and_time(pair: PairLeak, groups: Mapping[str, Any] | None, timestamp
         pair.shared_groups = len(shared)
         pair.group_examples = shared[:EXAMPLES]
     if timestamps and pair.a in timestamps and pair.b in timestamps:
-        (ta, pair.missing_time_a), (tb, pair.missing_time_b) = known_times(timestamps[pair.a]), known_times(timestamps[pair.b])
+        (ta, pair.missing_time_a), (tb, pair.missing_time_b) = known_values(timestamps[pair.a]), known_values(timestamps[pair.b])
         if len(ta) and len(tb):
             pair.latest_a, pair.earliest_b = ta.max(), tb.min()
             pair.temporal_rows_b = int((tb < pair.latest_a).sum())
@@ -505,7 +505,7 @@ def _sorted_ids(ids: set[Any]) -> list[Any]:
         return sorted(ids, key=lambda v: (type(v).__name__, repr(v)))
 
 
-def known_times(values: Any) -> tuple[np.ndarray, int]:
+def known_values(values: Any) -> tuple[np.ndarray, int]:
     """(the times or group ids that are present, how many are missing): NaT, NaN and None are missing.
     One missing time must not make the latest time NaT and every comparison False (the check silently
     off); a missing group id is no group, shared with nobody."""
@@ -515,10 +515,20 @@ def known_times(values: Any) -> tuple[np.ndarray, int]:
     elif t.dtype.kind in "fc":
         missing = np.isnan(t)
     elif t.dtype.kind == "O":
-        missing = np.fromiter((v is None or v != v for v in t.reshape(-1)), bool, t.size).reshape(t.shape)
+        missing = np.fromiter((_missing(v) for v in t.reshape(-1)), bool, t.size).reshape(t.shape)
     else:
         missing = np.zeros(t.shape, bool)
     return t[~missing], int(missing.sum())
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT, or pandas' NA (whose ``!=`` is NA, and NA's truth a TypeError)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except TypeError:
+        return True
 
 
 def _failures(pairs: list[PairLeak], targets: list[FeatureLeak], max_overlap: int | float) -> tuple[list[str], list[str]]:

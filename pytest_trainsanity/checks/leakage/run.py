@@ -118,7 +118,7 @@ def _inputs(p: Prepared, widths: dict[str, int] | None, groups: dict[str, Any] |
                     f"split has {n} samples; give one {what[:-1]} per sample."
                 )
         times = (timestamps or {}).get(name)
-        if times is not None and len(times) and not len(leakage.known_times(times)[0]):
+        if times is not None and len(times) and not len(leakage.known_values(times)[0]):
             raise SetupError(
                 f"TrainSetup(timestamps={{{name!r}: ...}}) holds no time at all ({len(times)} missing: NaT, NaN or "
                 f"None), so the temporal leakage check cannot run. Fill in the times, or leave the {name} split "

@@ -304,10 +304,11 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         """Back to the snapshot; ``final`` (on exit): the user's own optimizer state and groups put back."""
         if self._snapshot is not None:
             self._restore(self._snapshot)  # the optimizer too, when it is stepped in place
-            if "aside" in self._snapshot and final:
-                self.optimizer.state, self.optimizer.param_groups = self._snapshot["aside"]
-            elif "aside" in self._snapshot:
-                self._work_optimizer()
+            if "aside" in self._snapshot:  # set aside: the user's own back on exit, fresh copies otherwise
+                if final:
+                    self.optimizer.state, self.optimizer.param_groups = self._snapshot["aside"]
+                else:
+                    self._work_optimizer()
         self.pristine = True
 
     def ensure_snapshot(self) -> None:

@@ -229,8 +229,8 @@ _codes_at = tables.TableSplit.codes_at
 _target_columns = measure.target_columns
 depth = [0]
 
-def batches_of(source, rows):
-    it = _batches_of(source, rows)
+def batches_of(source, rows, *args, **kwargs):
+    it = _batches_of(source, rows, *args, **kwargs)
     while True:
         t0 = time.perf_counter()
         try:
@@ -241,13 +241,13 @@ def batches_of(source, rows):
         spent["read: waiting on pyarrow for record batches"] += time.perf_counter() - t0
         yield b
 
-def column_codes(arr):
+def column_codes(arr, out=None):
     if depth[0]:  # a categorical's dictionary, coded inside its column's call
-        return _column_codes(arr)
+        return _column_codes(arr, out)
     depth[0] += 1
     t0 = time.perf_counter()
     try:
-        return _column_codes(arr)
+        return _column_codes(arr, out)
     finally:
         depth[0] -= 1
         spent["codes: " + tables.kind_of_type(arr.type)] += time.perf_counter() - t0

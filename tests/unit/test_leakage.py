@@ -327,3 +327,54 @@ def test_pandas_missing_values_in_group_ids_and_times() -> None:
     assert (pair.shared_groups, pair.group_rows_b, pair.group_examples) == (1, 1, ["b"])
     assert (pair.missing_group_a, pair.missing_group_b, pair.missing_time_a, pair.missing_time_b) == (1, 1, 1, 1)
     assert (pair.latest_a, pair.temporal_rows_b) == (4.0, 1)
+
+
+def test_fortran_order_blocks_hash_as_row_major_ones() -> None:
+    """A Fortran-order float block (a table's codes, DataFrame.to_numpy()) is hashed column by column;
+    the hashes must be the row-major path's bit for bit (-0.0, NaN payloads, inf, a key window), or a
+    train block would never match a val row held the other way."""
+    from pytest_trainsanity.checks.matching import Canon
+
+    rng = np.random.default_rng(3)
+    for dtype in (np.float64, np.float32):
+        X = rng.standard_normal((3000, 40)).astype(dtype)
+        X[rng.random(X.shape) < 0.05] = -0.0
+        X[rng.random(X.shape) < 0.05] = np.inf
+        X[rng.random(X.shape) < 0.05] = np.nan
+        other_nan = np.array([0xFFC01234], np.uint32).view(np.float32)[0] if dtype == np.float32 else \
+            np.array([0xFFF8000000001234], np.uint64).view(np.float64)[0]
+        X[rng.random(X.shape) < 0.05] = other_nan  # a NaN with another sign and payload
+        canon = Canon(dtype, 40)
+        F = np.asfortranarray(X)
+        assert canon._by_columns(F) and not canon._by_columns(X)
+        for window in (None, slice(8, 24)):
+            canon.window = window
+            row_major = canon.hashes(X)
+            assert np.array_equal(canon.hashes(F), row_major)
+            assert np.array_equal(canon.hashes(F[100:2100]), row_major[100:2100])  # a row slice: columns still contiguous
+        negated_zero = F.copy(order="F")
+        negated_zero[negated_zero == 0] = 0.0
+        assert np.array_equal(canon.hashes(negated_zero), canon.hashes(F))
+
+
+def test_repeats_of_a_streamed_split_are_the_rows_whose_full_hash_repeats() -> None:
+    """The streamed split's repeats (by hash, before verification): a prefilter of the repeated keys'
+    top bits lets ~1% of rows through to a search among the repeated keys. Against brute force, on
+    hashes built so that many rows share their top 32 bits (and so pass the prefilter) without being
+    equal, with true repeats among them."""
+    from pytest_trainsanity.checks.leakage.measure import _Repeats
+
+    rng = np.random.default_rng(4)
+    n = 3_000_000
+    top = rng.integers(0, 2**32, n, dtype=np.uint64)  # rows whose top 32 bits are their own (most of them)...
+    pooled = rng.random(n) < 0.3  # ... and rows sharing their top 32 bits with ~45 others without being equal
+    top[pooled] = rng.integers(0, 2**32, 20_000, dtype=np.uint64)[rng.integers(0, 20_000, int(pooled.sum()))]
+    h = (top << np.uint64(32)) | rng.integers(0, 2**32, n, dtype=np.uint64)
+    h[rng.choice(n, 500, replace=False)] = h[rng.choice(n, 500, replace=False)]  # true repeats
+    _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+    expected = np.flatnonzero(counts[inverse] > 1)
+    head = SplitInput("train", lambda: iter(()), rereadable=True)
+    r = _Repeats(h, head)
+    assert 500 <= len(expected) <= 1000
+    assert np.array_equal(r.suspects, expected)
+    assert r.unique_by_hash == len(counts)

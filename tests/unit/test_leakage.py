@@ -31,13 +31,13 @@ def test_within_split_repeats_are_reported_not_failed() -> None:
     result = find_leakage([arrays("train", X, y), arrays("val", rng.standard_normal((20, 8)), rng.integers(0, 2, 20))],
                           classification=False)
     assert result.passed
-    assert (result.within["train"].repeats, result.within["train"].verified) == (100, True)
+    assert result.within["train"].repeats == 100
     asked = find_leakage([arrays("train", X, y), arrays("val", rng.standard_normal((20, 8)), rng.integers(0, 2, 20))],
                          classification=False, within_split=True)
     assert asked.failures == ["train: 100 repeated row(s) of 150 (66.7%; limit 0)"]
 
 
-def test_a_one_shot_generator_streams_and_says_its_repeats_are_by_hash() -> None:
+def test_a_one_shot_generator_streams_and_its_repeats_are_confirmed_in_the_same_pass() -> None:
     X = np.repeat(rng.standard_normal((300, 16)).astype(np.float32), 2, axis=0)
     y = rng.integers(0, 3, 600)
     Xv, yv = X[:40:2].copy(), y[:40:2].copy()
@@ -45,7 +45,7 @@ def test_a_one_shot_generator_streams_and_says_its_repeats_are_by_hash() -> None
     report = check_leakage(TrainSetup(train=gen, val=(Xv, yv)), near_duplicates=False)
     assert not report.passed
     assert report.metrics["train_val_exact"] == 20 and report.metrics["train_repeated_rows"] == 300
-    assert "(by 64-bit hash: a one-shot stream cannot be re-read to verify)" in report.message
+    assert "train 300 repeated row(s) of 600 (" in report.message and "64-bit" not in report.message
     assert "val accuracy can be inflated by up to 100 points" in report.message
 
 
@@ -373,8 +373,21 @@ def test_repeats_of_a_streamed_split_are_the_rows_whose_full_hash_repeats() -> N
     h[rng.choice(n, 500, replace=False)] = h[rng.choice(n, 500, replace=False)]  # true repeats
     _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
     expected = np.flatnonzero(counts[inverse] > 1)
-    head = SplitInput("train", lambda: iter(()), rereadable=True)
-    r = _Repeats(h, head)
+    r = _Repeats(h)
     assert 500 <= len(expected) <= 1000
     assert np.array_equal(r.suspects, expected)
     assert r.unique_by_hash == len(counts)
+
+
+def test_a_streamed_splits_repeats_need_both_hashes_equal() -> None:
+    """Rows of a streamed split whose key hashes collide are repeats only if their independent check
+    hashes agree too (the 128-bit key); labels are compared within the confirmed groups only."""
+    from pytest_trainsanity.checks.leakage.measure import _Repeats
+    from pytest_trainsanity.checks.matching import Canon
+
+    h = np.array([5, 9, 5, 5, 7, 9], np.uint64)
+    checks = np.array([1, 4, 1, 2, 3, 4], np.uint64)  # row 3 collides with rows 0 and 2 on the key hash only
+    labels = np.array([0, 1, 0, 1, 0, 2], np.float64)  # rows 1 and 5 repeat with different labels; row 3 is no repeat
+    streamed = SplitInput("train", lambda: iter(()))
+    within = _Repeats(h, labels, checks).verify(streamed, Canon(np.float64, 1))
+    assert (within.n, within.repeats, within.conflicts) == (6, 2, 2)

@@ -38,7 +38,6 @@ from ..matching import (
     repeat_chance,
     sample_rows,
     stats_rows,
-    wide_form,
     width_of,
 )
 
@@ -53,8 +52,6 @@ class SplitInput:
     name: str
     blocks: Blocks  # (X, y) blocks; called once for the streamed split
     arrays: tuple[np.ndarray, np.ndarray] | None = None  # set when the split is in memory
-    rereadable: bool = False  # blocks() can be called again (a loader, a dataset), unlike a generator
-    rows_at: Callable[[np.ndarray], np.ndarray] | None = None  # the rows at sorted indices, read again (cheaper than blocks)
     rows: int | None = None  # how many rows blocks() yields, when known up front (a table's metadata, a dataset's len)
 
 
@@ -100,7 +97,6 @@ class PairLeak(ChanceCounted):
 class Within:
     n: int
     unique: int
-    verified: bool
     conflicts: int = 0  # rows whose inputs repeat within the split with a different label
 
     @property
@@ -244,10 +240,18 @@ def find_leakage(
     # the streamed split against every reference
     matches = [_Match(name, references[name], ref_arrays[name][1], searches[name]) for name in references]
     head_hashes, head_labels = _Filled(head.rows), _Filled(head.rows)
+    # a streamed split's own repeats are confirmed by a second, independent row hash instead of a second read
+    check = Canon(canon.dtype, canon.width, seed=seed ^ 0xC4EC) if head.arrays is None else None
+    assert check is None or canon.window is None  # a streamed split's key hashes cover the full row, as val's do
+    head_checks = _Filled(head.rows)
     n_head, sample = 0, RowSample(seed=seed, total=len(head.arrays[0]) if head.arrays is not None else None)
     for X, y in itertools.chain(_drain(first_blocks), stream):
         flat = as_rows(X)
-        h = canon.hashes(flat)
+        if check is not None:  # a streamed split: no key window
+            h, h2 = canon.hashes_and_checks(flat, check)
+            head_checks.add(h2)
+        else:
+            h = canon.hashes(flat)
         head_hashes.add(h)
         keys = _label_keys(y)
         if keys.dtype.kind in "iu" and keys.dtype.itemsize > 4 and len(keys) and -(2**31) <= keys.min() and keys.max() < 2**31:
@@ -261,15 +265,16 @@ def find_leakage(
     ref_groups = {name: group_ids(ref.hashes, ref.rows, canon) for name, ref in references.items()}
     for pair in pairs:
         _chance(pair, searches[pair.b], references[pair.b].rows, ref_groups[pair.b][0], t, seed)
-    head_repeats = _Repeats(head_hashes.array(np.uint64), head, head_labels.array(np.float64))  # keeps only the suspects'
-    head_hashes = head_labels = None  # type: ignore[assignment]
+    head_repeats = _Repeats(head_hashes.array(np.uint64), head_labels.array(np.float64),  # keeps only the suspects'
+                            head_checks.array(np.uint64) if check is not None else None)
+    head_hashes = head_labels = head_checks = None  # type: ignore[assignment]
 
     # references against the later references (val -> test), all in memory
     names = list(references)
     for i, name in enumerate(names):
         rows, h = references[name].rows, references[name].hashes
         ids, firsts = ref_groups[name]
-        within[name] = Within(len(rows), int(firsts.size), True, _conflicting(ids, _label_keys(ref_arrays[name][1])))
+        within[name] = Within(len(rows), int(firsts.size), _conflicting(ids, _label_keys(ref_arrays[name][1])))
         y = ref_arrays[name][1]
         for later in names[i + 1 :]:
             m = _Match(later, references[later], ref_arrays[later][1], searches[later])
@@ -420,12 +425,14 @@ class _Filled:
 
 
 class _Repeats:
-    """Repeats in the streamed split: by hash, then verified on the values of only the suspects,
-    from memory or by reading the split again (a one-shot stream cannot be, and says so). Built
-    from every row's hash, it keeps only the suspects' hashes and labels, so the caller can free
-    the rest before the split is read again."""
+    """Repeats in the streamed split, by hash: rows whose 64-bit key hash repeats are the suspects,
+    confirmed on their values when the split is in memory, else by a second, independent 64-bit
+    hash of every row taken in the same pass (two different rows share both with probability about
+    2**-64, however structured: see the README; reading a 20M-row Parquet split a second time to
+    compare a thousand rows cost as much as the whole first pass). Built from every row's hashes, it
+    keeps only the suspects', so the caller frees the rest."""
 
-    def __init__(self, h: np.ndarray, head: SplitInput, labels: np.ndarray | None = None) -> None:
+    def __init__(self, h: np.ndarray, labels: np.ndarray | None = None, checks: np.ndarray | None = None) -> None:
         n = self.n = len(h)
         # rows sharing their hash's top 32 bits (a sort of 32-bit keys, in place: cheaper than sorting the hashes)
         s = (h >> np.uint64(32)).astype(np.uint32)
@@ -447,42 +454,23 @@ class _Repeats:
                 parts.append(maybe[dups[at] == key] + i)
             shared = np.concatenate(parts)
         _, inverse, counts = np.unique(h[shared], return_inverse=True, return_counts=True)
-        self.checkable = head.arrays is not None or head.rereadable
         self.unique_by_hash = n - len(shared) + len(counts)
         self.suspects = shared[counts[inverse.reshape(-1)] > 1] if len(counts) < len(shared) else np.zeros(0, np.int64)
         self.h = h[self.suspects]
         self.labels = labels[self.suspects] if labels is not None and len(labels) == n else None
+        self.checks = checks[self.suspects] if checks is not None and len(checks) == n else None
 
     def verify(self, head: SplitInput, canon: Canon) -> Within:
         n, suspects = self.n, self.suspects
-        if not self.checkable or not len(suspects):
-            return Within(n, self.unique_by_hash, self.checkable)
-        keyed = False
+        if not len(suspects):
+            return Within(n, self.unique_by_hash)
         if head.arrays is not None:
-            rows = as_rows(head.arrays[0])[suspects]
-        else:
-            rows, keyed = _rows_at(head, suspects)
-        ids, firsts = group_ids(self.h, rows, canon, keyed)
+            ids, firsts = group_ids(self.h, as_rows(head.arrays[0])[suspects], canon)
+        else:  # (key hash, check hash) pairs as the rows' keys
+            assert self.checks is not None
+            ids, firsts = group_ids(self.h, np.stack([self.h, self.checks], axis=1), canon, keyed=True)
         conflicts = _conflicting(ids, self.labels) if self.labels is not None else 0
-        return Within(n, n - len(suspects) + int(firsts.size), True, conflicts)
-
-
-def _rows_at(split: SplitInput, index: np.ndarray) -> tuple[np.ndarray, bool]:
-    """The rows at ``index`` (sorted) of a re-readable split, read again block by block; as
-    value-exact keys (``True``: the wide form) when its blocks' dtypes differ, so that no value is
-    lost to a dtype promotion."""
-    if split.rows_at is not None:
-        return as_rows(split.rows_at(index)), False
-    out, start = [], 0
-    for X, _ in split.blocks():
-        rows = as_rows(X)
-        lo, hi = np.searchsorted(index, [start, start + len(rows)])
-        if hi > lo:
-            out.append(rows[index[lo:hi] - start])
-        start += len(rows)
-    if len({part.dtype for part in out}) > 1:
-        return np.concatenate([wide_form(part) for part in out]), True
-    return np.concatenate(out), False
+        return Within(n, n - len(suspects) + int(firsts.size), conflicts)
 
 
 def _groups_and_time(pair: PairLeak, groups: Mapping[str, Any] | None, timestamps: Mapping[str, Any] | None) -> None:

@@ -429,7 +429,7 @@ def _result(out: dict[str, Any], names: list[str], columns: list[str], classific
     within = {}
     for name in names:
         unique, conflicts, twins, pair_sum = (int(v) for v in out["within"][name])
-        within[name] = leakage.Within(n[name], unique, True, conflicts)
+        within[name] = leakage.Within(n[name], unique, conflicts)
     search, few, _ = out["judged"]  # judged where the samples lie: only the verdicts came back
     if not search.tried:
         search = dataclasses.replace(search, n=n[names[0]])

@@ -107,8 +107,6 @@ def _inputs(p: Prepared, widths: dict[str, int] | None, groups: dict[str, Any] |
             _finite_labels(name, arrays[1])
         inputs.append(leakage.SplitInput(
             name, lambda s=split: ((fields_rows(f, widths), _finite_labels(s.name, y)) for f, y in s.blocks()), arrays,
-            rereadable=not split.one_shot,
-            rows_at=(lambda index, s=split: fields_rows({"x": s.codes_at(index)}, widths)) if hasattr(split, "codes_at") else None,
             rows=split.n_samples()))
         n = split.n_samples()
         for what, given in (("groups", groups or {}), ("timestamps", timestamps or {})):
@@ -243,7 +241,7 @@ def leakage_message(r: leakage.LeakageResult, max_overlap: int | float, within_s
     for pair in r.pairs:
         lines.append(f"{pair.a}/{pair.b}: " + _pair_text(pair))
     lines.append("Within splits" + ("" if within_split else " (reported, not a failure; within_split=True fails on them)") + ": " + "; ".join(
-        f"{name} {w.repeats} repeated row(s) of {w.n}{'' if w.verified else ' (by 64-bit hash: a one-shot stream cannot be re-read to verify)'}"
+        f"{name} {w.repeats} repeated row(s) of {w.n}"
         + (f" ({w.conflicts} row(s) share their inputs with a row of another label)" if w.conflicts else "")
         for name, w in r.within.items()))
     if fields:

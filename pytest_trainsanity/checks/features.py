@@ -83,7 +83,7 @@ MAX_CANDIDATES = 16
 MAX_COLUMNS = 4096
 Y_BINS = 8  # regression: the target's quantile bins stand in for classes (screen, within-class residuals)
 X_BINS = 16  # regression rule: the mean target per quantile bin of the column
-BROADCAST_CUTS = 32  # up to this many class cuts, the nearest class median is found by comparing with each cut in turn
+CUT_BY_CUT = 32  # up to this many class cuts, the nearest class median is found by comparing with each cut in turn
 
 
 @dataclass(frozen=True)
@@ -432,7 +432,7 @@ def _nearest_columns(medians: np.ndarray, xt: np.ndarray) -> np.ndarray:
     by = np.argsort(np.where(np.isnan(medians), np.inf, medians), axis=1, kind="stable")
     m = np.take_along_axis(medians, by, axis=1)  # classes with no rows last, as nan: their cuts never count
     cuts = (m[:, 1:] + m[:, :-1]) / 2  # sorted, nan last: searchsorted counts the cuts below a value
-    if cuts.shape[1] <= BROADCAST_CUTS:  # few classes: every value against each cut of its column, cut by cut
+    if cuts.shape[1] <= CUT_BY_CUT:  # few classes: every value against each cut of its column, cut by cut
         index = np.zeros(xt.shape, np.intp)  # (a sum over a (columns, values, cuts) array is ~4x slower: short last axis)
         for c in range(cuts.shape[1]):
             index += xt > cuts[:, c: c + 1]  # NaN cuts compare False, as searchsorted puts them last

@@ -391,3 +391,12 @@ def test_a_streamed_splits_repeats_need_both_hashes_equal() -> None:
     streamed = SplitInput("train", lambda: iter(()))
     within = _Repeats(h, labels, checks).verify(streamed, Canon(np.float64, 1))
     assert (within.n, within.repeats, within.conflicts) == (6, 2, 2)
+
+
+def test_a_long_fortran_order_block_is_hashed_in_row_chunks_with_the_same_hashes() -> None:
+    from pytest_trainsanity.checks.matching import COLUMN_ROWS, Canon
+
+    X = np.random.default_rng(5).standard_normal((COLUMN_ROWS + 1234, 3))
+    canon, check = Canon(np.float64, 3), Canon(np.float64, 3, seed=11)
+    h, h2 = canon.hashes_and_checks(np.asfortranarray(X), check)
+    assert np.array_equal(h, canon.hashes(X)) and np.array_equal(h2, check.hashes(X))

@@ -49,3 +49,55 @@ def numpy_blas_single() -> Iterator[None]:
         return
     with controller.limit(limits=1):
         yield
+
+
+def read_ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """``items`` produced in a background thread at most ``depth`` ahead of the consumer, in order.
+
+    For a stream whose producing is numpy and pyarrow work that releases the GIL (decoding a
+    Parquet batch, coding its columns): the consumer's own work on one item overlaps the producing
+    of the next. An error in the producer is raised in the consumer, where the item would have come;
+    a consumer that stops early stops the producer, which closes ``items`` in its own thread."""
+    import queue
+    import threading
+
+    done = object()
+    slots: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put((done, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="trainsanity-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is done:
+                if error is not None:
+                    raise error.with_traceback(error.__traceback__)
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+

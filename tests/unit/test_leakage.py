@@ -361,11 +361,13 @@ def test_repeats_of_a_streamed_split_are_the_rows_whose_full_hash_repeats() -> N
     """The streamed split's repeats (by hash, before verification): a prefilter of the repeated keys'
     top bits lets ~1% of rows through to a search among the repeated keys. Against brute force, on
     hashes built so that many rows share their top 32 bits (and so pass the prefilter) without being
-    equal, with true repeats among them."""
-    from pytest_trainsanity.checks.leakage.measure import _Repeats
+    equal, with true repeats among them. 3M keys: the repeated keys are found by two threads, each
+    sorting one half of the key range."""
+    from pytest_trainsanity.checks.leakage.measure import PARALLEL_SORT, _Repeats
 
     rng = np.random.default_rng(4)
     n = 3_000_000
+    assert n >= PARALLEL_SORT
     top = rng.integers(0, 2**32, n, dtype=np.uint64)  # rows whose top 32 bits are their own (most of them)...
     pooled = rng.random(n) < 0.3  # ... and rows sharing their top 32 bits with ~45 others without being equal
     top[pooled] = rng.integers(0, 2**32, 20_000, dtype=np.uint64)[rng.integers(0, 20_000, int(pooled.sum()))]
@@ -400,3 +402,24 @@ def test_a_long_fortran_order_block_is_hashed_in_row_chunks_with_the_same_hashes
     canon, check = Canon(np.float64, 3), Canon(np.float64, 3, seed=11)
     h, h2 = canon.hashes_and_checks(np.asfortranarray(X), check)
     assert np.array_equal(h, canon.hashes(X)) and np.array_equal(h2, check.hashes(X))
+
+
+def test_a_streamed_reference_is_read_into_one_array_as_its_blocks_come() -> None:
+    """``_read``: blocks of one dtype fill one array of the announced row count (Fortran order stays
+    Fortran order); another dtype, or more rows than announced, falls back to joining the blocks."""
+    from pytest_trainsanity.checks.leakage.measure import _read
+
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((1000, 4))
+    y = rng.integers(0, 3, 1000)
+    blocks = [(np.asfortranarray(X[i: i + 300]), y[i: i + 300]) for i in range(0, 1000, 300)]
+    for rows in (1000, 700, None):  # known, too few announced, unknown
+        Xr, yr = _read(SplitInput("val", lambda: iter(blocks), rows=rows))
+        assert np.array_equal(Xr, X) and np.array_equal(yr, y)
+    Xr, _ = _read(SplitInput("val", lambda: iter(blocks), rows=1000))
+    assert Xr.flags.f_contiguous
+    mixed = [(X[:500].astype(np.float32), y[:500]), (X[500:], y[500:])]
+    Xr, yr = _read(SplitInput("val", lambda: iter(mixed), rows=1000))
+    assert Xr.dtype == np.float64 and np.array_equal(Xr[500:], X[500:]) and np.array_equal(Xr[:500], X[:500].astype(np.float32))
+    with pytest.raises(ValueError, match="empty"):
+        _read(SplitInput("val", lambda: iter(()), rows=10))

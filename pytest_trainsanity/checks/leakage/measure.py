@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
@@ -250,7 +251,7 @@ def find_leakage(
         flat = as_rows(X)
         if check is not None:  # a streamed split: no key window
             h, h2 = canon.hashes_and_checks(flat, check)
-            head_checks.add(h2)
+            head_checks.add(_top_words(h2))  # its top 32 bits: as strong against structured differences as all 64
         else:
             h = canon.hashes(flat)
         head_hashes.add(h)
@@ -267,7 +268,7 @@ def find_leakage(
     for pair in pairs:
         _chance(pair, searches[pair.b], references[pair.b].rows, ref_groups[pair.b][0], t, seed)
     head_repeats = _Repeats(head_hashes.array(np.uint64), head_labels.array(np.float64),  # keeps only the suspects'
-                            head_checks.array(np.uint64) if check is not None else None)
+                            head_checks.array(np.uint32) if check is not None else None)
     head_hashes = head_labels = head_checks = None  # type: ignore[assignment]
 
     # references against the later references (val -> test), all in memory
@@ -426,7 +427,7 @@ class _Filled:
         else:  # more rows than announced, another dtype or shape: joined at the end
             if self.whole is not None:
                 self.parts, self.whole = [self.whole[: self.n]], None
-            self.parts.append(a)
+            self.parts.append(np.ascontiguousarray(a))  # not a strided view holding a larger array
         self.n += len(a)
 
     def array(self, empty: type, dtype: Any = None) -> np.ndarray:
@@ -439,21 +440,27 @@ class _Filled:
 PARALLEL_SORT = 1 << 21  # keys from which _repeated_keys sorts two halves on two threads
 
 
+def _top_words(h: np.ndarray) -> np.ndarray:
+    """The top 32 bits of each 64-bit hash, as a strided view of its high words (no 64-bit temporary)."""
+    return h.view(np.uint32)[1 if sys.byteorder == "little" else 0:: 2]
+
+
 def _repeated_keys(h: np.ndarray) -> np.ndarray:
     """The top-32-bit keys of ``h`` that occur more than once, sorted: 32-bit keys sorted in place
     (cheaper than sorting the hashes). A split of millions of rows is cut at key 2**31 and its halves
-    sorted on two threads (numpy's sort releases the GIL; 20M keys: ~0.9 -> ~0.6 s on 2 cores)."""
-    s = (h >> np.uint64(32)).astype(np.uint32)
+    sorted on two threads (numpy's sort releases the GIL; 20M keys: ~0.9 -> ~0.6 s on 2 cores), each
+    half taken straight from the hashes' high words (fresh memory is slow to fault in on a VM)."""
+    top = _top_words(h)
 
     def repeated(keys: np.ndarray) -> np.ndarray:
         keys.sort()
         return np.unique(keys[1:][keys[1:] == keys[:-1]])
 
-    if len(s) < PARALLEL_SORT:
-        return repeated(s)
-    low = s < np.uint32(1 << 31)
-    halves = [s[low], s[~low]]
-    del s, low
+    if len(top) < PARALLEL_SORT:
+        return repeated(top.copy())
+    low = top < np.uint32(1 << 31)
+    halves = [top[low], top[~low]]
+    del low
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="trainsanity-sort") as pool:
         return np.concatenate(list(pool.map(repeated, halves)))  # every low key is below every high one
 
@@ -461,8 +468,10 @@ def _repeated_keys(h: np.ndarray) -> np.ndarray:
 class _Repeats:
     """Repeats in the streamed split, by hash: rows whose 64-bit key hash repeats are the suspects,
     confirmed on their values when the split is in memory, else by a second, independent 64-bit
-    hash of every row taken in the same pass (two different rows share both with probability about
-    2**-64, however structured: see the README; reading a 20M-row Parquet split a second time to
+    hash of every row taken in the same pass, of which the top 32 bits are kept (two different rows
+    share the key and those bits with probability about 2**-64 when their difference is structured,
+    such as flipped signs, where each linear hash collides with probability 2**-32 in all 64 bits and
+    in its top 32 alike, and about 2**-96 otherwise: see the README; reading a 20M-row Parquet split a second time to
     compare a thousand rows cost as much as the whole first pass). Built from every row's hashes, it
     keeps only the suspects', so the caller frees the rest."""
 

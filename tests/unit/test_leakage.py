@@ -423,3 +423,23 @@ def test_a_streamed_reference_is_read_into_one_array_as_its_blocks_come() -> Non
     assert Xr.dtype == np.float64 and np.array_equal(Xr[500:], X[500:]) and np.array_equal(Xr[:500], X[:500].astype(np.float32))
     with pytest.raises(ValueError, match="empty"):
         _read(SplitInput("val", lambda: iter(()), rows=10))
+
+
+def test_a_streamed_splits_labels_are_kept_in_the_narrowest_int_without_losing_one() -> None:
+    """Class ids are held as int8 while they fit, widened when a later block needs it; conflicts
+    among the repeats are counted the same (ids 0..9, then ids that a wrapping cast to int8 / int16
+    would turn back into the repeated rows' own labels)."""
+    from pytest_trainsanity.checks.leakage.measure import _narrowest
+
+    assert [_narrowest(np.array(v)) for v in ([0, 9], [-1, 300], [0, 70_000], [0, 2**40])] == [
+        np.int8, np.int16, np.int32, np.int64]
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((900, 3))
+    y = rng.integers(0, 10, 900)
+    X[300:310], y[300:310] = X[:10], y[:10] + 256  # repeats of rows 0..9 with a label int8 cannot hold
+    X[600:610], y[600:610] = X[10:20], y[10:20] + 65_536
+    X[610:620], y[610:620] = X[20:30], y[20:30]  # repeats with their own label: no conflict
+    blocks = [(X[i: i + 300], y[i: i + 300]) for i in range(0, 900, 300)]
+    result = find_leakage([stream("train", blocks)], near=False, classification=False, within_split=True)
+    within = result.within["train"]
+    assert (within.repeats, within.conflicts) == (30, 40)

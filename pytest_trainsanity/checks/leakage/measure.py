@@ -247,6 +247,7 @@ def find_leakage(
     assert check is None or canon.window is None  # a streamed split's key hashes cover the full row, as val's do
     head_checks = _Filled(head.rows)
     n_head, sample = 0, RowSample(seed=seed, total=len(head.arrays[0]) if head.arrays is not None else None)
+    label_dtype = np.dtype(np.int8)
     for X, y in itertools.chain(_drain(first_blocks), stream):
         flat = as_rows(X)
         if check is not None:  # a streamed split: no key window
@@ -256,8 +257,10 @@ def find_leakage(
             h = canon.hashes(flat)
         head_hashes.add(h)
         keys = _label_keys(y)
-        if keys.dtype.kind in "iu" and keys.dtype.itemsize > 4 and len(keys) and -(2**31) <= keys.min() and keys.max() < 2**31:
-            keys = keys.astype(np.int32)  # class ids: half the memory of a 20M-row split's labels
+        need = _narrowest(keys) if keys.dtype.kind in "iu" and len(keys) else None
+        if need is not None and need.kind == "i":  # class ids in the narrowest int that has held them so far:
+            label_dtype = np.promote_types(label_dtype, need)  # 20 MB for 20M 10-class labels, not 160
+            keys = keys.astype(label_dtype, copy=False)
         head_labels.add(keys)
         for match in matches:
             match.feed(n_head, flat, h, y, t)
@@ -385,6 +388,16 @@ def _train_scale(head: SplitInput, first_blocks: list[tuple[np.ndarray, np.ndarr
             parts.append(np.asarray(as_rows(X)[: k - n]))
             n += len(parts[-1])
     return Scale(pick(np.concatenate(parts) if parts else np.zeros((0, canon.width))), canon.dtype)
+
+
+def _narrowest(ints: np.ndarray) -> np.dtype:
+    """The narrowest signed int dtype that holds every value of ``ints`` (int64 beyond int32, uint64 beyond that)."""
+    lo, hi = int(ints.min()), int(ints.max())
+    for dtype in (np.int8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dtype)
+    return ints.dtype
 
 
 def _label_keys(y: np.ndarray) -> np.ndarray:

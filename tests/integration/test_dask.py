@@ -321,3 +321,21 @@ def test_parquet_read_by_dask_with_series_of_the_split(client, tmp_path) -> None
     in_memory = _in_memory(train, val)
     assert {k: report.metrics[k] for k in KEYS} == {k: in_memory.metrics[k] for k in KEYS}
     assert report.metrics["train_val_exact"] == 4 and "val accuracy can be inflated by up to 0.5 points" in report.message
+
+
+def test_missing_group_ids_are_counted_on_the_cluster_as_in_memory(client) -> None:  # type: ignore[no-untyped-def]
+    """A row without a group id (NaN) is in no group and is counted in the message, as in memory
+    and on Spark (the cluster dropped them without a word)."""
+    rng = np.random.default_rng(2)
+    train = pd.DataFrame({"x": rng.standard_normal(300), "g": np.r_[np.full(10, np.nan), np.arange(290.0)],
+                          "label": rng.integers(0, 2, 300)})
+    val = pd.DataFrame({"x": rng.standard_normal(80), "g": np.r_[np.full(5, np.nan), 1000.0 + np.arange(75)],
+                        "label": rng.integers(0, 2, 80)})
+    on_dask = check_leakage(TrainSetup(train=dd.from_pandas(train, npartitions=3), val=dd.from_pandas(val, npartitions=2),
+                                       target="label", groups={"train": "g", "val": "g"}), near_duplicates=False)
+    in_memory = check_leakage(TrainSetup(train=train, val=val, target="label",
+                                         groups={"train": train["g"].to_numpy(), "val": val["g"].to_numpy()}),
+                              near_duplicates=False)
+    assert on_dask.passed and in_memory.passed  # NaN ids share no group
+    missing = "samples without a group id (None/NaN), left out of the group comparison: 10 train, 5 val"
+    assert missing in on_dask.message and missing in in_memory.message

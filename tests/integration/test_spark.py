@@ -91,6 +91,8 @@ def test_spark_nan_groups_and_times_are_missing_and_nan_labels_a_paragraph(spark
     assert on_spark.passed and in_memory.passed  # NaN ids share no group; NaN times are missing, not the latest
     assert on_spark.metrics["train_val_group_rows"] == 0 and on_spark.metrics["train_val_temporal_rows"] == 0
     assert "1 train, 2 val" in on_spark.message and "1 train, 2 val" in in_memory.message
+    missing = "samples without a group id (None/NaN), left out of the group comparison: 10 train, 5 val"
+    assert missing in on_spark.message and missing in in_memory.message  # counted on the cluster too
     train.loc[3, "label"] = np.nan
     with pytest.raises(SetupError, match="label"):
         check_leakage(TrainSetup(train=spark.createDataFrame(train), val=spark.createDataFrame(val), target="label"))

@@ -311,7 +311,8 @@ def find_leakage_dask(
                 shared = group_of[a].to_frame("g").merge(group_of[b].to_frame("g"), on="g", how="inner")
                 rows_b = hashed[b][[GROUP]].merge(shared.rename(columns={"g": GROUP}), on=GROUP, how="inner")
                 lazy["groups"][(a, b)] = (shared["g"].count(), rows_b[GROUP].count(),
-                                          shared["g"].map_partitions(_first_sorted, meta=shared._meta["g"]))
+                                          shared["g"].map_partitions(_first_sorted, meta=shared._meta["g"]),
+                                          hashed[a][GROUP].isna().sum(), hashed[b][GROUP].isna().sum())
             if a in time_of and b in time_of:
                 ta, tb = time_of[a], time_of[b]
                 latest = ta.max()
@@ -444,8 +445,9 @@ def _result(out: dict[str, Any], names: list[str], columns: list[str], classific
                 _, _, twins, pair_sum = (int(v) for v in out["within"][b])
                 pair.exact_chance = repeat_chance_counts(twins, pair_sum, n[b], n[b], n[a])
         if (a, b) in out["groups"]:
-            shared, rows_b, examples = out["groups"][(a, b)]
+            shared, rows_b, examples, miss_a, miss_b = out["groups"][(a, b)]
             pair.shared_groups, pair.group_rows_b = int(shared), int(rows_b)
+            pair.missing_group_a, pair.missing_group_b = int(miss_a), int(miss_b)  # in no group: counted, as in memory
             pair.group_examples = sorted(np.asarray(examples).tolist())[: leakage.EXAMPLES]
         if (a, b) in out["times"]:
             latest, miss_a, earliest, miss_b, early = out["times"][(a, b)]

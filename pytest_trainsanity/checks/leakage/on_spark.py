@@ -186,7 +186,8 @@ def find_leakage_spark(
                 shared = ga.join(gb, "g")
                 rows_b = hashed[b].join(F.broadcast(shared.withColumnRenamed("g", GROUP)), GROUP).count()
                 examples = [r["g"] for r in shared.orderBy("g").limit(leakage.EXAMPLES).collect()]
-                out["groups"][(a, b)] = (shared.count(), rows_b, pd.Series(examples, dtype=object))
+                missing = [h.where(~_present(h, GROUP)).count() for h in (hashed[a], hashed[b])]  # in no group: counted
+                out["groups"][(a, b)] = (shared.count(), rows_b, pd.Series(examples, dtype=object), *missing)
             if a in has_time and b in has_time:
                 known_a, known_b = _present(hashed[a], TIME), _present(hashed[b], TIME)  # NaN is a missing time, as NaT
                 ta = hashed[a].agg(F.max(F.when(known_a, F.col(TIME))), F.sum((~known_a).cast("long"))).collect()[0]

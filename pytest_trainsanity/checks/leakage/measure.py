@@ -198,6 +198,18 @@ def near_copies(leak: PairLeak, na: np.ndarray, nb: np.ndarray, d: np.ndarray) -
     leak.near_pairs = [(int(x), int(z), float(w)) for x, z, w in zip(na[first], nb[first], d[first])][:EXAMPLES]
 
 
+NUMERIC_KINDS = ("numeric", "bool")  # table column kinds a distance is taken over
+
+
+def near_columns_of(kinds: Mapping[str, str], columns: list[str]) -> list[int] | None:
+    """The columns near copies are judged on: None (every column) when all are numeric or bool, else
+    the numeric and bool ones, among rows whose other columns are equal ([] when there are none: exact
+    copies only). The one rule of the in-memory, Dask and Spark checks."""
+    if all(kinds[c] in NUMERIC_KINDS for c in columns):
+        return None
+    return [j for j, c in enumerate(columns) if kinds[c] in NUMERIC_KINDS]
+
+
 def find_leakage(
     splits: list[SplitInput],
     *,

@@ -334,8 +334,7 @@ def near_rule(kinds: dict[str, str], columns: list[str], near: bool,
     """(the near-copy threshold, or None: not searched; the columns a distance is taken over, None for
     all): in a table with non-numeric columns, its numeric and bool ones (among rows whose others are
     equal, as in memory); none at all when it has no numeric column."""
-    mixed = [c for c in columns if kinds[c] not in ("numeric", "bool")]
-    near_columns = [j for j, c in enumerate(columns) if kinds[c] in ("numeric", "bool")] if mixed else None
+    near_columns = leakage.near_columns_of(kinds, columns)
     return (threshold if threshold is not None else NEAR_THRESHOLD) if near and near_columns != [] else None, near_columns
 
 

@@ -149,11 +149,14 @@ def run(p: Prepared) -> CheckReport:
 
     tables = [s for s in p.splits.values() if s.kind.startswith("table")]
     names = tables[0].columns if tables and all(t.columns == tables[0].columns for t in tables) else None  # type: ignore[attr-defined]
-    mixed = [c for t in tables for c, k in t.kinds.items() if k not in ("numeric", "bool")]  # type: ignore[attr-defined]
+    mixed = [c for t in tables for c, k in t.kinds.items() if k not in leakage.NUMERIC_KINDS]  # type: ignore[attr-defined]
     # a distance needs numbers: in a table with other columns, near copies are judged on its numeric and
     # bool columns among rows whose other columns are equal (exact copies compare every column)
-    near_columns = ([j for j, c in enumerate(names) if tables[0].kinds[c] in ("numeric", "bool")]  # type: ignore[attr-defined]
-                    if mixed and names is not None else None)
+    near_columns = None
+    if names is not None and tables:  # a column is numeric when it is in every split
+        kinds = {c: ("numeric" if all(t.kinds[c] in leakage.NUMERIC_KINDS for t in tables) else "other")  # type: ignore[attr-defined]
+                 for c in names}
+        near_columns = leakage.near_columns_of(kinds, names)
     near = opts.near_duplicates and (not mixed or names is not None)
 
     groups, timestamps = _by_column(p, "groups"), _by_column(p, "timestamps")

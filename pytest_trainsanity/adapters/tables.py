@@ -200,10 +200,7 @@ def string_codes(arr: Any) -> np.ndarray:
     offsets = np.frombuffer(offsets_buf, dtype=np.int64 if wide else np.int32)[arr.offset: arr.offset + n + 1].astype(np.int64)
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     lengths = np.diff(offsets)
-    h = lengths.astype(np.uint64)
-    h *= np.uint64(0x9E3779B97F4A7C15)
-    h += np.uint64(_SEED)
-    _mix(h)
+    h = _length_terms(lengths)
     total = int(offsets[-1] - offsets[0]) if n else 0
     if total:
         cuts = np.unique(np.r_[np.searchsorted(offsets, offsets[0] + np.arange(0, total, STRING_CHUNK), side="right") - 1, n])
@@ -213,6 +210,20 @@ def string_codes(arr: Any) -> np.ndarray:
     if arr.null_count:
         out[np.asarray(arr.is_null())] = np.nan
     return out
+
+
+def _length_terms(lengths: np.ndarray) -> np.ndarray:
+    """Each value's mixed length, its code's first term: for short values, a table of the mixed lengths
+    up to the longest and one gather (instead of eight passes over the column)."""
+    def mixed(ls: np.ndarray) -> np.ndarray:  # in place
+        ls *= np.uint64(0x9E3779B97F4A7C15)
+        ls += np.uint64(_SEED)
+        return _mix(ls)
+
+    longest = int(lengths.max(initial=0))
+    if longest < 4 * len(lengths):
+        return mixed(np.arange(longest + 1, dtype=np.uint64)).take(lengths)
+    return mixed(lengths.astype(np.uint64))
 
 
 def _word_sums(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -29,6 +29,9 @@ def test_strings_by_bytes() -> None:
     sliced = pa.array(["q", *words])[1:]  # an offset into the buffers
     assert np.array_equal(string_codes(sliced), codes)
     assert np.isnan(string_codes(pa.array(["a", None]))[1])
+    # a value's length term is looked up in a table when values are short, computed directly when one is
+    # long: the same code either way (each alone: the short ones by table; together: all directly)
+    assert np.array_equal([string_codes(pa.array([w]))[0] for w in words], codes)
 
 
 def test_string_codes_equal_exactly_when_bytes_are() -> None:

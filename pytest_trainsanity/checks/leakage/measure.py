@@ -279,12 +279,39 @@ def find_leakage(
         sample.feed(X, y)
         n_head += len(X)
     pairs += [m.result(head.name, n_head, len(ref_arrays[m.ref_name][0]), t) for m in matches]
+    # the streamed split's own repeats (kept: only the suspects' hashes); for millions of rows, found in a
+    # thread while the references are compared below (its sort runs beside their work)
+    repeats_of = (head_hashes.array(np.uint64), head_labels.array(np.float64),
+                  head_checks.array(np.uint32) if check is not None else None)
+    head_hashes = head_labels = head_checks = None  # type: ignore[assignment]
+    repeats_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainsanity-repeats") if n_head >= PARALLEL_SORT else None
+    try:
+        head_repeats = repeats_pool.submit(_Repeats, *repeats_of) if repeats_pool is not None else _Repeats(*repeats_of)
+        repeats_of = None  # type: ignore[assignment]
+        search = _compare_references(pairs, references, ref_arrays, searches, canon, within, n_head, t, groups,
+                                     timestamps, seed, classification, column_names, sample)
+        repeats = head_repeats.result() if repeats_pool is not None else head_repeats  # type: ignore[union-attr]
+    finally:
+        if repeats_pool is not None:
+            repeats_pool.shutdown(wait=True)
+    within = {head.name: repeats.verify(head, canon), **within}
+    failures, kinds = _failures(pairs, search.columns, max_overlap)
+    if within_split:  # asked for: repeated rows and conflicting labels inside a split fail too
+        failures, kinds = within_failures(within, max_overlap, failures, kinds)
+    return LeakageResult(pairs, within, search.columns, t, failures, search, kinds)
+
+
+def _compare_references(pairs: list[PairLeak], references: dict[str, Reference],
+                        ref_arrays: dict[str, tuple[np.ndarray, np.ndarray]], searches: dict[str, Any], canon: Canon,
+                        within: dict[str, Within], n_head: int, t: float | None, groups: Mapping[str, Any] | None,
+                        timestamps: Mapping[str, Any] | None, seed: int, classification: bool,
+                        column_names: list[str] | None, sample: RowSample) -> TargetSearch:
+    """After the stream: what chance gives, each reference's own repeats, the references against the later
+    ones (val -> test, all in memory), groups and times, and the target-column search (returned);
+    ``pairs`` and ``within`` are filled in place."""
     ref_groups = {name: group_ids(ref.hashes, ref.rows, canon) for name, ref in references.items()}
     for pair in pairs:
         _chance(pair, searches[pair.b], references[pair.b].rows, ref_groups[pair.b][0], t, seed)
-    head_repeats = _Repeats(head_hashes.array(np.uint64), head_labels.array(np.float64),  # keeps only the suspects'
-                            head_checks.array(np.uint32) if check is not None else None)
-    head_hashes = head_labels = head_checks = None  # type: ignore[assignment]
 
     # references against the later references (val -> test), all in memory
     names = list(references)
@@ -302,15 +329,8 @@ def find_leakage(
 
     for pair in pairs:
         _groups_and_time(pair, groups, timestamps)
-    search = _target_search(sample, ref_arrays.get(names[0]) if names else None, n_head, seed, classification,
-                            column_names)
-    # the references are done with: a streamed split read again to verify its repeats holds only its reader
-    references = ref_arrays = searches = ref_groups = matches = m = sample = rows = h = y = X = flat = ids = None  # type: ignore[assignment]
-    within = {head.name: head_repeats.verify(head, canon), **within}
-    failures, kinds = _failures(pairs, search.columns, max_overlap)
-    if within_split:  # asked for: repeated rows and conflicting labels inside a split fail too
-        failures, kinds = within_failures(within, max_overlap, failures, kinds)
-    return LeakageResult(pairs, within, search.columns, t, failures, search, kinds)
+    return _target_search(sample, ref_arrays.get(names[0]) if names else None, n_head, seed, classification,
+                          column_names)
 
 
 def within_failures(within: dict[str, Within], max_overlap: int | float, failures: list[str],

@@ -472,7 +472,9 @@ class _Filled:
         else:  # more rows than announced, another dtype or shape: joined at the end
             if self.whole is not None:
                 self.parts, self.whole = [self.whole[: self.n]], None
-            self.parts.append(np.ascontiguousarray(a))  # not a strided view holding a larger array
+            # a strided view (a hash's high words) is copied, so it does not hold the larger array; a
+            # contiguous block (a Fortran-order table block too) is kept as it is, and joins in its order
+            self.parts.append(a if a.flags.c_contiguous or a.flags.f_contiguous else a.copy())
         self.n += len(a)
 
     def array(self, empty: type, dtype: Any = None) -> np.ndarray:

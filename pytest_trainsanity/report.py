@@ -86,6 +86,26 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def time_text(value: Any) -> str:
+    """A time as people write it: numpy's datetime64 and pandas' Timestamp alike as
+    ``2024-01-09 07:30``, down to the finest unit the time needs (``2024-01-09`` at midnight, a
+    fraction of a second only when there is one). A tz-aware Timestamp is written in UTC and says so,
+    as Dask and Spark hand zoned times back and numpy holds them; a zoned column read by name from a
+    table arrives as numpy's UTC datetime64, without its zone. Any other value (a float or int time,
+    a datetime) as ``str`` gives it."""
+    zone = ""
+    if type(value).__name__ == "Timestamp":  # pandas, without importing it
+        if value.tzinfo is not None:
+            zone = " UTC"
+            value = value.tz_convert(None)
+        value = value.to_datetime64()
+    if type(value).__name__ == "datetime64":
+        import numpy as np
+
+        return np.datetime_as_string(value, unit="auto").replace("T", " ") + zone
+    return str(value)
+
+
 def pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 

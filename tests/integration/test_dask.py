@@ -339,3 +339,22 @@ def test_missing_group_ids_are_counted_on_the_cluster_as_in_memory(client) -> No
     assert on_dask.passed and in_memory.passed  # NaN ids share no group
     missing = "samples without a group id (None/NaN), left out of the group comparison: 10 train, 5 val"
     assert missing in on_dask.message and missing in in_memory.message
+
+
+def test_zoned_times_read_the_same_on_the_cluster_as_in_memory(client) -> None:  # type: ignore[no-untyped-def]
+    """A tz-aware time column: the cluster wrote the latest train time as numpy's repr of its UTC
+    time ("2024-01-10T22:00:00.000000000"), in memory a Series of it as pandas' ("2024-01-10
+    23:00:00+01:00"). Both now say the UTC time, and that it is UTC."""
+    rng = np.random.default_rng(3)
+    zone = "Europe/Berlin"
+    train = pd.DataFrame({"x": rng.standard_normal(240), "label": rng.integers(0, 2, 240),
+                          "t": pd.date_range("2024-01-01", periods=240, freq="h", tz=zone)})
+    val = pd.DataFrame({"x": rng.standard_normal(60), "label": rng.integers(0, 2, 60),
+                        "t": pd.date_range("2024-01-10", periods=60, freq="h", tz=zone)})
+    on_dask = check_leakage(TrainSetup(train=dd.from_pandas(train, npartitions=3), val=dd.from_pandas(val, npartitions=2),
+                                       target="label", timestamps={"train": "t", "val": "t"}), near_duplicates=False)
+    in_memory = check_leakage(TrainSetup(train=train, val=val, target="label",
+                                         timestamps={"train": train["t"], "val": val["t"]}), near_duplicates=False)
+    said = "23 val sample(s) earlier than the latest train time 2024-01-10 22:00 UTC"
+    assert not on_dask.passed and not in_memory.passed
+    assert said in on_dask.message and said in in_memory.message

@@ -89,7 +89,7 @@ def test_leakage_scenarios(project: pytest.Pytester) -> None:
     res.stdout.fnmatch_lines(["*no_leakage FAILED: train/val: 20 samples in groups shared with the other split of 360 val samples*",
                               "*5 shared group id(s) covering 20 val samples, e.g. [[]355, 356, 357, 358, 359]*"])
     res.stdout.fnmatch_lines(["*no_leakage FAILED: train/val: 30 samples earlier than the other split's latest time*",
-                              "*30 val sample(s) earlier than the latest train time 2024-02-29T20*"])
+                              "*30 val sample(s) earlier than the latest train time 2024-02-29 20*"])
     res.stdout.fnmatch_lines(["*no_leakage FAILED: train/val: 72 copies (exact or near) of 360 val samples (20.0%; limit 71)*"])
     res.stdout.fnmatch_lines(["*no_leakage FAILED: train: 1856 repeated row(s) of 1920 (96.7%; limit 0).",
                               "*Within splits: train 1856 repeated row(s) of 1920; val 0 repeated row(s) of 360"])

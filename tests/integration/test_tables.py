@@ -319,7 +319,7 @@ def test_groups_and_timestamps_name_a_column_of_a_table_split(pytester: pytest.P
     assert out.count("also: train/val: 7 samples earlier than the other split's latest time of 200 val samples "
                      "(3.5%; limit 0)") == 10
     assert out.count("20 shared group id(s) covering 20 val samples, e.g. ['c100', 'c101', 'c102', 'c103', 'c104']; "
-                     "7 val sample(s) earlier than the latest train time 2023-01-25T23:00:00") == 10
+                     "7 val sample(s) earlier than the latest train time 2023-01-25 23:00;") == 10
     assert out.count("samples without a group id (None/NaN), left out of the group comparison: 1 train, 1 val; "
                      "samples without a time (NaT/NaN/None), left out of the time comparison: 1 train, 0 val") == 10
     res.stdout.fnmatch_lines(["*TrainSetup(groups={'train': 'user_id'}) is not a feature column of the train split; "

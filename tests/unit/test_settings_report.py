@@ -11,7 +11,7 @@ from pytest_trainsanity.adapters.devices import auto_gpu_index, xdist_worker_ind
 from pytest_trainsanity.checks.causes import Cause, rank
 from pytest_trainsanity.errors import OptionError
 from pytest_trainsanity.hooks import standalone_hook
-from pytest_trainsanity.report import CheckReport, fmt, plain
+from pytest_trainsanity.report import CheckReport, fmt, plain, time_text
 from pytest_trainsanity.settings import CHECKS, DEFAULT_MAX_STEPS, RunSettings, build_run_settings
 
 
@@ -97,3 +97,17 @@ def test_readme_ci_recipe_is_the_workflow_file_and_runs_the_quick_start_commands
     assert commands == ["pip install tox && tox -e examples", "pip install tox && tox"]
     assert [line.split("run: ", 1)[1] for line in workflow.splitlines() if "run: " in line] == commands
     assert (root / ".ci" / "run").read_text().strip().endswith(commands[1])
+
+
+def test_times_read_as_people_write_them() -> None:
+    """A message said "the latest train time 2024-01-09T07:00:00.000000000" (numpy's repr of a
+    nanosecond datetime64, what pandas gives): a time is written down to the unit it needs, the
+    same for numpy and pandas, a zoned time in UTC."""
+    pd = pytest.importorskip("pandas")
+    assert time_text(np.datetime64("2024-01-09T07:00:00.000000000")) == "2024-01-09 07:00"
+    assert time_text(np.datetime64("2024-01-09T00:00:00", "ns")) == "2024-01-09"
+    assert time_text(np.datetime64("2024-01-09T07:30:05.250", "ns")) == "2024-01-09 07:30:05.250"
+    assert time_text(np.datetime64("2024-01-09T07:30:05.000000001")) == "2024-01-09 07:30:05.000000001"
+    assert time_text(pd.Timestamp("2024-01-09 07:00")) == "2024-01-09 07:00"
+    assert time_text(pd.Timestamp("2024-03-01 10:00", tz="Europe/Berlin")) == "2024-03-01 09:00 UTC"
+    assert time_text(99.0) == "99.0" and time_text(7) == "7"

@@ -622,7 +622,6 @@ def _missing(value: Any) -> bool:
 
 
 def _plain(value: Any) -> Any:
-    """A time as the in-memory check holds it: numpy's datetime64 for a pandas Timestamp."""
-    if type(value).__name__ == "Timestamp":
-        return (value.tz_convert(None) if value.tzinfo is not None else value).to_datetime64()
-    return value.item() if isinstance(value, np.generic) else value
+    """A time as the in-memory check holds it: a Timestamp or datetime64 as it is (with its zone;
+    the message writes both alike, ``report.time_text``), a numpy number as a Python one."""
+    return value.item() if isinstance(value, np.generic) and not isinstance(value, np.datetime64) else value

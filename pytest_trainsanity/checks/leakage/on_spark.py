@@ -373,8 +373,8 @@ def _unsigned(df: Any) -> Any:
 
 
 def _time(value: Any) -> Any:
-    """A Spark time (a Python datetime, in the session's time zone) as a pandas Timestamp, which
-    ``on_dask._result`` turns into numpy's datetime64 as the in-memory check holds it."""
+    """A Spark time (a Python datetime, in the session's time zone) as a pandas Timestamp, as the
+    in-memory check holds a pandas time (the message writes it with ``report.time_text``)."""
     if value is None or not hasattr(value, "year"):
         return value
     import pandas as pd

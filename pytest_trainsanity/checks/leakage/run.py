@@ -14,7 +14,7 @@ import numpy as np
 
 from ...adapters.splits import Split, common_widths, fields_rows
 from ...errors import SetupError, UsageError
-from ...report import CheckReport
+from ...report import CheckReport, time_text
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
 from ..features import ROWS, TargetSearch
@@ -338,7 +338,7 @@ def _pair_text(p: leakage.PairLeak) -> str:
     if p.shared_groups or p.group_rows_b:
         parts.append(f"{p.shared_groups} shared group id(s) covering {p.group_rows_b} {p.b} samples, e.g. {p.group_examples}")
     if p.latest_a is not None:
-        parts.append(f"{p.temporal_rows_b} {p.b} sample(s) earlier than the latest {p.a} time {p.latest_a}")
+        parts.append(f"{p.temporal_rows_b} {p.b} sample(s) earlier than the latest {p.a} time {time_text(p.latest_a)}")
     if p.missing_group_a or p.missing_group_b:
         parts.append(f"samples without a group id (None/NaN), left out of the group comparison: {p.missing_group_a} "
                      f"{p.a}, {p.missing_group_b} {p.b}")

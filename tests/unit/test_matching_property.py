@@ -326,3 +326,20 @@ def test_grouped_near_search_finds_exactly_the_pairs_of_equal_group(data) -> Non
                 assert (i, j) in found, (i, j, math.sqrt(d2), n_groups, t)
             elif gx[i] != gv[j] or d2 > (t * (1 + MARGIN)) ** 2:
                 assert (i, j) not in found, (i, j, math.sqrt(d2), n_groups, t)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 6), st.sampled_from(LAYOUTS[:3]))
+def test_distinct_values_per_column_as_np_unique_counts_them(data: st.DataObject, dtype: type, n: int, width: int,
+                                                             how: str) -> None:
+    """``few_values`` counts each feature's distinct values in one sort of all columns (it called
+    ``np.unique`` once per column: 784 calls on one-hot images); the counts are ``np.unique``'s,
+    NaNs of any payload as one value and -0.0 as 0.0, in every layout."""
+    pool = POOLS[dtype]
+    X = np.array([[pool[i] for i in row] for row in
+                  data.draw(st.lists(st.lists(st.integers(0, len(pool) - 1), min_size=width, max_size=width),
+                                     min_size=n, max_size=n))], dtype=dtype)
+    X = layout(X, how)
+    want = [len(np.unique(X[:, j])) for j in range(width)]
+    assert matching.distinct_per_column(X).tolist() == want
+    assert matching.few_values(X) == (max(want) if max(want) <= matching.FEW_VALUES else 0)

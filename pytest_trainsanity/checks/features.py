@@ -76,6 +76,7 @@ SURE_LIFT = 0.98  # lift bound at which a column is named whatever the other col
 MIN_OTHERS = 2  # "moves with no other column" is evidence only against at least this many other varying columns
 MAX_RESIDUAL_CORR = 0.35  # within a class, a column computed from the label correlates with no other column beyond this
 FOLDS = 4
+FOLD_BITS = 2  # bits that hold a fold id (FOLDS <= 2**FOLD_BITS)
 ROWS = 4096  # train rows the search reads: a uniform sample of the split
 SCREEN_ETA2 = 0.2  # correlation ratio below which a column is not worth the exact rule
 SCREEN_TOP = 4  # ... but the best few are always scored, so a report can say what the best column did
@@ -364,10 +365,7 @@ class _Table:
         if not len(columns):
             return []
         xt = np.ascontiguousarray(_floats(self.X[:, columns]).T)  # one row per column: the sorts run along contiguous memory
-        first = np.argsort(xt, axis=1)  # ties hold one value: their order changes no median
-        small = np.int16 if self.n_codes < 2**15 else np.int64  # a stable sort of 16-bit ints is a radix sort
-        order = np.take_along_axis(first, np.argsort(self.codes.astype(small)[first], axis=1, kind="stable"), axis=1)
-        xs, fs = np.take_along_axis(xt, order, axis=1), self.folds[order]  # per column: by class, then value
+        xs, fs = self._by_class_then_value(xt)
         hits = np.zeros(len(columns), np.int64)
         for k in range(FOLDS):
             held = self.folds == k
@@ -379,6 +377,28 @@ class _Table:
             pred = self.classes[_nearest_columns(medians, np.ascontiguousarray(_floats(X_val[:, columns]).T))]
             vals = np.mean(pred == np.asarray(y_val).reshape(1, -1), axis=1)
         return [(int(h) / self.n, int(h), float(v)) for h, v in zip(hits, vals)]
+
+    def _by_class_then_value(self, xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(each row of ``xt`` sorted by class, then value; the folds of its values in that order).
+        Values that are all float32 (float32 data, small ints) sort as one packed 64-bit key per value,
+        class | value's order-preserving bits | fold, in one sort without an index; others by an argsort
+        of the values, then a stable one of the classes. Ties hold one value, so how they are ordered
+        changes no median."""
+        x32 = xt.astype(np.float32)
+        if self.n_codes <= 1 << (62 - 32 - FOLD_BITS) and np.array_equal(x32, xt):
+            u = x32.view(np.uint32).astype(np.uint64)
+            top = np.uint64(0x80000000)
+            ordered = np.where(u & top, ~u & np.uint64(0xFFFFFFFF), u | top)  # as unsigned ints, in the floats' order
+            key = (self.codes.astype(np.uint64) << np.uint64(32 + FOLD_BITS)) | (ordered << np.uint64(FOLD_BITS))
+            key |= self.folds.astype(np.uint64)
+            key.sort(axis=1)
+            ordered = (key >> np.uint64(FOLD_BITS)) & np.uint64(0xFFFFFFFF)
+            u = np.where(ordered & top, ordered ^ top, ~ordered & np.uint64(0xFFFFFFFF))
+            return u.astype(np.uint32).view(np.float32).astype(np.float64), (key & np.uint64((1 << FOLD_BITS) - 1)).astype(self.folds.dtype)
+        first = np.argsort(xt, axis=1)
+        small = np.int16 if self.n_codes < 2**15 else np.int64  # a stable sort of 16-bit ints is a radix sort
+        order = np.take_along_axis(first, np.argsort(self.codes.astype(small)[first], axis=1, kind="stable"), axis=1)
+        return np.take_along_axis(xt, order, axis=1), self.folds[order]
 
     def rule(self, column: int, X_val: np.ndarray | None, y_val: np.ndarray | None) -> tuple[float, int, float]:
         """(held-out score, held-out hits for the bound, val score) of the column's rule."""

@@ -245,3 +245,31 @@ def test_the_overfit_search_bounds_only_the_columns_that_can_score(monkeypatch: 
     calls.clear()
     leak = single_feature_leak(X[:1400], y[:1400], X[1400:], y[1400:])
     assert leak is not None and leak.column == 5 and leak.score > 0.5 and 2 <= len(calls) <= 2 * features.MAX_CANDIDATES
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.float64])
+def test_values_sort_by_class_then_value_packed_or_not(dtype: type) -> None:
+    """The rules' sort by (class, value): float32-exact values (float32, small ints) go through one
+    sort of packed keys, other values through two argsorts; both give, per column, every class's
+    values in order and each value's own fold (checked against a lexsort, with ties, -0.0, negative
+    values and 300 classes)."""
+    rng = np.random.default_rng(4)
+    n, d = 700, 5
+    y = rng.integers(0, 300, n)
+    X = rng.integers(-40, 40, (n, d)).astype(dtype)
+    if dtype != np.int16:
+        X[:, 1] = rng.standard_normal(n).astype(dtype)  # no ties
+        X[::7, 2] = -0.0
+    if dtype == np.float64:
+        X[:, 3] += 0.1  # not float32-exact: the argsort path
+    t = features._Table(X, y, "classification", seed=1)
+    xt = np.ascontiguousarray(X.astype(np.float64).T)
+    xs, fs = t._by_class_then_value(xt)
+    for j in range(d):
+        order = np.lexsort((xt[j], t.codes))
+        np.testing.assert_array_equal(xs[j], xt[j][order])
+        for c in np.unique(t.codes):  # per class, each fold's values: the same multisets
+            for k in range(features.FOLDS):
+                mine = xs[j][(t.codes[order] == c) & (fs[j] == k)]
+                want = xt[j][(t.codes == c) & (t.folds == k)]
+                np.testing.assert_array_equal(np.sort(mine), np.sort(want))

@@ -358,3 +358,17 @@ def test_zoned_times_read_the_same_on_the_cluster_as_in_memory(client) -> None: 
     said = "23 val sample(s) earlier than the latest train time 2024-01-10 22:00 UTC"
     assert not on_dask.passed and not in_memory.passed
     assert said in on_dask.message and said in in_memory.message
+
+
+def test_times_given_as_text_are_one_paragraph_on_the_cluster(client) -> None:  # type: ignore[no-untyped-def]
+    """A str time column was ordered letter by letter on the cluster ('9/1/2024' later than
+    '12/1/2024') and the verdict came from that order; it is now the paragraph the in-memory check
+    gives. (A column of Python objects is not checked: dates are objects too.)"""
+    rng = np.random.default_rng(4)
+    us = [f"{m}/1/2024" for m in range(1, 13)]
+    train = pd.DataFrame({"x": rng.standard_normal(90), "t": [us[i % 9] for i in range(90)], "label": rng.integers(0, 2, 90)})
+    val = pd.DataFrame({"x": rng.standard_normal(20), "t": [us[11]] * 20, "label": rng.integers(0, 2, 20)})
+    with pytest.raises(SetupError, match=r"TrainSetup\(timestamps=\{'train': ...\}\) holds text, not times\. Text compares "
+                                         r"letter by letter"):
+        check_leakage(TrainSetup(train=dd.from_pandas(train, npartitions=2), val=dd.from_pandas(val, npartitions=1),
+                                 target="label", timestamps={"train": "t", "val": "t"}), near_duplicates=False)

@@ -121,3 +121,15 @@ def test_spark_near_copies_as_in_memory(spark) -> None:  # type: ignore[no-untyp
     in_memory = check_leakage(TrainSetup(train=dense.iloc[:5000], val=dense.iloc[5000:], target="y"))
     assert {k: on_spark.metrics[k] for k in keys} == {k: in_memory.metrics[k] for k in keys}
     assert on_spark.metrics["train_val_near"] > 0 and not on_spark.metrics["train_val_near_counted"]
+
+
+def test_spark_times_given_as_text_are_one_paragraph(spark) -> None:  # type: ignore[no-untyped-def]
+    """A string time column was ordered letter by letter by Spark's min/max; it is now the
+    paragraph the in-memory check gives."""
+    rng = np.random.default_rng(4)
+    us = [f"{m}/1/2024" for m in range(1, 13)]
+    train = pd.DataFrame({"x": rng.standard_normal(90), "t": [us[i % 9] for i in range(90)], "label": rng.integers(0, 2, 90)})
+    val = pd.DataFrame({"x": rng.standard_normal(20), "t": [us[11]] * 20, "label": rng.integers(0, 2, 20)})
+    with pytest.raises(SetupError, match=r"holds text, not times\. Text compares letter by letter"):
+        check_leakage(TrainSetup(train=spark.createDataFrame(train), val=spark.createDataFrame(val), target="label",
+                                 timestamps={"train": "t", "val": "t"}), near_duplicates=False)

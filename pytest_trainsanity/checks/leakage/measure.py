@@ -602,6 +602,25 @@ def known_values(values: Any) -> tuple[np.ndarray, int]:
     return t[~missing], int(missing.sum())
 
 
+def text_time(values: np.ndarray) -> Any:
+    """The first text value among the present ``values`` (numpy str/bytes, or str/bytes objects, as
+    pandas' str columns give), or None: times given as text."""
+    if values.dtype.kind in "US":
+        return values.reshape(-1)[0].item() if values.size else None
+    if values.dtype.kind == "O":
+        return next((v for v in values.reshape(-1) if isinstance(v, (str, bytes))), None)
+    return None
+
+
+def text_times_error(name: str, example: Any) -> str:
+    """The paragraph for times given as text, the same in memory, on Dask and on Spark."""
+    shown = f" ({example!r})" if example is not None else ""
+    return (f"TrainSetup(timestamps={{{name!r}: ...}}) holds text{shown}, not times. Text compares letter by letter "
+            f"('9/1/2024' comes after '12/1/2024'), so the temporal leakage check cannot order it. Give datetimes or "
+            f"numbers: pd.to_datetime(column, format=...), np.array(column, dtype='datetime64[s]') for ISO 8601 "
+            f"text, dd.to_datetime(...) on Dask, or F.to_timestamp(column, fmt) on Spark.")
+
+
 def _missing(value: Any) -> bool:
     """None, NaN, NaT, or pandas' NA (whose ``!=`` is NA, and NA's truth a TypeError)."""
     if value is None:

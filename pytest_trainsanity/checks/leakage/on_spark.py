@@ -156,6 +156,8 @@ def find_leakage_spark(
                 frame = split.with_column(frame, key, given[name], what)
                 extra.append(key)
                 schema += f", {key} {frame.schema[key].dataType.simpleString()}"
+                if key == TIME and frame.schema[key].dataType.simpleString() == "string":
+                    raise SetupError(leakage.text_times_error(name, None))
         if GROUP in extra:
             has_group.add(name)
         if TIME in extra:

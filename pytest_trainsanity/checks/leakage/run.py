@@ -116,7 +116,10 @@ def _inputs(p: Prepared, widths: dict[str, int] | None, groups: dict[str, Any] |
                     f"split has {n} samples; give one {what[:-1]} per sample."
                 )
         times = (timestamps or {}).get(name)
-        if times is not None and len(times) and not len(leakage.known_values(times)[0]):
+        present = leakage.known_values(times)[0] if times is not None else None
+        if present is not None and (text := leakage.text_time(present)) is not None:
+            raise SetupError(leakage.text_times_error(name, text))
+        if times is not None and len(times) and not len(present):
             raise SetupError(
                 f"TrainSetup(timestamps={{{name!r}: ...}}) holds no time at all ({len(times)} missing: NaT, NaN or "
                 f"None), so the temporal leakage check cannot run. Fill in the times, or leave the {name} split "

@@ -232,12 +232,28 @@ MISUSE = {
                             "*TrainSetup(train=...): the labels hold 1 NaN and 0 Inf value(s) (of 50); drop or fill those samples*"),
     "nan_labels_leakage": ("no_leakage", "TrainSetup(train=(X50, nan_y), val=(X50 + 1, y50))",
                            "*no_leakage: TrainSetup(train=...): the labels hold 1 NaN and 0 Inf value(s) (of 50)*"),
+    # times of kinds that do not order against each other raised numpy's UFuncTypeError or pandas' TypeError
+    "times_number_vs_datetime": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), timestamps={'train': "
+                                 "np.arange(50.0), 'val': np.arange('2024-01-01', '2024-02-20', dtype='datetime64[D]')})",
+                                 "*TrainSetup(timestamps=...): the train times (float64) and the val times (datetime64[[]D]) "
+                                 "cannot be ordered against each other*all numbers.*"),
+    "times_zoned_vs_naive": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), timestamps={'train': "
+                             "list(pd.date_range('2024-01-01', periods=50, freq='h', tz='UTC')), 'val': "
+                             "pd.date_range('2024-01-03', periods=50, freq='h').to_numpy()})",
+                             "*the train times (Timestamp objects with time zone UTC) and the val times (datetime64[[]*]) "
+                             "cannot be ordered against each other: Cannot compare tz-naive and tz-aware*"),
+    # booleans as times passed ("the latest train time False"); 2-D group ids were read as 100 ids of 50 samples
+    "times_booleans": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), timestamps={'train': y50 > 0, "
+                       "'val': y50 > 0})", "*TrainSetup(timestamps={'train': ...}) holds booleans, not times*"),
+    "groups_2d": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), groups={'train': np.zeros((50, 2)), "
+                  "'val': np.zeros((50, 2))})",
+                  "*TrainSetup(groups={'train': ...}) has shape (50, 2); give one group per sample, a 1-D array or list*"),
 }
 
 
 def test_misuse_is_one_paragraph_never_a_traceback(project: pytest.Pytester) -> None:
     body = [
-        "import numpy as np, pytest, torch",
+        "import numpy as np, pandas as pd, pytest, torch",
         "from pytest_trainsanity import TrainSetup",
         "rng = np.random.default_rng(0)",
         "X50, y50 = rng.normal(size=(50, 4)).astype(np.float32), rng.integers(0, 2, 50)",

@@ -602,23 +602,41 @@ def known_values(values: Any) -> tuple[np.ndarray, int]:
     return t[~missing], int(missing.sum())
 
 
-def text_time(values: np.ndarray) -> Any:
-    """The first text value among the present ``values`` (numpy str/bytes, or str/bytes objects, as
-    pandas' str columns give), or None: times given as text."""
-    if values.dtype.kind in "US":
-        return values.reshape(-1)[0].item() if values.size else None
+def not_times(values: np.ndarray) -> str | None:
+    """What the present ``values`` hold instead of times, or None: text (numpy str/bytes, or str
+    objects, as pandas' str columns give), with an example; or booleans."""
+    flat = values.reshape(-1)
+    if values.dtype.kind in "US" and values.size:
+        return f"text ({flat[0].item()!r})"
+    if values.dtype.kind == "b":
+        return "booleans"
     if values.dtype.kind == "O":
-        return next((v for v in values.reshape(-1) if isinstance(v, (str, bytes))), None)
+        text = next((v for v in flat if isinstance(v, (str, bytes))), None)
+        if text is not None:
+            return f"text ({text!r})"
+        if any(isinstance(v, (bool, np.bool_)) for v in flat):
+            return "booleans"
     return None
 
 
-def text_times_error(name: str, example: Any) -> str:
-    """The paragraph for times given as text, the same in memory, on Dask and on Spark."""
-    shown = f" ({example!r})" if example is not None else ""
-    return (f"TrainSetup(timestamps={{{name!r}: ...}}) holds text{shown}, not times. Text compares letter by letter "
-            f"('9/1/2024' comes after '12/1/2024'), so the temporal leakage check cannot order it. Give datetimes or "
-            f"numbers: pd.to_datetime(column, format=...), np.array(column, dtype='datetime64[s]') for ISO 8601 "
-            f"text, dd.to_datetime(...) on Dask, or F.to_timestamp(column, fmt) on Spark.")
+def not_times_error(name: str, held: str) -> str:
+    """The paragraph for times given as text or booleans, the same in memory, on Dask and on Spark."""
+    why = ("Text compares letter by letter ('9/1/2024' comes after '12/1/2024'), so the temporal leakage check "
+           "cannot order it." if held.startswith("text") else "The temporal leakage check orders samples by time.")
+    return (f"TrainSetup(timestamps={{{name!r}: ...}}) holds {held}, not times. {why} Give datetimes or numbers: "
+            f"pd.to_datetime(column, format=...), np.array(column, dtype='datetime64[s]') for ISO 8601 text, "
+            f"dd.to_datetime(...) on Dask, or F.to_timestamp(column, fmt) on Spark.")
+
+
+def time_kind(values: np.ndarray) -> str:
+    """How a split's present times are held, for a message: numpy's dtype, or the objects' type
+    (and whether they carry a time zone)."""
+    if values.dtype.kind != "O" or not values.size:
+        return str(values.dtype)
+    first = values.reshape(-1)[0]
+    zone = getattr(first, "tzinfo", None)
+    return f"{type(first).__name__} objects" + (f" with time zone {zone}" if zone is not None else
+                                                (" without a time zone" if hasattr(first, "tzinfo") else ""))
 
 
 def _missing(value: Any) -> bool:

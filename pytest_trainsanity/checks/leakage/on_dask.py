@@ -282,7 +282,7 @@ def find_leakage_dask(
                 frame = split.with_column(frame, key, given[name], what)
                 extra[key] = frame._meta[key].dtype
                 if key == TIME and (isinstance(extra[key], pd.StringDtype) or extra[key].kind in "US"):
-                    raise SetupError(leakage.text_times_error(name, None))  # (object columns pass: dates are objects too)
+                    raise SetupError(leakage.not_times_error(name, "text"))  # (object columns pass: dates are objects too)
                 if not isinstance(given[name], str):
                     aligned[(name, what)] = _alignment(frame, key, given[name], split)
         frames[name] = frame  # near copies number their rows on this same frame

@@ -157,7 +157,7 @@ def find_leakage_spark(
                 extra.append(key)
                 schema += f", {key} {frame.schema[key].dataType.simpleString()}"
                 if key == TIME and frame.schema[key].dataType.simpleString() == "string":
-                    raise SetupError(leakage.text_times_error(name, None))
+                    raise SetupError(leakage.not_times_error(name, "text"))
         if GROUP in extra:
             has_group.add(name)
         if TIME in extra:

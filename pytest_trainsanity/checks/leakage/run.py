@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...adapters.splits import Split, common_widths, fields_rows
+from ...adapters.base import first_line
 from ...errors import SetupError, UsageError
 from ...report import CheckReport, time_text
 from ...settings import CheckOptions, RunSettings
@@ -110,6 +111,11 @@ def _inputs(p: Prepared, widths: dict[str, int] | None, groups: dict[str, Any] |
             rows=split.n_samples()))
         n = split.n_samples()
         for what, given in (("groups", groups or {}), ("timestamps", timestamps or {})):
+            if name in given and np.ndim(given[name]) != 1:
+                raise SetupError(
+                    f"TrainSetup({what}={{{name!r}: ...}}) has shape {np.shape(given[name])}; give one {what[:-1]} per "
+                    f"sample, a 1-D array or list" + (" (for a group made of several columns, one id per combination: "
+                    "pd.factorize(list(zip(a, b)))[0] or a joined string)" if what == "groups" else "") + ".")
             if name in given and n is not None and len(given[name]) != n:
                 raise SetupError(
                     f"TrainSetup({what}={{{name!r}: ...}}) has {len(given[name])} entries but the {name} "
@@ -117,15 +123,37 @@ def _inputs(p: Prepared, widths: dict[str, int] | None, groups: dict[str, Any] |
                 )
         times = (timestamps or {}).get(name)
         present = leakage.known_values(times)[0] if times is not None else None
-        if present is not None and (text := leakage.text_time(present)) is not None:
-            raise SetupError(leakage.text_times_error(name, text))
+        if present is not None and (held := leakage.not_times(present)) is not None:
+            raise SetupError(leakage.not_times_error(name, held))
         if times is not None and len(times) and not len(present):
             raise SetupError(
                 f"TrainSetup(timestamps={{{name!r}: ...}}) holds no time at all ({len(times)} missing: NaT, NaN or "
                 f"None), so the temporal leakage check cannot run. Fill in the times, or leave the {name} split "
                 f"out of timestamps."
             )
+    _comparable_times(timestamps or {})
     return inputs
+
+
+def _comparable_times(timestamps: dict[str, Any]) -> None:
+    """Every split's times can be ordered against every other's: numbers against datetimes, or
+    zone-aware against naive datetimes, raised numpy's or pandas' TypeError from inside the check."""
+    present = {name: leakage.known_values(t)[0] for name, t in timestamps.items()}
+    names = list(present)
+    for i, a in enumerate(names):
+        for b in names[i:]:
+            ta, tb = present[a], present[b]
+            if not len(ta) or not len(tb):
+                continue
+            try:
+                bool(ta.min() < tb.max()) and bool(tb.min() < ta.max())
+            except (TypeError, ValueError) as exc:
+                where = f"the {a} times ({leakage.time_kind(ta)})" + (
+                    "" if a == b else f" and the {b} times ({leakage.time_kind(tb)})")
+                raise SetupError(
+                    f"TrainSetup(timestamps=...): {where} cannot be ordered against each other: {first_line(exc)}. "
+                    f"Give every split's times in one kind: all datetimes with a time zone or all without "
+                    f"(series.dt.tz_convert('UTC') or series.dt.tz_localize(None)), or all numbers.") from None
 
 
 def _finite_labels(name: str, y: np.ndarray) -> np.ndarray:

@@ -94,6 +94,11 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         self.device = resolve_device(settings.device)
         self.dtype = params[0].dtype if params[0].is_floating_point() else torch.float32
         self.params = [p for p in params if p.requires_grad]
+        if not self.params:  # (it crashed later with an IndexError in the step records)
+            raise SetupError(
+                f"TrainSetup(model=...) has no trainable parameters: requires_grad is False on all {len(params)} of "
+                f"them, so there is nothing to train. Unfreeze the layers the run trains (model.requires_grad_(True), "
+                f"or the head's parameters) before the check.")
         self.notes: list[str] = []
         self.lightning, self.hugging_face = is_lightning(model), is_hugging_face(model)
         self.optimizer, plan = self._optimizer_and_plan(setup)

@@ -245,6 +245,11 @@ MISUSE = {
     # booleans as times passed ("the latest train time False"); 2-D group ids were read as 100 ids of 50 samples
     "times_booleans": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), timestamps={'train': y50 > 0, "
                        "'val': y50 > 0})", "*TrainSetup(timestamps={'train': ...}) holds booleans, not times*"),
+    # a torch model frozen whole crashed with an IndexError inside the step records
+    "frozen_model": ("no_epoch1_overfit(probes=False)",
+                     "TrainSetup(model=torch.nn.Linear(4, 2).requires_grad_(False), train=(X50, y50), val=(X50, y50), "
+                     "optimizer=lambda p: torch.optim.SGD(p, 0.1), loss=torch.nn.CrossEntropyLoss())",
+                     "*TrainSetup(model=...) has no trainable parameters: requires_grad is False on all 2 of them*"),
     "groups_2d": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), groups={'train': np.zeros((50, 2)), "
                   "'val': np.zeros((50, 2))})",
                   "*TrainSetup(groups={'train': ...}) has shape (50, 2); give one group per sample, a 1-D array or list*"),

@@ -7,6 +7,12 @@ step, the lr at that step, and the measured causes, strongest first:
 weights already non-finite before training, non-finite train inputs, a loss
 that is non-finite on the first batch (the loss or step computes it), a loss
 that grew before it broke (the lr), or a single batch that broke it.
+
+NaN/Inf in the eval samples' inputs fail the check even when training stayed
+finite: a loss that clips its input (Keras' probability losses) or a model
+that masks NaN absorbs them, and the metrics on those samples are then
+measured on values that mean nothing. (A model that reads NaN as "missing" on
+purpose is rare; it fails here and says why.)
 """
 
 from __future__ import annotations
@@ -38,6 +44,12 @@ class NonFinite:
     inputs: dict[str, int]  # per input field: non-finite values in the train eval sample
     input_rows: int  # rows of that sample
     eval_splits: tuple[str, ...] = ()  # splits whose loss measured in eval mode after training is NaN/Inf
+    other_inputs: tuple[tuple[str, int, int], ...] = ()  # (split, non-finite input values, rows) of other eval samples
+
+    @property
+    def inputs_only(self) -> bool:
+        """Training, weights and eval losses all stayed finite: only the inputs hold NaN/Inf."""
+        return not self.step and not self.weights_end and not self.weights_start and not self.eval_splits
 
     def where(self) -> str:
         if self.step:
@@ -45,6 +57,8 @@ class NonFinite:
             return f"the training loss was {self.value} at step {self.step} of {self.steps} (epoch {self.epoch}{lr})"
         if self.weights_end:
             return f"the weights hold NaN/Inf after {self.steps} step(s) ({_names(self.weights_end)})"
+        if self.inputs_only:
+            return f"the {input_text(self)}"
         return (f"every training loss was finite, but the loss measured in eval mode after {self.steps} step(s) is "
                 f"NaN/Inf on the {' and '.join(self.eval_splits)} eval sample(s)")
 
@@ -70,20 +84,24 @@ def nonfinite_inputs(fields: Mapping[str, np.ndarray]) -> dict[str, int]:
     return out
 
 
-def find(trace: Any, inputs: Mapping[str, np.ndarray] | None = None) -> NonFinite | None:
-    """The first non-finite step of ``trace`` (a TrainingTrace), or None when the pass stayed finite."""
+def find(trace: Any, inputs: Mapping[str, np.ndarray] | None = None,
+         others: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> NonFinite | None:
+    """The first non-finite step of ``trace`` (a TrainingTrace), or None when the pass stayed finite
+    and ``inputs`` (the train eval sample's fields) and ``others`` (other splits' fields) hold no NaN/Inf."""
     loss = np.asarray(trace.loss, dtype=np.float64)
     start = tuple(getattr(trace, "bad_weights_start", ()))
     end = tuple(getattr(trace, "bad_weights_end", ()))
     bad = np.flatnonzero(~np.isfinite(loss))
     evals = tuple(name for name in ("train", "val")
                   if not np.isfinite(np.asarray(getattr(trace, f"{name}_loss", ()), dtype=np.float64)).all())
-    if not len(bad) and not end and not start and not evals:
-        return None
     counts = nonfinite_inputs(inputs or {})
+    elsewhere = tuple((name, n, len(next(iter(fields.values())))) for name, fields in (others or {}).items()
+                      if (n := sum(nonfinite_inputs(fields).values())))
+    if not len(bad) and not end and not start and not evals and not counts and not elsewhere:
+        return None
     rows = len(next(iter(inputs.values()))) if inputs else 0
     if not len(bad):
-        return NonFinite(0, len(loss), 0, "", None, None, None, start, end, counts, rows, evals)
+        return NonFinite(0, len(loss), 0, "", None, None, None, start, end, counts, rows, evals, elsewhere)
     i = int(bad[0])
     value = "NaN" if np.isnan(loss[i]) else ("+Inf" if loss[i] > 0 else "-Inf")
     lr = float(np.max(trace.lr[i])) if np.size(trace.lr) and len(trace.lr) > i else None
@@ -91,7 +109,19 @@ def find(trace: Any, inputs: Mapping[str, np.ndarray] | None = None) -> NonFinit
     first = float(loss[0]) if i > 0 else None
     peak = float(before.max()) if i > 0 else None
     epoch = int(trace.epoch[i]) + 1 if len(trace.epoch) > i else 1
-    return NonFinite(i + 1, len(loss), epoch, value, lr, first, peak, start, end, counts, rows, evals)
+    return NonFinite(i + 1, len(loss), epoch, value, lr, first, peak, start, end, counts, rows, evals, elsewhere)
+
+
+def input_text(nf: NonFinite) -> str:
+    """Where the eval samples' inputs hold NaN/Inf, e.g. "train inputs hold 3 NaN/Inf value(s) in the
+    eval sample of 300 rows (field x: 3); the val inputs hold 1"."""
+    parts = []
+    total = sum(nf.inputs.values())
+    if total:
+        fields = ", ".join(f"field {k}: {v}" for k, v in nf.inputs.items())
+        parts.append(f"train inputs hold {total} NaN/Inf value(s) in the eval sample of {nf.input_rows} rows ({fields})")
+    parts += [f"{name} inputs hold {n} NaN/Inf value(s) in the eval sample of {rows} rows" for name, n, rows in nf.other_inputs]
+    return "; the ".join(parts)
 
 
 def causes(nf: NonFinite) -> tuple[list[Cause], list[Cause]]:
@@ -107,16 +137,17 @@ def causes(nf: NonFinite) -> tuple[list[Cause], list[Cause]]:
     else:
         found.append(Cause("weights_nonfinite_at_start", 0.0, "every weight was finite before the first step", ""))
     total = sum(nf.inputs.values())
-    if total:
-        fields = ", ".join(f"field {k}: {v}" for k, v in nf.inputs.items())
+    if total or nf.other_inputs:
+        absorbed = (": training, the weights and the eval losses stayed finite, so the model or its loss absorbed "
+                    "them (a clipping loss, a mask), and the metrics on those samples mean nothing" if nf.inputs_only else "")
         found.append(Cause(
-            "nonfinite_inputs", 0.95,
-            f"the train inputs hold {total} NaN/Inf value(s) in the eval sample of {nf.input_rows} rows ({fields})",
-            "impute or drop them before the loader (np.nan_to_num, sklearn SimpleImputer, or filter the rows); "
-            "inputs_normalized names them too."))
+            "nonfinite_inputs", 0.95, f"the {input_text(nf)}{absorbed}",
+            "impute or drop them before the loader (np.nan_to_num, sklearn SimpleImputer, or filter the rows; a model "
+            "that reads NaN as missing on purpose: do that in the data pipeline instead); inputs_normalized names them "
+            "too."))
     elif nf.input_rows:
         found.append(Cause("nonfinite_inputs", 0.0, f"no NaN/Inf in the train eval sample ({nf.input_rows} rows)", ""))
-    if nf.step == 0 and not nf.weights_end:
+    if nf.step == 0 and not nf.weights_end and nf.eval_splits:
         found.append(Cause(
             "nonfinite_eval_data", 0.9,
             f"training stayed finite and the weights are finite, yet the {' and '.join(nf.eval_splits)} eval loss "
@@ -150,6 +181,9 @@ def causes(nf: NonFinite) -> tuple[list[Cause], list[Cause]]:
 
 
 def headline(check: str, nf: NonFinite) -> str:
+    if nf.inputs_only:
+        return (f"{check} FAILED: the inputs hold NaN/Inf: the {input_text(nf)}. Training stayed finite, but metrics "
+                f"measured on such inputs mean nothing, so no gap or spike was judged.")
     weights = (f"; afterwards {len(nf.weights_end)} weight tensor(s) hold NaN/Inf ({_names(nf.weights_end)})"
                if nf.weights_end and nf.step else "")
     return (f"{check} FAILED: training went non-finite: {nf.where()}{weights}. Accuracy and loss of a "

@@ -164,15 +164,14 @@ def sample_lines(samples: dict[str, Any]) -> Iterator[str]:
 
 def nonfinite_report(p: Prepared, trace: Any, inputs: Callable[[], dict[str, Any]], info: Any,
                      samples: dict[str, Any] | None = None) -> CheckReport | None:
-    """The failing report of a training pass that went NaN/Inf (None when it stayed finite): a
-    gate never judges metrics a non-finite model produced. ``inputs`` (the train eval sample's
-    fields) is read only for a failing pass."""
-    from ..adapters.base import finite_pass
+    """The failing report of a training pass that went NaN/Inf, or of eval samples whose inputs hold
+    NaN/Inf although the pass stayed finite (None when everything is finite): a gate never judges
+    metrics of a non-finite model or on non-finite inputs. ``inputs`` gives the train eval sample's
+    fields; the other splits among ``samples`` are checked too."""
     from ..report import cause_lines
 
-    if finite_pass(trace) and not trace.bad_weights_end:
-        return None
-    nf = finite.find(trace, inputs())
+    others = {name: s.numpy()[0] for name, s in (samples or {}).items() if name != "train"}
+    nf = finite.find(trace, inputs(), others)
     if nf is None:
         return None
     likely, ruled_out = finite.causes(nf)

@@ -85,6 +85,39 @@ def test_keras_non_finite_training_fails(keras_project: pytest.Pytester) -> None
     ])
 
 
+def test_nan_inputs_a_loss_absorbs_fail_never_pass(keras_project: pytest.Pytester) -> None:
+    """NaN in 5 train values (one row) with Keras' probability loss on a linear output: the loss
+    clips its input, so every training loss, weight and eval loss stayed finite and both checks
+    passed ("gap ... <= max_gap"). Inputs are checked too: NaN/Inf anywhere fails, naming where."""
+    keras_project.makepyfile("""
+        import dataclasses
+        import numpy as np
+        import pytest
+        import keras_helpers as kh
+
+        @pytest.fixture
+        def absorbed():
+            Xtr, ytr, Xv, yv = kh.digits()
+            Xtr = Xtr.copy()
+            Xtr[5, :5] = np.nan
+            setup = kh.setup(Xtr, ytr, Xv, yv)
+            return dataclasses.replace(setup, loss="sparse_categorical_crossentropy")  # probabilities, clipped
+
+        @pytest.mark.no_epoch1_overfit(setup="absorbed", probes=False)
+        def test_overfit(): pass
+
+        @pytest.mark.lr_spike_explained(setup="absorbed", epochs=2)
+        def test_spikes(): pass
+    """)
+    res = run(keras_project)
+    res.assert_outcomes(failed=2)
+    for check in ("no_epoch1_overfit", "lr_spike_explained"):
+        res.stdout.fnmatch_lines([
+            f"*{check} FAILED: the inputs hold NaN/Inf: the train inputs hold 5 NaN/Inf value(s) in the eval sample of "
+            "1437 rows (field x: 5). Training stayed finite, but metrics measured on such inputs mean nothing*",
+            "*1. nonfinite_inputs (evidence score 0.95): *the model or its loss absorbed them*",
+        ])
+
 def test_one_generator_feeding_two_checks_is_an_error_not_a_pass(project: pytest.Pytester) -> None:
     project.makepyfile("""
         import numpy as np

@@ -76,3 +76,21 @@ def test_max_overlap_takes_numpy_numbers_and_allow_rejects_none() -> None:
     with pytest.raises(ValueError, match=r"allow=\(\) allows none"):
         _allow(None)
     assert _allow(()) == ()
+
+
+def test_non_finite_inputs_fail_even_when_training_stayed_finite() -> None:
+    """A loss that clips (Keras' probability losses) or a model that masks NaN keeps every loss and
+    weight finite: the inputs alone make the finding, train's by field and other splits' by count."""
+    finite_trace = Trace([2.3, 2.1, 1.9])
+    assert finite.find(finite_trace, {"x": np.ones((4, 2))}, {"val": {"x": np.ones((3, 2))}}) is None
+    nf = finite.find(finite_trace, {"x": np.array([[1.0, np.nan], [0.0, 1.0]])}, {"val": {"x": np.full((3, 2), np.inf)}})
+    assert nf is not None and nf.inputs_only and nf.step == 0
+    assert finite.headline("no_epoch1_overfit", nf) == (
+        "no_epoch1_overfit FAILED: the inputs hold NaN/Inf: the train inputs hold 1 NaN/Inf value(s) in the eval sample "
+        "of 2 rows (field x: 1); the val inputs hold 6 NaN/Inf value(s) in the eval sample of 3 rows. Training stayed "
+        "finite, but metrics measured on such inputs mean nothing, so no gap or spike was judged.")
+    likely, ruled_out = finite.causes(nf)
+    assert [c.name for c in likely] == ["nonfinite_inputs"] and "absorbed them" in likely[0].evidence
+    assert [c.name for c in ruled_out] == ["weights_nonfinite_at_start"]  # no eval-data cause without a NaN eval loss
+    nf = finite.find(finite_trace, {"x": np.ones((4, 2))}, {"val": {"x": np.array([[np.nan, 1.0]])}})
+    assert nf is not None and nf.where() == "the val inputs hold 1 NaN/Inf value(s) in the eval sample of 1 rows"

@@ -50,8 +50,9 @@ def run(p: Prepared) -> CheckReport:
     with adapter:
         p.pass_label(f"{opts.epochs} epochs with full records")
         trace = adapter.train(epochs=opts.epochs, max_steps=p.settings.max_steps, detail=True)
-        broken = nonfinite_report(
-            p, trace, lambda: p.splits["train"].sample(p.settings.eval_samples, p.settings.seed).numpy()[0], info)
+        evals = {name: p.splits[name].sample(p.settings.eval_samples, p.settings.seed)
+                 for name in ("train", "val") if name in p.splits}
+        broken = nonfinite_report(p, trace, lambda: evals["train"].numpy()[0], info, evals)
         if broken is not None:
             return broken
         series = _series(trace, opts.metric)

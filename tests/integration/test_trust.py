@@ -88,7 +88,8 @@ def test_keras_non_finite_training_fails(keras_project: pytest.Pytester) -> None
 def test_nan_inputs_a_loss_absorbs_fail_never_pass(keras_project: pytest.Pytester) -> None:
     """NaN in 5 train values (one row) with Keras' probability loss on a linear output: the loss
     clips its input, so every training loss, weight and eval loss stayed finite and both checks
-    passed ("gap ... <= max_gap"). Inputs are checked too: NaN/Inf anywhere fails, naming where."""
+    passed ("gap ... <= max_gap"), and loss_at_init passed with "untrained loss nan ... off by nan nats".
+    Inputs are checked too: NaN/Inf anywhere fails, naming where."""
     keras_project.makepyfile("""
         import dataclasses
         import numpy as np
@@ -108,9 +109,14 @@ def test_nan_inputs_a_loss_absorbs_fail_never_pass(keras_project: pytest.Pyteste
 
         @pytest.mark.lr_spike_explained(setup="absorbed", epochs=2)
         def test_spikes(): pass
+
+        @pytest.mark.loss_at_init(setup="absorbed")
+        def test_init(): pass
     """)
     res = run(keras_project)
-    res.assert_outcomes(failed=2)
+    res.assert_outcomes(failed=3)
+    res.stdout.fnmatch_lines(["*loss_at_init FAILED: untrained loss nan vs 2.30* expected*not a finite loss (tol 0.5)*",
+                              "*1. non-finite loss at init (evidence score 1.00): the untrained loss is nan*"])
     for check in ("no_epoch1_overfit", "lr_spike_explained"):
         res.stdout.fnmatch_lines([
             f"*{check} FAILED: the inputs hold NaN/Inf: the train inputs hold 5 NaN/Inf value(s) in the eval sample of "

@@ -40,6 +40,14 @@ def test_loss_at_init_verdicts() -> None:
     binary = m.judge_loss_at_init(sigmoid, 0.5, "classification")
     assert not binary.passed and binary.likely[0].name == "double softmax" and "in [0, 1]" in binary.likely[0].evidence
     assert m.judge_loss_at_init(probe(np.full((100, 1), 0.5), np.arange(100) % 2, math.log(2)), 0.5, "classification").passed
+    # a NaN loss compares False with the tolerance both ways: it passed as "off by nan nats"
+    outputs = rng.normal(0, 0.01, (500, 10))
+    outputs[7] = np.nan
+    nan = m.judge_loss_at_init(probe(outputs, ids, float("nan")), 0.5, "classification")
+    assert not nan.passed and "untrained loss nan vs 2.303 expected" in nan.headline and "not a finite loss" in nan.headline
+    assert nan.likely[0].name == "non-finite loss at init" and "10 of the 5000 output values" in nan.likely[0].evidence
+    inf = m.judge_loss_at_init(probe(rng.normal(0, 0.01, (500, 10)), ids, float("inf")), 0.5, "classification")
+    assert not inf.passed and "the outputs are finite, so the loss computes it" in inf.likely[0].evidence
 
 
 def run(losses, acc=1.0, moved=None, conflicts=0, ratio=1e-3, layers=()) -> BatchRun:

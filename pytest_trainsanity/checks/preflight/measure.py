@@ -89,8 +89,18 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str) -> Verdict:
     offset = _bias_offset(p.final_bias, ids, classes_out)
     metrics = {"init_loss": p.loss, "expected_loss": expected, "tol": tol, "logit_std": std, "classes": classes_out,
                "bias_offset": offset, "double_softmax": double}
-    failed = abs(gap) > tol or double
+    finite = math.isfinite(p.loss)
+    failed = not finite or abs(gap) > tol or double  # a NaN gap compares False both ways: it must not pass
     causes = []
+    if not finite:
+        bad = int(outputs.size - np.count_nonzero(np.isfinite(outputs))) if outputs.size else 0
+        causes.append(Cause(
+            "non-finite loss at init", 1.0,
+            f"the untrained loss is {f3(p.loss)}, and {bad} of the {outputs.size} output values of the {len(ids)} "
+            f"samples are NaN/Inf" + (": NaN/Inf inputs or weights reach the outputs" if bad else
+                                      ": the outputs are finite, so the loss computes it (log(0), a NaN constant)"),
+            "impute or drop NaN/Inf inputs (inputs_normalized names them), re-initialise NaN/Inf weights, or make the "
+            "loss numerically stable (log_softmax, from_logits=True)"))
     causes.append(Cause(
         "double softmax", 0.95 if double else 0.0,
         (f"the outputs are already probabilities ({'every row >= 0 and sums to 1 within ' + format(SUM_TO_ONE, 'g') if classes_out > 1 else 'in [0, 1]'}"
@@ -122,10 +132,11 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str) -> Verdict:
     if p.loss_kind == "unknown":
         causes.append(Cause("loss kind unknown", 0.0, f"{p.loss_name}: assumed cross-entropy-like", ""))
     likely, ruled = rank(causes)
-    verdict = "within" if abs(gap) <= tol else "off by"
+    verdict = (f"within {f3(abs(gap))} nats" if abs(gap) <= tol else
+               f"off by {f3(abs(gap))} nats" if finite else "not a finite loss")
     head = (f"loss_at_init {'passed' if not failed else 'FAILED'}: untrained loss {f3(p.loss)} vs {f3(expected)} "
             f"expected (entropy of the train labels; ln {classes} = {f3(math.log(classes))} for balanced classes), "
-            f"{verdict} {f3(abs(gap))} nats (tol {tol:g}), on {len(ids)} train samples in eval mode")
+            f"{verdict} (tol {tol:g}), on {len(ids)} train samples in eval mode")
     if double:
         head += "; but the outputs are already probabilities fed to a loss that applies softmax (double softmax)"
     return Verdict(name, not failed, head, metrics, [], likely if failed else [], ruled if failed else likely + ruled)

@@ -124,6 +124,38 @@ def test_nan_inputs_a_loss_absorbs_fail_never_pass(keras_project: pytest.Pyteste
             "*1. nonfinite_inputs (evidence score 0.95): *the model or its loss absorbed them*",
         ])
 
+def test_a_gap_that_cannot_be_measured_fails_never_passes(project: pytest.Pytester) -> None:
+    """Regression with a val split whose targets are all one value: val R^2 is undefined (NaN), and
+    no_epoch1_overfit passed with "gap n/a <= max_gap 0.150", lr_spike_explained with "0 spike(s) in
+    val_acc" (NaN compares False with every threshold)."""
+    project.makepyfile("""
+        import numpy as np
+        import pytest
+        import torch
+        from pytest_trainsanity import TrainSetup
+
+        @pytest.fixture
+        def constant_val():
+            rng = np.random.default_rng(0)
+            X, Xv = rng.normal(size=(200, 3)).astype(np.float32), rng.normal(size=(20, 3)).astype(np.float32)
+            torch.manual_seed(0)
+            model = torch.nn.Linear(3, 1)
+            return TrainSetup(model=model, train=(X, (2 * X[:, 0]).astype(np.float32)), val=(Xv, np.ones(20, np.float32)),
+                              optimizer=lambda p: torch.optim.SGD(p, 0.05), loss=torch.nn.MSELoss(), task="regression")
+
+        @pytest.mark.no_epoch1_overfit(setup="constant_val", probes=False)
+        def test_overfit(): pass
+
+        @pytest.mark.lr_spike_explained(setup="constant_val", epochs=3)
+        def test_spikes(): pass
+    """)
+    res = run(project)
+    res.assert_outcomes(failed=2)
+    res.stdout.fnmatch_lines(["*lr_spike_explained FAILED: val_acc cannot be tracked: it is undefined at 3 of 3 epoch(s) "
+                              "(first at epoch 1; it is R^2 here, and the targets do not vary*"])
+    res.stdout.fnmatch_lines(["*no_epoch1_overfit FAILED: after 1 epoch (7 steps) train R^2 * vs val n/a: the gap cannot be "
+                              "measured: val R^2 is undefined (the targets do not vary*"])
+
 def test_one_generator_feeding_two_checks_is_an_error_not_a_pass(project: pytest.Pytester) -> None:
     project.makepyfile("""
         import numpy as np

@@ -53,6 +53,21 @@ def test_gap_and_max_train_acc_fail() -> None:
     ]
 
 
+
+def test_a_gap_that_cannot_be_measured_fails() -> None:
+    """Constant val targets make val R^2 undefined (NaN), and a NaN gap compared False with max_gap:
+    the check passed with "gap n/a <= max_gap 0.150"."""
+    constant = dataclasses.replace(CLEAN, task="regression", train=0.4, val=float("nan"))
+    result = overfit.diagnose(constant, 0.15, None)
+    assert not result.passed and result.failures == [
+        "the gap cannot be measured: val R^2 is undefined (the targets do not vary, and R^2 measures the error "
+        "against their variance; give a split whose targets vary)"]
+    unlabelled = dataclasses.replace(CLEAN, train=float("nan"), val=float("nan"))
+    assert overfit.diagnose(unlabelled, 0.15, None).failures == [
+        "the gap cannot be measured: train and val accuracy are undefined (no sample carries a label: every target "
+        "is the ignore index -100; give labelled samples)"]
+
+
 def test_duplication_outranks_memorisation_when_most_rows_repeat() -> None:
     m = dataclasses.replace(CLEAN, train=0.72, val=0.05, within=WithinSplit(1920, 64), noise_train=0.78, noise_chance=0.156)
     result = overfit.diagnose(m, 0.15, None)

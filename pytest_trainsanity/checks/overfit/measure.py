@@ -8,6 +8,7 @@ so a measured effect outranks a suspicion.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,12 +276,24 @@ def _scale(m: OverfitMeasurements) -> Cause | None:
     return Cause(CAUSE_SCALE, 0.0, text, "none needed")
 
 
+def unmeasured(m: OverfitMeasurements) -> str:
+    """The failure of a gap that cannot be measured: which metric is undefined, and why."""
+    which = [name for name, v in (("train", m.train), ("val", m.val)) if not math.isfinite(v)]
+    why = ("the targets do not vary, and R^2 measures the error against their variance; give a split whose targets "
+           "vary" if m.task != "classification" else
+           "no sample carries a label: every target is the ignore index -100; give labelled samples")
+    return (f"the gap cannot be measured: {' and '.join(which)} {m.metric_name} {'are' if len(which) > 1 else 'is'} "
+            f"undefined ({why})")
+
+
 def diagnose(
     m: OverfitMeasurements, max_gap: float, max_train_acc: float | None, extra: list[Cause] | None = None
 ) -> OverfitResult:
     failures: list[str] = []
     if m.gap > max_gap:
         failures.append(GAP_FAILED.format(gap=f3(m.gap), max_gap=f3(max_gap)))
+    elif not math.isfinite(m.gap):  # a NaN gap compares False with max_gap: it must not pass
+        failures.append(unmeasured(m))
     if max_train_acc is not None and m.train > max_train_acc:
         failures.append(TRAIN_FAILED.format(metric=m.metric_name, train=f3(m.train), limit=f3(max_train_acc)))
     if m.cross is not None and m.cross.fraction > OVERLAP_TOL:

@@ -56,6 +56,8 @@ def run(p: Prepared) -> CheckReport:
         if broken is not None:
             return broken
         series = _series(trace, opts.metric)
+        if not np.isfinite(series).all():  # NaN compares False with every threshold: no spike, a silent pass
+            return _untracked(series, opts.metric, classification)
         resolution = 1.0 / sample.n if opts.metric.endswith("acc") and classification else 0.0
         found = spikes.detect(series, spikes.HIGHER_IS_BETTER[opts.metric], opts.min_jump, resolution)
         p.pass_label("spike replays")
@@ -79,6 +81,21 @@ def run(p: Prepared) -> CheckReport:
         causes.insert(0, {"cause": "lr_collapse", "epoch": collapse.epoch + 1, "step": collapse.step,
                           "peak_lr": collapse.peak, "final_lr": collapse.final, "halving_steps": collapse.halving_steps})
     return CheckReport(MARKER, passed, text, metrics, causes, key=("spikes", "unallowed_spikes", "lr_collapse"))
+
+
+def _untracked(series: np.ndarray, metric: str, classification: bool) -> CheckReport:
+    """The failure of a metric that is undefined at some epoch (the pass itself stayed finite)."""
+    bad = np.flatnonzero(~np.isfinite(series))
+    why = ("no sample carries a label: every target is the ignore index -100" if classification else
+           "it is R^2 here, and the targets do not vary, so there is no variance to measure the error against")
+    text = (f"{MARKER} FAILED: {metric} cannot be tracked: it is undefined at {len(bad)} of {len(series)} epoch(s) "
+            f"(first at epoch {bad[0] + 1}; {why}), so no spike can be judged.\n"
+            f"Fix: track a metric that is defined here (metric='train_loss' or 'val_loss'), or give the split "
+            f"{'labelled samples' if classification else 'targets that vary'}.")
+    metrics = {"epochs": len(series), "spikes": 0, "unallowed_spikes": 0, "lr_collapse": False,
+               "undefined_epochs": len(bad)}
+    return CheckReport(MARKER, False, text, metrics, [{"cause": "metric_undefined", "epochs": len(bad)}],
+                       key=("spikes", "unallowed_spikes", "lr_collapse"))
 
 
 def _series(trace: Any, metric: str) -> np.ndarray:

@@ -339,6 +339,11 @@ def test_missing_group_ids_are_counted_on_the_cluster_as_in_memory(client) -> No
     assert on_dask.passed and in_memory.passed  # NaN ids share no group
     missing = "samples without a group id (None/NaN), left out of the group comparison: 10 train, 5 val"
     assert missing in on_dask.message and missing in in_memory.message
+    val["g"] = np.nan  # no group id at all: the group check would run on nothing and pass
+    for frames in ((dd.from_pandas(train, npartitions=3), dd.from_pandas(val, npartitions=2)), (train, val)):
+        with pytest.raises(SetupError, match=r"TrainSetup\(groups=\{'val': ...\}\) holds no group id at all \(80 missing"):
+            check_leakage(TrainSetup(train=frames[0], val=frames[1], target="label", groups={"train": "g", "val": "g"}),
+                          near_duplicates=False)
 
 
 def test_zoned_times_read_the_same_on_the_cluster_as_in_memory(client) -> None:  # type: ignore[no-untyped-def]

@@ -321,6 +321,11 @@ MISUSE = {
                      "TrainSetup(model=torch.nn.Linear(4, 2).requires_grad_(False), train=(X50, y50), val=(X50, y50), "
                      "optimizer=lambda p: torch.optim.SGD(p, 0.1), loss=torch.nn.CrossEntropyLoss())",
                      "*TrainSetup(model=...) has no trainable parameters: requires_grad is False on all 2 of them*"),
+    # group ids that are all missing ran the group check on nothing and passed ("groups ... checked")
+    "groups_all_missing": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), groups={'train': [None] * 50, "
+                           "'val': list(range(50))})",
+                           "*TrainSetup(groups={'train': ...}) holds no group id at all (50 missing: None or NaN), so the "
+                           "group leakage check cannot run*"),
     "groups_2d": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), groups={'train': np.zeros((50, 2)), "
                   "'val': np.zeros((50, 2))})",
                   "*TrainSetup(groups={'train': ...}) has shape (50, 2); give one group per sample, a 1-D array or list*"),

@@ -602,6 +602,16 @@ def known_values(values: Any) -> tuple[np.ndarray, int]:
     return t[~missing], int(missing.sum())
 
 
+def none_present_error(what: str, name: str, missing: int) -> str:
+    """The paragraph for ``groups=`` or ``timestamps=`` of a split that holds no value at all (every
+    one missing): the check would run on nothing and pass, in memory, on Dask and on Spark."""
+    times = what == "timestamps"
+    item, kinds = ("time", "NaT, NaN or None") if times else ("group id", "None or NaN")
+    return (f"TrainSetup({what}={{{name!r}: ...}}) holds no {item} at all ({missing} missing: {kinds}), so the "
+            f"{'temporal' if times else 'group'} leakage check cannot run. Fill in the {item}s, or leave the {name} "
+            f"split out of {what}.")
+
+
 def not_times(values: np.ndarray) -> str | None:
     """What the present ``values`` hold instead of times, or None: text (numpy str/bytes, or str
     objects, as pandas' str columns give), with an example; or booleans."""

@@ -449,16 +449,16 @@ def _result(out: dict[str, Any], names: list[str], columns: list[str], classific
             shared, rows_b, examples, miss_a, miss_b = out["groups"][(a, b)]
             pair.shared_groups, pair.group_rows_b = int(shared), int(rows_b)
             pair.missing_group_a, pair.missing_group_b = int(miss_a), int(miss_b)  # in no group: counted, as in memory
+            for name, missing in ((a, pair.missing_group_a), (b, pair.missing_group_b)):
+                if missing >= n[name]:
+                    raise SetupError(leakage.none_present_error("groups", name, missing))
             pair.group_examples = sorted(np.asarray(examples).tolist())[: leakage.EXAMPLES]
         if (a, b) in out["times"]:
             latest, miss_a, earliest, miss_b, early = out["times"][(a, b)]
             pair.missing_time_a, pair.missing_time_b = int(miss_a), int(miss_b)
             for name, missing in ((a, pair.missing_time_a), (b, pair.missing_time_b)):
                 if missing >= n[name]:
-                    raise SetupError(
-                        f"TrainSetup(timestamps={{{name!r}: ...}}) holds no time at all ({missing} missing: NaT, NaN or "
-                        f"None), so the temporal leakage check cannot run. Fill in the times, or leave the {name} split "
-                        "out of timestamps.")
+                    raise SetupError(leakage.none_present_error("timestamps", name, missing))
             if not _missing(latest) and not _missing(earliest):
                 pair.latest_a, pair.earliest_b = _plain(latest), _plain(earliest)
                 pair.temporal_rows_b = int(early)

@@ -126,11 +126,10 @@ def _inputs(p: Prepared, widths: dict[str, int] | None, groups: dict[str, Any] |
         if present is not None and (held := leakage.not_times(present)) is not None:
             raise SetupError(leakage.not_times_error(name, held))
         if times is not None and len(times) and not len(present):
-            raise SetupError(
-                f"TrainSetup(timestamps={{{name!r}: ...}}) holds no time at all ({len(times)} missing: NaT, NaN or "
-                f"None), so the temporal leakage check cannot run. Fill in the times, or leave the {name} split "
-                f"out of timestamps."
-            )
+            raise SetupError(leakage.none_present_error("timestamps", name, len(times)))
+        ids = (groups or {}).get(name)
+        if ids is not None and len(ids) and not len(leakage.known_values(ids)[0]):
+            raise SetupError(leakage.none_present_error("groups", name, len(ids)))
     _comparable_times(timestamps or {})
     return inputs
 

@@ -287,7 +287,7 @@ class TorchSplit(Split):
             form = self.form(batch)
             target = as_numpy(form.target(batch), self.where)
             inputs = {k: as_numpy(v, self.where) for k, v in form.inputs(batch).items()}
-            if len(target):
+            if _batch_len(target, self.where):
                 yield inputs, target
 
     def _read_sample(self, n: int, seed: int) -> EvalSample:
@@ -298,7 +298,7 @@ class TorchSplit(Split):
         count, exhausted = 0, True
         for batch in self._reader(indices):
             self.form(batch)
-            size = _batch_len(self.form().target(batch))
+            size = _batch_len(self.form().target(batch), self.where)
             if stream and count + size > n:  # a stream: keep its first n samples
                 batch = _head(batch, n - count)
                 size = n - count
@@ -329,9 +329,15 @@ class TorchSplit(Split):
         return as_numpy(value, f"a batch of {self.where}")
 
 
-def _batch_len(target: Any) -> int:
+def _batch_len(target: Any, where: str) -> int:
+    """Samples in a batch, by its target; a target without a batch dimension is one paragraph."""
     shape = getattr(target, "shape", None)
-    return int(shape[0]) if shape is not None and len(shape) else len(target)
+    if shape is not None and not len(shape) or isinstance(target, (int, float, np.number)):
+        raise SetupError(
+            f"{where} yields single samples without a batch dimension (a target of shape ()): a DataLoader with "
+            f"batch_size=None over a Dataset of single samples. Give the DataLoader a batch size "
+            f"(DataLoader(dataset, batch_size=32)), or a Dataset that yields whole batches.")
+    return int(shape[0]) if shape is not None else len(target)
 
 
 def _head(batch: Any, k: int) -> Any:

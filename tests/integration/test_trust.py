@@ -326,6 +326,15 @@ MISUSE = {
                            "'val': list(range(50))})",
                            "*TrainSetup(groups={'train': ...}) holds no group id at all (50 missing: None or NaN), so the "
                            "group leakage check cannot run*"),
+    # a DataLoader with batch_size=None over single samples: len() of a 0-d tensor, raw
+    "loader_unbatched_training": ("no_epoch1_overfit(probes=False)",
+                                  "TrainSetup(model=torch.nn.Linear(4, 2), train=torch.utils.data.DataLoader(torch.utils.data."
+                                  "TensorDataset(torch.from_numpy(X50), torch.from_numpy(y50)), batch_size=None), val=(X50, y50), "
+                                  "optimizer=lambda p: torch.optim.SGD(p, 0.1), loss=torch.nn.CrossEntropyLoss())",
+                                  "*TrainSetup(train=...) yields single samples without a batch dimension (a target of shape ())*"),
+    "loader_unbatched_leakage": ("no_leakage", "TrainSetup(train=torch.utils.data.DataLoader(torch.utils.data.TensorDataset("
+                                 "torch.from_numpy(X50), torch.from_numpy(y50)), batch_size=None), val=(X50 + 1, y50))",
+                                 "*TrainSetup(train=...) yields single samples without a batch dimension*batch_size=32*"),
     "groups_2d": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), groups={'train': np.zeros((50, 2)), "
                   "'val': np.zeros((50, 2))})",
                   "*TrainSetup(groups={'train': ...}) has shape (50, 2); give one group per sample, a 1-D array or list*"),

@@ -227,56 +227,6 @@ def test_missing_times_are_left_out_and_counted_never_switch_the_check_off(proje
 
 
 
-def test_times_given_as_text_are_one_paragraph_never_a_traceback_or_letter_order(project: pytest.Pytester) -> None:
-    """Times as text: a numpy str array raised numpy's UFuncTypeError ("ufunc 'maximum' did not
-    contain a loop"), and a pandas str Series (object strings) was ordered letter by letter, so
-    '9/1/2024' counted as later than '12/1/2024' (no error, a verdict on the wrong order). Both, and
-    a str column named from a DataFrame, are one paragraph naming the split and the fix."""
-    pytest.importorskip("pandas")
-    project.makepyfile("""
-        import numpy as np
-        import pandas as pd
-        import pytest
-        from pytest_trainsanity import TrainSetup
-
-        rng = np.random.default_rng(0)
-        X, y, Xv, yv = rng.normal(size=(100, 2)), rng.integers(0, 2, 100), rng.normal(size=(20, 2)), rng.integers(0, 2, 20)
-        us = [f"{m}/1/2024" for m in range(1, 13)]
-
-        @pytest.fixture
-        def numpy_text():
-            return TrainSetup(train=(X, y), val=(Xv, yv),
-                              timestamps={"train": np.array(["2024-01-01"] * 100), "val": np.array(["2024-02-01"] * 20)})
-
-        @pytest.fixture
-        def pandas_text():
-            return TrainSetup(train=(X, y), val=(Xv, yv),
-                              timestamps={"train": pd.Series([us[i % 9] for i in range(100)]), "val": pd.Series([us[11]] * 20)})
-
-        @pytest.fixture
-        def named_column():
-            train = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "t": [us[i % 9] for i in range(100)], "label": y})
-            val = pd.DataFrame({"a": Xv[:, 0], "b": Xv[:, 1], "t": [us[11]] * 20, "label": yv})
-            return TrainSetup(train=train, val=val, target="label", timestamps={"train": "t", "val": "t"})
-
-        @pytest.mark.no_leakage(setup="numpy_text")
-        def test_numpy_text(): pass
-
-        @pytest.mark.no_leakage(setup="pandas_text")
-        def test_pandas_text(): pass
-
-        @pytest.mark.no_leakage(setup="named_column")
-        def test_named_column(): pass
-    """)
-    res = run(project)
-    res.assert_outcomes(failed=3)  # the times are read when the check runs, as missing times are
-    out = res.stdout.str()
-    assert "UFuncTypeError" not in out and "Traceback" not in out
-    res.stdout.fnmatch_lines(["*TrainSetup(timestamps={'train': ...}) holds text ('2024-01-01'), not times. Text compares "
-                              "letter by letter ('9/1/2024' comes after '12/1/2024')*pd.to_datetime(column, format=...)*"])
-    assert out.count("holds text ('1/1/2024'), not times") == 2, out
-
-
 MISUSE = {
     "zero_features_leakage": ("no_leakage", "TrainSetup(train=(np.zeros((50, 0)), y50), val=(np.zeros((5, 0)), y50[:5]))",
                               "*TrainSetup(train=...) X has shape (50, 0): each sample holds 0 values (0 features)*"),
@@ -303,6 +253,19 @@ MISUSE = {
                             "*TrainSetup(train=...): the labels hold 1 NaN and 0 Inf value(s) (of 50); drop or fill those samples*"),
     "nan_labels_leakage": ("no_leakage", "TrainSetup(train=(X50, nan_y), val=(X50 + 1, y50))",
                            "*no_leakage: TrainSetup(train=...): the labels hold 1 NaN and 0 Inf value(s) (of 50)*"),
+    # times as text: a numpy str array raised numpy's UFuncTypeError ("ufunc 'maximum' did not contain a loop"); a
+    # pandas str Series (object strings) was ordered letter by letter, '9/1/2024' after '12/1/2024', with no error
+    "times_text_numpy": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), timestamps={'train': "
+                         "np.array(['2024-01-01'] * 50), 'val': np.array(['2024-02-01'] * 50)})",
+                         "*TrainSetup(timestamps={'train': ...}) holds text ('2024-01-01'), not times. Text compares letter "
+                         "by letter ('9/1/2024' comes after '12/1/2024')*pd.to_datetime(column, format=...)*"),
+    "times_text_pandas": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), timestamps={'train': "
+                          "pd.Series([f'{i % 9 + 1}/1/2024' for i in range(50)]), 'val': pd.Series(['12/1/2024'] * 50)})",
+                          "*TrainSetup(timestamps={'train': ...}) holds text ('1/1/2024'), not times*"),
+    "times_text_column": ("no_leakage", "TrainSetup(train=pd.DataFrame({'a': X50[:, 0], 't': ['1/1/2024'] * 50, 'label': y50}), "
+                          "val=pd.DataFrame({'a': X50[:, 1], 't': ['12/1/2024'] * 50, 'label': y50}), target='label', "
+                          "timestamps={'train': 't', 'val': 't'})",
+                          "*TrainSetup(timestamps={'train': ...}) holds text ('1/1/2024'), not times*"),
     # times of kinds that do not order against each other raised numpy's UFuncTypeError or pandas' TypeError
     "times_number_vs_datetime": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), timestamps={'train': "
                                  "np.arange(50.0), 'val': np.arange('2024-01-01', '2024-02-20', dtype='datetime64[D]')})",

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ...adapters.splits import Split, common_widths, fields_rows
 from ...adapters.base import first_line
+from ...adapters.splits import Split, common_widths, fields_rows
 from ...errors import SetupError, UsageError
 from ...report import CheckReport, time_text
 from ...settings import CheckOptions, RunSettings
@@ -101,7 +101,7 @@ def _by_column(p: Prepared, what: str) -> dict[str, Any] | None:
 
 def _inputs(p: Prepared, widths: dict[str, int] | None, groups: dict[str, Any] | None,
             timestamps: dict[str, Any] | None) -> list[leakage.SplitInput]:
-    inputs = []
+    inputs, known_times = [], {}
     for name, split in p.splits.items():
         arrays = _arrays(split)
         if arrays is not None:
@@ -127,32 +127,41 @@ def _inputs(p: Prepared, widths: dict[str, int] | None, groups: dict[str, Any] |
             raise SetupError(leakage.not_times_error(name, held))
         if times is not None and len(times) and not len(present):
             raise SetupError(leakage.none_present_error("timestamps", name, len(times)))
+        if present is not None:
+            known_times[name] = present
         ids = (groups or {}).get(name)
         if ids is not None and len(ids) and not len(leakage.known_values(ids)[0]):
             raise SetupError(leakage.none_present_error("groups", name, len(ids)))
-    _comparable_times(timestamps or {})
+    _comparable_times(known_times)
     return inputs
 
 
-def _comparable_times(timestamps: dict[str, Any]) -> None:
-    """Every split's times can be ordered against every other's: numbers against datetimes, or
-    zone-aware against naive datetimes, raised numpy's or pandas' TypeError from inside the check."""
-    present = {name: leakage.known_values(t)[0] for name, t in timestamps.items()}
-    names = list(present)
+def _comparable_times(present: dict[str, np.ndarray]) -> None:
+    """Every split's times (those present) order within the split and against every other split's:
+    numbers against datetimes, or zone-aware against naive datetimes, raised numpy's or pandas'
+    TypeError from inside the check. Each split's span is taken once; splits compare by their ends."""
+
+    def refuse(what: str, exc: BaseException) -> SetupError:
+        return SetupError(
+            f"TrainSetup(timestamps=...): {what} cannot be ordered against each other: {first_line(exc)}. "
+            f"Give every split's times in one kind: all datetimes with a time zone or all without "
+            f"(series.dt.tz_convert('UTC') or series.dt.tz_localize(None)), or all numbers.")
+
+    spans = {}
+    for name, t in present.items():
+        try:
+            spans[name] = (t.min(), t.max())
+        except (TypeError, ValueError) as exc:
+            raise refuse(f"the {name} times ({leakage.time_kind(t)})", exc) from None
+    names = list(spans)
     for i, a in enumerate(names):
-        for b in names[i:]:
-            ta, tb = present[a], present[b]
-            if not len(ta) or not len(tb):
-                continue
+        for b in names[i + 1:]:
             try:
-                bool(ta.min() < tb.max()) and bool(tb.min() < ta.max())
+                bool(spans[a][0] < spans[b][1])
+                bool(spans[b][0] < spans[a][1])
             except (TypeError, ValueError) as exc:
-                where = f"the {a} times ({leakage.time_kind(ta)})" + (
-                    "" if a == b else f" and the {b} times ({leakage.time_kind(tb)})")
-                raise SetupError(
-                    f"TrainSetup(timestamps=...): {where} cannot be ordered against each other: {first_line(exc)}. "
-                    f"Give every split's times in one kind: all datetimes with a time zone or all without "
-                    f"(series.dt.tz_convert('UTC') or series.dt.tz_localize(None)), or all numbers.") from None
+                raise refuse(f"the {a} times ({leakage.time_kind(present[a])}) and the {b} times "
+                             f"({leakage.time_kind(present[b])})", exc) from None
 
 
 def _finite_labels(name: str, y: np.ndarray) -> np.ndarray:

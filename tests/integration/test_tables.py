@@ -207,7 +207,10 @@ def test_tables_end_to_end(pytester: pytest.Pytester) -> None:
                               "*Fix (target columns): drop column(s) 'account_closed_days' or rebuild them*"])
     res.stdout.fnmatch_lines(["*Target leakage: column 'price_per_m2_x_area' alone predicts the train target: "
                               "held-out R^2 *"])
-    res.stdout.fnmatch_lines(["*Columns: feature 0 = 'tenure', feature 1 = 'monthly'.",
+    res.stdout.fnmatch_lines(["*inputs_normalized FAILED for train, val: train inputs are not standardised: *"
+                              "(limit 5; worst feature 'monthly': mean 69.6, std 20.5).",  # named as the column, not its index
+                              "*Fix:", "*  - train, val: standardise per feature with statistics fitted on train only*",
+                              "*Columns: feature 0 = 'tenure', feature 1 = 'monthly'.",
                               "*Skipped (not numeric features to scale): 'plan' (categorical), 'region' (string), "
                               "'signup' (datetime), 'autopay' (bool)*"])
     res.stdout.fnmatch_lines(["*test_training_on_a_numeric_frame no_epoch1_overfit passed*"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from pytest_trainsanity.checks.normalization import (
     MAX_MEDIAN_SHIFT,
     check_normalization,
     feature_axis,
+    judge,
     split_stats,
 )
 
@@ -96,6 +99,16 @@ def test_nan_and_inf_are_counted_and_located() -> None:
     assert "train holds 2 NaN and 1 Inf value(s), in feature(s) [2, 4]" in finding.text
     stats = result.stats["train"]
     assert np.isfinite(stats.mean).all() and stats.nan == 2 and stats.inf == 1
+
+
+def test_table_features_are_named_by_column() -> None:
+    """A table's features are named as its columns (where NaN lies, the worst feature), not by index."""
+    X = np.random.default_rng(1).standard_normal((100, 3))
+    X[:, 1] = X[:, 1] * 40 + 900
+    X[5, 2] = np.nan
+    stats = dataclasses.replace(split_stats("train", X), names=("age", "income", "z"))
+    texts = [f.text for f in judge({None: {"train": stats}}, {"x": X.dtype}).findings]
+    assert "in feature(s) ['z']" in texts[0] and "worst feature 'income': mean 898" in texts[1]
 
 
 def test_integer_ids_pass_with_a_note() -> None:

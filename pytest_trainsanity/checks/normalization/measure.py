@@ -45,6 +45,11 @@ class SplitStats:
     nonfinite_where: list[int]  # feature/channel indices holding NaN/Inf (first few)
     dtype: str
     field: str | None = None  # the input field, when a batch has several
+    names: tuple[str, ...] = ()  # the features' column names (table splits)
+
+    def place(self, index: int) -> str:
+        """How messages name one feature: its column name when it has one, else its index."""
+        return repr(self.names[index]) if index < len(self.names) else str(index)
 
     @property
     def label(self) -> str:
@@ -248,7 +253,8 @@ def _findings(stats: dict[str, SplitStats], tol: float) -> list[Finding]:
         if s.nan or s.inf:
             findings.append(Finding(
                 name, "nonfinite",
-                f"{s.label} holds {s.nan} NaN and {s.inf} Inf value(s), in {s.axis_label}(s) {s.nonfinite_where}"
+                f"{s.label} holds {s.nan} NaN and {s.inf} Inf value(s), in {s.axis_label}(s) "
+                f"[{', '.join(s.place(i) for i in s.nonfinite_where)}]"
                 f"{' (first 5)' if len(s.nonfinite_where) == 5 else ''}",
                 "impute or drop the non-finite values before training (np.nan_to_num, or drop the rows); "
                 "one NaN input turns the loss into NaN", s.field,
@@ -275,7 +281,7 @@ def _scale_findings(s: SplitStats, tol: float) -> list[Finding]:
             s.name, "raw_scale",
             f"{s.label} inputs are not standardised: values span {s.range_text()}, per-{s.axis_label} "
             f"|mean| up to {_num(worst_mean)} and std up to {_num(worst_std)} (limit {_num(tol)}; "
-            f"worst {s.axis_label} {idx}: mean {_num(float(s.mean[idx]))}, std {_num(float(s.std[idx]))})",
+            f"worst {s.axis_label} {s.place(idx)}: mean {_num(float(s.mean[idx]))}, std {_num(float(s.std[idx]))})",
             _scale_fix(s), s.field,
         ))
     elif worst_std < TINY_STD:

@@ -6,6 +6,7 @@ NaN/Inf anywhere is found; integer-id and mask fields are named and skipped.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,9 @@ def run(p: Prepared) -> CheckReport:
                              + ", ".join(f"{c!r} ({k})" for c, k in split.kinds.items()) + ").")  # type: ignore[attr-defined]
         if several is None:
             raise SetupError(f"{split.where} is empty (it yielded no samples).")
-    result = judge({k: {s: a.result() for s, a in v.items()} for k, v in accs.items()}, dtypes, p.options.tol)
+    names = {name: tuple(c for c, k in split.kinds.items() if k == "numeric") for name, split in tables.items()}
+    result = judge({k: {s: dataclasses.replace(a.result(), names=names.get(s, ())) for s, a in v.items()}
+                    for k, v in accs.items()}, dtypes, p.options.tol)
     text = message(result, p.options.tol, list(p.splits))
     if tables:
         first = next(iter(tables.values()))
@@ -76,7 +79,10 @@ def message(result: NormalizationResult, tol: float, order: list[str]) -> str:
         lines = [f"inputs_normalized FAILED for {', '.join(worst)}: {result.findings[0].text}."]
         lines += [f"  - {f.text}" for f in result.findings[1:]]
         lines.append("Fix:")
-        lines += [f"  - {f.where}: {f.fix}" for f in result.findings]
+        fixes: dict[str, list[str]] = {}  # one line per fix, naming every split it applies to
+        for f in result.findings:
+            fixes.setdefault(f.fix, []).append(f.where)
+        lines += [f"  - {', '.join(where)}: {fix}" for fix, where in fixes.items()]
     for s in result.stats.values():
         v = s.varying
         lines.append(

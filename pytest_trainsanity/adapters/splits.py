@@ -339,6 +339,7 @@ class ArraySplit(Split):
 
     kind = "arrays"
     in_memory = True
+    column_names: tuple[str, ...] = ()  # a table's feature columns, in X's column order (``TableSplit.as_arrays``)
 
     def __init__(self, name: str, source: Any, input_names: tuple[str, ...] = ()) -> None:
         super().__init__(name, source, None, input_names)

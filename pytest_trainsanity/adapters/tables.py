@@ -481,7 +481,9 @@ class TableSplit(Split):
 
     def as_arrays(self) -> ArraySplit:
         X, y = self.numeric_pair()
-        return ArraySplit(self.name, (X, y))
+        split = ArraySplit(self.name, (X, y))
+        split.column_names = tuple(self.columns)  # every column is numeric or bool here, in this order
+        return split
 
     def form(self, batch: Any = None) -> BatchForm:
         return BatchForm(PAIR, ("x",))

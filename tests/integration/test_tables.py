@@ -160,6 +160,25 @@ def test_training_on_a_numeric_frame():
 
 
 @pytest.fixture
+def leaked_column_model():
+    import torch
+    r = np.random.default_rng(0)
+    def frame(n, leak):
+        x, y = r.normal(size=(n, 3)).astype(np.float32), r.integers(0, 2, n)
+        closed = y * 3.0 + r.normal(0, 0.1, n) if leak else r.normal(size=n)  # filled in from the label on train only
+        return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "closed_days": closed.astype(np.float32), "y": y})
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    return TrainSetup(model=model, train=frame(600, True), val=frame(200, False), target="y",
+                      optimizer=torch.optim.Adam(model.parameters(), 1e-2), loss=torch.nn.CrossEntropyLoss())
+
+
+@pytest.mark.no_epoch1_overfit(setup="leaked_column_model", probes=False)
+def test_training_names_a_leaked_column():
+    pass
+
+
+@pytest.fixture
 def mixed_model():
     import torch
     model = torch.nn.Linear(6, 2)
@@ -187,7 +206,7 @@ def test_tables_end_to_end(pytester: pytest.Pytester) -> None:
     pytest.importorskip("polars")
     pytester.makepyfile(test_frames=FRAMES)
     res = run(pytester, "--trainsanity-explain")
-    res.assert_outcomes(passed=1, failed=9, errors=2)
+    res.assert_outcomes(passed=1, failed=10, errors=2)
     out = res.stdout.str()
     for library in ("pandas", "polars", "pyarrow"):
         res.stdout.fnmatch_lines([f"*test_{library}_copies no_leakage FAILED: max_copy_fraction=0.083*"])
@@ -214,6 +233,9 @@ def test_tables_end_to_end(pytester: pytest.Pytester) -> None:
                               "*Skipped (not numeric features to scale): 'plan' (categorical), 'region' (string), "
                               "'signup' (datetime), 'autopay' (bool)*"])
     res.stdout.fnmatch_lines(["*test_training_on_a_numeric_frame no_epoch1_overfit passed*"])
+    res.stdout.fnmatch_lines(["*no_epoch1_overfit FAILED: *; column 'closed_days' alone predicts the train label*",
+                              "*single-feature leak*: column 'closed_days' alone predicts the train label*",
+                              "*fix: drop column 'closed_days' (df.drop(columns=[[]'closed_days'])) or rebuild it*"])
     res.stdout.fnmatch_lines(["*Training checks need numeric or bool feature columns; TrainSetup(train=...) also has "
                               "'plan' (categorical), 'region' (string), 'signup' (datetime). Encode them first*"])
     res.stdout.fnmatch_lines(["*TrainSetup(train=...) is a table without labels: give (features, y), or name the label "

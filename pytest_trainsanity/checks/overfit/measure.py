@@ -189,17 +189,18 @@ def _feature(m: OverfitMeasurements) -> Cause | None:
     elif leak.supported:
         bound = "" if leak.lift_bound is None else (
             f"; lift {leak.train_lift:.2f}, >= {leak.lift_bound:.2f} with 99% confidence over {leak.tried} columns")
-        evidence = (f"column {leak.column} alone predicts the train label with held-out accuracy {f3(leak.train_acc)} "
+        evidence = (f"column {leak.label} alone predicts the train label with held-out accuracy {f3(leak.train_acc)} "
                     f"(majority baseline {f3(leak.baseline)}{bound}) but the same rule gets {f3(leak.val_acc)} on val")
     else:
-        evidence = (f"no single column predicts the train label: the best, column {leak.column}, scores held-out "
+        evidence = (f"no single column predicts the train label: the best, column {leak.label}, scores held-out "
                     f"accuracy {f3(leak.train_acc)} on train (majority baseline {f3(leak.baseline)}) and "
                     f"{f3(leak.val_acc)} on val")
     return Cause(
         CAUSE_FEATURE,
         leak.score,
         evidence,
-        f"drop column {leak.column} (X[:, {leak.column}]) or rebuild it without the label; check how "
+        f"drop column {leak.label} ({f'df.drop(columns=[{leak.name!r}])' if leak.name else f'X[:, {leak.column}]'}) or "
+        f"rebuild it without the label; check how "
         f"it is computed for train vs val (target encoding fitted on train rows leaks the label)",
         {"leak_column": leak.column, "leak_train_acc": leak.train_acc, "leak_val_acc": leak.val_acc,
          "leak_lift_bound": leak.lift_bound, "leak_judged": leak.judged},
@@ -305,7 +306,7 @@ def diagnose(
         )
     if m.leak is not None and m.leak.score >= FEATURE_LEAK_FAIL:
         failures.append(FEATURE_FAILED.format(
-            column=m.leak.column, train=f3(m.leak.train_acc), val=f3(m.leak.val_acc), base=f3(m.leak.baseline)))
+            column=m.leak.label, train=f3(m.leak.train_acc), val=f3(m.leak.val_acc), base=f3(m.leak.baseline)))
     likely, ruled_out = rank(measure_causes(m) + list(extra or []))
     notes = []
     if m.task == "classification" and m.low_lr_train is not None and m.low_lr_train > m.train + 0.1:

@@ -8,6 +8,7 @@ each split's eval sample, read once.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,9 @@ def run(p: Prepared) -> CheckReport:
         yt, yv = target_ids(yt_raw, info.n_outputs), target_ids(yv_raw, info.n_outputs)
         if len(yt) == len(Xt) and len(yv) == len(Xv):
             leak = features.single_feature_leak(Xt, yt, Xv, yv, seed)
+            names = getattr(p.splits["train"], "column_names", ())
+            if leak is not None and leak.column < len(names):  # a table: the column by its name
+                leak = dataclasses.replace(leak, name=names[leak.column])
     with adapter:
         p.pass_label("main pass")
         main = adapter.train(epochs=opts.epochs, max_steps=p.settings.max_steps)

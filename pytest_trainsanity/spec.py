@@ -38,7 +38,8 @@ class TrainSetup:
     - ``loss``: a callable ``(output, target)``, a keras loss or its name; None when ``step`` is
       given, for a LightningModule (its ``training_step``) or a model whose output holds ``.loss``.
     - ``scheduler``: a torch ``LRScheduler`` or ``callable(optimizer) -> scheduler`` stepped per
-      ``scheduler_step`` ("epoch" or "batch"); keras: a ``LearningRateSchedule`` inside the
+      ``scheduler_step`` ("epoch" or "batch"; ``ReduceLROnPlateau`` once per epoch, on the val loss
+      for mode "min" and the val metric for mode "max"); keras: a ``LearningRateSchedule`` inside the
       optimizer or a ``LearningRateScheduler`` callback.
     - ``task``: "classification" (accuracy) or "regression" (loss, R^2).
     - ``batch_size``: used when splits are arrays.

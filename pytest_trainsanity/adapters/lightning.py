@@ -39,6 +39,7 @@ class SchedulerPlan:
     scheduler: Any
     interval: str = "epoch"  # "epoch" | "step"
     frequency: int = 1
+    monitor: str | None = None  # ReduceLROnPlateau: the logged metric it watches (Lightning's "monitor")
 
 
 def configured(model: Any, torch: Any) -> tuple[Any, SchedulerPlan | None]:
@@ -99,7 +100,9 @@ def configured(model: Any, torch: Any) -> tuple[Any, SchedulerPlan | None]:
                 f"{name}.configure_optimizers() has lr_scheduler interval={interval!r}, frequency={frequency!r}; "
                 f"Lightning takes interval 'epoch' or 'step' and an integer frequency >= 1."
             )
-        return optimizers[0], SchedulerPlan(config.get("scheduler"), interval, frequency)
+        monitor = config.get("monitor")
+        return optimizers[0], SchedulerPlan(config.get("scheduler"), interval, frequency,
+                                            monitor if isinstance(monitor, str) else None)
     return optimizers[0], SchedulerPlan(config)
 
 

@@ -110,6 +110,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             self.arrays = self.train_split.kind == "arrays"
             self.samples = {name: split.sample(settings.eval_samples, settings.seed) for name, split in data.items()}
             self.form = self.samples["train"].form
+            self.plateau = self._plateau(self.plan) if self.plan is not None else None
             self.batch_size = self.train_split.batch_size or setup.batch_size
             self.n_outputs = self._validate_forward()
         except BaseException:  # misuse found while preparing: the user's optimizer is left as it was
@@ -404,7 +405,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             for key in ("lr", "initial_lr", "max_lr", "min_lr"):
                 if key in group:
                     group[key] = group[key] * scale
-        for attr in ("base_lrs", "max_lrs"):
+        for attr in ("base_lrs", "max_lrs", "min_lrs"):
             if self.scheduler is not None and hasattr(self.scheduler, attr):
                 setattr(self.scheduler, attr, [lr * scale for lr in getattr(self.scheduler, attr)])
         if self.scheduler is not None:
@@ -609,11 +610,16 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             if ran == 0 and epoch > 0:
                 truncated = True
                 break  # the budget ran out exactly at an epoch boundary
+            measured = {}
             for name, metrics, losses_of in (("train", epoch_train, loss_train), ("val", epoch_val, loss_val)):
                 if name in self.samples:
                     metric, split_loss, preds[name] = self._measure(name, noise if name == "train" else None)
                     metrics.append(metric)
                     losses_of.append(split_loss)
+                    measured[name] = {"metric": metric, "loss": split_loss}
+            if self.plateau is not None and ran and (epoch + 1) % self.plan.frequency == 0:
+                split, kind = self.plateau  # on the epoch's measurement, as Lightning steps it on a logged metric
+                self._scheduler_step(len(rec.losses), measured[split][kind])
             if detail:
                 rec.bn_drift(self._bn_stats())
             if budget is not None and ran >= budget and (per_epoch is None or ran < per_epoch):
@@ -669,14 +675,15 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
                     self._scheduler_step(len(rec.losses))
                 if progress is not None:
                     progress.step(epoch, len(rec.losses))
-        if scheduler is not None and not per_step and ran and (epoch + 1) % plan.frequency == 0:
+        if scheduler is not None and not per_step and self.plateau is None and ran and (epoch + 1) % plan.frequency == 0:
             self._scheduler_step(len(rec.losses))
         return ran
 
-    def _scheduler_step(self, steps: int) -> None:
-        """The user's scheduler steps as configured; its refusal (OneCycleLR past ``total_steps``) is one paragraph."""
+    def _scheduler_step(self, steps: int, monitored: float | None = None) -> None:
+        """The user's scheduler steps as configured (ReduceLROnPlateau on its ``monitored`` value); its refusal
+        (OneCycleLR past ``total_steps``) is one paragraph."""
         try:
-            self.scheduler.step()
+            self.scheduler.step() if monitored is None else self.scheduler.step(monitored)
         except Exception as exc:  # noqa: BLE001 - the user's scheduler refused a step
             sched = type(self.scheduler).__name__
             total = getattr(self.scheduler, "total_steps", None)

@@ -202,12 +202,26 @@ class TorchStep:
                 "TrainSetup(scheduler=...) drives a different optimizer than TrainSetup(optimizer=...); "
                 "build it on the same optimizer, or pass scheduler=lambda opt: ...(opt, ...)."
             )
-        if isinstance(scheduler, lr_sched.ReduceLROnPlateau):
-            raise SetupError(
-                "ReduceLROnPlateau needs a monitored metric each step; pytest-trainsanity does not "
-                "drive it yet. Leave scheduler=None for this check."
-            )
         return scheduler
+
+    def _plateau(self, plan: SchedulerPlan) -> tuple[str, str] | None:
+        """(split, "loss" or "metric") a ReduceLROnPlateau steps on after each epoch's measurements, or None
+        for any other scheduler. Lightning's ``monitor`` names it ("val_loss", "train_acc"); without one,
+        the val loss for mode="min" and the val metric (accuracy, R^2) for mode="max"."""
+        if not isinstance(self.scheduler, self.torch.optim.lr_scheduler.ReduceLROnPlateau):
+            return None
+        if plan.interval != "epoch":
+            raise SetupError(
+                "ReduceLROnPlateau steps on a metric measured once per epoch, and the scheduler is set to step "
+                "after every optimizer step; use TrainSetup(scheduler_step='epoch') (Lightning: interval 'epoch').")
+        monitor = (plan.monitor or "").lower()
+        split = "train" if monitor.startswith("train") or "val" not in self.samples else "val"
+        kind = "loss" if "loss" in monitor or (not monitor and self.scheduler.mode == "min") else "metric"
+        metric = "accuracy" if self.setup.task == "classification" else "R^2"
+        watched = f"the {split} {'loss' if kind == 'loss' else metric}"
+        self.notes.append(f"ReduceLROnPlateau steps after each epoch on {watched}"
+                          + (f" (monitor {plan.monitor!r})" if plan.monitor else f" (mode {self.scheduler.mode!r})"))
+        return split, kind
 
     def _loss_mode(self, setup: Any) -> tuple[str, Any]:
         """How a batch becomes the training loss: 'step', 'lightning', 'loss' or 'own'."""

@@ -4,13 +4,15 @@ optimizer forms and datamodules, streams."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader, Dataset, TensorDataset  # noqa: E402
 
-from pytest_trainsanity import SetupError, TrainSetup, check_epoch1_overfit, check_leakage  # noqa: E402
+from pytest_trainsanity import SetupError, TrainSetup, check_epoch1_overfit, check_leakage, check_lr_spikes  # noqa: E402
 from pytest_trainsanity.adapters.splits import open_splits  # noqa: E402
 from pytest_trainsanity.adapters.torch import TorchAdapter  # noqa: E402
 from pytest_trainsanity.settings import RunSettings  # noqa: E402
@@ -121,8 +123,8 @@ def test_lightning_optimizer_forms_that_cannot_be_used_are_clear(digits) -> None
         def configure_optimizers(self):
             opt = torch.optim.SGD(self.parameters(), 0.1)
             sched = torch.optim.lr_scheduler.StepLR(opt, 1)
-            return {"none": None, "two_scheds": ([opt], [sched, sched]), "plateau": {"optimizer": opt,
-                    "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(opt), "monitor": "val_loss"}},
+            return {"none": None, "two_scheds": ([opt], [sched, sched]), "plateau_per_step": {"optimizer": opt,
+                    "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(opt), "interval": "step"}},
                     "bad_interval": {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "batch"}},
                     "ok": opt}[self.out]
 
@@ -130,10 +132,57 @@ def test_lightning_optimizer_forms_that_cannot_be_used_are_clear(digits) -> None
         return TrainSetup(model=Module(out), train=(Xtr, ytr), val=(Xv, yv))
 
     for out, message in (("none", "returned None: there is no optimizer"), ("two_scheds", "returned 2 schedulers"),
-                         ("plateau", "ReduceLROnPlateau needs a monitored metric"), ("bad_interval", "interval='batch'")):
+                         ("plateau_per_step", "ReduceLROnPlateau steps on a metric measured once per epoch"), ("bad_interval", "interval='batch'")):
         with pytest.raises(SetupError, match=message):
             check_epoch1_overfit(setup(out))
     assert check_epoch1_overfit(setup("ok"), probes=False).passed
+
+
+def test_reduce_lr_on_plateau_steps_on_each_epochs_measurement(digits) -> None:
+    """ReduceLROnPlateau steps after each epoch on what it watches: Lightning's monitor, else the val loss
+    (mode 'min') or the val metric (mode 'max'). Watching the falling val loss in mode 'max' reads every
+    epoch after the first as worse: with patience 0 the lr drops tenfold after epochs 2 and 3."""
+    L = pytest.importorskip("lightning")
+    Xtr, ytr, Xv, yv = digits
+
+    class Module(L.LightningModule):
+        def __init__(self, monitor):
+            super().__init__()
+            self.monitor, self.net = monitor, mlp()
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), 0.1)
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=0)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": self.monitor}}
+
+    def epoch_lrs(setup):
+        adapter = TorchAdapter(setup.model, setup, open_splits(setup), RunSettings(device="cpu"))
+        with adapter:
+            trace = adapter.train(epochs=4)
+        return [float(trace.lr[np.flatnonzero(trace.epoch == e)[0], 0]) for e in range(4)], adapter.info().notes
+
+    lrs, notes = epoch_lrs(TrainSetup(model=Module("val_loss"), train=(Xtr, ytr), val=(Xv, yv)))
+    assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    assert "ReduceLROnPlateau steps after each epoch on the val loss (monitor 'val_loss')" in notes
+    lrs, _ = epoch_lrs(TrainSetup(model=Module("val_acc"), train=(Xtr, ytr), val=(Xv, yv)))
+    assert lrs[:2] == pytest.approx([0.1, 0.1])  # val accuracy rises after epoch 1: no drop there
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0)  # mode 'min': the val loss
+    state = copy.deepcopy(plateau.state_dict())
+    setup = TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=opt, loss="ce", scheduler=plateau)
+    report = check_lr_spikes(setup, epochs=3)
+    assert "ReduceLROnPlateau steps after each epoch on the val loss (mode 'min')" in report.message
+    assert plateau.state_dict() == state and opt.param_groups[0]["lr"] == 0.1  # the user's scheduler as it was
+    with pytest.raises(SetupError, match=r"use TrainSetup\(scheduler_step='epoch'\)"):
+        check_lr_spikes(TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=opt, loss="ce",
+                                   scheduler=plateau, scheduler_step="batch"), epochs=2)
 
 
 def test_a_datamodule_is_prepared_once_and_fills_the_missing_splits(digits) -> None:

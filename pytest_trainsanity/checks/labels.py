@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
+
 
 
 class NonFiniteLabels(ValueError):
@@ -60,3 +64,54 @@ def batch_tv(counts: np.ndarray, shares: np.ndarray) -> np.ndarray:
         return np.zeros(len(counts))
     mix = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
     return 0.5 * np.abs(mix - shares[None, :]).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class Sorting:
+    """How sorted by class the training batches are. The raw distance cannot be judged alone: random
+    batches of b samples from C classes stray about 1 - b/C when b < C (a shuffled loader over 100
+    classes in batches of 32: 0.72), and batches of one class each reach only sum_k p_k (1 - p_k)
+    (two balanced classes: 0.5). ``score`` places the batches between the two: 0 as mixed as a
+    shuffled loader, 1 one class per batch."""
+
+    tv: float  # mean total-variation distance of the batches' label mix from the split's
+    shuffled: float  # what batches of the same sizes drawn at random give
+    one_class: float  # what batches of one class each give
+
+    @property
+    def score(self) -> float:
+        span = self.one_class - self.shuffled
+        return float(np.clip((self.tv - self.shuffled) / span, 0.0, 1.0)) if span > 1e-9 else 0.0
+
+    def words(self) -> str:
+        return (f"{self.score:.2f} between 0 (as mixed as a shuffled loader) and 1 (one class per batch): mean "
+                f"total-variation distance {self.tv:.2f} from the split's label mix, where random batches of these "
+                f"sizes give {self.shuffled:.2f} and batches of one class {self.one_class:.2f}")
+
+
+def sorting(counts: np.ndarray, shares: np.ndarray | None = None) -> Sorting:
+    """``Sorting`` of the batches (rows of label counts) against ``shares`` (the split's; default the
+    batches' own total). The shuffled baseline is exact for batches drawn with replacement: by linearity
+    the expected distance is half the sum over classes of E|X - b p| / b, X ~ Binomial(b, p), in closed
+    form (de Moivre). Drawing without replacement from a large split gives the same, a small one a little less."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if shares is None:
+        shares = counts.sum(axis=0)
+    p = np.clip(np.asarray(shares, dtype=np.float64), 0.0, None)
+    p = p / p.sum() if p.sum() > 0 else p
+    tv = batch_tv(counts, p)
+    sizes = counts.sum(axis=1).round().astype(np.int64)
+    shuffled = np.zeros(len(sizes))
+    for size in np.unique(sizes[sizes > 0]):
+        shuffled[sizes == size] = 0.5 * sum(_binomial_mad(int(size), float(q)) for q in p) / size
+    return Sorting(float(tv.mean()) if len(tv) else 0.0, float(shuffled.mean()) if len(sizes) else 0.0,
+                   float(np.sum(p * (1.0 - p))))
+
+
+def _binomial_mad(n: int, p: float) -> float:
+    """E|X - n p| for X ~ Binomial(n, p): 2 (m + 1) C(n, m + 1) p^(m + 1) (1 - p)^(n - m), m = floor(n p)."""
+    if p <= 0.0 or p >= 1.0:
+        return 0.0
+    m = math.floor(n * p)
+    return math.exp(math.log(2 * (m + 1)) + math.lgamma(n + 1) - math.lgamma(m + 2) - math.lgamma(n - m)
+                    + (m + 1) * math.log(p) + (n - m) * math.log1p(-p))

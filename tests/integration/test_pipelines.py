@@ -114,8 +114,9 @@ def test_every_batch_and_output_form_runs_the_users_pipeline(pipelines: pytest.P
     res.stdout.fnmatch_lines(["*test_step*", "    Training: (x, y) batches from a DataLoader over TensorDataset*; loss from TrainSetup(step=...)."])
     res.stdout.fnmatch_lines([
         "*test_sorted no_epoch1_overfit passed*",
-        "    Note: the training batches are sorted by class: each batch's label mix is 0.89 (mean total-variation "
-        "distance) from the split's*shuffle the training loader (DataLoader(..., shuffle=True))*",
+        "    Note: the training batches are sorted by class: their label mix scores 0.98 between 0 (as mixed as a shuffled "
+        "loader) and 1 (one class per batch): mean total-variation distance 0.89 from the split's label mix*shuffle the "
+        "training loader (DataLoader(..., shuffle=True))*",
     ])
     res.stdout.fnmatch_lines([
         "*ERROR at setup of test_uint8*",
@@ -209,7 +210,7 @@ def test_structured_batches_in_the_model_free_checks(pipelines: pytest.Pytester)
     res.stdout.fnmatch_lines([
         "*inputs_normalized FAILED for train, val: train field 'x_num' inputs are not standardised: values span [[]0, 1.6e+03]*",
         "*Fix:",
-        "*train field 'x_num': standardise per feature with statistics fitted on train only*",
+        "*  - train field 'x_num', val field 'x_num': standardise per feature with statistics fitted on train only*",
         "*Note: not features to scale, skipped: x_cat (int64, integer ids).",
     ])
     res.stdout.fnmatch_lines(["*test_scaled inputs_normalized passed*"])

@@ -114,3 +114,35 @@ def test_batch_mix_verdicts() -> None:
     assert m.judge_batch_mix(BatchMix(mixed, "arrays"), 0.5).metrics["batch_label_tv"] == pytest.approx(0.0)
     assert not m.judge_batch_mix(BatchMix(np.zeros((0, 10)), "x"), 0.5).passed  # an exhausted stream never passes
     assert m.judge_batch_mix(BatchMix(np.zeros((0, 0)), "", skipped="regression"), 0.5).skipped
+
+
+def _batches(labels: np.ndarray, size: int, classes: int) -> np.ndarray:
+    return np.stack([np.bincount(labels[i: i + size], minlength=classes) for i in range(0, len(labels), size)])
+
+
+def test_batch_mix_is_judged_between_a_shuffled_loader_and_one_class_per_batch() -> None:
+    """Raw distance misjudges both ends: two sorted classes reach only 0.5 (they never failed), and random
+    batches of 32 from 100 classes stray 0.72 (they always failed). The score places the batches between
+    what random batches of their sizes give and what one class per batch gives."""
+    rng = np.random.default_rng(0)
+    binary = np.sort(rng.integers(0, 2, 640))
+    v = m.judge_batch_mix(BatchMix(_batches(binary, 32, 2), "your DataLoader"), 0.5)
+    assert not v.passed and v.metrics["batch_label_tv"] < 0.5 < v.metrics["batch_sorting"]
+    assert m.judge_batch_mix(BatchMix(_batches(rng.permutation(binary), 32, 2), "x"), 0.5).passed
+    many = rng.integers(0, 100, 3200)
+    shuffled = m.judge_batch_mix(BatchMix(_batches(many, 32, 100), "x"), 0.5)
+    assert shuffled.passed and shuffled.metrics["batch_label_tv"] > 0.7 and shuffled.metrics["batch_sorting"] < 0.1
+    assert not m.judge_batch_mix(BatchMix(_batches(np.sort(many), 32, 100), "x"), 0.5).passed
+    small = rng.integers(0, 10, 1437)  # digits-sized, batches of 4
+    assert m.judge_batch_mix(BatchMix(_batches(small, 4, 10), "x"), 0.5).passed
+
+
+def test_shuffled_baseline_is_the_exact_expected_distance() -> None:
+    from pytest_trainsanity.checks.labels import sorting
+
+    rng = np.random.default_rng(1)
+    p = np.array([0.5, 0.3, 0.15, 0.05])
+    draws = rng.multinomial(7, p, size=200_000)
+    simulated = float((0.5 * np.abs(draws / 7 - p).sum(axis=1)).mean())
+    assert sorting(draws[:10], p).shuffled == pytest.approx(simulated, abs=2e-3)
+    assert sorting(np.eye(4)[[0, 0, 1, 2]] * 7, p).one_class == pytest.approx(float((p * (1 - p)).sum()))

@@ -17,6 +17,7 @@ import numpy as np
 from ..causes import Cause, rank
 from ..duplicates import CrossSplit, WithinSplit
 from ..features import FeatureLeak
+from ..labels import Sorting
 from ..matching import near_words
 from ..normalization.measure import NormalizationResult
 
@@ -25,7 +26,7 @@ STAT_SCORE_CAP = 0.4
 DUP_MIN_FRACTION = 0.05
 CHANCE_MARGIN = 0.05  # val within this of chance learned nothing that generalises
 FEATURE_LEAK_FAIL = 0.5  # one column predicts train (held-out lift) this much better than val (upper bound): fail
-SORTED_BATCHES = 0.5  # batches this far (total variation) from the split's label mix are class-sorted
+SORTED_BATCHES = 0.5  # batches this sorted (0: as a shuffled loader, 1: one class per batch) are class-sorted
 
 GAP_FAILED = "gap {gap} > max_gap {max_gap}"
 TRAIN_FAILED = "train {metric} {train} > max_train_acc {limit}"
@@ -70,7 +71,7 @@ class OverfitMeasurements:
     leak: FeatureLeak | None = None
     scale: NormalizationResult | None = None
     probes_skipped: str | None = None
-    batch_mix: float | None = None  # mean total-variation distance of the training batches' label mix from the split's
+    batch_mix: Sorting | None = None  # how sorted by class the training batches are
     sampled: bool = False  # the metrics and data measurements come from an eval sample, not the whole splits
     planned_steps: int | None = None  # steps of the epochs asked for, when known (a capped pass ran fewer)
 
@@ -319,11 +320,10 @@ def diagnose(
     if m.task == "classification" and m.chance is not None and m.val - m.chance < CHANCE_MARGIN:
         notes.append(f"val accuracy {f3(m.val)} is within {CHANCE_MARGIN:g} of chance {f3(m.chance)}: this pass learned "
                      f"nothing that generalises" + (", so the absence of a gap says little" if m.gap <= max_gap else ""))
-    if m.batch_mix is not None and m.batch_mix >= SORTED_BATCHES:
+    if m.batch_mix is not None and m.batch_mix.score >= SORTED_BATCHES:
         notes.append(
-            f"the training batches are sorted by class: each batch's label mix is {m.batch_mix:.2f} (mean total-variation "
-            f"distance) from the split's, where 0 is stratified and 1 one class per batch, so the model chases the class "
-            f"it saw last and both accuracies understate the data; shuffle the training loader "
+            f"the training batches are sorted by class: their label mix scores {m.batch_mix.words()}, so the model "
+            f"chases the class it saw last and both accuracies understate the data; shuffle the training loader "
             f"(DataLoader(..., shuffle=True)) or use a sampler that mixes classes"
         )
     if m.truncated:
@@ -336,7 +336,7 @@ def diagnose(
         "chance": m.chance, "majority": m.majority,
     }
     if m.batch_mix is not None:
-        metrics["batch_label_tv"] = m.batch_mix
+        metrics["batch_label_tv"], metrics["batch_sorting"] = m.batch_mix.tv, m.batch_mix.score
     for cause in likely + ruled_out:
         metrics.update(cause.metrics)
     return OverfitResult(not failures, failures, likely if failures else [], ruled_out if failures else likely + ruled_out,

@@ -19,7 +19,7 @@ from ...report import CheckReport, cause_lines
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
 from .. import duplicates, features
-from ..labels import per_position, target_ids
+from ..labels import class_shares, per_position, sorting, target_ids
 from ..normalization.measure import check_fields
 from ..runner import Prepared, extra_causes, nonfinite_report, prepare_training, sample_lines
 from . import measure as overfit
@@ -89,7 +89,8 @@ def run(p: Prepared) -> CheckReport:
             overlap[cross.overlap_b] = True
             if overlap.any() and (~overlap).any():
                 val_clean, val_on_overlap = float(correct[~overlap].mean()), float(correct[overlap].mean())
-        batch_mix = _batch_mix(main.label_counts, yt, n_classes)
+        counts = main.label_counts
+        batch_mix = sorting(counts, class_shares(yt, n_classes)) if counts.size and counts.shape[1] == n_classes else None
     m = overfit.OverfitMeasurements(
         task=p.setup.task, epochs=opts.epochs, steps=main.steps, truncated=main.truncated,
         train=main.final_train, val=main.final_val, n_params=info.n_params,
@@ -127,17 +128,6 @@ def _ragged(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
 def _count(p: Prepared, name: str, samples: dict[str, Any]) -> int:
     total = p.splits[name].n_samples()
     return int(total) if total is not None else samples[name].n
-
-
-def _batch_mix(counts: np.ndarray, train_ids: np.ndarray, classes: int) -> float | None:
-    """Mean total-variation distance between each training batch's label mix and the split's."""
-    if counts.size == 0 or counts.shape[1] != classes:
-        return None
-    split = np.bincount(train_ids, minlength=classes)[:classes].astype(np.float64)
-    split /= max(split.sum(), 1.0)
-    sizes = counts.sum(axis=1, keepdims=True)
-    mix = counts / np.maximum(sizes, 1.0)
-    return float(np.mean(0.5 * np.abs(mix - split).sum(axis=1)))
 
 
 def message(p: Prepared, m: overfit.OverfitMeasurements, result: overfit.OverfitResult, info: Any,

@@ -16,6 +16,7 @@ import numpy as np
 
 from ...adapters.preflight import BatchMix, BatchRun, FiniteRun, InitProbe, Mixing, ParamRecord
 from ..causes import Cause, rank
+from ..labels import sorting
 
 SUM_TO_ONE = 1e-3  # rows within this of 1 (and >= 0) are probabilities, not logits
 LOGIT_STD_HIGH = 3.0  # logits this spread at init make a confident, wrong start (a loss well above ln C)
@@ -371,30 +372,23 @@ def judge_finite(r: FiniteRun, steps: int, framework: str = "torch") -> Verdict:
 # ------------------------------------------------------------------ batch mix
 
 
-def batch_tv(counts: np.ndarray) -> tuple[float, np.ndarray]:
-    """(mean total-variation distance of each batch's label mix from the epoch's, the epoch's mix)."""
-    total = counts.sum(axis=0)
-    split = total / max(total.sum(), 1.0)
-    sizes = counts.sum(axis=1, keepdims=True)
-    mix = counts / np.maximum(sizes, 1.0)
-    return float(np.mean(0.5 * np.abs(mix - split).sum(axis=1))), split
-
-
 def judge_batch_mix(b: BatchMix, max_tv: float) -> Verdict:
     name = "batches_mixed"
     if b.skipped:
         return Verdict(name, True, "", skipped=f"batches_mixed does not apply: {b.skipped}")
     if not len(b.counts):
         return Verdict(name, False, "batches_mixed FAILED: the train pipeline yielded no batch")
-    tv, split = batch_tv(b.counts)
+    mix = sorting(b.counts)  # against the epoch's own label mix
+    split = b.counts.sum(axis=0) / max(float(b.counts.sum()), 1.0)
     top = b.counts.argmax(axis=1)
     share = b.counts.max(axis=1) / np.maximum(b.counts.sum(axis=1), 1.0)
     runs = 1 + int((top[1:] != top[:-1]).sum())
-    metrics = {"batch_label_tv": tv, "max_tv": max_tv, "batches": len(b.counts), "mean_top_share": float(share.mean())}
-    passed = tv <= max_tv
+    metrics = {"batch_sorting": mix.score, "batch_label_tv": mix.tv, "shuffled_tv": mix.shuffled,
+               "one_class_tv": mix.one_class, "max_tv": max_tv, "batches": len(b.counts),
+               "mean_top_share": float(share.mean())}
+    passed = mix.score <= max_tv
     head = (f"batches_mixed {'passed' if passed else 'FAILED'}: the label mix of {len(b.counts)} training batches from "
-            f"{b.source} is {tv:.2f} from the epoch's (mean total-variation distance; 0 stratified, 1 one class per "
-            f"batch; limit {max_tv:g})")
+            f"{b.source} scores {mix.words()} (limit {max_tv:g})")
     lines = [f"Per batch, the largest class holds {100 * share.mean():.0f}% of the samples on average (the epoch's "
              f"largest class: {100 * split.max():.0f}%); the batches' majority class changes {runs - 1} time(s) in "
              f"{len(b.counts)} batches"]

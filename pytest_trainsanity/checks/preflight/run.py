@@ -25,7 +25,7 @@ KEYS = {
     "batch_independent": ("leak",),
     "params_update": ("trainable", "offenders"),
     "finite_training": ("steps", "bad_step"),
-    "batches_mixed": ("batch_label_tv",),
+    "batches_mixed": ("batch_sorting", "batch_label_tv"),
 }
 DEFAULTS = {"tol": 0.5, "steps_one_batch": 300, "steps_finite": 100, "max_tv": 0.5, "frozen": ()}
 

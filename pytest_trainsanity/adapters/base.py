@@ -156,6 +156,16 @@ def check_label_range(targets: dict[str, np.ndarray], task: str, n_outputs: int,
             require_finite(y)
         except NonFiniteLabels as exc:
             raise SetupError(f"TrainSetup({name}=...): {exc}{' (in its eval sample)' if sampled else ''}.") from None
+        if y.dtype.kind == "f" and y.ndim == 2 and y.shape[1] == n_outputs > 1 and y.size:
+            several = y.sum(axis=1) != 1
+            if bool(np.isin(y, (0.0, 1.0)).all()) and several.any():
+                row = y[int(np.argmax(several))]
+                raise SetupError(
+                    f"TrainSetup({name}=...) has multi-label targets: rows of 0/1 over the {n_outputs} outputs holding "
+                    f"several 1s or none ({int(several.sum())} of {len(y)} rows, e.g. {row[:8].astype(int).tolist()}"
+                    f"{' ...' if len(row) > 8 else ''}). The classification checks judge one label per sample (accuracy "
+                    f"of the argmax, the entropy of one class distribution), which would misjudge them; multi-label "
+                    f"classification is not supported yet. no_leakage and inputs_normalized take these splits as they are.")
         ids = target_ids(y, n_outputs)
         if not len(ids):
             continue

@@ -430,11 +430,13 @@ class KerasPreflight(Preflight):
             found = self._first_nonfinite(batch, training=False)
         leaves = [_np(t).astype(np.float64).ravel() for t in tree_leaves(self.form.keras_input(batch)) if hasattr(t, "shape")]
         values = np.concatenate(leaves) if leaves else np.zeros(0)
-        values = values[~np.isnan(values)]  # NaN inputs show in the layer named; the range is of the numbers
+        finite = np.isfinite(values)
+        nonfinite = int(values.size - np.count_nonzero(finite))
+        values = values[finite]  # the range is of the numbers; NaN/Inf are counted
         return FiniteRun(
             steps=step, bad_step=step, what=what, module=found[0] if found else "", module_kind=found[1] if found else "",
             lr=lr, input_min=float(values.min()) if values.size else float("nan"),
-            input_max=float(values.max()) if values.size else float("nan"),
+            input_max=float(values.max()) if values.size else float("nan"), input_nonfinite=nonfinite,
             losses=np.asarray(losses, dtype=np.float64), first_loss=losses[0], bad_params=bad, dtype=dtype,
         )
 

@@ -87,6 +87,8 @@ class FiniteRun:
     first_loss: float = float("nan")
     bad_params: list[str] = field(default_factory=list)
     dtype: str = ""
+    input_nonfinite: int = 0  # NaN/Inf values among the inputs of the bad step's batch
+    skipped: int = 0  # batches the training_step skipped (returned None)
 
 
 @dataclass

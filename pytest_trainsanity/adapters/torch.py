@@ -591,6 +591,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
 
     def _train(self, epochs: int, max_steps: int | None, start: float, detail: bool, noise: LabelNoise | None) -> TrainingTrace:
         torch = self.torch
+        self._skipped = 0
         generator = self._seed()
         rec = StepRecord(torch, self.params, detail)
         epoch_train, epoch_val, loss_train, loss_val = [], [], [], []
@@ -625,6 +626,11 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             if budget is not None and ran >= budget and (per_epoch is None or ran < per_epoch):
                 truncated = True
                 break
+        if not rec.losses and self._skipped:
+            raise SetupError(
+                f"{type(self.model).__name__}.training_step returned None for all {self._skipped} batch(es) of the pass, "
+                f"which Lightning reads as 'skip this batch': nothing was trained. A guard that skips non-finite losses "
+                f"hides them here (inputs_normalized counts NaN/Inf inputs per feature).")
         if self.progress is not None:
             self.progress.done(len(rec.losses))
         if self.arrays and self._train_ids is not None:
@@ -659,6 +665,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
                     loss = self._train_loss(batch, index)
                     index += 1
                     if loss is None:  # training_step returned None: Lightning skips the batch
+                        self._skipped += 1
                         continue
                     loss.backward()
                     rec.before_step(optimizer, sampled)

@@ -8,6 +8,7 @@ batch as the loader (or the adapter's seeded batching of arrays) yields it.
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -47,13 +48,34 @@ class TorchPreflight(Preflight):
         self._fresh()
         self.pristine = False
 
-    def _step_loss(self, batch: Any) -> Any:
+    def _step_loss(self, batch: Any, index: int = 0, skip: bool = False) -> Any:
+        """The training loss of ``batch`` (the ``index``-th of the pipeline: Lightning's batch_idx). A
+        training_step that returns None skips the batch, as Lightning does: None with ``skip``, else an
+        error (a probe of one fixed batch has no other batch to take)."""
         try:
-            return self._train_loss(batch, 0)
+            loss = self._train_loss(batch, index)
         except (SetupError, TrainSanityError):
             raise
         except Exception as exc:  # noqa: BLE001 - the user's model or loss failed: one paragraph
-            raise SetupError(self._step_error(batch, exc, 1)) from None
+            raise SetupError(self._step_error(batch, exc, index + 1)) from None
+        if loss is None and not skip:
+            raise SetupError(
+                f"{type(self.model).__name__}.training_step returned None for the first train batch, which Lightning "
+                f"reads as 'skip this batch'; this probe trains on that one batch, so there is nothing to probe. "
+                f"Make training_step return the loss for it (a None guard for non-finite losses hides the problem "
+                f"that finite_training reports).")
+        return loss
+
+    def _schedule(self, steps: int, per_epoch: int | None) -> None:
+        """The user's scheduler after optimizer step ``steps`` of a probe, as the pass steps it: every
+        ``frequency`` steps, or every ``frequency`` epochs of ``per_epoch`` steps (ReduceLROnPlateau,
+        which needs a measured metric, is left where it is: it only lowers the rate)."""
+        plan = self.plan
+        if self.scheduler is None or plan is None or self.plateau is not None:
+            return
+        every = plan.frequency * (1 if plan.interval == "step" else per_epoch or 0)
+        if every and steps % every == 0:
+            self._scheduler_step(steps)
 
     def _named_trainable(self) -> list[tuple[str, Any]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -78,15 +100,27 @@ class TorchPreflight(Preflight):
         self.model.eval()
         outs, targets, losses, weights = [], [], [], []
         with torch.no_grad(), self._quiet():
-            for batch in self._chunks("train"):
+            for index, batch in enumerate(self._chunks("train")):
                 pred = predictions(self._forward(batch, with_target=self.mode == "own"), torch)
-                target = self.form.target(batch)
-                loss = self._eval_loss(batch, None, pred, 0) if self.mode == "loss" else self._train_loss(batch, 0)
+                loss = self._eval_loss(batch, None, pred, index) if self.mode == "loss" else self._train_loss(batch, index)
+                if loss is None:  # training_step skipped the batch
+                    continue
                 n = pred.shape[0]
-                outs.append(tensor_to_numpy(pred.reshape(n, -1)).astype(np.float64))
-                targets.append(tensor_to_numpy(self._target_ids(target).reshape(n, -1)[:, 0]).astype(np.int64))
+                ids = self._target_ids(self.form.target(batch)).reshape(n, -1)
+                if ids.shape[1] > 1 and pred.ndim >= 3 and pred.numel() == ids.numel() * pred.shape[-1]:
+                    # a label per position (tokens): one row of outputs per position, ignored positions (-100) left out
+                    ids, pred = ids.reshape(-1), pred.reshape(-1, pred.shape[-1])
+                    keep = ids >= 0
+                    ids, pred, n = ids[keep], pred[keep], int(keep.sum())
+                else:
+                    ids, pred = ids[:, 0], pred.reshape(n, -1)
+                outs.append(tensor_to_numpy(pred).astype(np.float64))
+                targets.append(tensor_to_numpy(ids).astype(np.int64))
                 losses.append(float(loss) * n)
                 weights.append(n)
+        if not outs:
+            raise SetupError(f"{type(self.model).__name__}.training_step returned None for every train batch of the "
+                             f"sample (Lightning skips such batches): there is no loss to compare.")
         kind, name = self._loss_kind()
         last_name, last = "", None
         for mname, module in self._leaf_modules():
@@ -114,6 +148,7 @@ class TorchPreflight(Preflight):
         losses, ratios = [], []
         flat_before = None
         self.model.train()
+        per_epoch = self.steps_per_epoch()
         with self._quiet():
             for step in range(steps):
                 self.optimizer.zero_grad(set_to_none=True)
@@ -122,6 +157,8 @@ class TorchPreflight(Preflight):
                 if step % 10 == 0:
                     flat_before = torch.cat([p.detach().reshape(-1) for _, p in named]).clone()
                 self.optimizer.step()
+                self._schedule(step + 1, per_epoch)
+                lr = max(lr, float(self.optimizer.param_groups[0]["lr"]))  # the schedule's peak (a warm-up starts low)
                 if step % 10 == 0 and flat_before is not None:
                     after = torch.cat([p.detach().reshape(-1) for _, p in named])
                     ratios.append(torch.linalg.vector_norm(after - flat_before) / torch.linalg.vector_norm(flat_before).clamp_min(1e-12))
@@ -232,6 +269,7 @@ class TorchPreflight(Preflight):
         named = list(self.model.named_parameters())
         saved = self._snapshot["tensors"]  # the state before the step, already copied once
         before = [saved[n] if n in saved else p.detach().clone() for n, p in named]
+        self._past_zero_lr()
         self.model.train()
         with self._quiet():
             self.optimizer.zero_grad(set_to_none=True)
@@ -260,6 +298,19 @@ class TorchPreflight(Preflight):
                                    id(p) in in_opt, g, changed, int(p.numel())))
         return out
 
+    def _past_zero_lr(self, limit: int = 10_000) -> None:
+        """A schedule that holds every rate at 0 (a warm-up from 0: the run's first step moves nothing) is
+        stepped on, one scheduler step at a time, to its first nonzero rate, so the probe's step is one the
+        run takes (the scheduler's state is the snapshot's, restored after the check)."""
+        if self.scheduler is None or self.plateau is not None:
+            return
+        with warnings.catch_warnings():  # torch warns of a scheduler step before any optimizer step: deliberate here
+            warnings.simplefilter("ignore", UserWarning)
+            for k in range(limit):
+                if any(g["lr"] > 0 for g in self.optimizer.param_groups):
+                    return
+                self._scheduler_step(k + 1)
+
     # ------------------------------------------------------------ finite training
 
     def finite_run(self, steps: int) -> FiniteRun:
@@ -269,22 +320,28 @@ class TorchPreflight(Preflight):
         losses, gnorms = [], []
         ran = 0
         self.model.train()
+        per_epoch = self.steps_per_epoch()
+        skipped = 0
         with self._quiet():
-            for batch in itertools.islice(self._cycle(), steps):
+            for index, batch in itertools.islice(self._cycle(), steps):
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self._step_loss(batch)
+                loss = self._step_loss(batch, index, skip=True)
+                if loss is None:  # training_step skipped the batch, as Lightning does
+                    skipped += 1
+                    continue
                 loss.backward()
                 grads = [p.grad for _, p in named if p.grad is not None]
                 gnorms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(()))
                 self.optimizer.step()
                 losses.append(loss.detach().float())
                 ran += 1
+                self._schedule(ran, per_epoch)
         loss_np = tensor_to_numpy(torch.stack(losses)).astype(np.float64) if losses else np.zeros(0)
         g_np = tensor_to_numpy(torch.stack(gnorms)).astype(np.float64) if gnorms else np.zeros(0)
         weights_ok = not self._bad_weights(self.model.named_parameters())
         bad = np.flatnonzero(~np.isfinite(loss_np) | ~np.isfinite(g_np))
         result = FiniteRun(ran, 0, losses=loss_np, first_loss=float(loss_np[0]) if len(loss_np) else float("nan"),
-                           dtype=str(self.dtype).replace("torch.", ""))
+                           dtype=str(self.dtype).replace("torch.", ""), skipped=skipped)
         if not len(bad) and weights_ok:
             return result
         step = int(bad[0]) + 1 if len(bad) else ran
@@ -294,13 +351,14 @@ class TorchPreflight(Preflight):
         self._replay_to(step, result)
         return result
 
-    def _cycle(self) -> Iterator[Any]:
+    def _cycle(self) -> Iterator[tuple[int, Any]]:
+        """(index within its epoch, batch) over epoch after epoch of the pipeline."""
         generator = self._seed()
         while True:
             empty = True
-            for batch in self._batches(generator, None, None):
+            for index, batch in enumerate(self._batches(generator, None, None)):
                 empty = False
-                yield batch
+                yield index, batch
             if empty:
                 return
 
@@ -319,26 +377,35 @@ class TorchPreflight(Preflight):
                     found.append((name, type(module).__name__))
                     return
 
+        per_epoch = self.steps_per_epoch()
+        taken = 0
         with self._quiet():
-            for index, batch in enumerate(itertools.islice(self._cycle(), step), start=1):
+            for index, batch in self._cycle():
                 self.optimizer.zero_grad(set_to_none=True)
                 handles = []
-                if index == step:
+                if taken + 1 == step:
                     result.lr = float(self.optimizer.param_groups[0]["lr"])
-                    floats = [tensor_to_numpy(v).astype(np.float64) for v in tree_leaves(self.form.inputs(batch))
-                              if isinstance(v, torch.Tensor)]
-                    if floats:
-                        result.input_min = float(min(np.nanmin(f) for f in floats))
-                        result.input_max = float(max(np.nanmax(f) for f in floats))
+                    values = np.concatenate([tensor_to_numpy(v).astype(np.float64).ravel() for v in
+                                             tree_leaves(self.form.inputs(batch)) if isinstance(v, torch.Tensor)] or [np.zeros(0)])
+                    finite = np.isfinite(values)
+                    result.input_nonfinite = int(values.size - np.count_nonzero(finite))
+                    if finite.any():  # the range is of the numbers; NaN/Inf are counted
+                        result.input_min, result.input_max = float(values[finite].min()), float(values[finite].max())
                     handles = [m.register_forward_hook(lambda mod, a, o, name=name: hook(mod, a, o, name))
                                for name, m in self._leaf_modules()]
                 try:
-                    loss = self._step_loss(batch)
+                    loss = self._step_loss(batch, index, skip=True)
                 finally:
                     for h in handles:
                         h.remove()
+                if loss is None:
+                    continue
                 loss.backward()
                 self.optimizer.step()
+                taken += 1
+                if taken == step:
+                    break
+                self._schedule(taken, per_epoch)
         if found:
             result.module, result.module_kind = found[0]
         result.bad_params = list(self._bad_weights(self.model.named_parameters()))

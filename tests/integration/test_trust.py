@@ -298,6 +298,15 @@ MISUSE = {
     "loader_unbatched_leakage": ("no_leakage", "TrainSetup(train=torch.utils.data.DataLoader(torch.utils.data.TensorDataset("
                                  "torch.from_numpy(X50), torch.from_numpy(y50)), batch_size=None), val=(X50 + 1, y50))",
                                  "*TrainSetup(train=...) yields single samples without a batch dimension*batch_size=32*"),
+    # a frozen= prefix that names no parameter checked nothing and passed ("0 of 0 frozen stayed bit-identical")
+    "frozen_prefix_typo": ("params_update(frozen=('encoder.',))",
+                           "TrainSetup(model=torch.nn.Linear(4, 2), train=(X50, y50), optimizer=lambda p: torch.optim.SGD(p, 0.1), "
+                           "loss=torch.nn.CrossEntropyLoss())",
+                           "*params_update(frozen=('encoder.',)): 'encoder.' starts no parameter name*names start with: bias, weight*"),
+    # multi-hot targets were judged as one class each (argmax against argmax; one class distribution's entropy)
+    "multi_label": ("loss_at_init", "TrainSetup(model=torch.nn.Linear(4, 3), train=(X50, (X50[:, :3] > 0).astype(np.float32)), "
+                    "optimizer=lambda p: torch.optim.SGD(p, 0.1), loss=torch.nn.BCEWithLogitsLoss())",
+                    "*TrainSetup(train=...) has multi-label targets: rows of 0/1 over the 3 outputs holding several 1s or none*"),
     "groups_2d": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), groups={'train': np.zeros((50, 2)), "
                   "'val': np.zeros((50, 2))})",
                   "*TrainSetup(groups={'train': ...}) has shape (50, 2); give one group per sample, a 1-D array or list*"),

@@ -329,6 +329,10 @@ def judge_finite(r: FiniteRun, steps: int, framework: str = "torch") -> Verdict:
     name = "finite_training"
     metrics = {"steps": r.steps, "bad_step": r.bad_step, "lr": r.lr, "input_min": r.input_min,
                "input_max": r.input_max, "first_loss": r.first_loss}
+    if not r.steps and r.skipped:  # a guard that returns None for every batch: nothing was shown finite
+        return Verdict(name, False, f"finite_training FAILED: no training step ran: training_step returned None (skip "
+                       f"the batch) for all {r.skipped} batch(es) tried; a guard that skips non-finite losses hides them "
+                       f"(check the inputs: inputs_normalized counts NaN/Inf per feature)", metrics)
     if not r.steps:  # an exhausted or empty pipeline: nothing was shown finite
         return Verdict(name, False, "finite_training FAILED: no training step ran: the train pipeline yielded no batch "
                        "(an empty split, or a one-shot generator another check already consumed)", metrics)
@@ -340,14 +344,21 @@ def judge_finite(r: FiniteRun, steps: int, framework: str = "torch") -> Verdict:
         return Verdict(name, True, head, metrics)
     where = (f"; the first module whose output was non-finite on a replay of that step: '{r.module}' ({r.module_kind})"
              if r.module else "; every module's output was finite on the replay: the loss or the update itself overflowed")
+    inputs = f"inputs in [{r.input_min:.3g}, {r.input_max:.3g}]" if math.isfinite(r.input_max) else "no finite input"
+    if r.input_nonfinite:
+        inputs += f" and {r.input_nonfinite} NaN/Inf input value(s)"
     head = (f"finite_training FAILED: the {r.what} became non-finite at step {r.bad_step} of {steps}{where}; lr "
-            f"{r.lr:.3g}, inputs in [{r.input_min:.3g}, {r.input_max:.3g}] at that step")
+            f"{r.lr:.3g}, {inputs} at that step")
     before = r.losses[: r.bad_step]  # up to the bad step, whose loss may still be finite (a gradient broke)
     finite_before = before[np.isfinite(before)]
     grew = float(finite_before.max() / max(abs(r.first_loss), 1e-12)) if len(finite_before) else 1.0
     raw = max(abs(r.input_min), abs(r.input_max)) if math.isfinite(r.input_max) else 0.0
     kind = r.module_kind.lower()
     causes = [
+        Cause("non-finite inputs", 0.95 if r.input_nonfinite else 0.0,
+              f"the batch of step {r.bad_step} holds {r.input_nonfinite} NaN/Inf input value(s): one of them makes the "
+              f"loss non-finite whatever the learning rate" if r.input_nonfinite else "the batch of that step holds no NaN/Inf input",
+              "drop or impute the NaN/Inf values in the data pipeline (inputs_normalized counts them per feature)"),
         Cause("learning rate too high", 0.9 if (r.bad_step > 1 and (grew >= 10 or r.lr >= 1.0)) else 0.3 if r.bad_step > 1 else 0.0,
               f"the loss grew {grew:.3g}x from step 1 before it broke (lr {r.lr:.3g})" if grew > 1 else
               f"it broke at step {r.bad_step} with lr {r.lr:.3g}",

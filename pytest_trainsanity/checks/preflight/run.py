@@ -68,7 +68,15 @@ def _mixing(p: Prepared, a: Any) -> measure.Verdict:
 
 def _params(p: Prepared, a: Any) -> measure.Verdict:
     frozen = tuple(_option(p, "frozen"))
-    return measure.judge_params(a.param_step(frozen), frozen, a.framework)
+    records = a.param_step(frozen)
+    unmatched = [f for f in frozen if not any(r.name.startswith(f) for r in records)]
+    if unmatched:  # a typo would check nothing and pass ("0 of 0 frozen stayed bit-identical")
+        tops = sorted({r.name.split(".")[0].split("/")[0] for r in records})
+        raise SetupError(
+            f"params_update(frozen={frozen!r}): {', '.join(map(repr, unmatched))} starts no parameter name, so nothing "
+            f"would be checked as frozen. Parameter names start with: {', '.join(tops[:12])}{', ...' if len(tops) > 12 else ''} "
+            f"(torch: model.named_parameters(); Keras: variable paths).")
+    return measure.judge_params(records, frozen, a.framework)
 
 
 def _finite(p: Prepared, a: Any) -> measure.Verdict:

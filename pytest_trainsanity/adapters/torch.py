@@ -207,6 +207,8 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
         )
         self._flags = [(m, m.training) for m in self.model.modules()]
+        config = getattr(self.model, "config", None)  # a transformers model sets config.problem_type on its first loss
+        self._problem_type = (config, config.problem_type) if hasattr(config, "problem_type") else None
         # lazy_snapshot (pre-flight): captured by the first probe that changes the model, so checks that
         # only read it (batch_independent) copy nothing; __exit__ then has nothing to put back
         self._snapshot = None if self.lazy_snapshot else self._snap()
@@ -236,6 +238,9 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             param.grad = grad
         for module, mode in self._flags:
             module.training = mode
+        if self._problem_type is not None:
+            config, problem_type = self._problem_type
+            config.problem_type = problem_type
         for split in self.splits.values():
             split.rewind()
         self.tensors: dict[str, Any] = {}

@@ -90,6 +90,8 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
                 f"the model first: model.to_empty(device='cpu') and then initialise it or load_state_dict(...)."
             )
         self.model, self.setup, self.settings, self.splits = model, setup, settings, data
+        config = getattr(model, "config", None)  # a transformers model sets config.problem_type on its first loss
+        self._problem_type = (config, config.problem_type) if hasattr(config, "problem_type") else None
         self.home = params[0].device
         self.device = resolve_device(settings.device)
         self.dtype = params[0].dtype if params[0].is_floating_point() else torch.float32
@@ -113,8 +115,9 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             self.plateau = self._plateau(self.plan) if self.plan is not None else None
             self.batch_size = self.train_split.batch_size or setup.batch_size
             self.n_outputs = self._validate_forward()
-        except BaseException:  # misuse found while preparing: the user's optimizer is left as it was
+        except BaseException:  # misuse found while preparing: the user's optimizer and config are left as they were
             self.restore_user_optimizer()
+            self._restore_config()
             raise
 
     # ------------------------------------------------------------ set-up checks
@@ -207,8 +210,6 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
         )
         self._flags = [(m, m.training) for m in self.model.modules()]
-        config = getattr(self.model, "config", None)  # a transformers model sets config.problem_type on its first loss
-        self._problem_type = (config, config.problem_type) if hasattr(config, "problem_type") else None
         # lazy_snapshot (pre-flight): captured by the first probe that changes the model, so checks that
         # only read it (batch_independent) copy nothing; __exit__ then has nothing to put back
         self._snapshot = None if self.lazy_snapshot else self._snap()
@@ -238,9 +239,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             param.grad = grad
         for module, mode in self._flags:
             module.training = mode
-        if self._problem_type is not None:
-            config, problem_type = self._problem_type
-            config.problem_type = problem_type
+        self._restore_config()
         for split in self.splits.values():
             split.rewind()
         self.tensors: dict[str, Any] = {}
@@ -250,6 +249,11 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         torch.set_rng_state(cpu)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
+
+    def _restore_config(self) -> None:
+        if self._problem_type is not None:
+            config, problem_type = self._problem_type
+            config.problem_type = problem_type
 
     def _named_state(self) -> list[tuple[str, Any]]:
         """Parameters and every buffer (persistent or not), by name. By name because

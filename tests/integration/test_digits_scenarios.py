@@ -85,7 +85,7 @@ def test_digits_scenarios(result: tuple[pytest.RunResult, dict]) -> None:
     raw = checks[("test_raw255", "inputs_normalized")]
     assert not raw["passed"] and raw["metrics"]["train_max"] == 255.0
     res.stdout.fnmatch_lines(["*inputs_normalized FAILED for train, val: train inputs are not standardised: values span [[]0, 255]*",
-                              "*train: divide by 255 (unit range) or standardise*"])
+                              "*  - train, val: divide by 255 (unit range) or standardise*"])
 
     valraw = checks[("test_val_raw", "inputs_normalized")]
     assert not valraw["passed"] and [c["split"] for c in valraw["causes"]] == ["val"]

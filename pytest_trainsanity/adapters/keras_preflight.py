@@ -28,7 +28,7 @@ import numpy as np
 from ..checks.labels import class_ids, target_ids
 from .batches import tree_leaves, tree_map
 from .keras_step import predictions
-from .preflight import BatchMix, BatchRun, FiniteRun, InitProbe, Mixing, ParamRecord, Preflight, relative_change
+from .preflight import BatchMix, BatchRun, FiniteRun, InitProbe, Mixing, ParamRecord, Preflight, input_range, relative_change
 from .splits import as_numpy, fields_rows, named_fields
 
 UPDATE_EVERY = 4  # as the adapter: ||update|| / ||weights|| on every 4th step (it copies the weights)
@@ -428,15 +428,10 @@ class KerasPreflight(Preflight):
         if found is None:
             self._restore(after)
             found = self._first_nonfinite(batch, training=False)
-        leaves = [_np(t).astype(np.float64).ravel() for t in tree_leaves(self.form.keras_input(batch)) if hasattr(t, "shape")]
-        values = np.concatenate(leaves) if leaves else np.zeros(0)
-        finite = np.isfinite(values)
-        nonfinite = int(values.size - np.count_nonzero(finite))
-        values = values[finite]  # the range is of the numbers; NaN/Inf are counted
+        lo, hi, nonfinite = input_range([_np(t) for t in tree_leaves(self.form.keras_input(batch)) if hasattr(t, "shape")])
         return FiniteRun(
             steps=step, bad_step=step, what=what, module=found[0] if found else "", module_kind=found[1] if found else "",
-            lr=lr, input_min=float(values.min()) if values.size else float("nan"),
-            input_max=float(values.max()) if values.size else float("nan"), input_nonfinite=nonfinite,
+            lr=lr, input_min=lo, input_max=hi, input_nonfinite=nonfinite,
             losses=np.asarray(losses, dtype=np.float64), first_loss=losses[0], bad_params=bad, dtype=dtype,
         )
 

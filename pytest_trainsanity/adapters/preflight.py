@@ -91,6 +91,15 @@ class FiniteRun:
     skipped: int = 0  # batches the training_step skipped (returned None)
 
 
+def input_range(arrays: list[np.ndarray]) -> tuple[float, float, int]:
+    """(min, max of the finite values, how many are NaN/Inf) over a batch's input arrays: the range is of
+    the numbers (NaN would hide it), the non-finite ones are counted."""
+    values = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays] or [np.zeros(0)])
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (float("nan"), float("nan"))
+    return lo, hi, int(values.size - finite.size)
+
+
 @dataclass
 class BatchMix:
     counts: np.ndarray  # (batches, classes) label counts of each batch as the loader yields them

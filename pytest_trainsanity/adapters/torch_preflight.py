@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import SetupError, TrainSanityError
 from .batches import tree_leaves
-from .preflight import BatchMix, BatchRun, FiniteRun, InitProbe, Mixing, ParamRecord, Preflight, relative_change
+from .preflight import BatchMix, BatchRun, FiniteRun, InitProbe, Mixing, ParamRecord, Preflight, input_range, relative_change
 from .torch_data import tensor_to_numpy
 from .torch_step import predictions
 
@@ -385,12 +385,8 @@ class TorchPreflight(Preflight):
                 handles = []
                 if taken + 1 == step:
                     result.lr = float(self.optimizer.param_groups[0]["lr"])
-                    values = np.concatenate([tensor_to_numpy(v).astype(np.float64).ravel() for v in
-                                             tree_leaves(self.form.inputs(batch)) if isinstance(v, torch.Tensor)] or [np.zeros(0)])
-                    finite = np.isfinite(values)
-                    result.input_nonfinite = int(values.size - np.count_nonzero(finite))
-                    if finite.any():  # the range is of the numbers; NaN/Inf are counted
-                        result.input_min, result.input_max = float(values[finite].min()), float(values[finite].max())
+                    result.input_min, result.input_max, result.input_nonfinite = input_range(
+                        [tensor_to_numpy(v) for v in tree_leaves(self.form.inputs(batch)) if isinstance(v, torch.Tensor)])
                     handles = [m.register_forward_hook(lambda mod, a, o, name=name: hook(mod, a, o, name))
                                for name, m in self._leaf_modules()]
                 try:

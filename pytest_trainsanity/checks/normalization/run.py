@@ -55,10 +55,9 @@ def run(p: Prepared) -> CheckReport:
                     for k, v in accs.items()}, dtypes, p.options.tol)
     text = message(result, p.options.tol, list(p.splits))
     if tables:
-        first = next(iter(tables.values()))
-        numeric = [c for c, k in first.kinds.items() if k == "numeric"]
+        first_name, first = next(iter(tables.items()))
         skipped = {c: k for c, k in first.kinds.items() if k != "numeric"}
-        text += "\nColumns: " + ", ".join(f"feature {i} = {c!r}" for i, c in enumerate(numeric)) + "."
+        text += "\nColumns: " + ", ".join(f"feature {i} = {c!r}" for i, c in enumerate(names[first_name])) + "."
         if skipped:
             text += ("\nSkipped (not numeric features to scale): " + ", ".join(f"{c!r} ({k})" for c, k in skipped.items())
                      + "; bools are 0/1 flags, categoricals, strings and datetimes are encoded by the pipeline.")

@@ -507,6 +507,7 @@ def open_split(name: str, source: Any, setup: Any = None, input_names: tuple[str
         return TableSplit(name, source[0], None, source[1])
     if is_table(source):
         return TableSplit(name, source, getattr(setup, "target", None))
+    refuse_loader_collection(name, source)
     if isinstance(source, (tuple, list)):
         return ArraySplit(name, source, input_names)
     fw = framework_of(source)
@@ -525,6 +526,26 @@ def open_split(name: str, source: Any, setup: Any = None, input_names: tuple[str
     raise SetupError(
         f"TrainSetup({name}=...) is a {type(source).__module__}.{type(source).__name__}, "
         f"which is not a supported split form. Supported: {SUPPORTED_FORMS}."
+    )
+
+
+def refuse_loader_collection(name: str, source: Any, origin: str = "") -> None:
+    """Several loaders for one split (Lightning's list or dict of val loaders, each its own
+    ``dataloader_idx``): the checks judge one split, and which of them is the user's to say."""
+    items = list(source.items()) if isinstance(source, Mapping) else (
+        list(enumerate(source)) if isinstance(source, (tuple, list)) else [])
+    if len(items) < 2 or not all(framework_of(v) == "torch" and hasattr(v, "__iter__") and not hasattr(v, "shape")
+                                 for _, v in items):
+        return
+    kinds = ", ".join(f"[{k!r}] {type(v).__name__}" for k, v in items[:4]) + (", ..." if len(items) > 4 else "")
+    first = items[0][0]
+    given = origin or f"TrainSetup({name}=...)"
+    choose = (f"TrainSetup(datamodule=dm, {name}=dm.{name}_dataloader()[{first!r}])" if origin
+              else f"TrainSetup({name}=loaders[{first!r}])")
+    raise SetupError(
+        f"{given} gives {len(items)} loaders ({kinds}), as Lightning accepts for several {name} sets (one "
+        f"dataloader_idx each). A check judges one {name} split, and which one is yours to say: pass it as "
+        f"{choose}, or write one marked test per loader."
     )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import SetupError, missing_extra
 from .batches import BatchForm, detect_form
-from .splits import Block, EvalSample, Gather, Split, as_numpy, sample_how, sample_indices
+from .splits import Block, EvalSample, Gather, Split, as_numpy, refuse_loader_collection, sample_how, sample_indices
 
 EVAL_READ_BATCH = 256  # batch size of eval-sample reads when the loader has none of its own
 
@@ -355,7 +355,25 @@ def open_torch_split(name: str, source: Any, target_key: str | None, input_names
 
 # ---------------------------------------------------------------------- Lightning datamodules
 
-_DATAMODULES: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+_DATAMODULES: dict[int, tuple[Any, dict[str, Any]]] = {}  # id -> (a reference, what was done and made)
+
+
+def _datamodule_state(datamodule: Any) -> dict[str, Any]:
+    """What was done for ``datamodule`` (prepared, set up, loaders made), kept as long as it lives.
+
+    Keyed by identity, not hash: a ``@dataclass`` datamodule is unhashable, and equal datamodules
+    are still set up once each. The entry goes when the datamodule is collected (a datamodule that
+    takes no weak reference, ``__slots__`` without ``__weakref__``, keeps its entry)."""
+    key = id(datamodule)
+    held = _DATAMODULES.get(key)
+    if held is not None and (held[0]() if isinstance(held[0], weakref.ref) else held[0]) is datamodule:
+        return held[1]
+    try:
+        ref: Any = weakref.ref(datamodule, lambda _r, k=key: _DATAMODULES.pop(k, None))
+    except TypeError:
+        ref = datamodule
+    _DATAMODULES[key] = (ref, {})
+    return _DATAMODULES[key][1]
 
 
 def _overrides(obj: Any, method: str, base_name: str) -> bool:
@@ -374,7 +392,7 @@ def datamodule_loaders(datamodule: Any, names: tuple[str, ...]) -> dict[str, Any
             f"TrainSetup(datamodule=...) is a {type(datamodule).__name__}, not a Lightning LightningDataModule "
             f"(it has no train_dataloader())."
         )
-    done = _DATAMODULES.setdefault(datamodule, {})
+    done = _datamodule_state(datamodule)
     out: dict[str, Any] = {}
     for split in names:
         method = f"{split}_dataloader"
@@ -389,7 +407,9 @@ def datamodule_loaders(datamodule: Any, names: tuple[str, ...]) -> dict[str, Any
                 if not done.get(f"_setup_{stage}"):
                     datamodule.setup(stage)
                     done[f"_setup_{stage}"] = True
-                done[split] = getattr(datamodule, method)()
+                made = getattr(datamodule, method)()
+                refuse_loader_collection(split, made, f"{type(datamodule).__name__}.{method}()")
+                done[split] = made
             except SetupError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the user's datamodule failed; one paragraph

@@ -247,6 +247,8 @@ def rng_states():
 '''
 
 LIGHTNING = r'''
+import dataclasses
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -308,6 +310,35 @@ class DigitsData(L.LightningDataModule):
 
     def train_dataloader(self):
         return DataLoader(self.train_set, batch_size=32, shuffle=True)
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, batch_size=64)
+
+
+class TwoValSets(DigitsData):
+    """Lightning's several val sets: a list of loaders, one dataloader_idx each."""
+
+    def val_dataloader(self):
+        return [DataLoader(self.val_set, batch_size=64), DataLoader(self.train_set, batch_size=64)]
+
+
+@dataclasses.dataclass
+class ConfiguredData(L.LightningDataModule):
+    """A datamodule written as a dataclass: unhashable (eq=True sets __hash__ to None)."""
+
+    batch_size: int = 32
+    setups: int = 0
+
+    def __post_init__(self):
+        super().__init__()
+
+    def setup(self, stage):
+        self.setups += 1
+        self.train_set = TensorDataset(torch.as_tensor(Xtr), torch.as_tensor(ytr))
+        self.val_set = TensorDataset(torch.as_tensor(Xv), torch.as_tensor(yv))
+
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
 
     def val_dataloader(self):
         return DataLoader(self.val_set, batch_size=64)

@@ -279,6 +279,23 @@ def manual():
 
 @pytest.mark.no_epoch1_overfit(setup="manual")
 def test_manual_optimization(): pass
+
+
+@pytest.fixture
+def two_val_sets():
+    return TrainSetup(model=lp.Classifier(), datamodule=lp.TwoValSets())
+
+
+@pytest.mark.no_epoch1_overfit(setup="two_val_sets")
+def test_two_val_sets(): pass
+
+
+def test_dataclass_datamodule(trainsanity):
+    dm = lp.ConfiguredData()
+    for _ in range(2):
+        report = trainsanity.check_epoch1_overfit(TrainSetup(model=lp.Classifier(), datamodule=dm), probes=False)
+        assert report.metrics["steps"] == 45
+    assert dm.setups == 1  # set up once, as a Trainer would, although a dataclass has no hash
 """
 
 
@@ -288,7 +305,7 @@ def test_lightning_module_and_datamodule(pipelines: pytest.Pytester) -> None:
 
     pipelines.makepyfile(lightning_pipelines=LIGHTNING, test_lightning=LIGHTNING_TESTS)
     res = run(pipelines, "--trainsanity-explain", "-W", "error::UserWarning:lightning")
-    res.assert_outcomes(passed=7, failed=1, errors=1)
+    res.assert_outcomes(passed=8, failed=1, errors=2)
     res.stdout.fnmatch_lines([
         "*test_return_forms[[]optimizer] no_epoch1_overfit passed*",
         "    Training: (x, y) batches from a DataLoader over TensorDataset (1,437 samples, batch 32, shuffled, 0 worker(s)); "
@@ -306,6 +323,11 @@ def test_lightning_module_and_datamodule(pipelines: pytest.Pytester) -> None:
     res.stdout.fnmatch_lines([
         "*ERROR at setup of test_manual_optimization*",
         "*pytest-trainsanity: Manual uses manual optimization (automatic_optimization = False)*",
+    ])
+    res.stdout.fnmatch_lines([  # was AttributeError: 'DataLoader' object has no attribute 'detach'
+        "*ERROR at setup of test_two_val_sets*",
+        "*pytest-trainsanity: TwoValSets.val_dataloader() gives 2 loaders ([[]0] DataLoader, [[]1] DataLoader), as "
+        "Lightning accepts for several val sets*pass it as TrainSetup(datamodule=dm, val=dm.val_dataloader()[[]0])*",
     ])
     assert "self.log" not in res.stdout.str()  # no Trainer, by design: its warning is not the user's problem
 

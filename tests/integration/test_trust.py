@@ -307,6 +307,10 @@ MISUSE = {
     "multi_label": ("loss_at_init", "TrainSetup(model=torch.nn.Linear(4, 3), train=(X50, (X50[:, :3] > 0).astype(np.float32)), "
                     "optimizer=lambda p: torch.optim.SGD(p, 0.1), loss=torch.nn.BCEWithLogitsLoss())",
                     "*TrainSetup(train=...) has multi-label targets: rows of 0/1 over the 3 outputs holding several 1s or none*"),
+    # a list of val loaders (Lightning's several val sets) was read as an (X, y) pair: AttributeError 'detach'
+    "val_loader_list": ("no_leakage", "TrainSetup(train=(X50, y50), val=[torch.utils.data.DataLoader(torch.utils.data.TensorDataset("
+                        "torch.from_numpy(X50), torch.from_numpy(y50)))] * 2)",
+                        "*TrainSetup(val=...) gives 2 loaders ([[]0] DataLoader, [[]1] DataLoader)*TrainSetup(val=loaders[[]0])*"),
     "groups_2d": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), groups={'train': np.zeros((50, 2)), "
                   "'val': np.zeros((50, 2))})",
                   "*TrainSetup(groups={'train': ...}) has shape (50, 2); give one group per sample, a 1-D array or list*"),

@@ -186,3 +186,27 @@ def test_keras_example_suite_every_planted_bug_named(pytester: pytest.Pytester) 
                               "*fix: lower the learning rate (try 100), add gradient clipping (the optimizer's clipnorm=1.0)*"])
     res.stdout.fnmatch_lines(["*batches_mixed FAILED: the label mix of 45 training batches from a tf.data.Dataset*scores 0.98 *"
                               "mean total-variation distance 0.89*"])
+
+
+def test_finite_training_says_when_the_step_cap_shortened_it(project: pytest.Pytester) -> None:
+    """finite_training(steps=60) under max_steps 25 passed "stayed finite for 25 steps" without saying that 35 of the
+    steps the test asks for were never run."""
+    project.makepyfile("""
+        import pytest
+
+        @pytest.mark.finite_training(steps=60)
+        def test_capped(): pass
+
+        @pytest.mark.finite_training(steps=20)
+        def test_within(): pass
+    """)
+    res = run(project, "--trainsanity-max-steps", "25", "--trainsanity-explain")
+    res.assert_outcomes(passed=2)
+    res.stdout.fnmatch_lines([
+        "*test_capped finite_training passed: steps=25, bad_step=0",
+        "    finite_training passed: loss, gradients and weights stayed finite for 25 steps (loss * -> *); "
+        "finite_training(steps=60) was capped at max_steps 25: raise max_steps (--trainsanity-max-steps N, ini "
+        "trainsanity_max_steps, or the marker's max_steps=) to test every step asked for",
+    ])
+    twenty = [line for line in res.stdout.lines if "stayed finite for 20 steps" in line]
+    assert len(twenty) == 1 and twenty[0].endswith(")"), res.stdout.str()  # no cap note when none applied

@@ -325,7 +325,9 @@ def judge_params(records: list[ParamRecord], frozen: tuple[str, ...], framework:
 # ------------------------------------------------------------------ finite training
 
 
-def judge_finite(r: FiniteRun, steps: int, framework: str = "torch") -> Verdict:
+def judge_finite(r: FiniteRun, steps: int, framework: str = "torch", capped: str | None = None) -> Verdict:
+    """``capped`` says that ``steps`` is fewer than were asked for (the run's step cap): a pass then
+    shows fewer steps finite than the test names, and says so."""
     name = "finite_training"
     metrics = {"steps": r.steps, "bad_step": r.bad_step, "lr": r.lr, "input_min": r.input_min,
                "input_max": r.input_max, "first_loss": r.first_loss}
@@ -341,6 +343,9 @@ def judge_finite(r: FiniteRun, steps: int, framework: str = "torch") -> Verdict:
                 f"(loss {f3(r.first_loss)} -> {f3(float(r.losses[-1])) if len(r.losses) else 'nan'})")
         if r.steps < steps:
             head += f" (the pipeline ran out after {r.steps} of {steps} steps)"
+        if capped:
+            head += (f"; {capped}: raise max_steps (--trainsanity-max-steps N, ini trainsanity_max_steps, or the "
+                     f"marker's max_steps=) to test every step asked for")
         return Verdict(name, True, head, metrics)
     where = (f"; the first module whose output was non-finite on a replay of that step: '{r.module}' ({r.module_kind})"
              if r.module else "; every module's output was finite on the replay: the loss or the update itself overflowed")

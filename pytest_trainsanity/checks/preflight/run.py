@@ -80,10 +80,10 @@ def _params(p: Prepared, a: Any) -> measure.Verdict:
 
 
 def _finite(p: Prepared, a: Any) -> measure.Verdict:
-    steps = _option(p, "steps", "steps_finite")
-    if p.settings.max_steps is not None:
-        steps = min(steps, p.settings.max_steps)
-    return measure.judge_finite(a.finite_run(steps), steps, a.framework)
+    asked = _option(p, "steps", "steps_finite")
+    steps = asked if p.settings.max_steps is None else min(asked, p.settings.max_steps)
+    capped = f"finite_training(steps={asked}) was capped at max_steps {steps}" if steps < asked else None
+    return measure.judge_finite(a.finite_run(steps), steps, a.framework, capped)
 
 
 def _mix(p: Prepared, a: Any) -> measure.Verdict:

@@ -8,7 +8,11 @@ model is called with the rest:
 - ``(x1, ..., xk, y)`` and ``((x1, ..., xk), y)``: ``model(x1, ..., xk)``;
 - ``(dict, y)``: ``model(**dict)`` (Keras: ``model(dict)``);
 - a flat mapping with the target under ``target_key``: ``model(**inputs)``, with
-  the target among the keywords when the model computes its own loss.
+  the target among the keywords when the model computes its own loss;
+- a mapping (flat, or the first item of ``(dict, y)``) given to a model whose
+  ``forward`` takes one argument and not the mapping's keys (a LightningModule's
+  ``forward(self, batch)``, called ``self(batch)`` in its own ``training_step``):
+  ``model(batch)``, the mapping as yielded (see ``takes_whole``).
 
 The form is detected once, from the first batch a split yields, and then
 applies to every batch of that split; nothing here copies or casts a leaf.
@@ -73,6 +77,7 @@ class BatchForm:
     kind: str
     names: tuple[str, ...]
     target_key: str | None = None
+    whole: bool = False  # a mapping batch goes to the model as one argument (``takes_whole``)
 
     # ------------------------------------------------------------ reading
 
@@ -94,6 +99,8 @@ class BatchForm:
     def call_args(self, batch: Any, with_target: bool = False) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """(args, kwargs) of the torch-style model call; ``with_target`` passes a flat mapping's
         target too, so a model that computes its own loss (Hugging Face) gets its labels."""
+        if self.whole:
+            return (batch if self.kind == FLAT else batch[0],), {}
         if self.kind == FLAT:
             return (), dict(batch.items()) if with_target else self.inputs(batch)
         if self.kind == KWARGS:
@@ -124,10 +131,11 @@ class BatchForm:
 
     def structure(self) -> str:
         fields = ", ".join(self.names)
+        whole = ", given whole to the model's forward" if self.whole else ""
         if self.kind == FLAT:
-            return f"dict batches {{{fields}}} with the target under {self.target_key!r}"
+            return f"dict batches {{{fields}}} with the target under {self.target_key!r}{whole}"
         if self.kind == KWARGS:
-            return f"(dict, y) batches with inputs {{{fields}}}"
+            return f"(dict, y) batches with inputs {{{fields}}}{whole}"
         if self.kind in (MULTI, NESTED):
             return f"{self.kind} batches with {len(self.names)} inputs ({fields})"
         return "(x, y) batches"
@@ -168,6 +176,37 @@ def detect_form(batch: Any, where: str, target_key: str | None = None, input_nam
 
 def _positional(k: int, names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(names[:k]) if len(names) >= k else tuple(f"input {i + 1}" for i in range(k))
+
+
+def takes_whole(form: BatchForm, model: Any) -> BatchForm:
+    """``form`` with ``whole`` set when the model cannot take a mapping batch's keys as keywords
+    but takes one argument: ``forward(self, batch)`` that reads ``batch["features"]`` itself.
+
+    Decided by binding the call to the forward's signature, never by calling it: keywords that bind
+    (``forward(input_ids, attention_mask, ...)``, ``**kwargs``) keep ``model(**inputs)``."""
+    import inspect
+
+    forward = getattr(model, "forward", None)
+    if form.kind not in (FLAT, KWARGS) or forward is None:
+        return form
+    try:
+        signature = inspect.signature(forward)
+    except (TypeError, ValueError):
+        return form
+    keys = form.names if form.kind == KWARGS else form.names + ((form.target_key,) if form.target_key else ())
+    try:
+        signature.bind(**{k: None for k in form.names})
+        return form
+    except TypeError:
+        pass
+    try:
+        signature.bind(None)
+    except TypeError:
+        return form
+    first = next(iter(signature.parameters.values()), None)
+    if first is None or first.default is not first.empty or any(k in signature.parameters for k in keys):
+        return form  # all optional (forward(input_ids=None, ...)) or naming a key: the keyword call's error is right
+    return BatchForm(form.kind, form.names, form.target_key, whole=True)
 
 
 def forward_names(model: Any) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ from ..checks.labels import class_ids
 from ..errors import SetupError, TrainSanityError
 from ..rng import seed_torch
 from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, finite_pass, first_line
-from .batches import describe, tree_map
+from .batches import describe, takes_whole, tree_map
 from .lightning import is_hugging_face, is_lightning
 from .splits import Split, as_numpy, named_fields
 from .torch_data import _torch, clone, clone_tree, tensor_to_numpy, to_device
@@ -111,7 +111,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             self.train_split = data["train"]
             self.arrays = self.train_split.kind == "arrays"
             self.samples = {name: split.sample(settings.eval_samples, settings.seed) for name, split in data.items()}
-            self.form = self.samples["train"].form
+            self.form = takes_whole(self.samples["train"].form, model)
             self.plateau = self._plateau(self.plan) if self.plan is not None else None
             self.batch_size = self.train_split.batch_size or setup.batch_size
             self.n_outputs = self._validate_forward()

@@ -1,7 +1,8 @@
 """The torch pre-flight probes on what users' pipelines hold (found by probing the public functions):
 a warm-up schedule stepped per batch, token-level labels padded per batch with -100, a Lightning
 training_step that skips batches (returns None) or reads batch_idx, NaN inputs, a frozen= prefix that
-names nothing, multi-label targets. Each test failed on the code before its fix."""
+names nothing, multi-label targets, a LightningModule whose forward takes the whole dict batch. Each test
+failed on the code before its fix."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from pytest_trainsanity import (  # noqa: E402
     SetupError,
     TrainSetup,
+    check_batch_independence,
     check_epoch1_overfit,
     check_finite_training,
     check_loss_at_init,
@@ -115,6 +117,50 @@ def test_lightning_training_step_that_skips_batches_or_reads_batch_idx() -> None
         check_params_update(every())
     with pytest.raises(SetupError, match=r"returned None for all 10 batch\(es\) of the pass"):
         check_epoch1_overfit(every(), probes=False)
+
+
+def test_a_lightning_forward_that_takes_the_whole_dict_batch() -> None:
+    """forward(self, batch) reading batch["features"], called self(batch) in training_step: every check was a
+    setup error ("M.forward() got an unexpected keyword argument 'features'"): the plugin called model(**batch)."""
+    L = pytest.importorskip("lightning")
+
+    class Dicts(torch.utils.data.Dataset):
+        def __init__(self, rows: slice) -> None:
+            self.X, self.y = X[rows], y[rows]
+
+        def __len__(self):
+            return len(self.X)
+
+        def __getitem__(self, i):
+            return {"features": torch.as_tensor(self.X[i]), "labels": torch.as_tensor(self.y[i])}
+
+    class Net(L.LightningModule):
+        def __init__(self, centre: bool = False) -> None:
+            super().__init__()
+            self.centre, self.net = centre, mlp()
+
+        def forward(self, batch):
+            x = batch["features"]
+            return self.net(x - x.mean(0) if self.centre else x)  # centring on the batch mixes samples
+
+        def training_step(self, batch, batch_idx):
+            return torch.nn.functional.cross_entropy(self(batch), batch["labels"])
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), 1e-2)
+
+    def setup(centre: bool = False) -> TrainSetup:
+        return TrainSetup(model=Net(centre), train=DataLoader(Dicts(slice(0, 240)), batch_size=16, shuffle=True),
+                          val=DataLoader(Dicts(slice(240, 300)), batch_size=30))
+
+    report = check_epoch1_overfit(setup(), probes=False)
+    assert report.passed and report.metrics["steps"] == 15, report.message
+    assert "dict batches {features} with the target under 'labels', given whole to the model's forward" in report.message
+    for check in (check_loss_at_init, check_overfit_one_batch, check_params_update, check_finite_training,
+                  check_batch_independence):
+        assert check(setup()).passed, check.__name__
+    mixed = check_batch_independence(setup(centre=True))  # the gradient reaches the inputs inside the dict
+    assert not mixed.passed and mixed.metrics["leak"] > 0, mixed.message
 
 
 def test_nan_inputs_are_the_named_cause_of_a_non_finite_step() -> None:

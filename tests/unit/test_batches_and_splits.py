@@ -12,7 +12,7 @@ import pytest
 
 from pytest_trainsanity import SetupError, TrainSetup
 from pytest_trainsanity.adapters.base import LabelNoise
-from pytest_trainsanity.adapters.batches import FLAT, KWARGS, MULTI, NESTED, PAIR, detect_form, tree_map
+from pytest_trainsanity.adapters.batches import FLAT, KWARGS, MULTI, NESTED, PAIR, detect_form, takes_whole, tree_map
 from pytest_trainsanity.adapters.splits import ArraySplit, EvalSample, Gather, fields_rows, open_splits, sample_indices
 from pytest_trainsanity.checks.labels import batch_tv, class_shares
 
@@ -163,3 +163,41 @@ def test_a_consumed_generator_is_an_error_not_an_empty_pass() -> None:
     with pytest.raises(SetupError, match="one-shot iterator that an earlier check already consumed"):
         check_leakage(setup)
     assert open_splits(TrainSetup(train=iter([]), val=(X, y)))["train"].one_shot
+
+
+def test_a_mapping_goes_whole_only_to_a_forward_that_cannot_take_its_keys() -> None:
+    """forward(self, batch) got model(**batch) and failed ("unexpected keyword argument 'features'"); the
+    decision binds the signature, never calls the model, and keeps keywords wherever they bind."""
+    class Whole:
+        def forward(self, batch):
+            return batch
+
+    class Keywords:
+        def forward(self, features, labels=None):
+            return features
+
+    class Open:
+        def forward(self, **inputs):
+            return inputs
+
+    class Hugging:
+        def forward(self, input_ids=None, attention_mask=None, labels=None):
+            return input_ids
+
+    class Optional:  # every parameter optional, none a key (a Hugging Face forward given other keys)
+        def forward(self, input_ids=None, attention_mask=None):
+            return input_ids
+
+    class Missing:  # names a key but needs another: the keyword call's own error is the right one
+        def forward(self, features, extra):
+            return features
+
+    flat = detect_form({"features": np.zeros((2, 3)), "labels": np.zeros(2)}, "train")
+    pair = detect_form(({"features": np.zeros((2, 3))}, np.zeros(2)), "train")
+    assert takes_whole(flat, Whole()).whole and takes_whole(pair, Whole()).whole
+    for model in (Keywords(), Open(), Hugging(), Optional(), Missing()):
+        assert not takes_whole(flat, model).whole, type(model).__name__
+    assert not takes_whole(detect_form((np.zeros((2, 3)), np.zeros(2)), "train"), Whole()).whole  # (x, y): model(x)
+    batch = {"features": np.ones((2, 3)), "labels": np.zeros(2)}
+    assert takes_whole(flat, Whole()).call_args(batch) == ((batch,), {})  # as yielded, the target included
+    assert "given whole to the model's forward" in takes_whole(flat, Whole()).structure()

@@ -156,12 +156,24 @@ class KerasAdapter(KerasPreflight, Adapter):
             )
         if isinstance(given, str):
             try:
-                return keras.losses.get(given)
+                return self._as_compiled(keras.losses.get(given), given)
             except ValueError:
                 raise SetupError(f"TrainSetup(loss={given!r}) is not a Keras loss name (e.g. 'sparse_categorical_crossentropy').") from None
         if callable(given):
-            return given
+            return self._as_compiled(given, getattr(given, "__name__", type(given).__name__))
         raise SetupError(f"TrainSetup(loss={given!r}) must be a Keras loss, a callable(y_true, y_pred) or a loss name.")
+
+    def _as_compiled(self, fn: Any, name: str) -> Any:
+        """``fn`` as ``model.compile`` holds it: a function (a name's, or the user's own) inside Keras's
+        ``LossFunctionWrapper``, which brings labels of shape (n,) and a (n, 1) head to one rank and
+        reduces over the batch. Called bare, ``binary_crossentropy`` refuses labels that ``fit`` takes."""
+        if isinstance(fn, self.keras.losses.Loss):
+            return fn
+        try:
+            from keras.src.losses.losses import LossFunctionWrapper
+        except ImportError:  # a Keras without it: the function as given
+            return fn
+        return LossFunctionWrapper(fn, name=name)
 
     def _scheduler(self, given: Any) -> Any:
         if given is None:

@@ -17,6 +17,8 @@ after; this works alike for Sequential, functional and subclassed models.
 
 from __future__ import annotations
 
+import functools
+
 import contextlib
 import itertools
 import random
@@ -161,14 +163,15 @@ class KerasPreflight(Preflight):
 
     def init_probe(self) -> InitProbe:
         tf = self.tf
-        outs, ys, total, n = [], [], 0.0, 0
+        outs, ys, total, n, calls = [], [], 0.0, 0, 0
+        summed = self.step is None and getattr(self.loss_fn, "reduction", None) == "sum"
         with tf.device(self.device):
             for batch in self.eval_batches["train"]:
                 out = predictions(self.model(self.form.keras_input(batch), training=False))
                 y = self.form.target(batch)
                 loss = self._step_loss(batch, False) if self.step is not None else tf.reduce_mean(self.loss_fn(y, out))
                 size = len(_np(y))
-                total, n = total + float(loss) * size, n + size
+                total, n, calls = total + float(loss) * (1 if summed else size), n + size, calls + 1
                 outs.append(np.asarray(out, dtype=np.float64))
                 ys.append(_np(y))
         out, y = np.concatenate(outs), np.concatenate(ys)
@@ -184,6 +187,7 @@ class KerasPreflight(Preflight):
             outputs=out, targets=targets, loss=total / max(n, 1), loss_kind=kind, loss_name=name,
             final_bias=None if bias_layer is None else np.asarray(bias_layer.bias.numpy(), dtype=np.float64).reshape(-1),
             final_layer="" if bias_layer is None else bias_layer.name, ends_in_softmax=self._softmax_end(),
+            summed=summed, per_batch=n / max(calls, 1),
         )
 
     def _loss_kind(self) -> tuple[str, str]:
@@ -192,6 +196,8 @@ class KerasPreflight(Preflight):
         if self.step is not None:
             return "unknown", "TrainSetup(step=...)"
         fn = self.loss_fn
+        if type(fn).__name__ == "LossFunctionWrapper":  # a function, wrapped as compile wraps it (KerasAdapter._loss)
+            fn = functools.partial(fn.fn, **fn._fn_kwargs) if fn._fn_kwargs else fn.fn
         cls = type(fn).__name__
         if cls in XENT:
             logits = bool(getattr(fn, "get_config", dict)().get("from_logits", False))

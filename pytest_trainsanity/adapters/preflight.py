@@ -32,6 +32,8 @@ class InitProbe:
     final_bias: np.ndarray | None  # the last layer's bias (C,), when there is one
     final_layer: str  # its name
     ends_in_softmax: str = ""  # the module/activation that turns outputs into probabilities, when one does
+    summed: bool = False  # the loss sums over a batch (reduction="sum"): ``loss`` is already per sample
+    per_batch: float = float("nan")  # mean samples (labelled positions) per loss call
 
 
 @dataclass

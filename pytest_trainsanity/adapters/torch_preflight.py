@@ -99,6 +99,7 @@ class TorchPreflight(Preflight):
         self._fresh()
         self.model.eval()
         outs, targets, losses, weights = [], [], [], []
+        summed = self.mode == "loss" and getattr(self.loss_fn, "reduction", None) == "sum"
         with torch.no_grad(), self._quiet():
             for index, batch in enumerate(self._chunks("train")):
                 pred = predictions(self._forward(batch, with_target=self.mode == "own"), torch)
@@ -116,7 +117,7 @@ class TorchPreflight(Preflight):
                     ids, pred = ids[:, 0], pred.reshape(n, -1)
                 outs.append(tensor_to_numpy(pred).astype(np.float64))
                 targets.append(tensor_to_numpy(ids).astype(np.int64))
-                losses.append(float(loss) * n)
+                losses.append(float(loss) * (1 if summed else n))
                 weights.append(n)
         if not outs:
             raise SetupError(f"{type(self.model).__name__}.training_step returned None for every train batch of the "
@@ -132,7 +133,7 @@ class TorchPreflight(Preflight):
             softmax = f"module '{leaves[-1][0]}' ({type(leaves[-1][1]).__name__})"
         bias = tensor_to_numpy(last.bias.detach()).astype(np.float64).reshape(-1) if last is not None else None
         return InitProbe(np.concatenate(outs), np.concatenate(targets), sum(losses) / max(sum(weights), 1), kind, name,
-                         bias, last_name, softmax)
+                         bias, last_name, softmax, summed, sum(weights) / len(weights))
 
     # ------------------------------------------------------------ one batch
 

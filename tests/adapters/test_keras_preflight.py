@@ -206,3 +206,27 @@ def test_pipelines_give_their_own_first_batch_and_batch_mix(digits) -> None:
         mixed = adapter.batch_mix(None)
     assert run.r2 > 0.9 and np.isnan(run.accuracy) and mixed.skipped == "regression: no class mix"
     assert init.loss_kind == "unknown" and init.targets.shape == (1437,) and init.outputs.shape == (1437, 1)
+
+
+def test_a_loss_by_name_or_function_takes_the_labels_fit_takes(digits) -> None:
+    """A (n, 1) sigmoid head with labels of shape (n,) and loss="binary_crossentropy": model.fit trains it (compile
+    wraps the function in LossFunctionWrapper, which matches the ranks); every check was a setup error ("Arguments
+    `target` and `output` must have the same rank"). Logits into that loss fail naming the mismatch."""
+    from pytest_trainsanity import check_loss_at_init
+
+    Xtr, ytr, Xv, yv = digits
+    binary, binary_v = (ytr % 2).astype(np.float32), (yv % 2).astype(np.float32)
+
+    def head(activation: Any) -> keras.Model:
+        return mlp(head=keras.layers.Dense(1, activation=activation, name="out"))
+
+    fitted = head("sigmoid")
+    fitted.compile(optimizer="adam", loss="binary_crossentropy")
+    fitted.fit(Xtr, binary, epochs=1, batch_size=64, verbose=0)  # what the user's own run does with these labels
+    report = check_loss_at_init(TrainSetup(model=head("sigmoid"), train=(Xtr, binary), val=(Xv, binary_v),
+                                           optimizer="adam", loss="binary_crossentropy"))
+    assert report.passed, report.message
+    logits = check_loss_at_init(TrainSetup(model=head(None), train=(Xtr, binary), val=(Xv, binary_v), optimizer="adam",
+                                           loss="binary_crossentropy"))
+    assert not logits.passed and logits.causes[0]["name"] == "loss reads the outputs as something else", logits.message
+    assert "pass from_logits=True to the loss" in logits.message

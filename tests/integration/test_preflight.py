@@ -210,3 +210,41 @@ def test_finite_training_says_when_the_step_cap_shortened_it(project: pytest.Pyt
     ])
     twenty = [line for line in res.stdout.lines if "stayed finite for 20 steps" in line]
     assert len(twenty) == 1 and twenty[0].endswith(")"), res.stdout.str()  # no cap note when none applied
+
+
+def test_loss_at_init_names_the_loss_that_reads_the_outputs_wrongly(project: pytest.Pytester) -> None:
+    """A softmax head into NLLLoss failed with no likely cause, 'double softmax' listed as ruled out; a
+    reduction='sum' loss failed 'off by 700 nats' on a healthy init."""
+    project.makepyfile("""
+        import dataclasses, pytest, torch
+        from helpers import digits, mlp, setup
+
+        @pytest.fixture
+        def softmax_nll():
+            s = setup(*digits(), model=torch.nn.Sequential(mlp(), torch.nn.Softmax(dim=1)))
+            return dataclasses.replace(s, loss=torch.nn.NLLLoss())
+
+        @pytest.fixture
+        def summed():
+            return dataclasses.replace(setup(*digits()), loss=torch.nn.CrossEntropyLoss(reduction="sum"))
+
+        @pytest.mark.loss_at_init(setup="softmax_nll")
+        def test_softmax_nll(): pass
+
+        @pytest.mark.loss_at_init(setup="summed")
+        def test_summed(): pass
+    """)
+    res = run(project, "--trainsanity-explain")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines([
+        "*loss_at_init FAILED: untrained loss -0.1* vs 2.30* expected*; but the outputs are probabilities fed to "
+        "NLLLoss, which reads log-probabilities",
+        "*1. loss reads the outputs as something else (evidence score 0.95): the outputs are probabilities but NLLLoss "
+        "reads log-probabilities: read as probabilities, the same outputs give 2.3* per sample vs 2.30* expected",
+        "*fix: take the log of the softmax: end the model in LogSoftmax(dim=1) instead of Softmax for NLLLoss*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*test_summed loss_at_init passed*",
+        "*Per sample: CrossEntropyLoss sums over each batch (reduction='sum'), so each batch's loss was divided by its "
+        "* samples (on average) before the comparison.",
+    ])

@@ -50,6 +50,44 @@ def test_loss_at_init_verdicts() -> None:
     assert not inf.passed and "the outputs are finite, so the loss computes it" in inf.likely[0].evidence
 
 
+def test_loss_at_init_names_a_loss_that_reads_the_outputs_as_something_else() -> None:
+    """Softmax into NLLLoss, logits into NLLLoss, logits into a loss on probabilities (Keras from_logits=False,
+    BCELoss), a summed loss, a binary head's bias: each failed with no likely cause (the real one was listed as
+    ruled out), and a binary head's message spoke of softmax and ln C."""
+    rng = np.random.default_rng(0)
+    ids = np.arange(400) % 4
+    logits = rng.normal(0, 0.2, (400, 4))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    log_probs = np.log(probs)
+
+    def judge(outputs, loss, kind, name, framework="torch", bias=None, **extra):
+        return m.judge_loss_at_init(InitProbe(outputs, ids if outputs.shape[1] > 1 else ids % 2, loss, kind, name, bias,
+                                              "head", **extra), 0.5, "classification", framework)
+
+    soft_nll = judge(probs, float(-probs[np.arange(400), ids].mean()), "log_probs", "NLLLoss")
+    assert not soft_nll.passed and soft_nll.likely[0].name == "loss reads the outputs as something else"
+    assert soft_nll.likely[0].score == 0.95 and "the outputs are probabilities but NLLLoss reads log-probabilities" in soft_nll.likely[0].evidence
+    assert "end the model in LogSoftmax(dim=1) instead of Softmax" in soft_nll.likely[0].fix
+    assert "but the outputs are probabilities fed to NLLLoss, which reads log-probabilities" in soft_nll.headline
+    raw_nll = judge(logits, float(-logits[np.arange(400), ids].mean()), "log_probs", "NLLLoss")
+    assert raw_nll.likely[0].name == "loss reads the outputs as something else" and "raw logits" in raw_nll.likely[0].evidence
+    right = judge(log_probs, float(-log_probs[np.arange(400), ids].mean()), "log_probs", "NLLLoss")
+    assert right.passed and not right.metrics["outputs_read_wrongly"]
+    keras = judge(logits, 8.4, "probs", "SparseCategoricalCrossentropy(from_logits=False)", "tensorflow")
+    assert keras.likely[0].name == "loss reads the outputs as something else"
+    assert "pass from_logits=True to the loss" in keras.likely[0].fix and "CrossEntropyLoss" not in keras.likely[0].fix
+    per_sample = m.per_sample_loss(logits, ids, "logits")
+    summed = judge(logits, per_sample * 32, "logits", "<lambda>", per_batch=32.0)  # a custom loss that sums
+    assert not summed.passed and summed.likely[0].name == "loss summed over the batch" and "32x" in summed.likely[0].evidence
+    declared = judge(logits, per_sample, "logits", "CrossEntropyLoss", summed=True, per_batch=32.0)  # reduction='sum'
+    assert declared.passed and "reduction='sum'" in declared.lines[0]
+    biased = judge(np.full((400, 1), 4.0), float(np.mean(np.logaddexp(0, 4.0) - (ids % 2) * 4.0)), "logits",
+                   "BCEWithLogitsLoss", bias=np.array([4.0]))
+    assert not biased.passed and biased.likely[0].name == "final bias away from the class prior"
+    assert "log-odds of the class-1 share by 4.000 nats" in biased.likely[0].evidence
+    assert "1 output (a binary head: the logit of class 1)" in " ".join(c.evidence for c in biased.ruled_out)
+
+
 def run(losses, acc=1.0, moved=None, conflicts=0, ratio=1e-3, layers=()) -> BatchRun:
     return BatchRun(np.asarray(losses, float), acc, float("nan"), 32, conflicts, moved or {"w": 0.1}, 1e-3, ratio, list(layers))
 

@@ -61,8 +61,69 @@ def is_probabilities(outputs: np.ndarray, end: str = "") -> bool:
                 and np.abs(outputs.sum(axis=1) - 1).max() <= SUM_TO_ONE)
 
 
+def reading(outputs: np.ndarray, end: str = "") -> str:
+    """What the outputs are: "probs" (softmax/sigmoid applied), "log_probs" (rows' logsumexp 0,
+    a log_softmax applied), "logits", or "" (one column in [0, 1] with no final sigmoid seen: either)."""
+    if not outputs.size or outputs.ndim != 2:
+        return ""
+    if is_probabilities(outputs, end):
+        return "probs"
+    if outputs.shape[1] == 1:
+        return "logits" if ((outputs < 0) | (outputs > 1)).any() else ""
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf outputs: not log-probabilities (their own cause)
+        lse = np.logaddexp.reduce(outputs, axis=1)
+    return "log_probs" if bool(np.all(np.abs(lse) <= SUM_TO_ONE)) else "logits"
+
+
+def per_sample_loss(outputs: np.ndarray, ids: np.ndarray, read_as: str) -> float:
+    """The mean cross-entropy of ``outputs`` against class ids ``ids`` when read as ``read_as``
+    ("logits", "log_probs", "probs"): what a loss that reads them so gives per sample."""
+    if not outputs.size or outputs.ndim != 2 or len(ids) != len(outputs) or read_as not in ("logits", "log_probs", "probs"):
+        return float("nan")
+    tiny = 1e-7
+    if outputs.shape[1] == 1:  # a binary head: one logit / probability of class 1
+        o, y = outputs[:, 0], (ids > 0).astype(np.float64)
+        if read_as == "logits":
+            return float(np.mean(np.logaddexp(0.0, o) - y * o))
+        if read_as == "probs":
+            q = np.clip(o, tiny, 1 - tiny)
+            return float(np.mean(-(y * np.log(q) + (1 - y) * np.log(1 - q))))
+        return float("nan")
+    ok = (ids >= 0) & (ids < outputs.shape[1])
+    o, y = outputs[ok], ids[ok]
+    if not len(y):
+        return float("nan")
+    picked = o[np.arange(len(y)), y]
+    if read_as == "logits":
+        return float(np.mean(np.logaddexp.reduce(o, axis=1) - picked))
+    if read_as == "log_probs":
+        return float(np.mean(-picked))
+    return float(np.mean(-np.log(np.clip(picked / np.maximum(o.sum(axis=1), tiny), tiny, None))))
+
+
+NAMES = {"logits": "raw logits", "log_probs": "log-probabilities", "probs": "probabilities"}
+
+
+def _mismatch_fix(fed: str, reads: str, loss_name: str, framework: str, binary: bool) -> str:
+    if reads == "log_probs" and fed == "probs":
+        return (f"take the log of the softmax: end the model in LogSoftmax(dim=1) instead of Softmax for {loss_name}, "
+                f"or drop the softmax and use CrossEntropyLoss on the raw logits")
+    if reads == "log_probs":
+        return (f"end the model in LogSoftmax(dim=1) for {loss_name}, or keep the raw logits and use CrossEntropyLoss "
+                f"(it applies log_softmax itself)")
+    squash = "sigmoid" if binary else "softmax"
+    if framework != "torch":
+        return (f"keep the raw logits and pass from_logits=True to the loss ({loss_name.split('(')[0]}(from_logits=True)), "
+                f"or end the model in activation='{squash}'")
+    return (f"keep the raw logits and use {'BCEWithLogitsLoss' if binary else 'CrossEntropyLoss'} instead of "
+            f"{loss_name}, or end the model in {squash.capitalize()}")
+
+
 def _bias_offset(bias: np.ndarray | None, ids: np.ndarray, classes: int) -> float:
     """Largest |centred final bias - centred log class prior| (nats); NaN when it does not apply."""
+    if bias is not None and classes == 1 and len(bias) == 1:  # a binary head: its bias against the prior's log-odds
+        share = float(np.clip(np.mean(ids > 0), 0.5 / max(len(ids), 1), 1 - 0.5 / max(len(ids), 1))) if len(ids) else 0.5
+        return float(abs(bias[0] - math.log(share / (1 - share))))
     if bias is None or len(bias) != classes or classes < 2:
         return float("nan")
     prior = np.bincount(ids[(ids >= 0) & (ids < classes)], minlength=classes).astype(np.float64) + 0.5
@@ -73,7 +134,7 @@ def _bias_offset(bias: np.ndarray | None, ids: np.ndarray, classes: int) -> floa
 # ------------------------------------------------------------------ loss at init
 
 
-def judge_loss_at_init(p: InitProbe, tol: float, task: str) -> Verdict:
+def judge_loss_at_init(p: InitProbe, tol: float, task: str, framework: str = "torch") -> Verdict:
     name = "loss_at_init"
     if task != "classification":
         return Verdict(name, True, "", skipped="loss_at_init applies to classification with a cross-entropy-like "
@@ -86,13 +147,38 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str) -> Verdict:
     gap = p.loss - expected
     probs = is_probabilities(outputs, p.ends_in_softmax)
     double = probs and p.loss_kind == "logits"
-    std = float(np.std(outputs - outputs.mean(axis=1, keepdims=True))) if outputs.size else float("nan")
+    fed = reading(outputs, p.ends_in_softmax)
+    # the loss reads the outputs as something they are not (softmax into NLLLoss, logits into a probability loss)
+    mismatch = p.loss_kind in ("log_probs", "probs") and fed not in ("", p.loss_kind) and bool(np.isfinite(outputs).all())
+    if classes_out == 1:  # one logit of class 1: the spread of a two-class head with logits (o, 0), centred
+        std = float(np.sqrt(np.mean(outputs ** 2)) / 2) if outputs.size else float("nan")
+    else:
+        std = float(np.std(outputs - outputs.mean(axis=1, keepdims=True))) if outputs.size else float("nan")
     offset = _bias_offset(p.final_bias, ids, classes_out)
     metrics = {"init_loss": p.loss, "expected_loss": expected, "tol": tol, "logit_std": std, "classes": classes_out,
                "bias_offset": offset, "double_softmax": double}
     finite = math.isfinite(p.loss)
-    failed = not finite or abs(gap) > tol or double  # a NaN gap compares False both ways: it must not pass
+    failed = not finite or abs(gap) > tol or double or mismatch  # a NaN gap compares False both ways: it must not pass
+    metrics["outputs_read_wrongly"] = mismatch
     causes = []
+    if p.loss_kind in ("log_probs", "probs"):
+        right = per_sample_loss(outputs, ids, fed)
+        causes.append(Cause(
+            "loss reads the outputs as something else", (0.95 if abs(right - expected) <= tol else 0.8) if mismatch else 0.0,
+            (f"the outputs are {NAMES[fed]} but {p.loss_name} reads {NAMES[p.loss_kind]}: read as {NAMES[fed]}, the "
+             f"same outputs give {f3(right)} per sample vs {f3(expected)} expected") if mismatch else
+            f"{p.loss_name} reads {NAMES[p.loss_kind]} and the outputs are {NAMES.get(fed, 'in [0, 1] (either)')}",
+            _mismatch_fix(fed, p.loss_kind, p.loss_name, framework, classes_out == 1)))
+    if not p.summed and finite and p.per_batch >= 2 and not mismatch and abs(gap) > tol:
+        own = per_sample_loss(outputs, ids, p.loss_kind if p.loss_kind in NAMES else (fed or "logits"))
+        ratio = p.loss / own if own > 0 else float("nan")
+        summing = abs(gap) > tol and abs(ratio / p.per_batch - 1) <= 0.25 and abs(own - expected) <= tol
+        causes.append(Cause(
+            "loss summed over the batch", 0.8 if summing else 0.0,
+            f"the loss is {ratio:.3g}x the per-sample cross-entropy of the same outputs ({f3(own)}), and the "
+            f"sample's batches hold {p.per_batch:.3g} samples on average" + (": it sums over the batch" if summing else ""),
+            "average over the batch (reduction='mean'); a summed loss also scales the gradient, and so the effective "
+            "learning rate, with the batch size"))
     if not finite:
         bad = int(outputs.size - np.count_nonzero(np.isfinite(outputs))) if outputs.size else 0
         causes.append(Cause(
@@ -102,16 +188,22 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str) -> Verdict:
                                       ": the outputs are finite, so the loss computes it (log(0), a NaN constant)"),
             "impute or drop NaN/Inf inputs (inputs_normalized names them), re-initialise NaN/Inf weights, or make the "
             "loss numerically stable (log_softmax, from_logits=True)"))
+    squash = "softmax" if classes_out > 1 else "sigmoid"
+    applies = "softmax" if classes_out > 1 else "a sigmoid"
+    harm = ("the loss sits near ln C whatever the model predicts, gradients shrink by about 1/C, and the model learns "
+            "slowly or not at all" if classes_out > 1 else
+            "every prediction lands in [0.5, 0.73], the loss cannot fall below 0.31, and the gradients shrink")
+    shape = f"every row >= 0 and sums to 1 within {SUM_TO_ONE:g}" if classes_out > 1 else "in [0, 1]"
     causes.append(Cause(
         "double softmax", 0.95 if double else 0.0,
-        (f"the outputs are already probabilities ({'every row >= 0 and sums to 1 within ' + format(SUM_TO_ONE, 'g') if classes_out > 1 else 'in [0, 1]'}"
-         f"{'; the model ends in ' + p.ends_in_softmax if p.ends_in_softmax else ''}) and {p.loss_name} applies "
-         f"softmax again: the loss sits near ln C whatever the model predicts, gradients shrink by about 1/C, "
-         f"and the model learns slowly or not at all") if double else
-        (f"outputs are {'probabilities' if probs else 'not probabilities'} (rows sum to 1: {probs}); loss reads "
-         f"{p.loss_kind}"),
-        f"remove the final softmax ({p.ends_in_softmax or 'the activation'}) and keep {p.loss_name} on raw logits, "
-        f"or keep the softmax and use a loss on probabilities (Keras: from_logits=False; torch: NLLLoss on log_softmax)"))
+        (f"the outputs are already probabilities ({shape}{'; the model ends in ' + p.ends_in_softmax if p.ends_in_softmax else ''}) "
+         f"and {p.loss_name} applies {applies} again: {harm}") if double else
+        (f"outputs are {'probabilities' if probs else 'not probabilities'} ("
+         + (f"rows sum to 1: {probs}" if classes_out > 1 else f"in [0, 1] behind a final sigmoid: {probs}")
+         + f"); loss reads {p.loss_kind}"),
+        f"remove the final {squash} ({p.ends_in_softmax or 'the activation'}) and keep {p.loss_name} on raw logits, "
+        f"or keep the {squash} and use a loss on probabilities (Keras: from_logits=False; torch: "
+        + ("NLLLoss on log_softmax)" if classes_out > 1 else "BCELoss)")))
     wide = std > LOGIT_STD_HIGH
     wrong_width = classes_out >= 2 and seen > 0 and classes_out != seen
     causes.append(Cause(
@@ -122,11 +214,16 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str) -> Verdict:
         "normalise the inputs (inputs_normalized)"))
     causes.append(Cause(
         "final bias away from the class prior", 0.6 if (abs(gap) > tol and offset > BIAS_OFF) else 0.0,
-        f"the bias of the final layer '{p.final_layer or '?'}' differs from the centred log class prior by up to "
-        f"{f3(offset)} nats", "initialise the last bias to log(class frequency) (or zeros for balanced classes)"))
+        (f"the bias of the final layer '{p.final_layer or '?'}' differs from the log-odds of the class-1 share by "
+         f"{f3(offset)} nats" if classes_out == 1 else
+         f"the bias of the final layer '{p.final_layer or '?'}' differs from the centred log class prior by up to "
+         f"{f3(offset)} nats"),
+        "initialise the last bias to " + ("log(p / (1 - p)) of the class-1 share p (0 for balanced labels)"
+                                          if classes_out == 1 else "log(class frequency) (or zeros for balanced classes)")))
     causes.append(Cause(
         "outputs vs classes", 0.7 if (abs(gap) > tol and wrong_width) else 0.0,
-        f"the model has {classes_out} outputs and the labels use {seen} classes" + (
+        (f"the model has 1 output (a binary head: the logit of class 1) and the labels use {seen} classes"
+         if classes_out == 1 else f"the model has {classes_out} outputs and the labels use {seen} classes") + (
             f" (a uniform start costs ln {classes_out} = {f3(math.log(max(classes_out, 1)))}, not {f3(expected)})"
             if wrong_width else ""),
         f"give the last layer one output per class ({seen})"))
@@ -139,8 +236,12 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str) -> Verdict:
             f"expected (entropy of the train labels; ln {classes} = {f3(math.log(classes))} for balanced classes), "
             f"{verdict} (tol {tol:g}), on {len(ids)} train samples in eval mode")
     if double:
-        head += "; but the outputs are already probabilities fed to a loss that applies softmax (double softmax)"
-    return Verdict(name, not failed, head, metrics, [], likely if failed else [], ruled if failed else likely + ruled)
+        head += f"; but the outputs are already probabilities fed to a loss that applies {applies} (double {squash})"
+    elif mismatch:
+        head += f"; but the outputs are {NAMES[fed]} fed to {p.loss_name}, which reads {NAMES[p.loss_kind]}"
+    lines = [f"Per sample: {p.loss_name} sums over each batch (reduction='sum'), so each batch's loss was divided "
+             f"by its {p.per_batch:.3g} samples (on average) before the comparison."] if p.summed else []
+    return Verdict(name, not failed, head, metrics, lines, likely if failed else [], ruled if failed else likely + ruled)
 
 
 # ------------------------------------------------------------------ one batch

@@ -48,7 +48,7 @@ def _option(p: Prepared, name: str, default_key: str | None = None) -> Any:
 
 
 def _loss_at_init(p: Prepared, a: Any) -> measure.Verdict:
-    return measure.judge_loss_at_init(a.init_probe(), _option(p, "tol"), p.setup.task)
+    return measure.judge_loss_at_init(a.init_probe(), _option(p, "tol"), p.setup.task, a.framework)
 
 
 def _one_batch(p: Prepared, a: Any) -> measure.Verdict:

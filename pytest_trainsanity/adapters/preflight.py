@@ -62,6 +62,8 @@ class Mixing:
     between: tuple[str, str] = ("", "")  # (last module whose output leaks, first module confined): a functional op in between
     batchnorm_train: list[str] = field(default_factory=list)  # batch-norm layers (mix only in train mode: expected)
     skipped: str = ""  # why it could not be measured (no differentiable float input, ...)
+    through: str = ""  # where the inputs were differentiated when they are token ids ("the output of embedding 'emb'")
+    module_kind: str = ""  # the class of ``module`` (MultiheadAttention, BatchNorm1d, ...)
 
 
 @dataclass

@@ -210,22 +210,37 @@ class TorchPreflight(Preflight):
         inputs = {k: v for k, v in self.form.inputs(batch).items()
                   if isinstance(v, torch.Tensor) and v.is_floating_point()}
         n = _batch_len(self.form, batch)
-        if not inputs:
-            return Mixing(n, [], 0.0, batchnorm_train=bn, skipped="no floating-point input to differentiate "
-                          "(integer token ids?)")
         if n < 2:
             return Mixing(n, [], 0.0, batchnorm_train=bn, skipped="the first batch holds one sample")
         leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
         batch = _replace_inputs(self.form, batch, leaves)
+        # integer inputs (token ids) have no gradient: an embedding's output for them is differentiated instead
+        ids = {t.data_ptr() for t in tree_leaves(self.form.inputs(batch))
+               if isinstance(t, torch.Tensor) and not t.is_floating_point() and t.ndim and t.shape[0] == n}
+        embedded: dict[str, Any] = {}
         records: list[tuple[str, Any, Any]] = []  # (module, its input, its output) in execution order
+
+        def embed(module: Any, args: Any, out: Any, name: str = "") -> Any:
+            x = args[0] if args else None
+            if (isinstance(x, torch.Tensor) and x.data_ptr() in ids and isinstance(out, torch.Tensor)
+                    and out.is_floating_point() and out.ndim and out.shape[0] == n and name not in embedded):
+                embedded[name] = out.detach().requires_grad_(True)
+                return embedded[name]
+            return None
 
         def hook(module: Any, args: Any, out: Any, name: str = "") -> None:
             x = next((a for a in args if isinstance(a, torch.Tensor) and a.requires_grad), None)
+            if isinstance(out, (tuple, list)) and out:  # MultiheadAttention: (output, weights)
+                out = out[0]
             if isinstance(out, torch.Tensor) and out.requires_grad and out.ndim and out.shape[0] == n:
                 records.append((name, x if x is not None and x.ndim and x.shape[0] == n else None, out))
 
-        handles = [m.register_forward_hook(lambda mod, a, o, name=name: hook(mod, a, o, name))
-                   for name, m in self._leaf_modules()]
+        # leaves, and MultiheadAttention, which computes with its out_proj's weights without calling it
+        watched = self._leaf_modules() + [(name, m) for name, m in self.model.named_modules()
+                                          if isinstance(m, torch.nn.MultiheadAttention)]
+        handles = [m.register_forward_hook(lambda mod, a, o, name=name: embed(mod, a, o, name))
+                   for name, m in self._leaf_modules() if isinstance(m, torch.nn.Embedding) and ids]
+        handles += [m.register_forward_hook(lambda mod, a, o, name=name: hook(mod, a, o, name)) for name, m in watched]
         probed = sorted({0, n // 2, n - 1})[:probes]
         self.model.eval()
         try:
@@ -234,6 +249,10 @@ class TorchPreflight(Preflight):
         finally:
             for h in handles:
                 h.remove()
+        leaves.update({f"{name} (embedding output)": leaf for name, leaf in embedded.items()})
+        if not leaves:
+            return Mixing(n, [], 0.0, batchnorm_train=bn, skipped="no floating-point input to differentiate, and no "
+                          "nn.Embedding takes the integer inputs (token ids) with the batch axis first")
         # one backward for every probed sample: a row outside the probed set with a nonzero gradient is
         # an input (or activation) some probed output depends on
         tensors = list(leaves.values()) + [t for _, x, y in records for t in (x, y) if t is not None]
@@ -258,7 +277,10 @@ class TorchPreflight(Preflight):
         leak = other / max(own, other, 1e-30)  # 0: independent; 1: as much from others as from itself
         flags = [(name, rows(x)[1] > 0, rows(y)[1] > 0, x, y) for name, x, y in records]
         where, between = _mixer(flags) if leak > 0 else ("", ("", ""))
-        return Mixing(n, probed, leak, where, between, bn)
+        through = ", ".join(f"'{name}'" for name in embedded)
+        kinds = {name: type(m).__name__ for name, m in watched}
+        return Mixing(n, probed, leak, where, between, bn, through=f"the output of embedding {through}" if through else "",
+                      module_kind=kinds.get(where, ""))
 
     # ------------------------------------------------------------ parameters update
 

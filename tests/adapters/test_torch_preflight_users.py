@@ -1,8 +1,8 @@
 """The torch pre-flight probes on what users' pipelines hold (found by probing the public functions):
 a warm-up schedule stepped per batch, token-level labels padded per batch with -100, a Lightning
 training_step that skips batches (returns None) or reads batch_idx, NaN inputs, a frozen= prefix that
-names nothing, multi-label targets, a LightningModule whose forward takes the whole dict batch. Each test
-failed on the code before its fix."""
+names nothing, multi-label targets, a LightningModule whose forward takes the whole dict batch, token-id models
+and attention that reads the batch as the sequence. Each test failed on the code before its fix."""
 
 from __future__ import annotations
 
@@ -187,3 +187,50 @@ def test_frozen_prefix_that_names_no_parameter_and_multi_label_targets_are_error
     for check in (check_loss_at_init, check_overfit_one_batch):
         with pytest.raises(SetupError, match=r"has multi-label targets: rows of 0/1 over the 3 outputs holding several 1s"):
             check(setup)
+
+
+def test_token_id_models_are_measured_at_the_embedding_and_seq_first_attention_is_named() -> None:
+    """Token ids have no gradient: batch_independent was skipped for every text model, so a transformer layer
+    without batch_first=True (it attends across the batch) went unseen; nn.MultiheadAttention computes with its
+    out_proj's weights without calling it, and was named 'a functional op between 'emb' and 'out''."""
+    ids = rng.integers(1, 30, (64, 10))
+    labels = rng.integers(0, 3, 64)
+
+    class Text(torch.nn.Module):
+        def __init__(self, kind: str) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.kind, self.emb, self.out = kind, torch.nn.Embedding(30, 16), torch.nn.Linear(16, 3)
+            layer = torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=kind != "seq_first")
+            self.enc = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+
+        def forward(self, x):
+            h = self.emb(x)
+            if self.kind == "batch_mean":
+                h = h - h.mean(0)  # a functional op across the batch
+            return self.out(self.enc(h).mean(1))
+
+    def check(kind: str):
+        return check_batch_independence(TrainSetup(model=Text(kind), train=(ids, labels), loss="ce",
+                                                   optimizer=lambda p: torch.optim.SGD(p, 0.1)))
+
+    clean = check("clean")
+    assert clean.passed and not clean.skipped and "token ids: measured at the output of embedding 'emb'" in clean.message
+    mean = check("batch_mean")
+    assert not mean.passed and "after the output of module 'emb'" in mean.message, mean.message
+    seq = check("seq_first")
+    assert not seq.passed and seq.causes[0]["name"] == "samples mix across the batch", seq.message
+    assert "in 'enc.layers.0.self_attn' (MultiheadAttention): built without batch_first=True" in seq.message
+    assert "build 'enc.layers.0.self_attn' with batch_first=True" in seq.message
+
+    class NoEmbedding(torch.nn.Module):  # ids read some other way: still "cannot be measured", never a pass
+        def __init__(self) -> None:
+            super().__init__()
+            self.out = torch.nn.Linear(10, 3)
+
+        def forward(self, x):
+            return self.out(x.float())
+
+    skipped = check_batch_independence(TrainSetup(model=NoEmbedding(), train=(ids, labels), loss="ce",
+                                                  optimizer=lambda p: torch.optim.SGD(p, 0.1)))
+    assert skipped.skipped.startswith("batch_independent cannot be measured: no floating-point input"), skipped.message

@@ -248,3 +248,54 @@ def test_loss_at_init_names_the_loss_that_reads_the_outputs_wrongly(project: pyt
         "*Per sample: CrossEntropyLoss sums over each batch (reduction='sum'), so each batch's loss was divided by its "
         "* samples (on average) before the comparison.",
     ])
+
+
+def test_batch_independent_measures_token_id_models(project: pytest.Pytester) -> None:
+    """Token-id models were skipped ("no floating-point input"), so attention built without batch_first=True,
+    which attends across the samples of a batch-first input, passed every pre-flight gate unseen."""
+    project.makepyfile("""
+        import numpy as np, pytest, torch
+        from pytest_trainsanity import TrainSetup
+
+        rng = np.random.default_rng(0)
+        IDS, LABELS = rng.integers(1, 30, (64, 10)), rng.integers(0, 3, 64)
+
+        class Text(torch.nn.Module):
+            def __init__(self, batch_first):
+                super().__init__()
+                torch.manual_seed(0)
+                self.emb, self.out = torch.nn.Embedding(30, 16), torch.nn.Linear(16, 3)
+                self.enc = torch.nn.TransformerEncoder(
+                    torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=batch_first), 1, enable_nested_tensor=False)
+
+            def forward(self, ids):
+                return self.out(self.enc(self.emb(ids)).mean(1))
+
+        def text(batch_first):
+            return TrainSetup(model=Text(batch_first), train=(IDS, LABELS), loss="ce",
+                              optimizer=lambda p: torch.optim.Adam(p, 1e-3))
+
+        @pytest.fixture
+        def seq_first():
+            return text(False)
+
+        @pytest.fixture
+        def batch_first():
+            return text(True)
+
+        @pytest.mark.batch_independent(setup="seq_first")
+        def test_seq_first(): pass
+
+        @pytest.mark.batch_independent(setup="batch_first")
+        def test_batch_first(): pass
+    """)
+    res = run(project, "--trainsanity-explain")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines([
+        "*batch_independent FAILED: in eval mode, the output of sample(s) 0, 16, 31 of a batch of 32 depends on other "
+        "samples' inputs (token ids: measured at the output of embedding 'emb') with a relative gradient of *",
+        "*1. samples mix across the batch (evidence score 0.95): they mix in 'enc.layers.0.self_attn' "
+        "(MultiheadAttention): built without batch_first=True*",
+        "*fix: build 'enc.layers.0.self_attn' with batch_first=True*",
+    ])
+    res.stdout.fnmatch_lines(["*test_batch_first batch_independent passed*"])

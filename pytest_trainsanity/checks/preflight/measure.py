@@ -341,11 +341,18 @@ def judge_mixing(m: Mixing) -> Verdict:
         return Verdict(name, True, "", metrics, skipped=f"batch_independent cannot be measured: {m.skipped}")
     passed = m.leak <= LEAK
     head = (f"batch_independent {'passed' if passed else 'FAILED'}: in eval mode, the output of sample(s) "
-            f"{', '.join(map(str, m.probed))} of a batch of {m.batch_size} depends on other samples' inputs with a "
-            f"relative gradient of {m.leak:.3g} (0: independent, 1: as much from other samples as from its own; limit {LEAK:g}){bn}")
+            f"{', '.join(map(str, m.probed))} of a batch of {m.batch_size} depends on other samples' inputs"
+            + (f" (token ids: measured at {m.through})" if m.through else "")
+            + f" with a relative gradient of {m.leak:.3g} (0: independent, 1: as much from other samples as from its "
+            f"own; limit {LEAK:g}){bn}")
     if passed:
         return Verdict(name, True, head, metrics)
-    if m.module:
+    if m.module and m.module_kind == "MultiheadAttention":
+        where = (f"in '{m.module}' (MultiheadAttention): built without batch_first=True it reads its input as "
+                 f"(sequence, batch, feature), so a batch-first input makes it attend across the samples")
+        fix = (f"build '{m.module}' with batch_first=True (nn.TransformerEncoderLayer(..., batch_first=True) for "
+               f"its attention), or transpose its input to (sequence, batch, feature) and back")
+    elif m.module:
         where = f"in '{m.module}': its output for one sample depends on other samples' inputs"
         fix = (f"make '{m.module}' per-sample: reduce over the feature axes, never axis 0 (LayerNorm / "
                f"LayerNormalization instead of a batch statistic)")

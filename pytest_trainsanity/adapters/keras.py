@@ -459,9 +459,10 @@ class KerasAdapter(KerasPreflight, Adapter):
         try:
             with self.tf.device(self.device):
                 trace = self._train(epochs, max_steps, start, detail, noise)
-                if not finite_pass(trace):  # only then: the diagnosis names the variables
+                # the weights after every pass: a finite loss can hide NaN weights (relu(NaN) is 0 on CPU)
+                trace.bad_weights_end = self._bad_weights()
+                if trace.bad_weights_end or not finite_pass(trace):  # only then: where they were NaN/Inf already
                     trace.bad_weights_start = self._bad_weights(self._snapshot["model"])
-                    trace.bad_weights_end = self._bad_weights()
                 return trace
         finally:
             if saved is not None:

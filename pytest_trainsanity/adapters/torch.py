@@ -528,9 +528,10 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         if lr_scale != 1.0:
             self._scale_lr(lr_scale)
         trace = self._train(epochs, max_steps, start, detail, noise)
-        if not finite_pass(trace):  # only then: the diagnosis names the tensors (no cost on a healthy pass)
+        # the weights after every pass (one device sync): a finite loss can hide NaN weights a layer zeroes out
+        trace.bad_weights_end = self._bad_weights(self._named_state())
+        if trace.bad_weights_end or not finite_pass(trace):  # only then: where they were NaN/Inf already
             trace.bad_weights_start = self._bad_weights(self._snapshot["tensors"].items())
-            trace.bad_weights_end = self._bad_weights(self._named_state())
         return trace
 
     def _bad_weights(self, named: Any) -> tuple[str, ...]:

@@ -208,3 +208,22 @@ def test_an_unbuilt_optimizer_stays_unbuilt_and_an_unseeded_pipeline_is_named(di
                                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)), probes=False)
     assert not opt.built and len(opt.variables) == variables
     assert "the tf.data pipeline yields other batches on every pass (a shuffle that reshuffles each iteration" in report.message
+
+
+def test_nan_weights_behind_a_finite_loss_fail_never_pass() -> None:
+    """One NaN input outside the eval sample: relu(NaN) is 0 in TensorFlow on CPU, so every loss stayed finite
+    while the first kernel turned NaN, and no_epoch1_overfit / lr_spike_explained passed ("gap 0.007")."""
+    from pytest_trainsanity import TrainSetup, check_epoch1_overfit, check_lr_spikes
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(600, 8).astype("float32")
+    y = (X[:, 0] + X[:, 1] > 0).astype("int64")
+    X[550, 3] = np.nan  # outside the first 200 rows the eval sample holds
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    setup = TrainSetup(model=model, train=(X, y), val=(X[:100] + 0.5, y[:100]), optimizer=keras.optimizers.Adam(1e-3),
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for report in (check_epoch1_overfit(setup, eval_samples=200, probes=False), check_lr_spikes(setup, epochs=2, eval_samples=200)):
+        assert not report.passed, report.message
+        assert "training went non-finite: the weights hold NaN/Inf after" in report.message
+        assert "sequential" in report.message and "dense/kernel" in report.message

@@ -216,7 +216,7 @@ class KerasPreflight(Preflight):
         return v.path[len(prefix):] if v.path.startswith(prefix) else v.path
 
     def _softmax_end(self) -> str:
-        """The name of the layer that produces the model's output when it applies a softmax."""
+        """The name of the layer that produces the model's output when it applies a softmax (or a sigmoid)."""
         layer: Any = self.model
         for _ in range(32):  # descend into nested models that produce the output
             try:
@@ -234,7 +234,8 @@ class KerasPreflight(Preflight):
         act = getattr(getattr(layer, "activation", None), "__name__", "")
         if type(layer).__name__ == "Softmax":
             return f"layer '{layer.name}' (Softmax)"
-        return f"layer '{layer.name}' (activation='softmax')" if act == "softmax" else ""
+        # a softmax, or a sigmoid on a binary head (Activation("sigmoid") and Dense(activation="sigmoid") alike)
+        return f"layer '{layer.name}' (activation='{act}')" if act in ("softmax", "sigmoid") else ""
 
     # ------------------------------------------------------------ 2. one batch
 

@@ -230,3 +230,17 @@ def test_a_loss_by_name_or_function_takes_the_labels_fit_takes(digits) -> None:
                                            loss="binary_crossentropy"))
     assert not logits.passed and logits.causes[0]["name"] == "loss reads the outputs as something else", logits.message
     assert "pass from_logits=True to the loss" in logits.message
+
+
+def test_a_sigmoid_head_into_a_logits_loss_is_a_double_sigmoid(digits) -> None:
+    """Dense(1, activation="sigmoid") with BinaryCrossentropy(from_logits=True) passed loss_at_init: only a final
+    softmax was recognised as a squashing end ("in [0, 1] behind a final sigmoid: False")."""
+    from pytest_trainsanity import check_loss_at_init
+
+    Xtr, ytr, Xv, yv = digits
+    binary = (ytr % 2).astype(np.float32)
+    model = mlp(head=keras.layers.Dense(1, activation="sigmoid", name="out"))
+    report = check_loss_at_init(TrainSetup(model=model, train=(Xtr, binary), val=(Xv, (yv % 2).astype(np.float32)),
+                                           optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True)))
+    assert not report.passed and report.causes[0]["name"] == "double softmax", report.message
+    assert "the model ends in layer 'out' (activation='sigmoid')" in report.message and "(double sigmoid)" in report.message

@@ -120,6 +120,14 @@ class KerasSplit(Split):
         return n if n >= 0 else None
 
     def blocks(self) -> Iterator[Block]:
+        """The whole split, for the model-free checks; a dataset that repeats forever is refused, not read."""
+        if self.kind == "tf.data" and int(self.dataset.cardinality()) == -1:  # tf.data.INFINITE_CARDINALITY
+            raise SetupError(
+                f"{self.where} is a tf.data.Dataset that repeats forever (its cardinality is INFINITE: .repeat() "
+                f"with no count). This check compares every sample of the split, so it would read without end and "
+                f"without bound in memory. Give the check the dataset before .repeat() (build the pipeline with a "
+                f"repeat=False switch for the tests), or a finite part of it: ds.take(n_batches)."
+            )
         for batch in self._ordered():
             form = self.form(batch)
             target = as_numpy(form.target(batch), self.where)

@@ -407,3 +407,30 @@ def test_integer_ids_summary_line_has_numbers(project: pytest.Pytester) -> None:
     res = run(project)
     res.assert_outcomes(passed=1)
     res.stdout.fnmatch_lines(["*inputs_normalized passed: integer_ids=True, skipped_fields=1*"])
+
+
+def test_a_tf_data_pipeline_that_repeats_forever_is_refused_not_read(keras_project: pytest.Pytester) -> None:
+    """ds.shuffle(...).repeat().batch(32), the form model.fit(steps_per_epoch=...) takes: no_leakage and
+    inputs_normalized read it without end (over 3 GB in 10 minutes, never returning)."""
+    keras_project.makepyfile("""
+        import numpy as np, pytest, tensorflow as tf
+        from pytest_trainsanity import TrainSetup
+
+        @pytest.fixture
+        def repeated():
+            rng = np.random.RandomState(0)
+            X, y = rng.randn(200, 8).astype("float32"), rng.randint(0, 2, 200)
+            train = tf.data.Dataset.from_tensor_slices((X, y)).shuffle(200, seed=0).repeat().batch(32)
+            return TrainSetup(train=train, val=tf.data.Dataset.from_tensor_slices((X[:50] + 1, y[:50])).batch(32))
+
+        @pytest.mark.no_leakage(setup="repeated")
+        def test_leakage(): pass
+
+        @pytest.mark.inputs_normalized(setup="repeated")
+        def test_normalized(): pass
+    """)
+    res = run(keras_project)
+    out = res.stdout.str()
+    assert res.parseoutcomes().get("passed", 0) == 0, out
+    assert out.count("TrainSetup(train=...) is a tf.data.Dataset that repeats forever (its cardinality is INFINITE") == 2, out
+    assert "Traceback (most recent call last)" not in out and "pytest_trainsanity/" not in out

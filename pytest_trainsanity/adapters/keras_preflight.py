@@ -357,7 +357,12 @@ class KerasPreflight(Preflight):
         tf, frozen = self.tf, tuple(frozen)
         with tf.device(self.device):
             _, _, batch = self._first()
-            weights = list(self.model.weights)
+            # variables a layer creates non-trainable are its state (BatchNormalization's moving mean and
+            # variance, which it updates itself in training), as torch's buffers are: not parameters to judge.
+            # A layer frozen with trainable=False keeps its weights among its own trainable variables.
+            state = {id(v) for layer in self.model._flatten_layers()
+                     for v in getattr(layer, "_non_trainable_variables", ())}
+            weights = [v for v in self.model.weights if id(v) not in state]
             trainable = {id(v) for v in self.model.trainable_weights}
             in_opt = {id(v) for v in self.params}
             targets = [*self.params, *(v for v in weights if id(v) in trainable and id(v) not in in_opt)]

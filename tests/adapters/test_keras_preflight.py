@@ -244,3 +244,19 @@ def test_a_sigmoid_head_into_a_logits_loss_is_a_double_sigmoid(digits) -> None:
                                            optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True)))
     assert not report.passed and report.causes[0]["name"] == "double softmax", report.message
     assert "the model ends in layer 'out' (activation='sigmoid')" in report.message and "(double sigmoid)" in report.message
+
+
+def test_batch_norm_moving_statistics_are_state_not_frozen_parameters(digits) -> None:
+    """Every model with BatchNormalization failed params_update: moving_mean and moving_variance (non-trainable,
+    updated by the layer itself in training) were 'changed while frozen'. A layer frozen by the user still counts."""
+    from pytest_trainsanity import check_params_update
+
+    Xtr, ytr, Xv, yv = digits
+    report = check_params_update(TrainSetup(model=mlp(keras.layers.BatchNormalization(name="bn")), train=(Xtr, ytr),
+                                            val=(Xv, yv), optimizer="adam", loss=LOGITS))
+    assert report.passed, report.message
+    assert "moving_mean" not in report.message
+    model = mlp(keras.layers.BatchNormalization(name="bn"))
+    model.get_layer("hidden").trainable = False
+    frozen = check_params_update(TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer="adam", loss=LOGITS))
+    assert frozen.passed and "2 of 2 frozen stayed bit-identical" in frozen.message, frozen.message

@@ -17,9 +17,8 @@ after; this works alike for Sequential, functional and subclassed models.
 
 from __future__ import annotations
 
-import functools
-
 import contextlib
+import functools
 import itertools
 import random
 import warnings

@@ -236,10 +236,11 @@ class TorchPreflight(Preflight):
                 records.append((name, x if x is not None and x.ndim and x.shape[0] == n else None, out))
 
         # leaves, and MultiheadAttention, which computes with its out_proj's weights without calling it
-        watched = self._leaf_modules() + [(name, m) for name, m in self.model.named_modules()
-                                          if isinstance(m, torch.nn.MultiheadAttention)]
+        leaf_modules = self._leaf_modules()
+        watched = leaf_modules + [(name, m) for name, m in self.model.named_modules()
+                                  if isinstance(m, torch.nn.MultiheadAttention)]
         handles = [m.register_forward_hook(lambda mod, a, o, name=name: embed(mod, a, o, name))
-                   for name, m in self._leaf_modules() if isinstance(m, torch.nn.Embedding) and ids]
+                   for name, m in leaf_modules if isinstance(m, torch.nn.Embedding) and ids]
         handles += [m.register_forward_hook(lambda mod, a, o, name=name: hook(mod, a, o, name)) for name, m in watched]
         probed = sorted({0, n // 2, n - 1})[:probes]
         self.model.eval()

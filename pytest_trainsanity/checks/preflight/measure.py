@@ -172,7 +172,7 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str, framework: str = "to
     if not p.summed and finite and p.per_batch >= 2 and not mismatch and abs(gap) > tol:
         own = per_sample_loss(outputs, ids, p.loss_kind if p.loss_kind in NAMES else (fed or "logits"))
         ratio = p.loss / own if own > 0 else float("nan")
-        summing = abs(gap) > tol and abs(ratio / p.per_batch - 1) <= 0.25 and abs(own - expected) <= tol
+        summing = abs(ratio / p.per_batch - 1) <= 0.25 and abs(own - expected) <= tol
         causes.append(Cause(
             "loss summed over the batch", 0.8 if summing else 0.0,
             f"the loss is {ratio:.3g}x the per-sample cross-entropy of the same outputs ({f3(own)}), and the "
@@ -189,7 +189,7 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str, framework: str = "to
             "impute or drop NaN/Inf inputs (inputs_normalized names them), re-initialise NaN/Inf weights, or make the "
             "loss numerically stable (log_softmax, from_logits=True)"))
     squash = "softmax" if classes_out > 1 else "sigmoid"
-    applies = "softmax" if classes_out > 1 else "a sigmoid"
+    applies = squash if classes_out > 1 else f"a {squash}"
     harm = ("the loss sits near ln C whatever the model predicts, gradients shrink by about 1/C, and the model learns "
             "slowly or not at all" if classes_out > 1 else
             "every prediction lands in [0.5, 0.73], the loss cannot fall below 0.31, and the gradients shrink")

@@ -21,7 +21,7 @@ applies to every batch of that split; nothing here copies or casts a leaf.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from ..errors import SetupError
@@ -78,14 +78,24 @@ class BatchForm:
     names: tuple[str, ...]
     target_key: str | None = None
     whole: bool = False  # a mapping batch goes to the model as one argument (``takes_whole``)
+    weighted: bool = False  # Keras's (x, y, sample_weight): the last item weighs each sample's loss
 
     # ------------------------------------------------------------ reading
 
+    def _core(self, batch: Any) -> Any:
+        """The batch without its sample weights."""
+        return batch[:-1] if self.weighted else batch
+
+    def weights(self, batch: Any) -> Any:
+        """The per-sample loss weights (Keras's third item), or None."""
+        return batch[-1] if self.weighted else None
+
     def target(self, batch: Any) -> Any:
-        return batch[self.target_key] if self.kind == FLAT else batch[-1]
+        return batch[self.target_key] if self.kind == FLAT else self._core(batch)[-1]
 
     def inputs(self, batch: Any) -> dict[str, Any]:
-        """Every input field by name (the target excluded), as yielded."""
+        """Every input field by name (the target and sample weights excluded), as yielded."""
+        batch = self._core(batch)
         if self.kind == FLAT:
             return {k: v for k, v in batch.items() if k != self.target_key}
         if self.kind == KWARGS:
@@ -99,6 +109,7 @@ class BatchForm:
     def call_args(self, batch: Any, with_target: bool = False) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """(args, kwargs) of the torch-style model call; ``with_target`` passes a flat mapping's
         target too, so a model that computes its own loss (Hugging Face) gets its labels."""
+        batch = self._core(batch)
         if self.whole:
             return (batch if self.kind == FLAT else batch[0],), {}
         if self.kind == FLAT:
@@ -113,6 +124,7 @@ class BatchForm:
 
     def keras_input(self, batch: Any) -> Any:
         """The one argument a Keras model is called with: a tensor, a list of tensors or a dict."""
+        batch = self._core(batch)
         if self.kind == FLAT:
             return self.inputs(batch)
         if self.kind == KWARGS:
@@ -127,11 +139,15 @@ class BatchForm:
         """The same batch with another target (the random-label probe), in the same containers."""
         if self.kind == FLAT:
             return _rebuild(batch, {k: (target if k == self.target_key else v) for k, v in batch.items()})
+        if self.weighted:
+            return _rebuild(batch, [*batch[:-2], target, batch[-1]])
         return _rebuild(batch, [*batch[:-1], target])
 
     def structure(self) -> str:
         fields = ", ".join(self.names)
         whole = ", given whole to the model's forward" if self.whole else ""
+        if self.weighted:
+            return f"{BatchForm(self.kind, self.names, self.target_key, self.whole).structure()} with sample weights"
         if self.kind == FLAT:
             return f"dict batches {{{fields}}} with the target under {self.target_key!r}{whole}"
         if self.kind == KWARGS:
@@ -141,10 +157,17 @@ class BatchForm:
         return "(x, y) batches"
 
 
-def detect_form(batch: Any, where: str, target_key: str | None = None, input_names: tuple[str, ...] = ()) -> BatchForm:
+def detect_form(batch: Any, where: str, target_key: str | None = None, input_names: tuple[str, ...] = (),
+                keras_inputs: int | None = None) -> BatchForm:
     """The form of ``batch`` (the first one ``where`` yielded); one clear error when it has none.
 
-    ``input_names`` name positional inputs (e.g. the parameters of the model's ``forward``)."""
+    ``input_names`` name positional inputs (e.g. the parameters of the model's ``forward``).
+    ``keras_inputs``: for a Keras model, how many inputs it takes (0: not known). A 3-tuple is then
+    Keras's ``(x, y, sample_weight)``, as ``model.fit`` reads it, unless the model takes exactly two
+    inputs and the first item is one tensor (SPEC's ``(x1, x2, y)``)."""
+    if (keras_inputs is not None and isinstance(batch, (tuple, list)) and len(batch) == 3
+            and (isinstance(batch[0], (tuple, list, Mapping)) or keras_inputs != 2)):
+        return replace(detect_form(tuple(batch[:2]), where, target_key, input_names), weighted=True)
     if isinstance(batch, Mapping):
         keys = [str(k) for k in batch.keys()]
         key = target_key if target_key is not None else next((k for k in TARGET_KEYS if k in batch), None)

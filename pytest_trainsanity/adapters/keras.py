@@ -215,7 +215,7 @@ class KerasAdapter(KerasPreflight, Adapter):
             if self.step is not None:
                 self._step_loss(batch, training=False)
             else:
-                self.loss_fn(y, out)
+                self._batch_loss(batch, out)
         except SetupError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -357,13 +357,14 @@ class KerasAdapter(KerasPreflight, Adapter):
         if self._predict_fn is None:
             self._predict_fn = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
         outs, ys, loss_sum, n = [], [], 0.0, 0
+        form = self.samples[name].form  # the split's own: val may come without train's sample weights
         for batch in self.eval_batches[name]:
             if noise is not None:
                 batch = self._relabel(batch, noise)
-            out = predictions(self._predict_fn(self.form.keras_input(batch)))
-            y = self.form.target(batch)
+            out = predictions(self._predict_fn(form.keras_input(batch)))
+            y = form.target(batch)
             size = int(np.asarray(y).shape[0])
-            loss = self._step_loss(batch, False) if self.step is not None else tf.reduce_mean(self.loss_fn(y, out))
+            loss = self._step_loss(batch, False) if self.step is not None else self._batch_loss(batch, out, form)
             loss_sum += float(loss) * size
             n += size
             outs.append(np.asarray(out))
@@ -401,8 +402,7 @@ class KerasAdapter(KerasPreflight, Adapter):
             if self.step is not None:
                 loss = self._step_loss(batch, True)
             else:
-                out = predictions(model(self.form.keras_input(batch), training=True))
-                loss = tf.reduce_mean(self.loss_fn(self.form.target(batch), out))
+                loss = self._batch_loss(batch, predictions(model(self.form.keras_input(batch), training=True)))
             if model.losses:
                 loss += tf.add_n(model.losses)
         grads = tape.gradient(loss, params)

@@ -43,8 +43,10 @@ def _is_batched(spec: Any) -> bool:
 class KerasSplit(Split):
     """A tf.data.Dataset (batched or not) or a keras PyDataset."""
 
-    def __init__(self, name: str, source: Any, target_key: str | None, input_names: tuple[str, ...], batch_size: int) -> None:
+    def __init__(self, name: str, source: Any, target_key: str | None, input_names: tuple[str, ...], batch_size: int,
+                 model_inputs: int = 0) -> None:
         super().__init__(name, source, target_key, input_names)
+        self.model_inputs = model_inputs
         tf, keras = _tf()
         self.tf = tf
         if isinstance(source, tf.data.Dataset):
@@ -81,7 +83,7 @@ class KerasSplit(Split):
         if self._form is None:
             if batch is None:
                 batch = next(iter(self._ordered()))
-            self._form = detect_form(batch, self.where, self.target_key, self.input_names)
+            self._form = detect_form(batch, self.where, self.target_key, self.input_names, keras_inputs=self.model_inputs)
         return self._form
 
     def _guard(self, it: Iterator[Any]) -> Iterator[Any]:
@@ -170,5 +172,6 @@ def _numpy_tree(batch: Any) -> Any:
     return tree_map(lambda v: np.asarray(v.numpy()) if hasattr(v, "numpy") else np.asarray(v), batch)
 
 
-def open_keras_split(name: str, source: Any, target_key: str | None, input_names: tuple[str, ...], batch_size: int) -> Split:
-    return KerasSplit(name, source, target_key, input_names, batch_size)
+def open_keras_split(name: str, source: Any, target_key: str | None, input_names: tuple[str, ...], batch_size: int,
+                     model_inputs: int = 0) -> Split:
+    return KerasSplit(name, source, target_key, input_names, batch_size, model_inputs)

@@ -93,14 +93,26 @@ class KerasPreflight(Preflight):
         kind, item = next(self._walk(self._reset(), 1))
         return kind, item, self._batch_of(kind, item)
 
+    def _batch_loss(self, batch: Any, out: Any, form: Any = None) -> Any:
+        """The batch's mean loss as ``model.fit`` computes it: Keras's ``(x, y, sample_weight)`` weighs
+        each sample's loss (summed and divided by the batch size, as a Keras loss reduces). ``form``:
+        the batch's split's, when not train's."""
+        form = form or self.form
+        y, w = form.target(batch), form.weights(batch)
+        if w is None:
+            return self.tf.reduce_mean(self.loss_fn(y, out))
+        if isinstance(self.loss_fn, self.keras.losses.Loss):
+            return self.tf.reduce_mean(self.loss_fn(y, out, sample_weight=w))
+        values = self.loss_fn(y, out)  # a bare function (a Keras without LossFunctionWrapper)
+        return self.tf.reduce_mean(values * self.tf.cast(w, values.dtype))
+
     def _train_loss(self, batch: Any, training: bool) -> Any:
         """The training loss exactly as the adapter's step computes it (model losses included)."""
         tf = self.tf
         if self.step is not None:
             loss = self._step_loss(batch, training)
         else:
-            out = predictions(self.model(self.form.keras_input(batch), training=training))
-            loss = tf.reduce_mean(self.loss_fn(self.form.target(batch), out))
+            loss = self._batch_loss(batch, predictions(self.model(self.form.keras_input(batch), training=training)))
         if self.model.losses:
             loss += tf.add_n(self.model.losses)
         return loss

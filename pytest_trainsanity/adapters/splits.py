@@ -497,8 +497,10 @@ def is_stream(split: Any) -> bool:
     return hasattr(split, "__next__") and framework_of(split) is None
 
 
-def open_split(name: str, source: Any, setup: Any = None, input_names: tuple[str, ...] = ()) -> Split:
-    """The ``Split`` reading ``source``; errors name the split and the supported forms."""
+def open_split(name: str, source: Any, setup: Any = None, input_names: tuple[str, ...] = (), model_inputs: int = 0) -> Split:
+    """The ``Split`` reading ``source``; errors name the split and the supported forms. ``model_inputs``:
+    how many inputs a Keras model takes (0: not known), which tells Keras's ``(x, y, sample_weight)``
+    from SPEC's ``(x1, x2, y)`` in a tf.data or PyDataset batch."""
     target_key = getattr(setup, "target_key", None)
     batch_size = getattr(setup, "batch_size", 32)
     from .tables import TableSplit, is_table  # numpy only; pyarrow loads when a table arrives
@@ -518,7 +520,7 @@ def open_split(name: str, source: Any, setup: Any = None, input_names: tuple[str
     if fw == "tensorflow" and not hasattr(source, "shape"):
         from .keras_data import open_keras_split
 
-        return open_keras_split(name, source, target_key, input_names, batch_size)
+        return open_keras_split(name, source, target_key, input_names, batch_size, model_inputs)
     if is_stream(source):
         return IteratorSplit(name, source, target_key, input_names)
     if fw in ("torch", "tensorflow"):
@@ -559,8 +561,19 @@ def open_splits(setup: Any, names: tuple[str, ...] = ("train", "val", "test")) -
             given[key] = loader
     from .batches import forward_names
 
-    input_names = forward_names(setup.model) if getattr(setup, "model", None) is not None else ()
-    return {n: open_split(n, given[n], setup, input_names) for n in ("train", "val", "test") if n in names and n in given}
+    model = getattr(setup, "model", None)
+    input_names = forward_names(model) if model is not None else ()
+    return {n: open_split(n, given[n], setup, input_names, _keras_inputs(model))
+            for n in ("train", "val", "test") if n in names and n in given}
+
+
+def _keras_inputs(model: Any) -> int:
+    """How many inputs a built functional or Sequential Keras model takes; 0 when not known (a
+    subclassed or unbuilt model, or no Keras model)."""
+    try:
+        return len(model.inputs) if model is not None and framework_of(model) == "tensorflow" else 0
+    except (AttributeError, TypeError, ValueError):
+        return 0
 
 
 def mask_field(fields: Mapping[str, np.ndarray]) -> str | None:

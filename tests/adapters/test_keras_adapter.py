@@ -228,3 +228,30 @@ def test_nan_weights_behind_a_finite_loss_fail_never_pass() -> None:
         assert not report.passed, report.message
         assert "training went non-finite: the weights hold NaN/Inf after" in report.message
         assert re.search(r"the weights hold NaN/Inf after \d+ step\(s\) \(sequential(_\d+)?/dense(_\d+)?/kernel", report.message)
+
+
+def test_sample_weight_triples_weigh_the_loss_as_fit_does(digits) -> None:
+    """Keras's (x, y, sample_weight) from tf.data: read as SPEC's (x1, x2, y), the weights were the labels
+    (overfits_one_batch passed on them) and no_epoch1_overfit raised a raw ValueError."""
+    from pytest_trainsanity import check_overfit_one_batch
+
+    Xtr, ytr, Xv, yv = digits
+    val = tf.data.Dataset.from_tensor_slices((Xv, yv)).batch(64)  # fit's validation_data may come unweighted
+
+    def run(train: tf.data.Dataset, check, **kw):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
+        return check(TrainSetup(model=model, train=train.batch(32), val=val, optimizer=keras.optimizers.Adam(1e-3),
+                                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)), **kw)
+
+    ones, zeros = np.ones(len(ytr), "float32"), np.zeros(len(ytr), "float32")
+    pair = run(tf.data.Dataset.from_tensor_slices((Xtr, ytr)), check_epoch1_overfit, probes=False)
+    weighted = run(tf.data.Dataset.from_tensor_slices((Xtr, ytr, ones)), check_epoch1_overfit, probes=False)
+    assert pair.metrics["train_metric"] > 0.4  # chance is 0.1
+    assert weighted.metrics["train_metric"] == pytest.approx(pair.metrics["train_metric"], abs=1e-6)
+    assert weighted.metrics["val_metric"] == pytest.approx(pair.metrics["val_metric"], abs=1e-6)
+    assert "(x, y) batches with sample weights from a tf.data.Dataset" in weighted.message
+    # every weight 0: the loss is 0 and nothing learns, as in model.fit
+    stuck = run(tf.data.Dataset.from_tensor_slices((Xtr, ytr, zeros)), check_overfit_one_batch, steps=100)
+    assert not stuck.passed and stuck.metrics["one_batch_score"] < 0.5 and stuck.metrics["last_loss"] == 0.0, stuck.message
+    assert run(tf.data.Dataset.from_tensor_slices((Xtr, ytr, ones)), check_overfit_one_batch, steps=100).passed

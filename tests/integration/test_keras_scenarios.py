@@ -169,6 +169,21 @@ def pydataset_pairs():
                       optimizer=keras.optimizers.Adam(1e-3), loss=LOSS)
 
 
+@pytest.fixture
+def weighted():  # Keras's (x, y, sample_weight), as model.fit takes it; val unweighted
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
+    w = np.where(ytr == 0, 2.0, 1.0).astype("float32")
+    return TrainSetup(model=model, train=tf.data.Dataset.from_tensor_slices((Xtr, ytr, w)).batch(32),
+                      val=tf.data.Dataset.from_tensor_slices((Xv, yv)).batch(100), optimizer=keras.optimizers.Adam(1e-3), loss=LOSS)
+
+
+@pytest.mark.no_epoch1_overfit(setup="weighted", probes=False)
+@pytest.mark.no_leakage(setup="weighted")
+def test_weighted(trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["val_metric"] > 0.5  # chance 0.1: the real labels were read
+
+
 @pytest.mark.no_epoch1_overfit(setup="tfdata_dicts", max_steps=30, probes=False)
 def test_tfdata_dicts(trainsanity_report):
     assert trainsanity_report["no_epoch1_overfit"].metrics["steps"] == 30
@@ -187,7 +202,12 @@ def test_pydataset(): pass
 def test_keras_streams_dict_and_tuple_inputs(keras_project: pytest.Pytester) -> None:
     keras_project.makepyfile(test_keras_pipelines=KERAS_PIPELINES)
     res = run(keras_project, "--trainsanity-explain")
-    res.assert_outcomes(passed=1, failed=2)
+    res.assert_outcomes(passed=2, failed=2)
+    res.stdout.fnmatch_lines([
+        "*test_weighted no_epoch1_overfit passed*",
+        "    Training: (x, y) batches with sample weights from a tf.data.Dataset (its own batches).",
+        "*test_weighted no_leakage passed*",
+    ])
     res.stdout.fnmatch_lines([
         "*test_tfdata_dicts no_epoch1_overfit passed*",
         "    Training: (dict, y) batches with inputs {x_num, x_cat} from a tf.data.Dataset (its own batches); the tf.data "

@@ -42,6 +42,21 @@ def test_every_batch_form_is_read_and_rebuilt(batch, kind, names, args, kwargs) 
     assert form.target(batch) is y  # the user's batch is not written to
 
 
+def test_keras_reads_a_triple_as_x_y_sample_weight_unless_the_model_takes_two_inputs() -> None:
+    w = np.linspace(0.5, 1.5, 10)
+    for batch in ((X, y, w), ((X, X2), y, w), ({"a": X}, y, w)):
+        form = detect_form(batch, "w", keras_inputs=0)  # a Keras model, input count unknown: as model.fit reads it
+        assert form.weighted and form.target(batch) is y and form.weights(batch) is w
+        assert not any(v is w or v is y for v in form.inputs(batch).values())
+        relabelled = form.with_target(batch, y + 1)
+        assert np.array_equal(form.target(relabelled), y + 1) and form.weights(relabelled) is w
+        assert form.structure().endswith("with sample weights")
+    assert detect_form((X, y, w), "w", keras_inputs=1).keras_input((X, y, w)) is X
+    two = detect_form((X, X2, y), "w", keras_inputs=2)  # SPEC's (x1, x2, y) for a two-input Keras model
+    assert (two.kind, two.weighted, two.target((X, X2, y)) is y) == (MULTI, False, True)
+    assert detect_form((X, X2, y), "w").kind == MULTI and detect_form((X, X2, y), "w").weights((X, X2, y)) is None
+
+
 def test_a_flat_dict_passes_its_target_only_when_the_model_computes_the_loss() -> None:
     batch = {"input_ids": X2, "labels": y}
     form = detect_form(batch, "w")

@@ -255,3 +255,29 @@ def test_sample_weight_triples_weigh_the_loss_as_fit_does(digits) -> None:
     stuck = run(tf.data.Dataset.from_tensor_slices((Xtr, ytr, zeros)), check_overfit_one_batch, steps=100)
     assert not stuck.passed and stuck.metrics["one_batch_score"] < 0.5 and stuck.metrics["last_loss"] == 0.0, stuck.message
     assert run(tf.data.Dataset.from_tensor_slices((Xtr, ytr, ones)), check_overfit_one_batch, steps=100).passed
+
+
+def test_first_uses_read_the_graph_and_leave_what_it_does_not_settle() -> None:
+    from pytest_trainsanity.adapters.keras_graph import first_uses
+
+    num, cat = keras.Input((4,), name="x_num"), keras.Input((3,), name="x_cat", dtype="int64")
+    h = keras.layers.Concatenate(name="join")([num, keras.layers.Flatten()(keras.layers.Embedding(5, 2, name="emb")(cat))])
+    named = keras.Model({"x_num": num, "x_cat": cat}, keras.layers.Dense(2)(h))
+    uses = first_uses(named, ("x_num", "x_cat"))
+    assert {k: (u.role, u.label) for k, u in uses.items()} == {
+        "x_num": ("numbers", "join (Concatenate)"), "x_cat": ("ids", "emb (Embedding)")}
+    pixels = keras.Sequential([keras.Input((8,)), keras.layers.Normalization(name="norm"), keras.layers.Dense(2)])
+    assert first_uses(pixels, ("x",))["x"].role == "normalised"
+    assert first_uses(pixels, ("input 1", "input 2")) == {}  # fields that do not map onto the inputs
+
+    class Sub(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    assert first_uses(Sub(), ("x",)) == {} and first_uses(keras.Sequential([keras.layers.Dense(2)]), ("x",)) == {}
+    lam = keras.Sequential([keras.Input((3,), dtype="int64"), keras.layers.Lambda(lambda t: t * 2), keras.layers.Dense(2)])
+    assert first_uses(lam, ("x",)) == {}  # a Lambda: unknown, judged as before

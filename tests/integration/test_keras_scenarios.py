@@ -226,3 +226,80 @@ def test_keras_streams_dict_and_tuple_inputs(keras_project: pytest.Pytester) -> 
         "*test_pydataset no_epoch1_overfit*",
         "    Training: ((x1, ..., xk), y) batches with 2 inputs (input 1, input 2) from a keras PyDataset Pairs (45 batches, shuffled per epoch).",
     ])
+
+
+KERAS_FIRST_LAYERS = '''
+import numpy as np
+import torch  # noqa: F401 - one process: torch before tensorflow
+import keras
+import pytest
+from keras_helpers import digits
+from pytest_trainsanity import TrainSetup
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+rng = np.random.RandomState(0)
+
+
+def people(n):  # int64 columns (age, income, children): df.to_numpy() of integer columns
+    X = np.stack([rng.randint(18, 90, n), rng.randint(20000, 200000, n), rng.randint(0, 5, n)], 1).astype("int64")
+    return X, (X[:, 1] > 110000).astype("int64")
+
+
+@pytest.fixture
+def dense_on_ints():
+    (X, y), (Xv, yv) = people(200), people(100)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,), dtype="int64"), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    return TrainSetup(model=model, train=(X, y), val=(Xv, yv), optimizer="adam", loss=LOSS)
+
+
+@pytest.fixture
+def embedding_on_ints():
+    X, y = rng.randint(0, 50, (200, 6)), rng.randint(0, 2, 200)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,), dtype="int64"), keras.layers.Embedding(50, 4), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    return TrainSetup(model=model, train=(X, y), val=(X[:50], y[:50]), optimizer="adam", loss=LOSS)
+
+
+@pytest.fixture
+def rescaled_pixels():
+    Xtr, ytr, Xv, yv = digits(scaled=False)  # 0..16 counts, scaled by the model's first layer
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Rescaling(1 / 16.0, offset=-0.3), keras.layers.Dense(10)])
+    return TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer="adam", loss=LOSS)
+
+
+@pytest.mark.inputs_normalized(setup="dense_on_ints")
+def test_dense_on_ints(): pass
+
+
+@pytest.mark.inputs_normalized(setup="embedding_on_ints")
+def test_embedding_on_ints(): pass
+
+
+@pytest.mark.inputs_normalized(setup="rescaled_pixels")
+def test_rescaled_pixels(): pass
+'''
+
+
+def test_keras_inputs_are_judged_as_the_first_layer_reads_them(keras_project: pytest.Pytester) -> None:
+    """Integer columns read by Dense were skipped as "ids that feed an embedding" (a silent pass), and
+    pixels rescaled by the model's own first layer failed with a fix that would scale them twice."""
+    keras_project.makepyfile(test_first_layers=KERAS_FIRST_LAYERS)
+    res = run(keras_project, "-rA", "--trainsanity-explain")
+    res.assert_outcomes(passed=2, failed=1)
+    res.stdout.fnmatch_lines([
+        "*inputs_normalized FAILED for train, val: train inputs are not standardised: values span [[]0, 1.999e+05]*",
+        "*standardise per feature with statistics fitted on train only*",
+        "*Note: the inputs (int64) judged as features: dense (Dense) reads them as numbers, not an embedding as "
+        "integer ids would be.",
+    ])
+    res.stdout.fnmatch_lines(["*test_embedding_on_ints inputs_normalized passed*",
+                              "*inputs are integer ids (dtype int64): token or category ids feed an embedding*"])
+    res.stdout.fnmatch_lines([
+        "*test_rescaled_pixels inputs_normalized passed*",
+        "*train: 1437 samples, 64 feature(s), dtype float32, range [[]-0.3, 0.7]*",
+        "*Note: the inputs judged as the model receives them, after its own rescaling (Rescaling) layer, which reads "
+        "them first*",
+    ])

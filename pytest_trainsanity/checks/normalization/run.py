@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import SetupError
+from ...frameworks import framework_of
 from ...report import CheckReport
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
@@ -29,6 +30,7 @@ def run(p: Prepared) -> CheckReport:
     accs: dict[str | None, dict[str, StatsAccumulator]] = {}
     dtypes: dict[str, np.dtype] = {}
     tables: dict[str, Any] = {}
+    uses: dict[str, Any] | None = None  # how a Keras model's graph first reads each field
     for split_name, split in p.splits.items():
         several = None
         table = split.kind.startswith("table")
@@ -36,9 +38,14 @@ def run(p: Prepared) -> CheckReport:
             tables[split_name] = split
         for inputs, _ in (split.numeric_blocks() if table else split.blocks()):  # type: ignore[attr-defined]
             several = len(inputs) > 1 if several is None else several
+            uses = _first_uses(p.setup, tuple(inputs)) if uses is None else uses
             for field, X in inputs.items():
                 dtypes.setdefault(field, X.dtype)
-                if field_role(field, X.dtype) is None or not several and not is_integer_ids(X):
+                use = uses.get(field)
+                if use is not None and use.role == "normalised":
+                    X = _through(use.layer, X, split.where)
+                if (use is not None and use.role != "ids" or field_role(field, X.dtype) is None
+                        or not several and not is_integer_ids(X)):
                     key = field if several else None
                     acc = accs.setdefault(key, {}).setdefault(split_name, StatsAccumulator(split_name, key))
                     try:
@@ -54,6 +61,8 @@ def run(p: Prepared) -> CheckReport:
     result = judge({k: {s: dataclasses.replace(a.result(), names=names.get(s, ())) for s, a in v.items()}
                     for k, v in accs.items()}, dtypes, p.options.tol)
     text = message(result, p.options.tol, list(p.splits))
+    text += "".join(_use_note(field, use, len(dtypes) > 1, dtypes[field]) for field, use in (uses or {}).items()
+                    if use.role != "ids" and field in dtypes)
     if tables:
         first_name, first = next(iter(tables.items()))
         skipped = {c: k for c, k in first.kinds.items() if k != "numeric"}
@@ -66,6 +75,36 @@ def run(p: Prepared) -> CheckReport:
         [{"split": f.split, "field": f.field, "kind": f.kind, "text": f.text, "fix": f.fix} for f in result.findings],
         key=("integer_ids", "skipped_fields") if result.integer_ids else ("train_max_abs_mean", "train_max_std", "train_nan"),
     )
+
+
+def _first_uses(setup: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """A Keras model's first use of each field (``adapters.keras_graph``); {} without a Keras model."""
+    model = getattr(setup, "model", None)
+    if model is None or framework_of(model) != "tensorflow":
+        return {}
+    from ...adapters.keras_graph import first_uses
+
+    return first_uses(model, fields)
+
+
+def _through(layer: Any, X: np.ndarray, where: str) -> np.ndarray:
+    """``X`` as the model's own normalising layer hands it on (inference, no state written)."""
+    try:
+        return np.asarray(layer(X, training=False))
+    except Exception as exc:  # noqa: BLE001 - one paragraph, not a framework traceback
+        raise SetupError(f"inputs_normalized could not pass {where}'s inputs through the model's first layer "
+                         f"{layer.name} ({type(layer).__name__}): {type(exc).__name__}: {str(exc).splitlines()[0]}.") from None
+
+
+def _use_note(field: str, use: Any, several: bool, dtype: np.dtype) -> str:
+    what = f"field {field!r}" if several else "the inputs"
+    if use.role == "normalised":
+        return (f"\nNote: {what} judged as the model receives them, after its own {use.label} layer, which reads "
+                f"them first (so its fix is that layer's settings, not a second normalisation in the pipeline).")
+    if np.dtype(dtype).kind in "iu":
+        return (f"\nNote: {what} ({dtype}) judged as features: {use.label} reads them as numbers, not an embedding "
+                f"as integer ids would be.")
+    return ""
 
 
 def message(result: NormalizationResult, tol: float, order: list[str]) -> str:

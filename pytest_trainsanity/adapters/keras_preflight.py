@@ -22,7 +22,7 @@ import functools
 import itertools
 import random
 import warnings
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -139,9 +139,10 @@ class KerasPreflight(Preflight):
         return float(np.mean(pred == class_ids(y))), float("nan")
 
     @contextlib.contextmanager
-    def _recording(self) -> Iterator[list[tuple[Any, tuple[Any, ...], Any]]]:
+    def _recording(self, seen_out: Callable[[Any, Any], Any] | None = None) -> Iterator[list[tuple[Any, tuple[Any, ...], Any]]]:
         """Every sub-layer and graph op call of the forwards inside, as (op, args, output) in the order
-        the calls finished (an inner layer before the model holding it); the shadows are removed after."""
+        the calls finished (an inner layer before the model holding it); the shadows are removed after.
+        ``seen_out(op, output)`` sees each output before the model uses it (to watch it on a tape)."""
         keras, ops, seen = self.keras, [], set()
         layers = self._layers()
         for owner in [self.model, *layers]:
@@ -158,6 +159,8 @@ class KerasPreflight(Preflight):
 
             def recorded(*args: Any, **kwargs: Any) -> Any:
                 out = call(*args, **kwargs)
+                if seen_out is not None:
+                    seen_out(op, out)
                 records.append((op, args, out))
                 return out
             return recorded
@@ -298,24 +301,37 @@ class KerasPreflight(Preflight):
             _, _, batch = self._first()
             x = self.form.keras_input(batch)
             xs, n = self._floats(x), len(_np(self.form.target(batch)))
-            if not xs:
-                kinds = sorted({str(getattr(t, "dtype", type(t).__name__)).replace("<dtype: '", "").replace("'>", "")
-                                for t in tree_leaves(x)})
-                return Mixing(n, [], float("nan"), batchnorm_train=bn,
-                              skipped=f"the inputs are not float tensors ({', '.join(kinds)}): no gradient reaches them")
             if n < 2:
                 return Mixing(n, [], float("nan"), batchnorm_train=bn, skipped="the first batch holds one sample")
             probed = sorted({int(i) for i in np.linspace(0, n - 1, max(1, min(probes, n))).round()})
+            embedded: dict[str, Any] = {}  # token ids: differentiated at the output of the Embedding that reads them
+
+            def embed(op: Any, out: Any) -> None:
+                if (not xs and "Embedding" in type(op).__name__ and op.name not in embedded and isinstance(out, tf.Tensor)
+                        and out.dtype.is_floating and len(out.shape) and out.shape[0] == n):
+                    tape.watch(out)
+                    embedded[op.name] = out
+
             with tf.GradientTape(persistent=True) as tape:
                 for t in xs:
                     tape.watch(t)
-                with self._recording() as records:
+                with self._recording(embed) as records:
                     out = tf.reshape(predictions(self.model(x, training=False)), (n, -1))
                 sums = [tf.reduce_sum(out[i]) for i in probed]
                 marks = [(op, self._row_sums(args, n, probed), self._row_sums(o, n, probed)) for op, args, o in records]
+            xs = xs or list(embedded.values())
+            if not xs:
+                del tape
+                kinds = sorted({str(getattr(t, "dtype", type(t).__name__)).replace("<dtype: '", "").replace("'>", "")
+                                for t in tree_leaves(x)})
+                return Mixing(n, [], float("nan"), batchnorm_train=bn,
+                              skipped=f"the inputs are not float tensors ({', '.join(kinds)}) and no Embedding layer "
+                                      f"reads them with the batch axis first: no gradient reaches them")
             leaks = [self._leak(tape, s, xs, n, i) for s, i in zip(sums, probed)]
             worst = int(np.argmax(leaks))
-            result = Mixing(n, probed, float(max(leaks)), batchnorm_train=bn)
+            through = ", ".join(f"'{name}'" for name in embedded)
+            result = Mixing(n, probed, float(max(leaks)), batchnorm_train=bn,
+                            through=f"the output of embedding {through}" if through else "")
             if result.leak > LEAK:
                 self._locate(result, tape, marks, xs, n, worst)
             del tape

@@ -4,6 +4,7 @@ each planted bug shows in the probe meant to find it, and every probe leaves the
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any, Iterator
 
 import numpy as np
@@ -151,8 +152,21 @@ def test_mixing_names_the_layer_or_op_that_mixes_samples(digits) -> None:
     with entered(make(embed, (tokens, tokens[:, 0] % 3), (tokens[:40], tokens[:40, 0] % 3))) as adapter:
         mix = adapter.mixing()
         records = adapter.param_step(())
-    assert mix.skipped.startswith("the inputs are not float tensors (int64)") and np.isnan(mix.leak)
+    assert not mix.skipped and mix.leak == 0.0 and re.fullmatch(r"the output of embedding 'embedding(_\d+)?'", mix.through)
     assert all(r.grad == "ok" and r.changed for r in records)  # the embedding's sparse gradient too
+    # token ids into a layer that subtracts the batch mean: it was skipped ("not float tensors"), a silent pass
+    keras.utils.set_random_seed(0)
+    mixer = keras.Sequential([keras.Input((12,), dtype="int32"), keras.layers.Embedding(50, 8), keras.layers.GlobalAveragePooling1D(),
+                              keras.layers.Lambda(lambda t: t - keras.ops.mean(t, axis=0, keepdims=True), name="center"),
+                              keras.layers.Dense(3)])
+    with entered(make(mixer, (tokens, tokens[:, 0] % 3), (tokens[:40], tokens[:40, 0] % 3))) as adapter:
+        mix = adapter.mixing()
+    assert mix.leak > 1e-3 and mix.module == "center" and mix.through.startswith("the output of embedding")
+    keras.utils.set_random_seed(0)
+    counts = keras.Sequential([keras.Input((12,), dtype="int32"), keras.layers.Dense(3)])  # ints read as numbers
+    with entered(make(counts, (tokens, tokens[:, 0] % 3), (tokens[:40], tokens[:40, 0] % 3))) as adapter:
+        mix = adapter.mixing()
+    assert mix.skipped.startswith("the inputs are not float tensors (int64) and no Embedding layer reads them") and np.isnan(mix.leak)
 
 
 def test_a_huge_learning_rate_on_pixels_times_255_is_caught_at_its_first_step(digits) -> None:

@@ -255,7 +255,8 @@ def dense_on_ints():
 
 @pytest.fixture
 def embedding_on_ints():
-    X, y = rng.randint(0, 50, (200, 6)), rng.randint(0, 2, 200)
+    r = np.random.RandomState(1)
+    X, y = r.randint(0, 50, (200, 6)), r.randint(0, 2, 200)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6,), dtype="int64"), keras.layers.Embedding(50, 4), keras.layers.Flatten(),
                               keras.layers.Dense(2)])
@@ -268,6 +269,21 @@ def rescaled_pixels():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((64,)), keras.layers.Rescaling(1 / 16.0, offset=-0.3), keras.layers.Dense(10)])
     return TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer="adam", loss=LOSS)
+
+
+@pytest.fixture
+def token_mixer():  # token ids through an Embedding, then a layer that subtracts the batch mean
+    r = np.random.RandomState(1)
+    X, y = r.randint(0, 50, (200, 6)), r.randint(0, 2, 200)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,), dtype="int64"), keras.layers.Embedding(50, 4), keras.layers.Flatten(),
+                              keras.layers.Lambda(lambda t: t - keras.ops.mean(t, axis=0, keepdims=True), name="center"),
+                              keras.layers.Dense(2)])
+    return TrainSetup(model=model, train=(X, y), val=(X[:50], y[:50]), optimizer="adam", loss=LOSS)
+
+
+@pytest.mark.batch_independent(setup="token_mixer")
+def test_token_mixer(): pass
 
 
 @pytest.mark.inputs_normalized(setup="dense_on_ints")
@@ -284,15 +300,21 @@ def test_rescaled_pixels(): pass
 
 
 def test_keras_inputs_are_judged_as_the_first_layer_reads_them(keras_project: pytest.Pytester) -> None:
-    """Integer columns read by Dense were skipped as "ids that feed an embedding" (a silent pass), and
-    pixels rescaled by the model's own first layer failed with a fix that would scale them twice."""
+    """Integer columns read by Dense were skipped as "ids that feed an embedding" (a silent pass); pixels
+    rescaled by the model's own first layer failed with a fix that would scale them twice; token ids were
+    not differentiated, so batch_independent passed a model that mixes the batch."""
     keras_project.makepyfile(test_first_layers=KERAS_FIRST_LAYERS)
     res = run(keras_project, "-rA", "--trainsanity-explain")
-    res.assert_outcomes(passed=2, failed=1)
-    res.stdout.fnmatch_lines([
+    res.assert_outcomes(passed=2, failed=2)
+    res.stdout.fnmatch_lines([  # it was skipped ("the inputs are not float tensors"): a pass
+        "*batch_independent FAILED: in eval mode, the output of sample(s) 0, 16, 31 of a batch of 32 depends on other "
+        "samples' inputs (token ids: measured at the output of embedding 'embedding*')*",
+        "*they mix in 'center': its output for one sample depends on other samples' inputs",
+    ])
+    res.stdout.fnmatch_lines([  # each block matched from the top: the summary repeats the failures
         "*inputs_normalized FAILED for train, val: train inputs are not standardised: values span [[]0, 1.999e+05]*",
         "*standardise per feature with statistics fitted on train only*",
-        "*Note: the inputs (int64) judged as features: dense (Dense) reads them as numbers, not an embedding as "
+        "*Note: the inputs (int64) judged as features: dense* (Dense) reads them as numbers, not an embedding as "
         "integer ids would be.",
     ])
     res.stdout.fnmatch_lines(["*test_embedding_on_ints inputs_normalized passed*",

@@ -397,7 +397,7 @@ class KerasPreflight(Preflight):
             with tf.GradientTape() as tape:
                 loss = self._train_loss(batch, training=True)
             grads = tape.gradient(loss, targets)
-            base = self._schedule(self.optimizer.iterations) if self._schedule is not None else self._base
+            base = self._schedule(self._live_step()) if self._schedule is not None else self._base
             self._lr.assign(tf.cast(base, tf.float32) * self._scale)
             with warnings.catch_warnings():  # "gradients do not exist for variables": measured, not warned
                 warnings.simplefilter("ignore")
@@ -411,6 +411,16 @@ class KerasPreflight(Preflight):
             in_optimizer=id(v) in in_opt, grad=kinds.get(id(v), "none"), changed=not np.array_equal(b, v.numpy()),
             size=int(np.prod(v.shape)),
         ) for v, b in zip(weights, before)]
+
+    def _live_step(self, limit: int = 1000) -> Any:
+        """The optimizer's step, or, when the schedule's rate there is 0 (a warm-up from 0:
+        ``CosineDecay(0.0, warmup_target=...)``), the first later step with a nonzero rate, so the
+        probe's step is one the run takes (as torch's scheduler is stepped past zero rates)."""
+        start = int(self.optimizer.iterations.numpy())
+        for k in range(start, start + limit):
+            if float(self._schedule(k)) > 0:
+                return k
+        return start
 
     def _grad_kind(self, grad: Any) -> str:
         if grad is None:

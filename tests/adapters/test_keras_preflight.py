@@ -274,3 +274,18 @@ def test_batch_norm_moving_statistics_are_state_not_frozen_parameters(digits) ->
     model.get_layer("hidden").trainable = False
     frozen = check_params_update(TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer="adam", loss=LOGITS))
     assert frozen.passed and "2 of 2 frozen stayed bit-identical" in frozen.message, frozen.message
+
+
+def test_params_update_steps_at_the_first_nonzero_rate_of_a_warm_up_from_zero(digits) -> None:
+    """CosineDecay(0.0, warmup_target=...) is 0 at step 0: the probe's one step moved nothing and
+    params_update failed "lr 0?" on a healthy setup."""
+    from pytest_trainsanity import check_params_update
+
+    Xtr, ytr, Xv, yv = digits
+    sched = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=1000, warmup_target=1e-2, warmup_steps=50)
+    setup = TrainSetup(model=mlp(), train=(Xtr, ytr), val=(Xv, yv), optimizer=keras.optimizers.Adam(sched), loss=LOGITS)
+    report = check_params_update(setup)
+    assert report.passed, report.message
+    assert "4 of 4 trainable parameter tensors got a finite nonzero gradient and changed" in report.message
+    zero = TrainSetup(model=mlp(), train=(Xtr, ytr), val=(Xv, yv), optimizer=keras.optimizers.SGD(0.0), loss=LOGITS)
+    assert "unchanged after the step (lr 0?)" in check_params_update(zero).message  # a rate that stays 0 still fails

@@ -121,15 +121,24 @@ class KerasSplit(Split):
         n = int(self.dataset.cardinality())
         return n if n >= 0 else None
 
-    def blocks(self) -> Iterator[Block]:
-        """The whole split, for the model-free checks; a dataset that repeats forever is refused, not read."""
-        if self.kind == "tf.data" and int(self.dataset.cardinality()) == -1:  # tf.data.INFINITE_CARDINALITY
+    @property
+    def endless(self) -> bool:
+        return self.kind == "tf.data" and int(self.dataset.cardinality()) == -1  # tf.data.INFINITE_CARDINALITY
+
+    def refuse_endless(self, why: str) -> None:
+        """One paragraph when the dataset repeats forever and ``why`` says what that breaks."""
+        if self.endless:
             raise SetupError(
                 f"{self.where} is a tf.data.Dataset that repeats forever (its cardinality is INFINITE: .repeat() "
-                f"with no count). This check compares every sample of the split, so it would read without end and "
-                f"without bound in memory. Give the check the dataset before .repeat() (build the pipeline with a "
-                f"repeat=False switch for the tests), or a finite part of it: ds.take(n_batches)."
+                f"with no count). {why} Give the check the dataset before .repeat() (build the pipeline with a "
+                f"repeat=False switch for the tests), or a finite part of it: ds.take(n_batches), e.g. the "
+                f"steps_per_epoch you give model.fit."
             )
+
+    def blocks(self) -> Iterator[Block]:
+        """The whole split, for the model-free checks; a dataset that repeats forever is refused, not read."""
+        self.refuse_endless("This check compares every sample of the split, so it would read without end and "
+                            "without bound in memory.")
         for batch in self._ordered():
             form = self.form(batch)
             target = as_numpy(form.target(batch), self.where)

@@ -120,9 +120,16 @@ def prepare_training(marker: str, setup: TrainSetup, options: CheckOptions, sett
             if name not in p.splits:
                 raise SetupError(f"{marker} needs TrainSetup({name}=...) but it was left None"
                                  + (" and the datamodule has no such loader." if setup.datamodule is not None else "."))
+        if marker in PER_EPOCH and hasattr(p.splits["train"], "refuse_endless"):
+            p.splits["train"].refuse_endless(  # type: ignore[attr-defined]
+                f"{marker} judges training epoch by epoch, and an endless pipeline has no epoch to end: the pass "
+                f"would run its whole step budget as one 'epoch'.")
         p.adapter = make_adapter(setup, p.splits, settings, hook)
         p.adapter.progress = Progress(marker)
     return p
+
+
+PER_EPOCH = ("no_epoch1_overfit", "lr_spike_explained")  # the checks whose unit is the train split's epoch
 
 
 def make_adapter(setup: TrainSetup, splits: dict[str, Split], settings: RunSettings, hook: Any) -> Adapter:

@@ -430,9 +430,28 @@ def test_a_tf_data_pipeline_that_repeats_forever_is_refused_not_read(keras_proje
 
         @pytest.mark.inputs_normalized(setup="repeated")
         def test_normalized(): pass
+
+        @pytest.fixture
+        def fit_ready(repeated):  # the form model.fit(steps_per_epoch=...) trains on
+            import keras
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+            return TrainSetup(model=model, train=repeated.train, val=repeated.val, optimizer="adam",
+                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+        @pytest.mark.lr_spike_explained(setup="fit_ready", epochs=6)
+        def test_spikes(): pass
+
+        @pytest.mark.no_epoch1_overfit(setup="fit_ready")
+        def test_overfit(): pass
+
+        @pytest.mark.finite_training(setup="fit_ready", steps=20)
+        def test_finite(): pass  # a step budget, no epoch: an endless pipeline is fine
     """)
     res = run(keras_project)
     out = res.stdout.str()
-    assert res.parseoutcomes().get("passed", 0) == 0, out
-    assert out.count("TrainSetup(train=...) is a tf.data.Dataset that repeats forever (its cardinality is INFINITE") == 2, out
+    assert res.parseoutcomes().get("passed", 0) == 1, out
+    assert out.count("TrainSetup(train=...) is a tf.data.Dataset that repeats forever (its cardinality is INFINITE") == 4, out
+    assert ("lr_spike_explained judges training epoch by epoch, and an endless pipeline has no epoch to end: the pass "
+            "would run its whole step budget as one 'epoch'.") in out
     assert "Traceback (most recent call last)" not in out and "pytest_trainsanity/" not in out

@@ -85,6 +85,15 @@ class KerasAdapter(KerasPreflight, Adapter):
         self.form = self.samples["train"].form
         self.batch_size = self.train_split.batch_size or setup.batch_size
         self.step = setup.step
+        if self.step is None and type(model).train_step is not self.keras.Model.train_step:
+            raise SetupError(
+                f"TrainSetup(model=...) is a {type(model).__name__} that overrides train_step, which model.fit calls "
+                f"and these checks cannot: they take their own steps (to replay, probe and restore them) with a loss, "
+                f"so training on the compiled loss alone would skip what your train_step does to the batch or the "
+                f"loss. Give that loss as TrainSetup(step=...): a callable(model, batch) that runs the forward in "
+                f"training mode and returns the loss your train_step minimises; every check then calls it on each "
+                f"batch as it comes."
+            )
         with tf.device(self.device):
             out = self._validate_forward()
             head_y = np.asarray(self.form.target(self.samples["train"].head(2)))

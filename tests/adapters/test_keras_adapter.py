@@ -281,3 +281,41 @@ def test_first_uses_read_the_graph_and_leave_what_it_does_not_settle() -> None:
     assert first_uses(Sub(), ("x",)) == {} and first_uses(keras.Sequential([keras.layers.Dense(2)]), ("x",)) == {}
     lam = keras.Sequential([keras.Input((3,), dtype="int64"), keras.layers.Lambda(lambda t: t * 2), keras.layers.Dense(2)])
     assert first_uses(lam, ("x",)) == {}  # a Lambda: unknown, judged as before
+
+
+def test_a_model_that_overrides_train_step_asks_for_that_step(digits) -> None:
+    """model.fit calls an overridden train_step; the checks trained on the compiled loss alone and failed with a
+    label-format error that never said the model's own step was bypassed."""
+    from pytest_trainsanity import check_overfit_one_batch
+
+    Xtr, ytr, Xv, yv = digits
+
+    class Smoothed(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden, self.head = keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)
+
+        def call(self, x, training=False):
+            return self.head(self.hidden(x))
+
+        def train_step(self, data):  # one-hot, smoothed labels into the compiled CategoricalCrossentropy
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss = self.compute_loss(x=x, y=tf.one_hot(tf.cast(y, tf.int32), 10) * 0.9 + 0.01, y_pred=self(x, training=True))
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, self.trainable_variables), self.trainable_variables))
+            return {"loss": loss}
+
+    keras.utils.set_random_seed(0)
+    model = Smoothed()
+    model.compile(optimizer="adam", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    train = tf.data.Dataset.from_tensor_slices((Xtr, ytr)).batch(32)
+    with pytest.raises(SetupError, match=r"is a Smoothed that overrides train_step, which model.fit calls and these checks "
+                                         r"cannot.*Give that loss as TrainSetup\(step=...\)"):
+        check_overfit_one_batch(TrainSetup(model=model, train=train, val=(Xv, yv)))
+
+    def step(model, batch):
+        x, y = batch
+        return model.loss(tf.one_hot(tf.cast(y, tf.int32), 10) * 0.9 + 0.01, model(x, training=True))
+
+    assert check_overfit_one_batch(TrainSetup(model=model, train=train, val=(Xv, yv), optimizer=keras.optimizers.Adam(1e-2),
+                                              step=step)).passed

@@ -305,6 +305,7 @@ class KerasPreflight(Preflight):
                 return Mixing(n, [], float("nan"), batchnorm_train=bn, skipped="the first batch holds one sample")
             probed = sorted({int(i) for i in np.linspace(0, n - 1, max(1, min(probes, n))).round()})
             embedded: dict[str, Any] = {}  # token ids: differentiated at the output of the Embedding that reads them
+            tape = tf.GradientTape(persistent=True)
 
             def embed(op: Any, out: Any) -> None:
                 if (not xs and "Embedding" in type(op).__name__ and op.name not in embedded and isinstance(out, tf.Tensor)
@@ -312,7 +313,7 @@ class KerasPreflight(Preflight):
                     tape.watch(out)
                     embedded[op.name] = out
 
-            with tf.GradientTape(persistent=True) as tape:
+            with tape:
                 for t in xs:
                     tape.watch(t)
                 with self._recording(embed) as records:
@@ -321,7 +322,6 @@ class KerasPreflight(Preflight):
                 marks = [(op, self._row_sums(args, n, probed), self._row_sums(o, n, probed)) for op, args, o in records]
             xs = xs or list(embedded.values())
             if not xs:
-                del tape
                 kinds = sorted({str(getattr(t, "dtype", type(t).__name__)).replace("<dtype: '", "").replace("'>", "")
                                 for t in tree_leaves(x)})
                 return Mixing(n, [], float("nan"), batchnorm_train=bn,
@@ -334,7 +334,6 @@ class KerasPreflight(Preflight):
                             through=f"the output of embedding {through}" if through else "")
             if result.leak > LEAK:
                 self._locate(result, tape, marks, xs, n, worst)
-            del tape
         return result
 
     def _row_sums(self, tree: Any, n: int, probed: list[int]) -> list[Any] | None:

@@ -319,3 +319,22 @@ def test_a_model_that_overrides_train_step_asks_for_that_step(digits) -> None:
 
     assert check_overfit_one_batch(TrainSetup(model=model, train=train, val=(Xv, yv), optimizer=keras.optimizers.Adam(1e-2),
                                               step=step)).passed
+
+
+def test_inputs_are_judged_after_the_models_own_normalization_layer() -> None:
+    """An adapted Normalization first layer failed inputs_normalized on the raw data (a fix that normalised twice);
+    an unadapted one (mean 0, variance 1: it passes the data on as it is) must still fail, naming adapt()."""
+    from pytest_trainsanity import check_normalization
+
+    rng = np.random.RandomState(0)
+    X, y = (rng.rand(300, 5) * 100).astype("float32"), rng.randint(0, 2, 300)
+    reports = []
+    for adapt in (False, True):
+        norm = keras.layers.Normalization(name=f"norm_{adapt}")
+        if adapt:
+            norm.adapt(X)
+        model = keras.Sequential([keras.Input((5,)), norm, keras.layers.Dense(2)])
+        reports.append(check_normalization(TrainSetup(model=model, train=(X, y), val=(X[:50], y[:50]))))
+    raw, adapted = reports
+    assert not raw.passed and "a failure is fixed in that layer (adapt it on train: layer.adapt(X_train))" in raw.message
+    assert adapted.passed and "after its own norm_True (Normalization) layer" in adapted.message, adapted.message

@@ -323,5 +323,5 @@ def test_keras_inputs_are_judged_as_the_first_layer_reads_them(keras_project: py
         "*test_rescaled_pixels inputs_normalized passed*",
         "*train: 1437 samples, 64 feature(s), dtype float32, range [[]-0.3, 0.7]*",
         "*Note: the inputs judged as the model receives them, after its own rescaling (Rescaling) layer, which reads "
-        "them first*",
+        "them first: a failure is fixed in that layer (its scale and offset), not by a second normalisation in the pipeline.",
     ])

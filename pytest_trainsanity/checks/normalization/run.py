@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ...adapters.base import first_line
 from ...errors import SetupError
 from ...frameworks import framework_of
 from ...report import CheckReport
@@ -93,14 +94,16 @@ def _through(layer: Any, X: np.ndarray, where: str) -> np.ndarray:
         return np.asarray(layer(X, training=False))
     except Exception as exc:  # noqa: BLE001 - one paragraph, not a framework traceback
         raise SetupError(f"inputs_normalized could not pass {where}'s inputs through the model's first layer "
-                         f"{layer.name} ({type(layer).__name__}): {type(exc).__name__}: {str(exc).splitlines()[0]}.") from None
+                         f"{layer.name} ({type(layer).__name__}): {type(exc).__name__}: {first_line(exc)}.") from None
 
 
 def _use_note(field: str, use: Any, several: bool, dtype: np.dtype) -> str:
     what = f"field {field!r}" if several else "the inputs"
     if use.role == "normalised":
+        fix = ("adapt it on train: layer.adapt(X_train)" if type(use.layer).__name__ == "Normalization"
+               else "its scale and offset")
         return (f"\nNote: {what} judged as the model receives them, after its own {use.label} layer, which reads "
-                f"them first (so its fix is that layer's settings, not a second normalisation in the pipeline).")
+                f"them first: a failure is fixed in that layer ({fix}), not by a second normalisation in the pipeline.")
     if np.dtype(dtype).kind in "iu":
         return (f"\nNote: {what} ({dtype}) judged as features: {use.label} reads them as numbers, not an embedding "
                 f"as integer ids would be.")

@@ -147,7 +147,7 @@ class BatchForm:
         fields = ", ".join(self.names)
         whole = ", given whole to the model's forward" if self.whole else ""
         if self.weighted:
-            return f"{BatchForm(self.kind, self.names, self.target_key, self.whole).structure()} with sample weights"
+            return f"{replace(self, weighted=False).structure()} with sample weights"
         if self.kind == FLAT:
             return f"dict batches {{{fields}}} with the target under {self.target_key!r}{whole}"
         if self.kind == KWARGS:

@@ -37,7 +37,7 @@ class FirstUse:
 def first_uses(model: Any, fields: tuple[str, ...]) -> dict[str, FirstUse]:
     """The known first use of each field (by the split's field names) in ``model``'s graph; fields
     the graph does not settle are left out."""
-    inputs = _inputs(model)
+    inputs = model_inputs(model)
     if not inputs:
         return {}
     by_name = {getattr(t, "name", None): t for t in inputs}
@@ -62,7 +62,8 @@ def first_uses(model: Any, fields: tuple[str, ...]) -> dict[str, FirstUse]:
     return out
 
 
-def _inputs(model: Any) -> list[Any]:
+def model_inputs(model: Any) -> list[Any]:
+    """A built functional or Sequential Keras model's input tensors; [] when not known."""
     try:
         return list(model.inputs or [])
     except (AttributeError, TypeError, ValueError):  # subclassed, or a Sequential with no Input yet

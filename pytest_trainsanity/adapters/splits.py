@@ -570,10 +570,9 @@ def open_splits(setup: Any, names: tuple[str, ...] = ("train", "val", "test")) -
 def _keras_inputs(model: Any) -> int:
     """How many inputs a built functional or Sequential Keras model takes; 0 when not known (a
     subclassed or unbuilt model, or no Keras model)."""
-    try:
-        return len(model.inputs) if model is not None and framework_of(model) == "tensorflow" else 0
-    except (AttributeError, TypeError, ValueError):
-        return 0
+    from .keras_graph import model_inputs  # attribute reads only: imports no framework
+
+    return len(model_inputs(model)) if model is not None and framework_of(model) == "tensorflow" else 0
 
 
 def mask_field(fields: Mapping[str, np.ndarray]) -> str | None:

@@ -177,7 +177,7 @@ class KerasPreflight(Preflight):
 
     def init_probe(self) -> InitProbe:
         tf = self.tf
-        outs, ys, total, n, calls = [], [], 0.0, 0, 0
+        outs, ys, total, twice, n, calls = [], [], 0.0, 0.0, 0, 0
         summed = self.step is None and getattr(self.loss_fn, "reduction", None) == "sum"
         with tf.device(self.device):
             for batch in self.eval_batches["train"]:
@@ -186,6 +186,10 @@ class KerasPreflight(Preflight):
                 loss = self._step_loss(batch, False) if self.step is not None else tf.reduce_mean(self.loss_fn(y, out))
                 size = len(_np(y))
                 total, n, calls = total + float(loss) * (1 if summed else size), n + size, calls + 1
+                if self.step is None and hasattr(out, "_keras_logits"):  # a copy drops the logits Keras kept on it
+                    twice += float(tf.reduce_mean(self.loss_fn(y, tf.identity(out)))) * (1 if summed else size)
+                else:
+                    twice = float("nan")
                 outs.append(np.asarray(out, dtype=np.float64))
                 ys.append(_np(y))
         out, y = np.concatenate(outs), np.concatenate(ys)
@@ -201,7 +205,7 @@ class KerasPreflight(Preflight):
             outputs=out, targets=targets, loss=total / max(n, 1), loss_kind=kind, loss_name=name,
             final_bias=None if bias_layer is None else np.asarray(bias_layer.bias.numpy(), dtype=np.float64).reshape(-1),
             final_layer="" if bias_layer is None else bias_layer.name, ends_in_softmax=self._softmax_end(),
-            summed=summed, per_batch=n / max(calls, 1),
+            summed=summed, per_batch=n / max(calls, 1), twice_loss=twice / max(n, 1),
         )
 
     def _loss_kind(self) -> tuple[str, str]:
@@ -258,12 +262,12 @@ class KerasPreflight(Preflight):
         with tf.device(self.device):
             kind, item, batch = self._first()
             self._scale.assign(lr_scale)
-            losses, ratios, lr = [], [], None
+            losses, ratios, lrs = [], [], []
             try:
                 for s in range(steps):
                     result = self._step_fn(kind, s % UPDATE_EVERY == 0)(item)
                     losses.append(result[0])
-                    lr = result[2]
+                    lrs.append(result[2])
                     if s % UPDATE_EVERY == 0:
                         ratios.append((result[3], result[4]))
             finally:
@@ -271,13 +275,15 @@ class KerasPreflight(Preflight):
             out = predictions(self.model(self.form.keras_input(batch), training=False))
         y = _np(self.form.target(batch))
         acc, r2 = self._score(np.asarray(out), y)
+        lr_steps = np.asarray([float(v) for v in lrs], dtype=np.float64)
         index = {id(v): i for i, v in enumerate(self.model.variables)}
         snap = self._snapshot["model"]
         return BatchRun(
             losses=np.asarray([float(v) for v in losses], dtype=np.float64), accuracy=acc, r2=r2, batch_size=len(y),
             conflicts=self._conflicts(batch, y),
             moved={self._weight_name(v): relative_change(snap[index[id(v)]], v.numpy()) for v in self.params},
-            lr=float("nan") if lr is None else float(lr),
+            lr=float(lr_steps.max()) if len(lr_steps) else float("nan"),  # the schedule's peak (a warm-up starts low)
+            lrs=lr_steps,
             update_ratio=float(np.median([float(u) / max(float(w), 1e-12) for u, w in ratios])) if ratios else float("nan"),
             train_mode_layers=[layer.name for layer in self._layers() if type(layer).__name__ in TRAIN_MODE or isinstance(
                 layer, (self.keras.layers.Dropout, self.keras.layers.BatchNormalization))],

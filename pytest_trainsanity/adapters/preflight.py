@@ -34,6 +34,9 @@ class InitProbe:
     ends_in_softmax: str = ""  # the module/activation that turns outputs into probabilities, when one does
     summed: bool = False  # the loss sums over a batch (reduction="sum"): ``loss`` is already per sample
     per_batch: float = float("nan")  # mean samples (labelled positions) per loss call
+    # Keras 3 keeps a softmax's (sigmoid's) logits on its output and its cross-entropies read them: the same
+    # loss on a copy of the outputs without that record (the softmax applied twice); NaN when nothing was kept
+    twice_loss: float = float("nan")
 
 
 @dataclass
@@ -49,6 +52,7 @@ class BatchRun:
     lr: float = float("nan")
     update_ratio: float = float("nan")  # median ||update|| / ||weights|| per step
     train_mode_layers: list[str] = field(default_factory=list)  # dropout / batch-norm layers active in train mode
+    lrs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (steps,) the lr each step applied (its schedule)
 
 
 @dataclass

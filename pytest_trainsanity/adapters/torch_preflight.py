@@ -145,8 +145,7 @@ class TorchPreflight(Preflight):
         start = [p.detach().clone() for _, p in named]
         if lr_scale != 1.0:
             self._scale_lr(lr_scale)
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        losses, ratios = [], []
+        losses, ratios, lrs = [], [], []
         flat_before = None
         self.model.train()
         per_epoch = self.steps_per_epoch()
@@ -157,9 +156,9 @@ class TorchPreflight(Preflight):
                 loss.backward()
                 if step % 10 == 0:
                     flat_before = torch.cat([p.detach().reshape(-1) for _, p in named]).clone()
+                lrs.append(float(self.optimizer.param_groups[0]["lr"]))
                 self.optimizer.step()
                 self._schedule(step + 1, per_epoch)
-                lr = max(lr, float(self.optimizer.param_groups[0]["lr"]))  # the schedule's peak (a warm-up starts low)
                 if step % 10 == 0 and flat_before is not None:
                     after = torch.cat([p.detach().reshape(-1) for _, p in named])
                     ratios.append(torch.linalg.vector_norm(after - flat_before) / torch.linalg.vector_norm(flat_before).clamp_min(1e-12))
@@ -181,7 +180,9 @@ class TorchPreflight(Preflight):
         moved = {n: relative_change(tensor_to_numpy(s), tensor_to_numpy(p.detach())) for (n, p), s in zip(named, start)}
         active = [f"{n} ({type(m).__name__})" for n, m in self._leaf_modules() if type(m).__name__.startswith(DROPOUT_OR_BN)]
         ratio = float(np.median(tensor_to_numpy(torch.stack(ratios)))) if ratios else float("nan")
-        return BatchRun(loss_np, acc, r2, _batch_len(self.form, batch), self._conflicts(batch), moved, lr, ratio, active)
+        lr = max(lrs) if lrs else float(self.optimizer.param_groups[0]["lr"])  # the schedule's peak (a warm-up starts low)
+        return BatchRun(loss_np, acc, r2, _batch_len(self.form, batch), self._conflicts(batch), moved, lr, ratio, active,
+                        np.asarray(lrs, dtype=np.float64))
 
     def _conflicts(self, batch: Any) -> int:
         """Samples whose inputs equal another's in the batch while the labels differ."""

@@ -55,11 +55,13 @@ def test_a_clean_mlp_measures_clean_and_every_probe_restores_the_model(digits) -
     assert abs(init.loss - np.log(10)) < 0.5 and init.loss == pytest.approx(float(LOGITS(ytr, init.outputs)), rel=1e-4)
     assert (init.loss_kind, init.loss_name) == ("logits", "SparseCategoricalCrossentropy(from_logits=True)")
     assert init.final_layer == "logits" and init.final_bias.shape == (10,) and init.ends_in_softmax == ""
+    assert np.isnan(init.twice_loss)  # no softmax: nothing kept behind the outputs
     with entered(adapter):
         run = adapter.one_batch(300)
     assert run.accuracy == 1.0 and np.isnan(run.r2) and run.losses.shape == (300,) and run.losses[-1] < 0.05 * run.losses[0]
     assert run.batch_size == 32 and run.conflicts == 0 and run.train_mode_layers == []
     assert run.lr == pytest.approx(1e-2) and 1e-5 < run.update_ratio < 0.1
+    assert run.lrs.shape == (300,) and np.allclose(run.lrs, 1e-2)
     assert len(run.moved) == 4 and all(v > 0 for v in run.moved.values())
     with entered(adapter):
         mix = adapter.mixing()
@@ -87,6 +89,9 @@ def test_a_softmax_output_is_named_and_the_loss_kind_read(digits) -> None:
         init = adapter.init_probe()
     assert init.ends_in_softmax == "layer 'probs' (activation='softmax')" and init.loss_kind == "logits"
     assert np.allclose(init.outputs.sum(axis=1), 1.0, atol=1e-5) and (init.outputs >= 0).all()
+    # Keras reads the logits it kept behind the softmax; a copy of the outputs applies the softmax twice
+    assert init.loss == pytest.approx(float(LOGITS(ytr, np.log(init.outputs))), rel=1e-4)
+    assert init.twice_loss == pytest.approx(float(LOGITS(ytr, init.outputs)), rel=1e-4) and init.twice_loss != init.loss
     with entered(make(model, (Xtr, ytr), (Xv, yv), loss="sparse_categorical_crossentropy")) as adapter:
         init = adapter.init_probe()
     assert (init.loss_kind, init.loss_name) == ("probs", "sparse_categorical_crossentropy(from_logits=False)")
@@ -112,6 +117,10 @@ def test_a_learning_rate_of_1e9_barely_moves_and_lr_scale_is_undone(digits) -> N
     kernels = [v for k, v in slow.moved.items() if k.endswith("kernel")]  # the biases start at 0: any move is large
     assert slow.losses[-1] == pytest.approx(slow.losses[0], rel=1e-3) and max(kernels) < 1e-5
     assert scaled.lr == pytest.approx(1e-2) and scaled.update_ratio > 1e3 * slow.update_ratio
+    decay = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
+    with entered(make(mlp(), (Xtr, ytr), (Xv, yv), optimizer=keras.optimizers.SGD(decay))) as adapter:
+        decayed = adapter.one_batch(10)
+    assert np.allclose(decayed.lrs, 0.1 * 0.5 ** np.arange(10)) and decayed.lr == pytest.approx(0.1)  # the peak
     assert float(opt.learning_rate) == pytest.approx(1e-9)
 
 
@@ -257,7 +266,10 @@ def test_a_sigmoid_head_into_a_logits_loss_is_a_double_sigmoid(digits) -> None:
     report = check_loss_at_init(TrainSetup(model=model, train=(Xtr, binary), val=(Xv, (yv % 2).astype(np.float32)),
                                            optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True)))
     assert not report.passed and report.causes[0]["name"] == "double softmax", report.message
-    assert "the model ends in layer 'out' (activation='sigmoid')" in report.message and "(double sigmoid)" in report.message
+    assert "the model ends in layer 'out' (activation='sigmoid')" in report.message
+    # Keras 3 reads the logit it kept behind the sigmoid: measured, and said, rather than "the model learns slowly"
+    assert "(Keras reads the logits it kept behind the sigmoid, so nothing is applied twice yet)" in report.message
+    assert report.metrics["twice_loss"] != report.metrics["init_loss"]
 
 
 def test_batch_norm_moving_statistics_are_state_not_frozen_parameters(digits) -> None:

@@ -189,3 +189,26 @@ def test_nan_from_a_log_of_zero_names_the_step_and_the_module(digits) -> None:
     assert not report.passed and report.metrics["bad_step"] == 1, report.message
     assert "the first module whose output was non-finite on a replay of that step: '3' (LogHead)" in report.message
     assert "log of zero / division (evidence score 0.80)" in report.message
+
+
+def test_one_batch_records_the_lr_of_every_step_as_the_scheduler_sets_it(digits) -> None:
+    """The one-batch run keeps the lr each step applied, so a schedule that decays to ~0 within the run is measured,
+    and ``lr`` stays the schedule's peak (a warm-up starts low); the user's optimizer and scheduler are restored."""
+    from pytest_trainsanity.adapters.splits import open_splits
+    from pytest_trainsanity.adapters.torch import TorchAdapter
+    from pytest_trainsanity.settings import RunSettings
+
+    Xtr, ytr, _, _ = digits
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(k + 1, 4) * 0.5 ** max(k - 3, 0))  # warm-up, then halve
+    setup = TrainSetup(model=model, train=(Xtr, ytr), optimizer=opt, loss="ce", scheduler=sched, scheduler_step="batch")
+    adapter = TorchAdapter(model, setup, open_splits(setup, ("train",)), RunSettings(device="cpu"))
+
+    def one_batch(steps: int):
+        with adapter:
+            return adapter.one_batch(steps)
+
+    run = unchanged(model, one_batch, 8)
+    assert np.allclose(run.lrs, [0.1, 0.2, 0.3, 0.4, 0.2, 0.1, 0.05, 0.025]) and run.lr == pytest.approx(0.4)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1) and sched.last_epoch == 0

@@ -4,6 +4,7 @@ does not apply is a skip; the model, optimizer and RNGs are restored bit for bit
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -173,7 +174,8 @@ def test_keras_example_suite_every_planted_bug_named(pytester: pytest.Pytester) 
     res.stdout.fnmatch_lines(["*preflight passed: 6 of 6 pre-flight checks passed",
                               "*Model: Sequential (keras on /CPU:0), 4,810 trainable parameters; classification."])
     res.stdout.fnmatch_lines(["*1. double softmax (evidence score 0.95): *the model ends in layer 'logits' "
-                              "(activation='softmax')) and SparseCategoricalCrossentropy(from_logits=True) applies*"])
+                              "(activation='softmax')) and SparseCategoricalCrossentropy(from_logits=True) is told they are "
+                              "logits: Keras 3 notices*"])
     res.stdout.fnmatch_lines(["*1. learning rate too low (evidence score 0.95): each step moves the weights by *lr 1e-09"])
     res.stdout.fnmatch_lines(["*1. samples mix across the batch (evidence score 0.95): they mix in 'batch_centre': *"])
     res.stdout.fnmatch_lines(["*- hidden0/kernel: no gradient path: unused in forward, or detached "
@@ -299,3 +301,99 @@ def test_batch_independent_measures_token_id_models(project: pytest.Pytester) ->
         "*fix: build 'enc.layers.0.self_attn' with batch_first=True*",
     ])
     res.stdout.fnmatch_lines(["*test_batch_first batch_independent passed*"])
+
+
+def test_one_batch_names_a_decayed_schedule_a_misread_output_and_a_zero_loss(pytester: pytest.Pytester) -> None:
+    """overfits_one_batch failed with every cause ruled out for logits into a loss on probabilities
+    (sparse_categorical_crossentropy by name) and for a schedule decayed to ~0 within a few steps (ExponentialDecay
+    with decay_steps=1; torch ExponentialLR stepped per batch), and blamed "learning rate too low" for sample weights
+    of 0; loss_at_init said a softmax Keras reads through "learns slowly or not at all"."""
+    if importlib.util.find_spec("tensorflow") is None:  # not imported here: the run is a subprocess
+        pytest.skip("tensorflow is not installed")
+    pytester.makepyfile(test_one_batch="""
+        import numpy as np, pytest, torch
+        import keras, tensorflow as tf
+        from pytest_trainsanity import TrainSetup
+
+        rng = np.random.RandomState(0)
+        X = rng.randn(200, 8).astype("float32")
+        Y = (X[:, 0] + X[:, 1] > 0).astype("int64") + 2 * (X[:, 2] > 0)
+        LOGITS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        def mlp(head=None):
+            keras.utils.set_random_seed(1)
+            return keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"),
+                                     keras.layers.Dense(4, activation=head)])
+
+        @pytest.fixture
+        def misread():
+            return TrainSetup(model=mlp(), train=(X, Y), optimizer=keras.optimizers.Adam(1e-3),
+                              loss="sparse_categorical_crossentropy")
+
+        @pytest.fixture
+        def decayed():
+            lr = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
+            return TrainSetup(model=mlp(), train=(X, Y), optimizer=keras.optimizers.SGD(lr, momentum=0.9), loss=LOGITS)
+
+        @pytest.fixture
+        def unweighted():
+            ds = tf.data.Dataset.from_tensor_slices((X, Y, np.zeros(200, "float32"))).batch(32)
+            return TrainSetup(model=mlp(), train=ds, optimizer=keras.optimizers.Adam(1e-3), loss=LOGITS)
+
+        @pytest.fixture
+        def softmax_head():
+            return TrainSetup(model=mlp("softmax"), train=(X, Y), optimizer=keras.optimizers.Adam(1e-3), loss=LOGITS)
+
+        @pytest.fixture
+        def torch_decayed():
+            torch.manual_seed(1)
+            model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+            opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+            return TrainSetup(model=model, train=(X, Y), optimizer=opt, loss=torch.nn.CrossEntropyLoss(),
+                              scheduler=torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5), scheduler_step="batch")
+
+        @pytest.mark.overfits_one_batch(setup="misread")
+        def test_misread(): pass
+
+        @pytest.mark.overfits_one_batch(setup="decayed")
+        def test_decayed(): pass
+
+        @pytest.mark.overfits_one_batch(setup="unweighted")
+        def test_unweighted(): pass
+
+        @pytest.mark.loss_at_init(setup="softmax_head")
+        def test_softmax_head(): pass
+
+        @pytest.mark.overfits_one_batch(setup="torch_decayed")
+        def test_torch_decayed(): pass
+    """)
+    res = run(pytester, "--trainsanity-explain", "-W", "ignore::UserWarning")
+    res.assert_outcomes(failed=5)
+    res.stdout.fnmatch_lines([
+        "*overfits_one_batch FAILED: accuracy * on one fixed batch of 32 after 300 steps (needs accuracy 1.0)*",
+        "*1. loss reads the outputs as something else (evidence score 0.85): the untrained outputs are raw logits but "
+        "sparse_categorical_crossentropy(from_logits=False) reads probabilities: *it clips outputs outside [[]0, 1]*",
+        "*fix: keep the raw logits and pass from_logits=True to the loss*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*1. learning-rate schedule decays to ~0 (evidence score 0.90): the schedule spends 99% of the run's summed "
+        "learning rate in its first 7 of 300 steps: lr 0.1 at step 1, 0.0015* at step 7*",
+        "*fix: size the schedule for the run's steps (decay_steps counts optimizer steps, not epochs*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*1. the loss is zero from the first step (evidence score 0.95): the loss is 0 at every one of the 300 steps*",
+        "*fix: *sample weights that are not all 0*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*loss_at_init FAILED: *; but the outputs are already probabilities fed to a loss told they are logits (Keras "
+        "reads the logits it kept behind the softmax, so nothing is applied twice yet)",
+        "*1. double softmax (evidence score 0.95): *is told they are logits: Keras 3 notices and computes the loss from "
+        "the logits it kept behind the softmax (* per sample; a copy of the same outputs, which has lost them, gives *)*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*1. learning-rate schedule decays to ~0 (evidence score 0.90): *first 7 of 300 steps: lr 0.1 at step 1*",
+        "*fix: size the schedule for the run's steps (a scheduler stepped per batch counts batches, not epochs*",
+    ])
+    out = res.stdout.str()
+    assert "learns slowly or not at all" not in out and "Traceback" not in out
+    assert "1. learning rate too low" not in out  # the zero loss and the decayed schedule are not a low lr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -104,6 +105,63 @@ def test_one_batch_verdicts() -> None:
     assert "Loss curve (step: loss): 1: 2.300, 2: 0.500" in stuck.lines[0]
     diverged = m.judge_one_batch(run([2.3, 50.0, np.nan], 0.1), 300, "classification", run([2.3, np.nan], 0.1), run([2.3, np.nan], 0.1), None)
     assert diverged.likely[0].name == "the loss went non-finite" and "from step 3 of 300" in diverged.likely[0].evidence
+
+
+def test_one_batch_names_a_schedule_that_spends_its_lr_early_a_zero_loss_and_outputs_read_wrongly() -> None:
+    """Each of these failed with every cause ruled out (or blamed "learning rate too low"): ExponentialDecay with
+    decay_steps=1, logits into a loss on probabilities (from_logits=False), a loss of 0 from the first step."""
+    steps = np.arange(300)
+    losses = np.r_[np.linspace(1.45, 1.1, 7), np.full(293, 0.833)]
+    decayed = BatchRun(losses, 0.625, float("nan"), 32, 0, {"w": 0.1}, 0.1, 1e-9, [], 0.1 * 0.5 ** steps)
+    v = m.judge_one_batch(decayed, 300, "classification", None, None, None, "tensorflow")
+    top = v.likely[0]
+    assert top.name == "learning-rate schedule decays to ~0" and top.score == 0.9
+    assert "spends 99% of the run's summed learning rate in its first 7 of 300 steps: lr 0.1 at step 1, 0.0015" in top.evidence
+    assert "the loss is 1.100 at step 7 and 0.833 at the end" in top.evidence and "decay_steps counts optimizer steps" in top.fix
+    assert top.metrics["lr_spent_by_step"] == 7
+    constant = BatchRun(losses, 0.625, float("nan"), 32, 0, {"w": 0.1}, 0.1, 1e-3, [], np.full(300, 0.1))
+    names = [c.name for c in (lambda v: v.likely + v.ruled_out)(m.judge_one_batch(constant, 300, "classification", None, None, None))]
+    assert "learning-rate schedule decays to ~0" not in names  # no schedule: not a line in the message
+    cosine = 0.05 * (1 + np.cos(np.pi * steps / 299))  # decays to 0 over the whole run: its lr is spent late
+    late = m.judge_one_batch(BatchRun(losses, 0.6, float("nan"), 32, 0, {"w": 0.1}, 0.1, 1e-3, [], cosine), 300,
+                             "classification", None, None, None)
+    assert [c.name for c in late.ruled_out].count("learning-rate schedule decays to ~0") == 1
+    assert "StepLR(step_size=...)" in next(c for c in late.ruled_out if c.name.startswith("learning-rate")).fix
+    zero = m.judge_one_batch(run(np.zeros(300), 0.1, ratio=0.0), 300, "classification", None, None, None)
+    assert zero.likely[0].name == "the loss is zero from the first step" and "not all 0" in zero.likely[0].fix
+
+    rng = np.random.default_rng(0)
+    ids = np.arange(400) % 4
+    logits = rng.normal(0, 0.5, (400, 4))
+    init = InitProbe(logits, ids, 8.4, "probs", "sparse_categorical_crossentropy(from_logits=False)", None, "head")
+    fails = m.judge_one_batch(run([7.6, 1.06], 0.375), 300, "classification", None, None, init, "tensorflow")
+    cause = fails.likely[0]
+    assert cause.name == "loss reads the outputs as something else" and cause.score == 0.85
+    assert "the untrained outputs are raw logits but sparse_categorical_crossentropy(from_logits=False) reads probabilities" in cause.evidence
+    assert "it clips outputs outside [0, 1]" in cause.evidence and "pass from_logits=True to the loss" in cause.fix
+    right = InitProbe(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), ids, 1.4, "probs", "SCE(from_logits=False)", None, "h")
+    ruled = m.judge_one_batch(run([1.4, 1.0], 0.5), 300, "classification", None, None, right, "tensorflow")
+    assert "loss reads the outputs as something else" in [c.name for c in ruled.ruled_out]
+
+
+def test_a_softmax_keras_reads_through_is_named_as_such() -> None:
+    """Keras 3 keeps a softmax's logits on its output and its cross-entropies read them, so softmax + from_logits=True
+    trains exactly like the logits model; the message said "the model learns slowly or not at all"."""
+    probs = np.full((400, 4), 0.25) + np.random.default_rng(0).normal(0, 0.01, (400, 4))
+    probs /= probs.sum(1, keepdims=True)
+    ids = np.arange(400) % 4
+    kept = InitProbe(probs, ids, 1.45, "logits", "SparseCategoricalCrossentropy(from_logits=True)", None, "head",
+                     "layer 'out' (activation='softmax')", twice_loss=1.39)
+    v = m.judge_loss_at_init(kept, 0.5, "classification", "tensorflow")
+    assert not v.passed and "(Keras reads the logits it kept behind the softmax, so nothing is applied twice yet)" in v.headline
+    assert v.likely[0].name == "double softmax" and "Keras 3 notices and computes the loss from the logits" in v.likely[0].evidence
+    assert "1.450 per sample; a copy of the same outputs, which has lost them, gives 1.390" in v.likely[0].evidence
+    assert "learns slowly" not in v.likely[0].evidence and v.metrics["twice_loss"] == 1.39
+    twice = m.judge_loss_at_init(dataclasses.replace(kept, twice_loss=float("nan"), loss=1.39), 0.5, "classification", "tensorflow")
+    assert "learns slowly or not at all" in twice.likely[0].evidence and "(double softmax)" in twice.headline
+    one = m.judge_one_batch(run([1.45, 0.1], 0.9), 300, "classification", None, None, kept, "tensorflow")
+    assert "double softmax" in [c.name for c in one.ruled_out]
+    assert "Keras computes the loss from the logits it kept" in next(c for c in one.ruled_out if c.name == "double softmax").evidence
 
 
 def test_mixing_verdicts() -> None:

@@ -25,6 +25,8 @@ LEAK = 1e-6  # relative gradient from another sample's input: float rounding sta
 STALL = 0.05  # one-batch loss that fell by less than this fraction: the run did not learn
 TINY_UPDATE = 1e-6  # median ||update|| / ||weights|| per step below this: the lr is too small to move the weights
 ONE_BATCH_R2 = 0.99
+LR_COLLAPSE = 0.01  # a schedule whose lr ends below this share of its peak has stopped the run
+SPENT = 0.99  # the share of the run's summed lr by which a collapsed schedule has done its work
 
 
 @dataclass
@@ -104,6 +106,25 @@ def per_sample_loss(outputs: np.ndarray, ids: np.ndarray, read_as: str) -> float
 NAMES = {"logits": "raw logits", "log_probs": "log-probabilities", "probs": "probabilities"}
 
 
+def double_softmax(p: InitProbe) -> bool:
+    """Probabilities (a softmax, or a sigmoid on a binary head, already applied) fed to a loss on logits."""
+    return is_probabilities(p.outputs, p.ends_in_softmax) and p.loss_kind == "logits"
+
+
+def misread(p: InitProbe) -> str:
+    """What the outputs are ("logits", "probs", "log_probs") when the loss reads them as something else
+    (softmax into NLLLoss, logits into a loss on probabilities); "" when it reads them as they are."""
+    fed = reading(p.outputs, p.ends_in_softmax)
+    wrong = p.loss_kind in ("log_probs", "probs") and fed not in ("", p.loss_kind) and bool(np.isfinite(p.outputs).all())
+    return fed if wrong else ""
+
+
+def kept_logits(p: InitProbe) -> bool:
+    """Keras 3 read the logits it kept behind the model's softmax: the loss differs from the same loss on a
+    copy of the outputs (which applies the softmax twice)."""
+    return math.isfinite(p.twice_loss) and abs(p.twice_loss - p.loss) > 1e-6 * max(1.0, abs(p.loss))
+
+
 def _mismatch_fix(fed: str, reads: str, loss_name: str, framework: str, binary: bool) -> str:
     if reads == "log_probs" and fed == "probs":
         return (f"take the log of the softmax: end the model in LogSoftmax(dim=1) instead of Softmax for {loss_name}, "
@@ -146,10 +167,9 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str, framework: str = "to
     expected = entropy(ids, classes)
     gap = p.loss - expected
     probs = is_probabilities(outputs, p.ends_in_softmax)
-    double = probs and p.loss_kind == "logits"
+    double = double_softmax(p)
     fed = reading(outputs, p.ends_in_softmax)
-    # the loss reads the outputs as something they are not (softmax into NLLLoss, logits into a probability loss)
-    mismatch = p.loss_kind in ("log_probs", "probs") and fed not in ("", p.loss_kind) and bool(np.isfinite(outputs).all())
+    mismatch = bool(misread(p))
     if classes_out == 1:  # one logit of class 1: the spread of a two-class head with logits (o, 0), centred
         std = float(np.sqrt(np.mean(outputs ** 2)) / 2) if outputs.size else float("nan")
     else:
@@ -160,6 +180,8 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str, framework: str = "to
     finite = math.isfinite(p.loss)
     failed = not finite or abs(gap) > tol or double or mismatch  # a NaN gap compares False both ways: it must not pass
     metrics["outputs_read_wrongly"] = mismatch
+    if math.isfinite(p.twice_loss):
+        metrics["twice_loss"] = p.twice_loss
     causes = []
     if p.loss_kind in ("log_probs", "probs"):
         right = per_sample_loss(outputs, ids, fed)
@@ -193,11 +215,18 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str, framework: str = "to
     harm = ("the loss sits near ln C whatever the model predicts, gradients shrink by about 1/C, and the model learns "
             "slowly or not at all" if classes_out > 1 else
             "every prediction lands in [0.5, 0.73], the loss cannot fall below 0.31, and the gradients shrink")
+    kept = double and kept_logits(p)
+    if kept:  # measured: the loss read the logits behind the softmax, and a copy of the same outputs reads them twice
+        harm = (f"Keras 3 notices and computes the loss from the logits it kept behind the {squash} ({f3(p.loss)} per "
+                f"sample; a copy of the same outputs, which has lost them, gives {f3(p.twice_loss)}), so nothing is applied "
+                f"twice while the {squash} is the output layer's own; the loss still contradicts the model, and the "
+                f"rescue ends once the probabilities pass through another op (a Lambda or custom layer after it, a model "
+                f"that wraps it, a loss computed outside Keras)")
     shape = f"every row >= 0 and sums to 1 within {SUM_TO_ONE:g}" if classes_out > 1 else "in [0, 1]"
     causes.append(Cause(
         "double softmax", 0.95 if double else 0.0,
         (f"the outputs are already probabilities ({shape}{'; the model ends in ' + p.ends_in_softmax if p.ends_in_softmax else ''}) "
-         f"and {p.loss_name} applies {applies} again: {harm}") if double else
+         f"and {p.loss_name} {'is told they are logits' if kept else f'applies {applies} again'}: {harm}") if double else
         (f"outputs are {'probabilities' if probs else 'not probabilities'} ("
          + (f"rows sum to 1: {probs}" if classes_out > 1 else f"in [0, 1] behind a final sigmoid: {probs}")
          + f"); loss reads {p.loss_kind}"),
@@ -235,7 +264,10 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str, framework: str = "to
     head = (f"loss_at_init {'passed' if not failed else 'FAILED'}: untrained loss {f3(p.loss)} vs {f3(expected)} "
             f"expected (entropy of the train labels; ln {classes} = {f3(math.log(classes))} for balanced classes), "
             f"{verdict} (tol {tol:g}), on {len(ids)} train samples in eval mode")
-    if double:
+    if kept:
+        head += (f"; but the outputs are already probabilities fed to a loss told they are logits (Keras reads the logits "
+                 f"it kept behind the {squash}, so nothing is applied twice yet)")
+    elif double:
         head += f"; but the outputs are already probabilities fed to a loss that applies {applies} (double {squash})"
     elif mismatch:
         head += f"; but the outputs are {NAMES[fed]} fed to {p.loss_name}, which reads {NAMES[p.loss_kind]}"
@@ -260,8 +292,34 @@ def one_batch_passed(run: BatchRun, task: str) -> bool:
     return run.r2 >= ONE_BATCH_R2
 
 
+def _lr_collapse(run: BatchRun, steps: int, framework: str) -> Cause | None:
+    """A schedule that spends its learning rate in the first steps of the run (a decay sized in epochs
+    or for a much shorter run): named only when the lr ends below ``LR_COLLAPSE`` of its peak."""
+    lrs = run.lrs
+    if len(lrs) < 2 or len(run.losses) != len(lrs) or not np.isfinite(lrs).all() or lrs.max() <= 0:
+        return None
+    peak = float(lrs.max())
+    if lrs[-1] > peak * LR_COLLAPSE:
+        return None
+    spent = np.cumsum(lrs) / lrs.sum()
+    k = int(np.searchsorted(spent, SPENT))  # by step k + 1 the run has had 99% of all the lr it gets
+    early = k + 1 <= len(lrs) // 2
+    at, end = float(run.losses[k]), float(run.losses[-1])
+    peaked = f", peak {peak:.3g} at step {int(lrs.argmax()) + 1}" if peak > lrs[0] else ""
+    evidence = (f"the schedule spends {SPENT:.0%} of the run's summed learning rate in its first {k + 1} of {len(lrs)} "
+                f"steps: lr {float(lrs[0]):.3g} at step 1{peaked}, {float(lrs[k]):.3g} at step {k + 1} and "
+                f"{float(lrs[-1]):.3g} at step {len(lrs)}; the loss is {f3(at)} at step {k + 1} and {f3(end)} at the end")
+    sized = ("decay_steps counts optimizer steps, not epochs: ExponentialDecay(lr, decay_steps=steps_per_epoch * "
+             "epochs_per_decay, ...), or a decay_rate nearer 1" if framework != "torch" else
+             "a scheduler stepped per batch counts batches, not epochs: StepLR(step_size=...) / "
+             "ExponentialLR(gamma=...) sized in batches, or step it once per epoch")
+    return Cause("learning-rate schedule decays to ~0", 0.9 if early else 0.0, evidence,
+                 f"size the schedule for the run's steps ({sized}); the checks step it as the run does",
+                 {"lr_first": float(lrs[0]), "lr_peak": peak, "lr_last": float(lrs[-1]), "lr_spent_by_step": k + 1})
+
+
 def judge_one_batch(run: BatchRun, steps: int, task: str, higher: BatchRun | None, lower: BatchRun | None,
-                    init: InitProbe | None) -> Verdict:
+                    init: InitProbe | None, framework: str = "torch") -> Verdict:
     name = "overfits_one_batch"
     passed = one_batch_passed(run, task)
     score = f"accuracy {f3(run.accuracy)}" if task == "classification" else f"R^2 {f3(run.r2)}"
@@ -290,12 +348,22 @@ def judge_one_batch(run: BatchRun, steps: int, task: str, higher: BatchRun | Non
             f"at lr x{factor:g} ({run.lr * factor:.3g}) the same batch reaches {f3(s)} (loss {f3(float(probe.losses[-1]))})"
             f" vs {f3(run.accuracy if task == 'classification' else run.r2)} at lr {run.lr:.3g}",
             f"set the learning rate near {run.lr * factor:.3g} (or run an lr range test)"))
-    if math.isfinite(run.update_ratio) and run.update_ratio < TINY_UPDATE and fell < STALL:
+    zero = bool(len(run.losses)) and bool(np.all(run.losses == 0))  # no gradient at all: the lr is not why
+    if math.isfinite(run.update_ratio) and run.update_ratio < TINY_UPDATE and fell < STALL and not zero:
         causes.append(Cause(
             "learning rate too low", 0.95,
             f"each step moves the weights by {run.update_ratio:.2e} of their norm (median) and the loss fell "
             f"{100 * fell:.1f}% in {steps} steps at lr {run.lr:.3g}",
             f"raise the learning rate (1e-3 is a common start for Adam; try {max(run.lr * 1e4, 1e-4):.3g})"))
+    collapse = _lr_collapse(run, steps, framework)
+    if collapse is not None:
+        causes.append(collapse)
+    if zero:
+        causes.append(Cause(
+            "the loss is zero from the first step", 0.95,
+            f"the loss is 0 at every one of the {len(run.losses)} steps, so no gradient asks the model to fit the batch",
+            "give the batch a loss that depends on the model: sample weights that are not all 0, labels that are not all "
+            "masked (-100), a step that returns the loss it computed"))
     bad = np.flatnonzero(~np.isfinite(run.losses))
     if len(bad):  # nothing else is worth reading off a run that diverged
         causes.append(Cause(
@@ -304,21 +372,35 @@ def judge_one_batch(run: BatchRun, steps: int, task: str, higher: BatchRun | Non
             "run finite_training for the first module that overflows; lower the lr or normalise the inputs"))
     still = [n for n, change in run.moved.items() if change == 0.0]
     causes.append(Cause(
-        "parameters that never update", 0.85 if still else 0.0,
+        "parameters that never update", 0.85 if still and not zero else 0.0,
         (f"{len(still)} trainable parameter(s) did not change in {steps} steps: {', '.join(still[:5])}"
-         f"{', ...' if len(still) > 5 else ''}") if still else f"all {len(run.moved)} trainable parameters moved",
+         f"{', ...' if len(still) > 5 else ''}" + ("; a loss of 0 gives them no gradient" if zero else ""))
+        if still else f"all {len(run.moved)} trainable parameters moved",
         "add them to the optimizer and check they are used in forward (run params_update for the reason)"))
     causes.append(Cause(
         "conflicting labels in the batch", 0.8 if run.conflicts else 0.0,
         f"{run.conflicts} sample(s) in the batch share identical inputs with a different label: no model can fit both",
         "deduplicate the data or fix the labels (no_leakage(within_split=True) counts these)"))
     if init is not None:
-        double = is_probabilities(init.outputs, init.ends_in_softmax) and init.loss_kind == "logits"
+        double, fed = double_softmax(init), misread(init)
+        kept = double and kept_logits(init)
         causes.append(Cause(
-            "double softmax", 0.8 if double else 0.0,
-            "the outputs are probabilities fed to a loss that applies softmax again" if double else
+            "double softmax", 0.8 if double and not kept else 0.0,
+            ("the outputs are probabilities fed to a loss that applies softmax again" if not kept else
+             "the outputs are probabilities and the loss is told they are logits, but Keras computes the loss from the "
+             "logits it kept behind the softmax, so nothing is applied twice") if double else
             "outputs are not probabilities (or the loss reads probabilities)",
             "remove the final softmax or use a loss on probabilities"))
+        if init.loss_kind in ("log_probs", "probs"):
+            causes.append(Cause(
+                "loss reads the outputs as something else", 0.85 if fed else 0.0,
+                (f"the untrained outputs are {NAMES[fed]} but {init.loss_name} reads {NAMES[init.loss_kind]}: the loss "
+                 f"it lowers is not the error of the predictions" + (
+                     "; it clips outputs outside [0, 1], which then pass no gradient" if init.loss_kind == "probs" else ""))
+                if fed else
+                f"{init.loss_name} reads {NAMES[init.loss_kind]} and the untrained outputs are "
+                f"{NAMES.get(reading(init.outputs, init.ends_in_softmax), 'in [0, 1] (either)')}",
+                _mismatch_fix(fed or "logits", init.loss_kind, init.loss_name, framework, init.outputs.ndim == 2 and init.outputs.shape[1] == 1)))
     causes.append(Cause(
         "dropout / batch-norm in train mode", 0.3 if run.train_mode_layers else 0.0,
         (f"{len(run.train_mode_layers)} layer(s) behave differently in training: "

@@ -59,7 +59,7 @@ def _one_batch(p: Prepared, a: Any) -> measure.Verdict:
     if not measure.one_batch_passed(run_, p.setup.task):  # the causes are measured only on failure
         higher, lower = a.one_batch(steps, 10.0), a.one_batch(steps, 0.1)
         init = a.init_probe() if p.setup.task == "classification" else None
-    return measure.judge_one_batch(run_, steps, p.setup.task, higher, lower, init)
+    return measure.judge_one_batch(run_, steps, p.setup.task, higher, lower, init, a.framework)
 
 
 def _mixing(p: Prepared, a: Any) -> measure.Verdict:

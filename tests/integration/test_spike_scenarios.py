@@ -58,3 +58,44 @@ def test_spike_scenarios(project: pytest.Pytester) -> None:
     plot = Path(checks["test_warmup_not_allowed"]["metrics"]["plot"])
     assert plot.parent == project.path / "plots" and plot.read_bytes()[:4] == b"\x89PNG"
     res.stdout.fnmatch_lines([f"*Plot: {plot}"])
+
+
+def test_a_per_epoch_decay_that_collapses_is_worded_per_epoch(keras_project: pytest.Pytester) -> None:
+    """A per-epoch schedule whose factor is too steep (a Keras LearningRateScheduler callback, a torch StepLR
+    stepped per epoch, each x0.01 per epoch) was worded "advances once per optimizer step and halves the lr every
+    2 steps", with a fix to use the very callback the user had."""
+    keras_project.makepyfile(test_epoch_decay="""
+        import pytest, torch
+        import keras
+        import helpers, keras_helpers as kh
+
+        @pytest.fixture
+        def torch_steplr():
+            return helpers.setup(*helpers.digits(), lr=1e-2, scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(
+                opt, step_size=1, gamma=0.01))
+
+        @pytest.fixture
+        def keras_callback():
+            return kh.setup(*kh.digits(), lr=1e-2,
+                            scheduler=keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.01))
+
+        @pytest.mark.lr_spike_explained(setup="torch_steplr", epochs=6)
+        def test_torch_steplr(): pass
+
+        @pytest.mark.lr_spike_explained(setup="keras_callback", epochs=6)
+        def test_keras_callback(): pass
+    """)
+    res = run(keras_project)
+    res.assert_outcomes(failed=2)
+    res.stdout.fnmatch_lines([
+        "*lr_spike_explained FAILED: the learning rate collapsed: it fell below 0.001 x its peak 0.01 at step 90 "
+        "(epoch 3 of 6)*",
+        "*lr_collapse: the schedule (StepLR) changes the lr only between epochs and multiplies it by 0.01 per epoch, so "
+        "it is below the floor by epoch 3. Slow the decay (a factor per epoch nearer 1, e.g. 0.9-0.95) or give it a "
+        "floor*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*lr_collapse: the schedule (LearningRateScheduler) changes the lr only between epochs and multiplies it by "
+        "0.01 per epoch, so it is below the floor by epoch 3.*",
+    ])
+    assert "advances once per optimizer step" not in res.stdout.str()

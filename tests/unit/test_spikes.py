@@ -81,6 +81,17 @@ def test_lr_collapse_of_a_per_step_decay_and_not_of_sane_schedules() -> None:
     restarts = 0.01 * 0.5 * (1 + np.cos(np.pi * (step % 160) / 159))  # warm restarts touch 0 every 5 epochs
     assert lr_collapse(restarts[:, None], epoch, epochs) is None
     assert list(epoch_lr(per_epoch[:, None], epoch, epochs)[[0, 10, 29]]) == [0.01, 0.005, 0.0025]
+    assert c.epoch_factor is None  # it moves within epochs
+
+
+def test_a_per_epoch_decay_that_collapses_is_measured_per_epoch_not_per_step() -> None:
+    """A per-epoch callback (lr * 0.01 each epoch) was worded "halves the lr every 2 steps (5 times per epoch)" with
+    a fix to use the very callback the user had."""
+    steps_per_epoch, epochs = 10, 20
+    epoch = np.arange(steps_per_epoch * epochs) // steps_per_epoch
+    c = lr_collapse((1e-4 * 0.01 ** epoch)[:, None], epoch, epochs)
+    assert c is not None and c.epoch == 2 and c.step == 20 and c.halving_steps is None
+    assert c.epoch_factor == pytest.approx(0.01)
 
 
 def test_batch_mix_is_zero_for_stratified_batches_and_large_for_sorted_ones() -> None:

@@ -127,6 +127,7 @@ class Collapse:
     final: float
     halving_steps: float | None  # steps per halving of the lr, when it decays geometrically
     steps_per_epoch: int
+    epoch_factor: float | None = None  # the lr changes only between epochs: its mean factor per epoch (0.01: x0.01)
 
 
 def lr_collapse(lr: np.ndarray, step_epoch: np.ndarray, epochs: int) -> Collapse | None:
@@ -146,13 +147,21 @@ def lr_collapse(lr: np.ndarray, step_epoch: np.ndarray, epochs: int) -> Collapse
         return None
     steps_per_epoch = int(np.bincount(step_epoch).max())
     positive = top > 0
-    halving = None
+    halving = factor = None
     start = int(np.argmax(top))
-    if positive[start:first].sum() >= 2:  # a geometric decay: fit log2(lr) over the decaying stretch
+    epochs_seen = step_epoch[: len(top)]
+    within = epochs_seen[1:] == epochs_seen[:-1]
+    if steps_per_epoch > 1 and np.array_equal(top[1:][within], top[:-1][within]):
+        # the lr moves only between epochs (a per-epoch callback or scheduler): its factor per epoch
+        e0, e1 = int(epochs_seen[start]), int(epochs_seen[first])
+        at = epoch_lr(top, epochs_seen, int(epochs_seen[-1]) + 1)[e0: e1 + 1]
+        if e1 > e0 and np.all(at > 0):
+            factor = float((at[-1] / at[0]) ** (1.0 / (e1 - e0)))
+    elif positive[start:first].sum() >= 2:  # a geometric decay: fit log2(lr) over the decaying stretch
         idx = np.arange(start, first)[positive[start:first]]
         slope = np.polyfit(idx, np.log2(top[idx]), 1)[0]
         halving = float(-1.0 / slope) if slope < 0 else None
-    return Collapse(int(step_epoch[first]), first, peak, float(top[-1]), halving, steps_per_epoch)
+    return Collapse(int(step_epoch[first]), first, peak, float(top[-1]), halving, steps_per_epoch, factor)
 
 
 def top_lr(lr: np.ndarray, steps: int) -> np.ndarray:

@@ -8,6 +8,7 @@ the data.
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from typing import Any
@@ -79,7 +80,8 @@ def run(p: Prepared) -> CheckReport:
     causes = [sp.to_dict() for sp in found.spikes]
     if collapse is not None:
         causes.insert(0, {"cause": "lr_collapse", "epoch": collapse.epoch + 1, "step": collapse.step,
-                          "peak_lr": collapse.peak, "final_lr": collapse.final, "halving_steps": collapse.halving_steps})
+                          "peak_lr": collapse.peak, "final_lr": collapse.final, "halving_steps": collapse.halving_steps,
+                          "epoch_factor": collapse.epoch_factor})
     return CheckReport(MARKER, passed, text, metrics, causes, key=("spikes", "unallowed_spikes", "lr_collapse"))
 
 
@@ -275,6 +277,14 @@ def _collapse_headline(c: spikes.Collapse, p: Prepared) -> str:
 
 def _collapse_fix(c: spikes.Collapse | None, p: Prepared) -> str:
     assert c is not None
+    if c.epoch_factor is not None:  # the lr moved only between epochs: the per-epoch decay itself is too steep
+        # the scheduler the pass stepped (a factory's product, Lightning's), else the one given (a Keras callback)
+        source = next((s for s in (getattr(p.adapter, "scheduler", None), p.setup.scheduler)
+                       if s is not None and not inspect.isroutine(s)), None)
+        named = f" ({type(source).__name__})" if source is not None else ""
+        return (f"the schedule{named} changes the lr only between epochs and multiplies it by {c.epoch_factor:.3g} per "
+                f"epoch, so it is below the floor by epoch {c.epoch + 1}. Slow the decay (a factor per epoch nearer 1, "
+                f"e.g. 0.9-0.95) or give it a floor (a minimum lr: max(lr * factor, min_lr)).")
     text = f"the schedule advances once per optimizer step ({c.steps_per_epoch} steps per epoch)"
     if c.halving_steps:
         every = "step" if abs(c.halving_steps - 1) < 0.05 else f"{c.halving_steps:.3g} steps"

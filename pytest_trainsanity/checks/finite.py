@@ -45,6 +45,8 @@ class NonFinite:
     input_rows: int  # rows of that sample
     eval_splits: tuple[str, ...] = ()  # splits whose loss measured in eval mode after training is NaN/Inf
     other_inputs: tuple[tuple[str, int, int], ...] = ()  # (split, non-finite input values, rows) of other eval samples
+    grad_step: int = 0  # every loss finite: the first step (1-based) whose gradient norm was NaN/Inf, when measured
+    grad_epoch: int = 0
 
     @property
     def inputs_only(self) -> bool:
@@ -55,6 +57,10 @@ class NonFinite:
         if self.step:
             lr = f", lr {self.lr:.3g}" if self.lr is not None else ""
             return f"the training loss was {self.value} at step {self.step} of {self.steps} (epoch {self.epoch}{lr})"
+        if self.weights_end and self.grad_step:
+            return (f"the gradient was NaN/Inf at step {self.grad_step} of {self.steps} (epoch {self.grad_epoch}) while "
+                    f"every training loss stayed finite, and the weights hold NaN/Inf after the pass "
+                    f"({_names(self.weights_end)})")
         if self.weights_end:
             return f"the weights hold NaN/Inf after {self.steps} step(s) ({_names(self.weights_end)})"
         if self.inputs_only:
@@ -101,7 +107,12 @@ def find(trace: Any, inputs: Mapping[str, np.ndarray] | None = None,
         return None
     rows = len(next(iter(inputs.values()))) if inputs else 0
     if not len(bad):
-        return NonFinite(0, len(loss), 0, "", None, None, None, start, end, counts, rows, evals, elsewhere)
+        grads = np.asarray(getattr(trace, "grad_norm", ()), dtype=np.float64)
+        # measured from the first step (torch leaves it NaN outside lr_spike_explained's pass: not measured)
+        broke = np.flatnonzero(~np.isfinite(grads)) if len(grads) and np.isfinite(grads[0]) else ()
+        g = int(broke[0]) + 1 if len(broke) else 0
+        g_epoch = int(trace.epoch[g - 1]) + 1 if g and len(trace.epoch) >= g else 0
+        return NonFinite(0, len(loss), 0, "", None, None, None, start, end, counts, rows, evals, elsewhere, g, g_epoch)
     i = int(bad[0])
     value = "NaN" if np.isnan(loss[i]) else ("+Inf" if loss[i] > 0 else "-Inf")
     lr = float(np.max(trace.lr[i])) if np.size(trace.lr) and len(trace.lr) > i else None
@@ -147,6 +158,14 @@ def causes(nf: NonFinite) -> tuple[list[Cause], list[Cause]]:
             "too."))
     elif nf.input_rows:
         found.append(Cause("nonfinite_inputs", 0.0, f"no NaN/Inf in the train eval sample ({nf.input_rows} rows)", ""))
+    if nf.grad_step:
+        found.append(Cause(
+            "nonfinite_gradient_finite_loss", 0.6,
+            f"the gradient was NaN/Inf at step {nf.grad_step} while its loss was finite: a NaN/Inf input in that step's "
+            f"batch that the forward hid (a fused ReLU can map NaN to 0, a clipping loss clips it), or an overflow in "
+            f"backward",
+            "count NaN/Inf over the whole split with inputs_normalized (it names the feature), and run finite_training "
+            "to name the first module that goes non-finite; impute or drop those rows before the loader"))
     if nf.step == 0 and not nf.weights_end and nf.eval_splits:
         found.append(Cause(
             "nonfinite_eval_data", 0.9,

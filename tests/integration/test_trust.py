@@ -85,6 +85,38 @@ def test_keras_non_finite_training_fails(keras_project: pytest.Pytester) -> None
     ])
 
 
+def test_a_nan_row_outside_the_eval_sample_names_the_step_whose_gradient_broke(keras_project: pytest.Pytester) -> None:
+    """One NaN value in a row the eval sample does not hold: the forward hid it from every loss, the weights went NaN,
+    and the failure said "after 63 steps" with every cause ruled out ("no NaN/Inf in the train eval sample")."""
+    keras_project.makepyfile("""
+        import numpy as np, pytest, keras
+        from pytest_trainsanity import TrainSetup
+
+        @pytest.fixture
+        def nan_row():
+            rng = np.random.RandomState(0)
+            X, Xv = rng.randn(2000, 8).astype("float32"), rng.randn(300, 8).astype("float32")
+            y, yv = (X[:, 0] + X[:, 1] > 0).astype("int64"), (Xv[:, 0] + Xv[:, 1] > 0).astype("int64")
+            X[1500, 3] = np.nan
+            keras.utils.set_random_seed(1)
+            model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(2)])
+            return TrainSetup(model=model, train=(X, y), val=(Xv, yv), optimizer=keras.optimizers.Adam(1e-3),
+                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+        @pytest.mark.no_epoch1_overfit(setup="nan_row", probes=False)
+        def test_overfit(): pass
+    """)
+    res = run(keras_project, "--trainsanity-eval-samples", "200", "--trainsanity-explain")
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines([
+        "*no_epoch1_overfit FAILED: training went non-finite: the gradient was NaN/Inf at step * of 63 (epoch 1) while "
+        "every training loss stayed finite, and the weights hold NaN/Inf after the pass (*kernel*",
+        "*1. nonfinite_gradient_finite_loss (evidence score 0.60): the gradient was NaN/Inf at step * while its loss was "
+        "finite: a NaN/Inf input in that step's batch that the forward hid*",
+        "*fix: count NaN/Inf over the whole split with inputs_normalized*",
+    ])
+
+
 def test_nan_inputs_a_loss_absorbs_fail_never_pass(keras_project: pytest.Pytester) -> None:
     """NaN in 5 train values (one row) with Keras' probability loss on a linear output: the loss
     clips its input, so every training loss, weight and eval loss stayed finite and both checks
@@ -121,7 +153,8 @@ def test_nan_inputs_a_loss_absorbs_fail_never_pass(keras_project: pytest.Pyteste
         res.stdout.fnmatch_lines([
             # the loss stayed finite but the weights did not (relu(NaN) is 0 on TF's CPU): the message said
             # "Training stayed finite" until the weights were checked after every pass
-            f"*{check} FAILED: training went non-finite: the weights hold NaN/Inf after * step(s) (*dense*/kernel*",
+            f"*{check} FAILED: training went non-finite: the gradient was NaN/Inf at step * of * (epoch 1) while every "
+            f"training loss stayed finite, and the weights hold NaN/Inf after the pass (*dense*/kernel*",
             "*1. nonfinite_inputs (evidence score 0.95): the train inputs hold 5 NaN/Inf value(s) in the eval sample of "
             "1437 rows (field x: 5)*",
         ])

@@ -50,6 +50,22 @@ def test_weights_broken_with_a_finite_loss_still_fail() -> None:
     assert nf is not None and nf.step == 0 and "the weights hold NaN/Inf after 2 step(s) (head.weight)" in nf.where()
 
 
+def test_a_gradient_that_broke_under_a_finite_loss_names_its_step() -> None:
+    """A NaN input row outside the eval sample, hidden from the loss by the forward (a fused ReLU), made the weights
+    NaN with every loss finite: the failure said "after 63 steps" and ruled every cause out."""
+    trace = Trace([0.9, 0.8, 0.7, 0.69, 0.69, 0.69], end=("dense/kernel",))
+    trace.grad_norm = np.array([1.0, 0.9, 0.8, np.nan, np.nan, np.nan])
+    nf = finite.find(trace, {"x": np.zeros((4, 2))})
+    assert (nf.grad_step, nf.grad_epoch, nf.step) == (4, 1, 0)
+    assert ("the gradient was NaN/Inf at step 4 of 6 (epoch 1) while every training loss stayed finite, and the "
+            "weights hold NaN/Inf after the pass (dense/kernel)") in finite.headline("no_epoch1_overfit", nf)
+    likely, ruled = finite.causes(nf)
+    assert likely[0].name == "nonfinite_gradient_finite_loss" and "at step 4 while its loss was finite" in likely[0].evidence
+    assert "inputs_normalized" in likely[0].fix and "nonfinite_inputs" in [c.name for c in ruled]
+    trace.grad_norm = np.full(6, np.nan)  # torch outside lr_spike_explained: not measured, not a finding
+    assert finite.find(trace).grad_step == 0
+
+
 def test_missing_times_are_left_out_and_counted() -> None:
     t = np.array(["2020-01-01", "NaT", "2020-03-01"], dtype="datetime64[D]")
     known, missing = known_values(t)

@@ -106,17 +106,14 @@ def per_sample_loss(outputs: np.ndarray, ids: np.ndarray, read_as: str) -> float
 NAMES = {"logits": "raw logits", "log_probs": "log-probabilities", "probs": "probabilities"}
 
 
-def double_softmax(p: InitProbe) -> bool:
-    """Probabilities (a softmax, or a sigmoid on a binary head, already applied) fed to a loss on logits."""
-    return is_probabilities(p.outputs, p.ends_in_softmax) and p.loss_kind == "logits"
-
-
-def misread(p: InitProbe) -> str:
-    """What the outputs are ("logits", "probs", "log_probs") when the loss reads them as something else
-    (softmax into NLLLoss, logits into a loss on probabilities); "" when it reads them as they are."""
+def read_outputs(p: InitProbe) -> tuple[str, bool, str]:
+    """(what the outputs are, as ``reading``; a double softmax: probabilities, a softmax or a sigmoid on a binary
+    head already applied, fed to a loss on logits; what the outputs are when the loss reads them as something
+    else, softmax into NLLLoss or logits into a loss on probabilities, "" when it reads them as they are)."""
     fed = reading(p.outputs, p.ends_in_softmax)
+    double = fed == "probs" and p.loss_kind == "logits"
     wrong = p.loss_kind in ("log_probs", "probs") and fed not in ("", p.loss_kind) and bool(np.isfinite(p.outputs).all())
-    return fed if wrong else ""
+    return fed, double, fed if wrong else ""
 
 
 def kept_logits(p: InitProbe) -> bool:
@@ -166,10 +163,8 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str, framework: str = "to
     classes = max(classes_out, seen, 2)
     expected = entropy(ids, classes)
     gap = p.loss - expected
-    probs = is_probabilities(outputs, p.ends_in_softmax)
-    double = double_softmax(p)
-    fed = reading(outputs, p.ends_in_softmax)
-    mismatch = bool(misread(p))
+    fed, double, wrong = read_outputs(p)
+    probs, mismatch = fed == "probs", bool(wrong)
     if classes_out == 1:  # one logit of class 1: the spread of a two-class head with logits (o, 0), centred
         std = float(np.sqrt(np.mean(outputs ** 2)) / 2) if outputs.size else float("nan")
     else:
@@ -382,7 +377,7 @@ def judge_one_batch(run: BatchRun, steps: int, task: str, higher: BatchRun | Non
         f"{run.conflicts} sample(s) in the batch share identical inputs with a different label: no model can fit both",
         "deduplicate the data or fix the labels (no_leakage(within_split=True) counts these)"))
     if init is not None:
-        double, fed = double_softmax(init), misread(init)
+        seen, double, fed = read_outputs(init)
         kept = double and kept_logits(init)
         causes.append(Cause(
             "double softmax", 0.8 if double and not kept else 0.0,
@@ -399,7 +394,7 @@ def judge_one_batch(run: BatchRun, steps: int, task: str, higher: BatchRun | Non
                      "; it clips outputs outside [0, 1], which then pass no gradient" if init.loss_kind == "probs" else ""))
                 if fed else
                 f"{init.loss_name} reads {NAMES[init.loss_kind]} and the untrained outputs are "
-                f"{NAMES.get(reading(init.outputs, init.ends_in_softmax), 'in [0, 1] (either)')}",
+                f"{NAMES.get(seen, 'in [0, 1] (either)')}",
                 _mismatch_fix(fed or "logits", init.loss_kind, init.loss_name, framework, init.outputs.ndim == 2 and init.outputs.shape[1] == 1)))
     causes.append(Cause(
         "dropout / batch-norm in train mode", 0.3 if run.train_mode_layers else 0.0,

@@ -120,6 +120,11 @@ class Adapter(abc.ABC):
         train target, in training and in the train metric (the random-label probe).
         """
 
+    def number_fields(self) -> tuple[str, ...]:
+        """The integer input fields the model reads as numbers (a cast before a dense layer), which
+        the scale measurement judges as features rather than skipping them as ids."""
+        return ()
+
     def interventions(self) -> dict[str, str]:
         """Replay interventions this adapter supports ("" when it does, else why not):
         ``hold_lr``, ``reshuffle``, ``reset_momentum``, ``freeze_bn``."""

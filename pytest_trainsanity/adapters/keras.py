@@ -202,6 +202,11 @@ class KerasAdapter(KerasPreflight, Adapter):
             return type(self.model).__name__
         return f"{layer.name} ({type(layer).__name__}) with {layer.weights[0].dtype} weights"
 
+    def number_fields(self) -> tuple[str, ...]:
+        from .keras_graph import first_uses
+
+        return tuple(f for f, use in first_uses(self.model, self.form.names).items() if use.role == "numbers")
+
     def _validate_forward(self) -> Any:
         """One inference-mode forward of the first train samples, before any training: its output."""
         batch = self._device(self.samples["train"].head(2), shape_targets=False)

@@ -39,6 +39,7 @@ from .torch_data import _torch, clone, clone_tree, tensor_to_numpy, to_device
 from .torch_preflight import TorchPreflight
 from .torch_record import StepRecord
 from .torch_step import TorchStep, batch_text, first_layer, predictions, resolve_device
+from .torch_uses import following
 
 UPDATE_EVERY = 4  # ||update|| / ||weights|| on every 4th step of a detail pass (NaN between): see TrainingTrace
 NO_CAST = ("The plugin feeds batches exactly as the pipeline yields them (only moved to the device, never "
@@ -132,10 +133,12 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         try:
             self.model.eval()
             with torch.no_grad(), self._quiet():
-                try:
-                    out = self._forward(batch, with_target=self.mode == "own")
+                try:  # how the forward reads integer inputs (ids, or numbers it casts) is seen on the way
+                    with following(self.model, self.form.inputs(batch)) as uses:
+                        out = self._forward(batch, with_target=self.mode == "own")
                 except Exception as exc:  # noqa: BLE001 - one paragraph, not a framework traceback
                     raise SetupError(self._cannot_run(batch, exc, "the first train samples")) from None
+                self.input_uses = dict(uses)
                 pred = predictions(out, torch)
                 n_outputs = self._outputs_of(pred, self.form.target(batch))
                 self.n_outputs = n_outputs
@@ -161,6 +164,9 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             for module, mode in flags:
                 module.training = mode
         return n_outputs
+
+    def number_fields(self) -> tuple[str, ...]:
+        return tuple(f for f, use in getattr(self, "input_uses", {}).items() if use.role == "numbers")
 
     def _cannot_run(self, batch: Any, exc: BaseException, what: str) -> str:
         sample = self.samples["train"]

@@ -405,3 +405,63 @@ def test_an_optimizer_whose_state_cannot_be_assigned_is_stepped_in_place_and_put
     assert again.metrics == {**again.metrics, "train_metric": first.metrics["train_metric"],
                              "val_metric": first.metrics["val_metric"]}
     assert_same(before, state_of(setup))
+
+
+class _CastsInts(torch.nn.Module):
+    """A table of int64 columns (df.to_numpy()) cast in forward: numbers, not ids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+
+    def forward(self, x):
+        x = x[:, :3]  # followed: still the integer field
+        mask = x != 0  # a mask made from it settles nothing
+        return self.body(x.float() * mask)
+
+
+class _Embeds(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = torch.nn.Embedding(100, 4)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.tokens(x.long()).mean(1))
+
+
+class _Indexes(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(100, 2))
+
+    def forward(self, x):
+        return self.table[x].mean(1)
+
+
+@pytest.mark.parametrize("model, role, call", [(_CastsInts, "numbers", "float()"), (_Embeds, "ids", "embedding()"),
+                                               (_Indexes, "ids", "an index (weight[x])")])
+def test_the_forward_shows_whether_integer_inputs_are_ids_or_numbers(model, role, call) -> None:
+    from pytest_trainsanity.adapters.torch_uses import first_uses
+
+    torch.manual_seed(0)
+    net = model()
+    x = torch.randint(0, 100, (4, 3))
+    before = [t.clone() for t in net.state_dict().values()]
+    uses = first_uses(net, (x,), {}, {"x": x})
+    assert (uses["x"].role, uses["x"].call) == (role, call)
+    assert net.training and all(torch.equal(a, b) for a, b in zip(before, net.state_dict().values()))
+    if role == "numbers":  # float inputs: nothing to decide
+        assert first_uses(net, (x.float(),), {}, {"x": x.float()}) == {}
+
+
+def test_the_adapter_names_integer_fields_its_model_reads_as_numbers() -> None:
+    r = np.random.RandomState(0)
+    X, y = r.randint(0, 100, (64, 3)), r.randint(0, 2, 64)
+    for model, numbers in ((_CastsInts, ("x",)), (_Embeds, ())):
+        torch.manual_seed(0)
+        net = model()
+        setup = TrainSetup(model=net, train=(X, y), val=(X, y), optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                           loss=torch.nn.CrossEntropyLoss(), batch_size=16)
+        adapter = TorchAdapter(net, setup, load_splits(setup), RunSettings(device="cpu"))
+        assert adapter.number_fields() == numbers

@@ -444,6 +444,77 @@ def test_integer_ids_summary_line_has_numbers(project: pytest.Pytester) -> None:
     res.stdout.fnmatch_lines(["*inputs_normalized passed: integer_ids=True, skipped_fields=1*"])
 
 
+TORCH_INT_COLUMNS = """
+import numpy as np
+import pytest
+import torch
+from pytest_trainsanity import TrainSetup
+
+def table(n, seed):
+    r = np.random.RandomState(seed)
+    X = np.stack([r.randint(18, 90, n), r.randint(20000, 200000, n), r.randint(0, 5, n)], 1)  # int64, as df.to_numpy()
+    return X, (X[:, 1] > 110000).astype(np.int64)
+
+class CastsInForward(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    def forward(self, x):
+        return self.body(x.float())
+
+class Embeds(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.codes = torch.nn.Embedding(200000, 4)
+        self.head = torch.nn.Linear(4, 2)
+    def forward(self, x):
+        return self.head(self.codes(x).mean(1))
+
+def build(model):
+    torch.manual_seed(0)
+    net = model()
+    return TrainSetup(model=net, train=table(400, 0), val=table(200, 1), optimizer=torch.optim.Adam(net.parameters(), 1e-3),
+                      loss=torch.nn.CrossEntropyLoss(), batch_size=32)
+
+@pytest.fixture
+def casts():
+    return build(CastsInForward)
+
+@pytest.fixture
+def embeds():
+    return build(Embeds)
+
+@pytest.mark.inputs_normalized(setup="casts")
+def test_casts(): pass
+
+@pytest.mark.inputs_normalized(setup="embeds")
+def test_embeds(): pass
+
+@pytest.mark.no_epoch1_overfit(setup="casts", probes=False)
+def test_overfit_casts(): pass
+"""
+
+
+def test_torch_integer_columns_cast_in_forward_are_judged_as_features(project: pytest.Pytester) -> None:
+    """int64 columns (age, income) that forward casts with x.float() were skipped as "ids that feed an
+    embedding": inputs_normalized passed and no_epoch1_overfit never measured their scale. One eval
+    forward on a few samples now shows how the model reads them; real ids (an Embedding) still pass."""
+    project.makepyfile(test_int_columns=TORCH_INT_COLUMNS)
+    res = run(project, "-rA", "--trainsanity-explain")
+    res.assert_outcomes(passed=2, failed=1)
+    res.stdout.fnmatch_lines([
+        "*inputs_normalized FAILED for train, val: train inputs are not standardised: values span [[]0, 1.99*e+05]*",
+        "*standardise per feature with statistics fitted on train only*",
+        "*Note: the inputs (int64) judged as features: float() in the model's forward reads them as numbers, not an "
+        "embedding as integer ids would be.",
+    ])
+    res.stdout.fnmatch_lines([
+        "*inputs_normalized passed: inputs are integer ids (dtype int64)*",
+        "*Note: the inputs (int64) skipped as ids: embedding() in module 'codes' reads them as indices*",
+    ])
+    res.stdout.fnmatch_lines(["*input scale: train inputs are not standardised: values span [[]0, 1.99*e+05]*"])
+
+
 def test_a_tf_data_pipeline_that_repeats_forever_is_refused_not_read(keras_project: pytest.Pytester) -> None:
     """ds.shuffle(...).repeat().batch(32), the form model.fit(steps_per_epoch=...) takes: no_leakage and
     inputs_normalized read it without end (over 3 GB in 10 minutes, never returning)."""

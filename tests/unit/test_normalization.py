@@ -9,6 +9,7 @@ import pytest
 
 from pytest_trainsanity.checks.normalization import (
     MAX_MEDIAN_SHIFT,
+    check_fields,
     check_normalization,
     feature_axis,
     judge,
@@ -116,6 +117,15 @@ def test_integer_ids_pass_with_a_note() -> None:
     result = check_normalization({"train": tokens, "val": tokens[:10]})
     assert result.passed and result.integer_ids
     assert "not features to scale" in result.notes[0]
+
+
+def test_integer_fields_the_model_reads_as_numbers_are_judged() -> None:
+    """An int64 table (age, income) skipped as ids was a pass; named as numbers it is judged."""
+    table = np.stack([rng.integers(18, 90, 200), rng.integers(20_000, 200_000, 200)], axis=1)
+    assert check_fields({"train": {"x": table}}).integer_ids
+    result = check_fields({"train": {"x": table}}, numbers=("x",))
+    assert not result.passed and not result.integer_ids
+    assert "values span [18, 1.99" in result.findings[0].text
 
 
 def test_uint8_images_are_pixels_not_ids() -> None:

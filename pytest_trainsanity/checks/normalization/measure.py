@@ -211,15 +211,17 @@ def check_normalization(splits: dict[str, np.ndarray], tol: float = DEFAULT_TOL)
     return check_fields({name: {"x": X} for name, X in splits.items()}, tol)
 
 
-def check_fields(splits: dict[str, dict[str, np.ndarray]], tol: float = DEFAULT_TOL) -> NormalizationResult:
-    """Every input field of every split (numpy in memory, e.g. an eval sample)."""
+def check_fields(splits: dict[str, dict[str, np.ndarray]], tol: float = DEFAULT_TOL,
+                 numbers: tuple[str, ...] = ()) -> NormalizationResult:
+    """Every input field of every split (numpy in memory, e.g. an eval sample); integer fields in
+    ``numbers`` (the model reads them as numbers: ``Adapter.number_fields``) are judged as features."""
     stats: dict[str | None, dict[str, SplitStats]] = {}
     dtypes: dict[str, np.dtype] = {}
     several = len(next(iter(splits.values()), {})) > 1
     for split, fields in splits.items():
         for name, X in fields.items():
             dtypes.setdefault(name, X.dtype)
-            if field_role(name, X.dtype) is None or not several and not is_integer_ids(X):
+            if name in numbers or field_role(name, X.dtype) is None or not several and not is_integer_ids(X):
                 key = name if several else None
                 stats.setdefault(key, {})[split] = split_stats(split, X, key)
     return judge(stats, dtypes, tol)

@@ -31,7 +31,8 @@ def run(p: Prepared) -> CheckReport:
     accs: dict[str | None, dict[str, StatsAccumulator]] = {}
     dtypes: dict[str, np.dtype] = {}
     tables: dict[str, Any] = {}
-    uses: dict[str, Any] | None = None  # how a Keras model's graph first reads each field
+    uses: dict[str, Any] | None = None  # how the model first reads each field (a Keras graph, a torch forward)
+    use_note = ""
     for split_name, split in p.splits.items():
         several = None
         table = split.kind.startswith("table")
@@ -39,7 +40,8 @@ def run(p: Prepared) -> CheckReport:
             tables[split_name] = split
         for inputs, _ in (split.numeric_blocks() if table else split.blocks()):  # type: ignore[attr-defined]
             several = len(inputs) > 1 if several is None else several
-            uses = _first_uses(p.setup, tuple(inputs)) if uses is None else uses
+            if uses is None:
+                uses, use_note = _first_uses(p, split, inputs)
             for field, X in inputs.items():
                 dtypes.setdefault(field, X.dtype)
                 use = uses.get(field)
@@ -63,7 +65,7 @@ def run(p: Prepared) -> CheckReport:
                     for k, v in accs.items()}, dtypes, p.options.tol)
     text = message(result, p.options.tol, list(p.splits))
     text += "".join(_use_note(field, use, len(dtypes) > 1, dtypes[field]) for field, use in (uses or {}).items()
-                    if use.role != "ids" and field in dtypes)
+                    if field in dtypes) + use_note
     if tables:
         first_name, first = next(iter(tables.items()))
         skipped = {c: k for c, k in first.kinds.items() if k != "numeric"}
@@ -78,14 +80,23 @@ def run(p: Prepared) -> CheckReport:
     )
 
 
-def _first_uses(setup: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    """A Keras model's first use of each field (``adapters.keras_graph``); {} without a Keras model."""
-    model = getattr(setup, "model", None)
-    if model is None or framework_of(model) != "tensorflow":
-        return {}
-    from ...adapters.keras_graph import first_uses
+def _first_uses(p: Prepared, split: Any, inputs: dict[str, np.ndarray]) -> tuple[dict[str, Any], str]:
+    """(the model's first use of each field, a note when it could not be seen): a Keras model's
+    graph (``adapters.keras_graph``), or one forward of a torch model on a few samples as the
+    pipeline yields them, run only when a field is integer (``adapters.torch_uses``)."""
+    model = getattr(p.setup, "model", None)
+    framework = framework_of(model) if model is not None else None
+    if framework == "tensorflow":
+        from ...adapters.keras_graph import first_uses
 
-    return first_uses(model, fields)
+        return first_uses(model, tuple(inputs)), ""
+    if framework != "torch" or not any(field_role(f, X.dtype) == "integer ids" for f, X in inputs.items()):
+        return {}, ""
+    if split.one_shot or not hasattr(model, "named_modules"):
+        return {}, ""
+    from ...adapters.torch_uses import forward_uses
+
+    return forward_uses(model, split, p.settings.seed)
 
 
 def _through(layer: Any, X: np.ndarray, where: str) -> np.ndarray:
@@ -104,6 +115,9 @@ def _use_note(field: str, use: Any, several: bool, dtype: np.dtype) -> str:
                else "its scale and offset")
         return (f"\nNote: {what} judged as the model receives them, after its own {use.label} layer, which reads "
                 f"them first: a failure is fixed in that layer ({fix}), not by a second normalisation in the pipeline.")
+    if use.role == "ids":
+        return (f"\nNote: {what} ({dtype}) skipped as ids: {use.label} reads them as indices (an embedding "
+                f"or a lookup), not as numbers.") if np.dtype(dtype).kind in "iu" else ""
     if np.dtype(dtype).kind in "iu":
         return (f"\nNote: {what} ({dtype}) judged as features: {use.label} reads them as numbers, not an embedding "
                 f"as integer ids would be.")

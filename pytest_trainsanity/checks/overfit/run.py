@@ -50,7 +50,7 @@ def run(p: Prepared) -> CheckReport:
     Xt, Xv = fields_rows(train_fields, widths), fields_rows(val_fields, widths)
     cross = duplicates.cross_split(Xt, Xv, yt_raw, yv_raw)
     within = duplicates.within_split(Xt)
-    scale = check_fields({"train": train_fields, "val": val_fields})
+    scale = check_fields({"train": train_fields, "val": val_fields}, numbers=adapter.number_fields())
     leak = None
     if classification and len(train_fields) == 1:  # one label per sample: the single-feature rules
         yt, yv = target_ids(yt_raw, info.n_outputs), target_ids(yv_raw, info.n_outputs)

@@ -1,0 +1,171 @@
+"""How a torch model's forward first uses each integer input field, seen by running it once.
+
+A torch model has no graph to read (``keras_graph`` reads Keras's), and integer inputs reach it
+two ways that the data alone cannot tell apart: token or category ids that index an embedding
+(nothing to scale), or numbers (age, income, counts; ``df.to_numpy()`` of integer columns) that
+``forward`` casts with ``x.float()`` before a ``Linear``. ``inputs_normalized`` and the training
+checks skip the first and must judge the second.
+
+One eval-mode forward on a few samples under a ``TorchFunctionMode`` follows each integer field's
+tensor through the torch calls it meets:
+
+- an index use (``embedding``, ``embedding_bag``, ``one_hot``, ``weight[x]``, ``index_select``,
+  ``gather``) makes it **ids**;
+- a call that turns it into floating-point values (``x.float()``, ``x.to(torch.float32)``,
+  ``x / 100``, ``torch.log1p(x)``) makes it **numbers**;
+- a call that keeps it integer (``x[:, 0]``, ``x.long()``, ``x.view(...)``, ``x + 1``) is followed
+  on its result; comparisons (``x != pad_id``) and reads (``x.shape``) settle nothing.
+
+The first use that settles a field wins; a field never settled is left out (the data's dtype
+decides, as before). Nothing of the user's is changed: the forward runs under ``no_grad`` in eval
+mode and every module's train flag is put back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+IDS = {"embedding", "embedding_bag", "one_hot", "index_select", "gather", "take", "take_along_dim",
+       "index_add", "index_copy", "index_fill", "scatter", "scatter_add", "scatter_reduce", "bincount"}
+SHOWN = {"getitem": "an index (weight[x])", "truediv": "a division", "mul": "a product", "div": "a division"}
+
+
+@dataclass(frozen=True)
+class TorchUse:
+    role: str  # "ids" | "numbers"
+    call: str  # the torch call that settled it, e.g. "embedding()" or "float()"
+    module: str  # the module whose forward made that call ("" for the model's own forward)
+    layer: Any = None  # no layer object (Keras's FirstUse has one)
+
+    @property
+    def label(self) -> str:
+        where = f" in module {self.module!r}" if self.module else " in the model's forward"
+        return f"{self.call}{where}"
+
+
+def _name(func: Any) -> str:
+    name = getattr(func, "__name__", "") or ""
+    if name == "__get__":  # a property (x.shape, x.dtype): a read
+        return ""
+    return name.strip("_")
+
+
+def first_uses(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], fields: dict[str, Any]) -> dict[str, TorchUse]:
+    """Each integer tensor of ``fields`` (by name; the same objects the call passes) that the
+    eval-mode forward ``model(*args, **kwargs)`` settles, with its use. Raises what the forward raises."""
+    import torch
+
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad(), following(model, fields) as found:
+            model(*args, **kwargs)
+    finally:
+        for module, mode in flags:
+            module.training = mode
+    return found
+
+
+@contextlib.contextmanager
+def following(model: Any, fields: dict[str, Any]) -> Iterator[dict[str, TorchUse]]:
+    """Inside the block, the uses of ``fields``' integer tensors by whatever the block runs are
+    gathered into the dict it yields (a no-op when no field is integer)."""
+    import torch
+
+    found: dict[str, TorchUse] = {}
+    watched = {id(t): name for name, t in fields.items()
+               if isinstance(t, torch.Tensor) and not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool}
+    if not watched:
+        yield found
+        return
+    from torch.overrides import TorchFunctionMode
+
+    keep: list[Any] = list(fields.values())  # the followed tensors stay alive, so no id is reused
+    stack: list[str] = []
+    names = {id(m): n for n, m in model.named_modules()}
+
+    def enter(module: Any, _inputs: Any) -> None:
+        stack.append(names.get(id(module), type(module).__name__))
+
+    def leave(module: Any, _inputs: Any, _output: Any) -> None:
+        if stack:
+            stack.pop()
+
+    class Follow(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            hit = [(i, watched[id(a)]) for i, a in enumerate(args) if id(a) in watched]
+            hit += [(-1, watched[id(v)]) for v in kwargs.values() if id(v) in watched]
+            name = _name(func) if hit else ""
+            for position, field in hit:
+                if field in found or not name:
+                    continue
+                role = _role(name, position, out, torch)
+                if role == "follow":
+                    for t in out if isinstance(out, (tuple, list)) else (out,):
+                        if isinstance(t, torch.Tensor):
+                            keep.append(t)
+                            watched[id(t)] = field
+                elif role is not None:
+                    found[field] = TorchUse(role, SHOWN.get(name, f"{name}()"), stack[-1] if stack else "")
+            return out
+
+    handles = [torch.nn.modules.module.register_module_forward_pre_hook(enter),
+               torch.nn.modules.module.register_module_forward_hook(leave)]
+    try:
+        with Follow():
+            yield found
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _role(name: str, position: int, out: Any, torch: Any) -> str | None:
+    """What one call tells of the watched integer tensor at argument ``position``."""
+    if name in IDS:
+        return "ids" if name in ("embedding", "embedding_bag", "one_hot", "bincount") or position != 0 else None
+    if name == "getitem":
+        return "ids" if position != 0 else "follow"  # weight[x]: an index; x[:, 0]: a part of it
+    tensors = [t for t in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(t, torch.Tensor)]
+    if not tensors:
+        return None  # x.size(), x.tolist(), x.item(): a read
+    if any(t.is_floating_point() or t.is_complex() for t in tensors):
+        return "numbers"
+    if all(t.dtype == torch.bool for t in tensors):
+        return None  # x != pad_id, x > 0: a mask made from it
+    return "follow"
+
+
+PROBE_SAMPLES = 8  # samples of the one forward that shows how the model reads its integer inputs
+
+
+def forward_uses(model: Any, split: Any, seed: int) -> tuple[dict[str, TorchUse], str]:
+    """(``first_uses`` of a few of ``split``'s samples, as its pipeline yields them, fed to
+    ``model`` as the training checks feed it; a note instead when that forward fails)."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from .batches import takes_whole, tree_map
+    from .torch_data import to_device
+
+    sample = split.sample(PROBE_SAMPLES, seed)
+    form = takes_whole(sample.form, model)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a read-only array: torch warns, and nothing writes to it
+            batch = tree_map(lambda v: torch.from_numpy(v) if isinstance(v, np.ndarray) else v, sample.head(PROBE_SAMPLES))
+            device = next((q.device for q in model.parameters()), torch.device("cpu"))
+            batch = to_device(batch, device)
+            args, kwargs = form.call_args(batch)
+            return first_uses(model, args, kwargs, form.inputs(batch)), ""
+    except Exception as exc:  # noqa: BLE001 - the check stays model-free: the inputs' dtype decides, said in a note
+        from .base import first_line
+
+        return {}, (f"\nNote: the model's forward failed on {PROBE_SAMPLES} samples of {split.where} "
+                    f"({type(exc).__name__}: {first_line(exc)}), so whether it reads the integer inputs as ids or "
+                    f"as numbers was decided by their dtype alone.")

@@ -35,6 +35,7 @@ from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, c
 from .batches import describe, takes_whole, tree_map
 from .lightning import is_hugging_face, is_lightning
 from .splits import Split, as_numpy, named_fields
+from .torch_attrs import ModuleAttrs
 from .torch_data import _torch, clone, clone_tree, tensor_to_numpy, to_device
 from .torch_preflight import TorchPreflight
 from .torch_record import StepRecord
@@ -91,6 +92,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
                 f"the model first: model.to_empty(device='cpu') and then initialise it or load_state_dict(...)."
             )
         self.model, self.setup, self.settings, self.splits = model, setup, settings, data
+        self._attrs = ModuleAttrs(model)  # what the user's steps record on the modules, put back after each use
         config = getattr(model, "config", None)  # a transformers model sets config.problem_type on its first loss
         self._problem_type = (config, config.problem_type) if hasattr(config, "problem_type") else None
         self.home = params[0].device
@@ -120,6 +122,8 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             self.restore_user_optimizer()
             self._restore_config()
             raise
+        finally:  # configure_optimizers and the validating step may have recorded on the modules
+            self._attrs.restore()
 
     # ------------------------------------------------------------ set-up checks
 
@@ -245,6 +249,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             param.grad = grad
         for module, mode in self._flags:
             module.training = mode
+        self._attrs.restore()
         self._restore_config()
         for split in self.splits.values():
             split.rewind()

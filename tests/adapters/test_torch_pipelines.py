@@ -308,3 +308,51 @@ def test_per_position_targets_and_unreduced_losses(digits) -> None:
     report = check_epoch1_overfit(setup)
     assert report.metrics["chance"] == 0.5 and report.metrics["val_metric"] > 0.8
     assert "probes not run: the random-label probe gives each sample another sample's labels" in report.message
+
+
+def test_what_a_lightning_step_records_on_the_module_is_put_back(digits) -> None:
+    """Lightning's documented epoch-end pattern (training_step appends to self.training_step_outputs)
+    kept every call of the check: 139 entries after no_epoch1_overfit, 542 after preflight, and the
+    user's next Trainer epoch would average them in."""
+    L = pytest.importorskip("lightning")
+    from pytest_trainsanity import check_preflight
+
+    Xtr, ytr, Xv, yv = digits
+
+    class Recording(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+            self.training_step_outputs: list = []
+            self.by_stage = {"train": [], "seen": 0}
+            self.seen, self.total = 0, torch.zeros(())
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            x, t = batch
+            loss = torch.nn.functional.cross_entropy(self(x), t)
+            self.training_step_outputs.append(loss.detach())
+            self.by_stage["train"].append(batch_idx)
+            self.by_stage["seen"] += 1
+            self.seen += 1
+            self.total = self.total + loss.detach()
+            self.last_batch_idx = batch_idx  # an attribute the step adds
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    torch.manual_seed(0)
+    model = Recording()
+    outputs, by_stage, total = model.training_step_outputs, model.by_stage, model.total
+    train = DataLoader(TensorDataset(torch.as_tensor(Xtr), torch.as_tensor(ytr)), batch_size=32, shuffle=True)
+    val = DataLoader(TensorDataset(torch.as_tensor(Xv), torch.as_tensor(yv)), batch_size=64)
+    for check in (check_epoch1_overfit, check_preflight, check_lr_spikes):
+        kwargs = {"epochs": 2} if check is check_lr_spikes else {}
+        check(TrainSetup(model=model, train=train, val=val), **kwargs)
+        assert model.training_step_outputs is outputs and outputs == []
+        assert model.by_stage is by_stage and by_stage == {"train": [], "seen": 0}
+        assert model.seen == 0 and model.total is total and float(total) == 0.0
+        assert not hasattr(model, "last_batch_idx")

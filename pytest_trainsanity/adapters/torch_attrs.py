@@ -1,0 +1,90 @@
+"""The plain Python attributes of a torch model's modules, put back after a check.
+
+A ``LightningModule`` often keeps records in its steps: ``self.training_step_outputs.append(loss)``
+(Lightning's own documented pattern for epoch-end hooks), ``self.seen += 1``,
+``self.stats["n"] += 1``, ``self.last_batch = batch``. A check calls the user's ``training_step`` and
+``forward`` hundreds of times; the weights, buffers, optimizer and RNG come back bit for bit, and so
+must these, or the user's next ``Trainer`` epoch averages the check's entries in.
+
+Captured per module (every entry of its ``__dict__`` that a bare ``torch.nn.Module`` does not
+have: torch's own bookkeeping, parameters and buffers are restored elsewhere): the object each
+attribute names, and the contents of lists, dicts, sets and deques, one level into small ones
+(a dict of lists), so they are refilled in place (code holding a reference sees its list as it
+was). Attributes the check added are removed. Not covered: a tensor attribute (not a buffer)
+changed in place, and objects' own attributes (a metric object's counters); both are rare in
+steps, which reassign (``self.total = self.total + loss``), which is covered.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+SMALL = 64  # containers of at most this many items are also captured one level deeper
+_BASE: frozenset[str] | None = None
+
+
+def _base_keys() -> frozenset[str]:
+    global _BASE
+    if _BASE is None:
+        import torch
+
+        _BASE = frozenset(vars(torch.nn.Module()))
+    return _BASE
+
+
+def _contents(value: Any, depth: int) -> Any:
+    """What to refill ``value`` with in place (None: not a container, or nothing to capture)."""
+    if depth <= 0:
+        return None
+    deeper = depth - 1 if len(value) <= SMALL else 0
+    if isinstance(value, dict):
+        return {k: (v, _contents(v, deeper) if isinstance(v, (list, dict, set, deque)) else None) for k, v in value.items()}
+    if isinstance(value, (list, deque)):
+        return [(v, _contents(v, deeper) if isinstance(v, (list, dict, set, deque)) else None) for v in value]
+    if isinstance(value, set):
+        return set(value)
+    return None
+
+
+def _refill(value: Any, contents: Any) -> None:
+    if contents is None:
+        return
+    if isinstance(value, set):
+        if value != contents:
+            value.clear()
+            value.update(contents)
+        return
+    items = contents.values() if isinstance(value, dict) else contents
+    if isinstance(value, dict):
+        if value.keys() != contents.keys() or any(value[k] is not v for k, (v, _) in contents.items()):
+            value.clear()
+            value.update({k: v for k, (v, _) in contents.items()})
+    elif len(value) != len(contents) or any(a is not b for a, (b, _) in zip(value, contents)):
+        value.clear()
+        value.extend(v for v, _ in contents)
+    for v, inner in items:
+        _refill(v, inner)
+
+
+class ModuleAttrs:
+    """The model's modules' own attributes as they are now; ``restore()`` puts them back."""
+
+    def __init__(self, model: Any) -> None:
+        base = _base_keys()
+        self.saved = []
+        for module in model.modules():
+            own = {k: (v, _contents(v, 2) if isinstance(v, (list, dict, set, deque)) else None)
+                   for k, v in vars(module).items() if k not in base}
+            self.saved.append((module, own))
+
+    def restore(self) -> None:
+        base = _base_keys()
+        for module, own in self.saved:
+            attrs = vars(module)
+            for key in [k for k in attrs if k not in base and k not in own]:  # added by the check
+                del attrs[key]
+            for key, (value, contents) in own.items():
+                if attrs.get(key, own) is not value:
+                    attrs[key] = value  # into __dict__: Module.__setattr__ would register a module or parameter anew
+                _refill(value, contents)

@@ -41,6 +41,7 @@ from .batches import describe, tree_map
 from .keras_data import _tf
 from .keras_preflight import KerasPreflight
 from .keras_step import StepRecord, predictions, resolve_device
+from .plateau import MEASURED, Plateau
 from .splits import Split, as_numpy, named_fields
 
 UPDATE_EVERY = 4  # as torch: ||update|| / ||weights|| and the momentum norm on every 4th step
@@ -108,8 +109,14 @@ class KerasAdapter(KerasPreflight, Adapter):
             self.optimizer = self._optimizer(setup.optimizer)
             self.loss_fn = self._loss(setup.loss) if self.step is None else None
             self._check_loss(out)
+        self.plateau: Plateau | None = None
         self.scheduler = self._scheduler(setup.scheduler)
         self.notes: list[str] = []
+        if self.plateau is not None:
+            self.notes.append(self.plateau.describe() if self.plateau.known else
+                              f"ReduceLROnPlateau monitors {self.plateau.monitor!r}, which the check does not measure "
+                              f"(it measures {', '.join(MEASURED)}), so the rate was never reduced, as model.fit leaves "
+                              f"it when the metric is missing from its logs")
         if not self.arrays and not self.train_split.reproducible():  # type: ignore[attr-defined]
             self.notes.append(
                 "the tf.data pipeline yields other batches on every pass (a shuffle that reshuffles each iteration, "
@@ -187,13 +194,23 @@ class KerasAdapter(KerasPreflight, Adapter):
     def _scheduler(self, given: Any) -> Any:
         if given is None:
             return None
+        if isinstance(given, self.keras.callbacks.ReduceLROnPlateau):
+            if isinstance(self.optimizer._learning_rate, self.keras.optimizers.schedules.LearningRateSchedule):
+                raise SetupError(
+                    f"TrainSetup(scheduler=ReduceLROnPlateau(...)) with an optimizer whose learning_rate is a "
+                    f"{type(self.optimizer._learning_rate).__name__}: the callback sets the rate, which a schedule "
+                    f"owns (model.fit raises TypeError at the first reduction). Give the optimizer a float rate, or "
+                    f"drop the callback.")
+            self.plateau = Plateau.of(given)
+            return None
         if isinstance(given, self.keras.callbacks.LearningRateScheduler):
             return given.schedule
         if callable(given):
             return given
         raise SetupError(
-            f"TrainSetup(scheduler={given!r}) for a Keras model must be a keras.callbacks.LearningRateScheduler or a "
-            f"callable(epoch, lr) -> lr; a LearningRateSchedule belongs inside the optimizer."
+            f"TrainSetup(scheduler={given!r}) for a Keras model must be a keras.callbacks.LearningRateScheduler, a "
+            f"keras.callbacks.ReduceLROnPlateau or a callable(epoch, lr) -> lr; a LearningRateSchedule belongs inside "
+            f"the optimizer."
         )
 
     def _first_layer(self) -> str:
@@ -509,6 +526,8 @@ class KerasAdapter(KerasPreflight, Adapter):
         rng = np.random.RandomState(self.settings.seed)
         random.seed(self.settings.seed)
         rec = StepRecord()
+        if self.plateau is not None:
+            self.plateau.reset()  # every pass starts as model.fit does (on_train_begin)
         epoch_train, epoch_val, loss_train, loss_val = [], [], [], []
         preds = {"train": np.zeros(0), "val": np.zeros(0)}
         truncated = False
@@ -534,6 +553,8 @@ class KerasAdapter(KerasPreflight, Adapter):
                     metric, split_loss, preds[name] = self._measure(name, noise if name == "train" else None)
                     metrics.append(metric)
                     losses_of.append(split_loss)
+            if self.plateau is not None and ran:  # after the epoch, on its measurement, as model.fit's callback
+                self._plateau_step(rec.losses[-ran:], loss_val, epoch_train, epoch_val)
             if detail:
                 stats = self._bn_stats()
                 rec.bn.append(float("nan") if stats is None or last_bn is None else
@@ -560,6 +581,15 @@ class KerasAdapter(KerasPreflight, Adapter):
             train_pred=preds["train"], val_pred=preds["val"], seconds=time.perf_counter() - start, truncated=truncated,
             orders=orders if detail else [],
         )
+
+    def _plateau_step(self, losses: list[Any], loss_val: list[float], train: list[float], val: list[float]) -> None:
+        assert self.plateau is not None
+        classification = self.setup.task == "classification"
+        current = self.plateau.value(float(np.mean(self.tf.stack(losses).numpy())), loss_val[-1] if loss_val else None,
+                                     train[-1] if train and classification else None,
+                                     val[-1] if val and classification else None)
+        if current is not None and np.isfinite(current):
+            self._base.assign(self.plateau.step(float(current), float(self._base.numpy())))
 
     def _epoch_lr(self, epoch: int) -> None:
         """A LearningRateScheduler callback's rate for this epoch (before it, as model.fit does)."""

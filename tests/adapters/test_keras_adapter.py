@@ -341,3 +341,47 @@ def test_inputs_are_judged_after_the_models_own_normalization_layer() -> None:
     raw, adapted = reports
     assert not raw.passed and "a failure is fixed in that layer (adapt it on train: layer.adapt(X_train))" in raw.message
     assert adapted.passed and "after its own norm_True (Normalization) layer" in adapted.message, adapted.message
+
+
+@pytest.mark.parametrize("monitor, min_delta", [("val_loss", 0.05), ("val_accuracy", 0.05), ("loss", 0.3)])
+def test_reduce_lr_on_plateau_steps_as_model_fit_steps_it(digits, monitor, min_delta) -> None:
+    """A keras.callbacks.ReduceLROnPlateau given as the scheduler was refused ("must be a
+    LearningRateScheduler or a callable"); the check now steps it after each epoch and the rate per
+    epoch is model.fit's own."""
+    Xtr, ytr, Xv, yv = digits
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def net() -> keras.Model:
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
+
+    def callback() -> keras.callbacks.Callback:
+        return keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=1, min_delta=min_delta)
+
+    fitted = net()
+    fitted.compile(optimizer=keras.optimizers.SGD(0.05), loss=loss, metrics=["accuracy"])
+    history = fitted.fit(Xtr, ytr, validation_data=(Xv, yv), epochs=6, batch_size=32, callbacks=[callback()], verbose=0)
+    mine = callback()
+    before = dict(vars(mine))
+    report = check_lr_spikes(TrainSetup(model=net(), train=(Xtr, ytr), val=(Xv, yv), optimizer=keras.optimizers.SGD(0.05),
+                                        loss=loss, scheduler=mine), epochs=6)
+    per_epoch = [float(x) for x in re.findall(r"@ lr ([0-9.e-]+)", report.message)]
+    assert per_epoch == pytest.approx(history.history["learning_rate"], rel=1e-6)
+    assert len(set(per_epoch)) > 1, "the callback never reduced the rate: the test proves nothing"
+    assert "ReduceLROnPlateau(monitor=" in report.message
+    assert vars(mine).keys() == before.keys() and mine.wait == before["wait"]  # the user's callback is only read
+
+
+def test_reduce_lr_on_plateau_on_a_metric_the_check_does_not_measure_is_said(digits) -> None:
+    Xtr, ytr, Xv, yv = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    report = check_lr_spikes(TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=keras.optimizers.SGD(0.05),
+                                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                                        scheduler=keras.callbacks.ReduceLROnPlateau(monitor="val_auc", patience=0)), epochs=3)
+    assert "ReduceLROnPlateau monitors 'val_auc', which the check does not measure" in report.message
+    with pytest.raises(SetupError, match="the callback sets the rate, which a schedule owns"):
+        check_lr_spikes(TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv),
+                                   optimizer=keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)),
+                                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                                   scheduler=keras.callbacks.ReduceLROnPlateau()), epochs=2)

@@ -325,3 +325,30 @@ def test_keras_inputs_are_judged_as_the_first_layer_reads_them(keras_project: py
         "*Note: the inputs judged as the model receives them, after its own rescaling (Rescaling) layer, which reads "
         "them first: a failure is fixed in that layer (its scale and offset), not by a second normalisation in the pipeline.",
     ])
+
+
+def test_a_reduce_lr_on_plateau_callback_is_stepped_by_the_check(keras_project: pytest.Pytester) -> None:
+    """TrainSetup(scheduler=keras.callbacks.ReduceLROnPlateau(...)) was a setup error; the check steps
+    it after each epoch on its own val loss, as model.fit does, and says so."""
+    keras_project.makepyfile(test_plateau="""
+        import dataclasses
+        import keras
+        import pytest
+        from keras_helpers import digits, mlp, setup
+
+        @pytest.fixture
+        def plateau():
+            Xtr, ytr, Xv, yv = digits()
+            cb = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_delta=0.05)
+            return dataclasses.replace(setup(Xtr, ytr, Xv, yv, model=mlp()), optimizer=keras.optimizers.SGD(0.05), scheduler=cb)
+
+        @pytest.mark.lr_spike_explained(setup="plateau", epochs=6)
+        def test_plateau(): pass
+    """)
+    res = run(keras_project, "-rA", "--trainsanity-explain")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines([
+        "*Training: * ReduceLROnPlateau(monitor='val_loss', factor=0.5, patience=1) stepped after each epoch on the "
+        "check's measurement.",
+        "*Per epoch: 1: * @ lr 0.05, 2: *@ lr 0.025*",
+    ])

@@ -104,3 +104,22 @@ def test_batch_mix_is_zero_for_stratified_batches_and_large_for_sorted_ones() ->
     tv = batch_tv(np.concatenate([stratified, by_class]), class_shares(labels, 4))
     mix = batch_mix(tv, np.repeat([0, 1], 24), 2)
     assert mix[0] == 0.0 and mix[1] == pytest.approx(0.75)
+
+
+def test_the_plateau_rule_is_keras_reduce_lr_on_plateau() -> None:
+    """Keras's ReduceLROnPlateau was refused as a scheduler; the check now steps its rule (patience,
+    min_delta, cooldown, min_lr, direction) on each epoch's measurement."""
+    from pytest_trainsanity.adapters.plateau import Plateau
+
+    rule = Plateau("val_loss", factor=0.5, patience=2, min_delta=0.01, cooldown=1, min_lr=0.02, higher=False)
+    lrs, lr = [], 0.1
+    for value in (1.0, 0.995, 0.99, 0.98, 0.98, 0.98, 0.98, 0.98, 0.98, 0.98):
+        lr = rule.step(value, lr)
+        lrs.append(lr)
+    # 0.995 and 0.99 are within min_delta of the best 1.0: reduced after 2; the cooldown epoch counts down and,
+    # as in Keras, the same epoch may count as waiting once it reaches 0; min_lr floors it at 0.02
+    assert lrs == [0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025, 0.02, 0.02, 0.02]
+    accuracy = Plateau("val_accuracy", factor=0.1, patience=1, min_delta=0.0, cooldown=0, min_lr=0.0, higher=True)
+    assert [accuracy.step(v, 1.0) for v in (0.5, 0.6, 0.6)] == [1.0, 1.0, 0.1]
+    accuracy.reset()
+    assert accuracy.best is None and accuracy.step(0.1, 1.0) == 1.0

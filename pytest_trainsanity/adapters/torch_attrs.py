@@ -10,9 +10,10 @@ Captured per module (every entry of its ``__dict__`` that a bare ``torch.nn.Modu
 have: torch's own bookkeeping, parameters and buffers are restored elsewhere): the object each
 attribute names, and the contents of lists, dicts, sets and deques, one level into small ones
 (a dict of lists), so they are refilled in place (code holding a reference sees its list as it
-was). Attributes the check added are removed. Not covered: a tensor attribute (not a buffer)
-changed in place, and objects' own attributes (a metric object's counters); both are rare in
-steps, which reassign (``self.total = self.total + loss``), which is covered.
+was). A plain tensor attribute (not a parameter or buffer) of at most ``TENSOR_COPY`` elements is
+copied too, so ``self.total += loss`` (in place) is undone. Attributes the check added are removed.
+Not covered: a larger plain tensor changed in place, and other objects' own attributes (a
+counter inside a helper object); steps rarely do either.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections import deque
 from typing import Any
 
 SMALL = 64  # containers of at most this many items are also captured one level deeper
+TENSOR_COPY = 1 << 20  # plain tensor attributes up to this many elements are copied (4 MB of float32)
 _BASE: frozenset[str] | None = None
 
 
@@ -71,12 +73,17 @@ class ModuleAttrs:
     """The model's modules' own attributes as they are now; ``restore()`` puts them back."""
 
     def __init__(self, model: Any) -> None:
+        import torch
+
         base = _base_keys()
         self.saved = []
+        self.tensors = []  # (tensor, its values) of small plain tensor attributes
         for module in model.modules():
             own = {k: (v, _contents(v, 2) if isinstance(v, (list, dict, set, deque)) else None)
                    for k, v in vars(module).items() if k not in base}
             self.saved.append((module, own))
+            self.tensors += [(v, v.detach().clone()) for v, _ in own.values()
+                             if isinstance(v, torch.Tensor) and v.numel() <= TENSOR_COPY]
 
     def restore(self) -> None:
         base = _base_keys()
@@ -88,3 +95,10 @@ class ModuleAttrs:
                 if attrs.get(key, own) is not value:
                     attrs[key] = value  # into __dict__: Module.__setattr__ would register a module or parameter anew
                 _refill(value, contents)
+        if self.tensors:
+            import torch
+
+            with torch.no_grad():
+                for tensor, values in self.tensors:
+                    if tensor.shape == values.shape and not torch.equal(tensor, values):
+                        tensor.copy_(values)

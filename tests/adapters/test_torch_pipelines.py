@@ -325,7 +325,7 @@ def test_what_a_lightning_step_records_on_the_module_is_put_back(digits) -> None
             self.net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
             self.training_step_outputs: list = []
             self.by_stage = {"train": [], "seen": 0}
-            self.seen, self.total = 0, torch.zeros(())
+            self.seen, self.total, self.in_place = 0, torch.zeros(()), torch.zeros(())
 
         def forward(self, x):
             return self.net(x)
@@ -338,6 +338,7 @@ def test_what_a_lightning_step_records_on_the_module_is_put_back(digits) -> None
             self.by_stage["seen"] += 1
             self.seen += 1
             self.total = self.total + loss.detach()
+            self.in_place += 1  # a plain tensor changed in place
             self.last_batch_idx = batch_idx  # an attribute the step adds
             return loss
 
@@ -354,5 +355,5 @@ def test_what_a_lightning_step_records_on_the_module_is_put_back(digits) -> None
         check(TrainSetup(model=model, train=train, val=val), **kwargs)
         assert model.training_step_outputs is outputs and outputs == []
         assert model.by_stage is by_stage and by_stage == {"train": [], "seen": 0}
-        assert model.seen == 0 and model.total is total and float(total) == 0.0
+        assert model.seen == 0 and model.total is total and float(total) == 0.0 and float(model.in_place) == 0.0
         assert not hasattr(model, "last_batch_idx")

@@ -200,13 +200,32 @@ class KerasPreflight(Preflight):
             out = out.reshape(len(out), -1)
             targets = class_ids(y) if self.setup.task == "classification" else y.reshape(len(y), -1)[:, 0].astype(np.float64)
         kind, name = self._loss_kind()
-        bias_layer = next((layer for layer in reversed(self._layers()) if getattr(layer, "bias", None) is not None), None)
+        bias_layer = self._output_bias_layer(out.shape[-1] if out.ndim > 1 else 1)
         return InitProbe(
             outputs=out, targets=targets, loss=total / max(n, 1), loss_kind=kind, loss_name=name,
             final_bias=None if bias_layer is None else np.asarray(bias_layer.bias.numpy(), dtype=np.float64).reshape(-1),
             final_layer="" if bias_layer is None else bias_layer.name, ends_in_softmax=self._softmax_end(),
             summed=summed, per_batch=n / max(calls, 1), twice_loss=twice / max(n, 1),
         )
+
+    def _output_bias_layer(self, width: int) -> Any:
+        """The layer whose bias sets the untrained outputs the loss reads: in a graph, the layer behind the
+        first output (through bias-free layers: an Activation, a Dropout), not the last layer built (an
+        auxiliary head of a multi-output model); otherwise the last layer whose bias has the outputs' width."""
+        try:
+            op = self.model.outputs[0]._keras_history.operation
+        except (AttributeError, IndexError, TypeError, ValueError):  # subclassed, or not built as a graph
+            op = None
+        for _ in range(8):
+            if op is None or getattr(op, "bias", None) is not None:
+                break
+            nodes = getattr(op, "_inbound_nodes", None) or []
+            inputs = list(getattr(nodes[0], "input_tensors", None) or []) if nodes else []
+            op = inputs[0]._keras_history.operation if len(inputs) == 1 and hasattr(inputs[0], "_keras_history") else None
+        if op is not None and getattr(op, "bias", None) is not None:
+            return op
+        biased = [layer for layer in reversed(self._layers()) if getattr(layer, "bias", None) is not None]
+        return next((layer for layer in biased if int(np.prod(layer.bias.shape)) == width), biased[0] if biased else None)
 
     def _loss_kind(self) -> tuple[str, str]:
         """("logits" | "probs" | "unknown", a readable name) of the user's loss; a name given as a string

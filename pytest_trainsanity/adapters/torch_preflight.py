@@ -123,10 +123,12 @@ class TorchPreflight(Preflight):
             raise SetupError(f"{type(self.model).__name__}.training_step returned None for every train batch of the "
                              f"sample (Lightning skips such batches): there is no loss to compare.")
         kind, name = self._loss_kind()
-        last_name, last = "", None
-        for mname, module in self._leaf_modules():
-            if isinstance(getattr(module, "bias", None), torch.Tensor):
-                last_name, last = mname, module
+        # the last module whose bias has the outputs' width (a multi-head model's auxiliary head, registered
+        # after the main one, is not the bias of the outputs the loss reads); else the last with a bias
+        biased = [(m, module) for m, module in self._leaf_modules() if isinstance(getattr(module, "bias", None), torch.Tensor)]
+        width = outs[0].shape[1]
+        last_name, last = next((pair for pair in reversed(biased) if pair[1].bias.numel() == width),
+                               biased[-1] if biased else ("", None))
         softmax = ""
         leaves = self._leaf_modules()
         if leaves and isinstance(leaves[-1][1], (torch.nn.Softmax, torch.nn.Sigmoid)):

@@ -397,3 +397,67 @@ def test_one_batch_names_a_decayed_schedule_a_misread_output_and_a_zero_loss(pyt
     out = res.stdout.str()
     assert "learns slowly or not at all" not in out and "Traceback" not in out
     assert "1. learning rate too low" not in out  # the zero loss and the decayed schedule are not a low lr
+
+
+def test_loss_at_init_reads_the_bias_of_the_head_the_loss_reads(pytester: pytest.Pytester) -> None:
+    """A two-head model (main classifier, auxiliary head built after it): loss_at_init read the 'final
+    bias' from the auxiliary head (Keras: "differs ... by up to nan nats"), so a main head whose bias
+    starts far from the class prior was not named. Keras follows the graph to the first output; torch
+    takes the last bias with the outputs' width."""
+    if importlib.util.find_spec("tensorflow") is None:  # not imported here: the run is a subprocess
+        pytest.skip("tensorflow is not installed")
+    pytester.makepyfile(test_heads="""
+        import numpy as np, pytest, torch
+        import keras
+        from pytest_trainsanity import TrainSetup
+
+        rng = np.random.RandomState(0)
+        X = rng.randn(300, 8).astype("float32")
+        Y = (X[:, 0] > 0).astype("int64") + 2 * (X[:, 1] > 0)
+
+        def keras_heads():
+            keras.utils.set_random_seed(1)
+            inputs = keras.Input((8,))
+            h = keras.layers.Dense(16, activation="relu")(inputs)
+            main = keras.layers.Dense(4, name="main", bias_initializer=keras.initializers.Constant([6.0, 0, 0, 0]))(h)
+            aux = keras.layers.Dense(2, name="aux")(h)
+            return keras.Model(inputs, [main, aux])
+
+        class TorchHeads(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                torch.manual_seed(1)
+                self.body, self.main, self.aux = torch.nn.Linear(8, 16), torch.nn.Linear(16, 4), torch.nn.Linear(16, 2)
+                with torch.no_grad():
+                    self.main.bias[0] = 6.0
+            def forward(self, x):
+                h = torch.relu(self.body(x))
+                return self.main(h), self.aux(h)
+
+        @pytest.fixture
+        def keras_two_heads():
+            loss = lambda y, out: keras.losses.sparse_categorical_crossentropy(y, out, from_logits=True)
+            return TrainSetup(model=keras_heads(), train=(X, Y), optimizer="adam", loss=loss)
+
+        @pytest.fixture
+        def torch_two_heads():
+            model = TorchHeads()
+            return TrainSetup(model=model, train=(X, Y), optimizer=torch.optim.Adam(model.parameters()),
+                              loss=torch.nn.CrossEntropyLoss())
+
+        @pytest.mark.loss_at_init(setup="keras_two_heads")
+        def test_keras(): pass
+
+        @pytest.mark.loss_at_init(setup="torch_two_heads")
+        def test_torch(): pass
+    """)
+    res = run(pytester)
+    res.assert_outcomes(failed=2)
+    res.stdout.fnmatch_lines([
+        "*loss_at_init FAILED: untrained loss *",
+        "*1. final bias away from the class prior (evidence score 0.60): the bias of the final layer 'main' differs "
+        "from the centred log class prior by up to *",
+        "*fix: initialise the bias of 'main' to log(class frequency) (or zeros for balanced classes)",
+    ])
+    text = res.stdout.str()
+    assert text.count("the bias of the final layer 'main'") == 2 and "'aux'" not in text  # both frameworks

@@ -242,7 +242,7 @@ def judge_loss_at_init(p: InitProbe, tol: float, task: str, framework: str = "to
          f"{f3(offset)} nats" if classes_out == 1 else
          f"the bias of the final layer '{p.final_layer or '?'}' differs from the centred log class prior by up to "
          f"{f3(offset)} nats"),
-        "initialise the last bias to " + ("log(p / (1 - p)) of the class-1 share p (0 for balanced labels)"
+        (f"initialise the bias of '{p.final_layer}' to " if p.final_layer else "initialise the last bias to ") + ("log(p / (1 - p)) of the class-1 share p (0 for balanced labels)"
                                           if classes_out == 1 else "log(class frequency) (or zeros for balanced classes)")))
     causes.append(Cause(
         "outputs vs classes", 0.7 if (abs(gap) > tol and wrong_width) else 0.0,

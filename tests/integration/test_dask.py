@@ -286,6 +286,27 @@ def test_broken_input_is_one_paragraph_never_a_pass(client) -> None:  # type: ig
         check_leakage(TrainSetup(train=dt, val=dv, target="label", timestamps={"train": "signup", "val": "signup"}))
 
 
+def test_times_held_as_objects_or_text_on_dask_are_one_paragraph(client) -> None:  # type: ignore[no-untyped-def]
+    """Python datetime objects in an object column: with Dask's convert-string off the run failed deep in
+    Dask ("cannot compare the splits on Dask: TypeError: '>=' not supported between instances of 'object'
+    and 'object'"); with it on (the default) Dask had turned them into text, and the message did not say
+    that Dask did it."""
+    import dask
+
+    (train, val), _ = _planted()
+    for df in (train, val):
+        df["signup"] = pd.Series(df["signup"].dt.to_pydatetime(), index=df.index, dtype=object)
+    with dask.config.set({"dataframe.convert-string": False}):
+        dt, dv = dd.from_pandas(train, npartitions=2), dd.from_pandas(val, npartitions=1)
+        with pytest.raises(SetupError, match=r"timestamps=\{'train': ...\}\) is an object column on Dask .* Convert it "
+                                             r"to datetimes first: dd.to_datetime\(frame\[column\]\)"):
+            check_leakage(TrainSetup(train=dt, val=dv, target="label", timestamps={"train": "signup", "val": "signup"}))
+    dt, dv = dd.from_pandas(train, npartitions=2), dd.from_pandas(val, npartitions=1)
+    with pytest.raises(SetupError, match=r"holds text, not times\. .* from_pandas turns object columns into text by "
+                                         r"default \(dataframe.convert-string\), datetime objects included"):
+        check_leakage(TrainSetup(train=dt, val=dv, target="label", timestamps={"train": "signup", "val": "signup"}))
+
+
 def test_a_groups_or_timestamps_series_that_does_not_line_up_is_an_error(client) -> None:  # type: ignore[no-untyped-def]
     """Dask assigns a Series by index: one over other rows would leave rows of the split without a
     group or time (a shared group unseen: a silent pass). It is one paragraph instead; a Series with

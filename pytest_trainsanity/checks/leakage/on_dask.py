@@ -281,8 +281,8 @@ def find_leakage_dask(
             if given and name in given:
                 frame = split.with_column(frame, key, given[name], what)
                 extra[key] = frame._meta[key].dtype
-                if key == TIME and (isinstance(extra[key], pd.StringDtype) or extra[key].kind in "US"):
-                    raise SetupError(leakage.not_times_error(name, "text"))  # (object columns pass: dates are objects too)
+                if key == TIME and (isinstance(extra[key], pd.StringDtype) or extra[key].kind in "USO"):
+                    raise SetupError(_dask_times_error(name, extra[key]))
                 if not isinstance(given[name], str):
                     aligned[(name, what)] = _alignment(frame, key, given[name], split)
         frames[name] = frame  # near copies number their rows on this same frame
@@ -395,6 +395,22 @@ def _alignment(after: Any, key: str, series: Any, split: Any) -> tuple[Any, ...]
     if split.own_column(series):
         return None
     return series.size, series.isna().sum(), after[key].isna().sum()
+
+
+def _dask_times_error(name: str, dtype: Any) -> str:
+    """Times held as text or Python objects on Dask: text cannot be ordered, and Dask reduces an object
+    column's min/max without comparing its objects (a TypeError deep in Dask). Dask's ``from_pandas``
+    turns object columns into text by default (``dataframe.convert-string``), datetime objects included."""
+    import pandas as pd
+
+    if getattr(dtype, "kind", "") == "O" and not isinstance(dtype, pd.StringDtype):
+        return (f"TrainSetup(timestamps={{{name!r}: ...}}) is an object column on Dask (Python datetime objects or "
+                f"text), which Dask cannot order: its min and max fail on objects. Convert it to datetimes first: "
+                f"dd.to_datetime(frame[column]) (with utc=True when the objects carry time zones), or "
+                f"pd.to_datetime(...) on the pandas frame before dd.from_pandas.")
+    return leakage.not_times_error(name, "text") + (
+        " On Dask, from_pandas turns object columns into text by default (dataframe.convert-string), datetime "
+        "objects included: convert them with pd.to_datetime before dd.from_pandas, or dd.to_datetime after.")
 
 
 def _check_aligned(out: dict[str, Any]) -> None:

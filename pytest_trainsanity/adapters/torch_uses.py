@@ -16,8 +16,9 @@ tensor through the torch calls it meets:
 - a call that keeps it integer (``x[:, 0]``, ``x.long()``, ``x.view(...)``, ``x + 1``) is followed
   on its result; comparisons (``x != pad_id``) and reads (``x.shape``) settle nothing.
 
-The first use that settles a field wins; a field never settled is left out (the data's dtype
-decides, as before). Nothing of the user's is changed: the forward runs under ``no_grad`` in eval
+A field read both ways (category codes and counts in one int64 array) is ``mixed``: its columns
+cannot be told apart, so it keeps the data-only reading (ids, skipped) and a note says why. A
+field never settled is left out (the data's dtype decides, as before). Nothing of the user's is changed: the forward runs under ``no_grad`` in eval
 mode and every module's train flag is put back.
 """
 
@@ -34,13 +35,15 @@ SHOWN = {"getitem": "an index (weight[x])", "truediv": "a division", "mul": "a p
 
 @dataclass(frozen=True)
 class TorchUse:
-    role: str  # "ids" | "numbers"
+    role: str  # "ids" | "numbers" | "mixed" (read both ways: judged as ids, with a note)
     call: str  # the torch call that settled it, e.g. "embedding()" or "float()"
     module: str  # the module whose forward made that call ("" for the model's own forward)
     layer: Any = None  # no layer object (Keras's FirstUse has one)
 
     @property
     def label(self) -> str:
+        if self.role == "mixed":
+            return self.call
         where = f" in module {self.module!r}" if self.module else " in the model's forward"
         return f"{self.call}{where}"
 
@@ -101,18 +104,18 @@ def following(model: Any, fields: dict[str, Any]) -> Iterator[dict[str, TorchUse
             hit += [(-1, watched[id(v)]) for v in kwargs.values() if id(v) in watched]
             name = _name(func) if hit else ""
             for position, field in hit:
-                if field in found or not name:
-                    continue
-                role = _role(name, position, out, torch)
+                role = _role(name, position, out, torch) if name else None
                 if role == "follow":
                     for t in out if isinstance(out, (tuple, list)) else (out,):
                         if isinstance(t, torch.Tensor):
                             keep.append(t)
                             watched[id(t)] = field
                 elif role is not None:
-                    found[field] = TorchUse(role, SHOWN.get(name, f"{name}()"), stack[-1] if stack else "")
+                    seen.setdefault(field, {}).setdefault(role, TorchUse(role, SHOWN.get(name, f"{name}()"),
+                                                                          stack[-1] if stack else ""))
             return out
 
+    seen: dict[str, dict[str, TorchUse]] = {}  # per field, the first use of each role
     handles = [torch.nn.modules.module.register_module_forward_pre_hook(enter),
                torch.nn.modules.module.register_module_forward_hook(leave)]
     try:
@@ -121,6 +124,12 @@ def following(model: Any, fields: dict[str, Any]) -> Iterator[dict[str, TorchUse
     finally:
         for h in handles:
             h.remove()
+        for field, roles in seen.items():
+            if len(roles) == 1:
+                found[field] = next(iter(roles.values()))
+            else:  # part ids, part numbers (a table of category codes and counts): its columns cannot be told apart
+                ids, numbers = roles["ids"], roles["numbers"]
+                found[field] = TorchUse("mixed", f"{ids.label} and {numbers.label}", "")
 
 
 def _role(name: str, position: int, out: Any, torch: Any) -> str | None:

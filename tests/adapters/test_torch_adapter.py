@@ -439,8 +439,21 @@ class _Indexes(torch.nn.Module):
         return self.table[x].mean(1)
 
 
-@pytest.mark.parametrize("model, role, call", [(_CastsInts, "numbers", "float()"), (_Embeds, "ids", "embedding()"),
-                                               (_Indexes, "ids", "an index (weight[x])")])
+class _Mixed(torch.nn.Module):
+    """Category codes and counts in one int64 array: read both ways."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.codes = torch.nn.Embedding(100, 4)
+        self.head = torch.nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(torch.cat([self.codes(x[:, 0]), x[:, 1:].float()], 1))
+
+
+@pytest.mark.parametrize("model, role, call", [
+    (_CastsInts, "numbers", "float()"), (_Embeds, "ids", "embedding()"), (_Indexes, "ids", "an index (weight[x])"),
+    (_Mixed, "mixed", "embedding() in module 'codes' and float() in the model's forward")])
 def test_the_forward_shows_whether_integer_inputs_are_ids_or_numbers(model, role, call) -> None:
     from pytest_trainsanity.adapters.torch_uses import first_uses
 

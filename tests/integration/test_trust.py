@@ -470,6 +470,14 @@ class Embeds(torch.nn.Module):
     def forward(self, x):
         return self.head(self.codes(x).mean(1))
 
+class CodesAndCounts(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.codes = torch.nn.Embedding(100, 4)
+        self.head = torch.nn.Linear(6, 2)
+    def forward(self, x):
+        return self.head(torch.cat([self.codes(x[:, 2]), x[:, :2].float()], 1))
+
 def build(model):
     torch.manual_seed(0)
     net = model()
@@ -484,8 +492,15 @@ def casts():
 def embeds():
     return build(Embeds)
 
+@pytest.fixture
+def mixed():
+    return build(CodesAndCounts)
+
 @pytest.mark.inputs_normalized(setup="casts")
 def test_casts(): pass
+
+@pytest.mark.inputs_normalized(setup="mixed")
+def test_mixed(): pass
 
 @pytest.mark.inputs_normalized(setup="embeds")
 def test_embeds(): pass
@@ -501,7 +516,11 @@ def test_torch_integer_columns_cast_in_forward_are_judged_as_features(project: p
     forward on a few samples now shows how the model reads them; real ids (an Embedding) still pass."""
     project.makepyfile(test_int_columns=TORCH_INT_COLUMNS)
     res = run(project, "-rA", "--trainsanity-explain")
-    res.assert_outcomes(passed=2, failed=1)
+    res.assert_outcomes(passed=3, failed=1)
+    res.stdout.fnmatch_lines([
+        "*Note: the inputs (int64) read both as indices and as numbers by the forward (embedding() in module 'codes' "
+        "and float() in the model's forward)*Give the numeric columns as a field of their own*",
+    ])
     res.stdout.fnmatch_lines([
         "*inputs_normalized FAILED for train, val: train inputs are not standardised: values span [[]0, 1.99*e+05]*",
         "*standardise per feature with statistics fitted on train only*",

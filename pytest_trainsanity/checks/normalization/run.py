@@ -47,7 +47,7 @@ def run(p: Prepared) -> CheckReport:
                 use = uses.get(field)
                 if use is not None and use.role == "normalised":
                     X = _through(use.layer, X, split.where)
-                if (use is not None and use.role != "ids" or field_role(field, X.dtype) is None
+                if (use is not None and use.role not in ("ids", "mixed") or field_role(field, X.dtype) is None
                         or not several and not is_integer_ids(X)):
                     key = field if several else None
                     acc = accs.setdefault(key, {}).setdefault(split_name, StatsAccumulator(split_name, key))
@@ -115,6 +115,10 @@ def _use_note(field: str, use: Any, several: bool, dtype: np.dtype) -> str:
                else "its scale and offset")
         return (f"\nNote: {what} judged as the model receives them, after its own {use.label} layer, which reads "
                 f"them first: a failure is fixed in that layer ({fix}), not by a second normalisation in the pipeline.")
+    if use.role == "mixed":
+        return (f"\nNote: {what} ({dtype}) read both as indices and as numbers by the forward ({use.label}), so "
+                f"its id columns cannot be told from its number columns: it was skipped as ids. Give the numeric "
+                f"columns as a field of their own (a dict batch, or (x_ids, x_num, y)) to have them judged.")
     if use.role == "ids":
         return (f"\nNote: {what} ({dtype}) skipped as ids: {use.label} reads them as indices (an embedding "
                 f"or a lookup), not as numbers.") if np.dtype(dtype).kind in "iu" else ""

@@ -286,7 +286,9 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         """Back to ``state`` (a checkpoint, or the snapshot: whose optimizer ``_load_snapshot`` handles)."""
         with self.torch.no_grad():
             for name, tensor in self._named_state():
-                tensor.copy_(state["tensors"][name])
+                saved = state["tensors"].get(name)
+                if saved is not None:  # (a module the forward creates on its first call is not in the snapshot)
+                    tensor.copy_(saved)
         for param in self.model.parameters():
             param.grad = None
         if "optimizer" in state:

@@ -11,9 +11,15 @@ have: torch's own bookkeeping, parameters and buffers are restored elsewhere): t
 attribute names, and the contents of lists, dicts, sets and deques, one level into small ones
 (a dict of lists), so they are refilled in place (code holding a reference sees its list as it
 was). A plain tensor attribute (not a parameter or buffer) of at most ``TENSOR_COPY`` elements is
-copied too, so ``self.total += loss`` (in place) is undone. Attributes the check added are removed.
-Not covered: a larger plain tensor changed in place, and other objects' own attributes (a
-counter inside a helper object); steps rarely do either.
+copied too, so ``self.total += loss`` (in place) is undone. Attributes, submodules, parameters and
+buffers the check added (``self.extra = nn.Linear(...)`` in ``forward``) are removed. The weight of
+an embedding with ``max_norm`` is copied too: its forward renormalises rows in place, even under
+``no_grad``, before any snapshot of the weights is taken.
+
+Not covered: a larger plain tensor changed in place; other objects' own attributes (a counter
+inside a helper object or a namedtuple); a lazy module (``LazyLinear``) the first forward
+materialises, which stays materialised (its class has changed; putting its old attributes back
+would break it); a forward that converts the model (``self.double()``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections import deque
 from typing import Any
 
 SMALL = 64  # containers of at most this many items are also captured one level deeper
+REGISTRIES = ("_modules", "_parameters", "_buffers")
 TENSOR_COPY = 1 << 20  # plain tensor attributes up to this many elements are copied (4 MB of float32)
 _BASE: frozenset[str] | None = None
 
@@ -81,14 +88,22 @@ class ModuleAttrs:
         for module in model.modules():
             own = {k: (v, _contents(v, 2) if isinstance(v, (list, dict, set, deque)) else None)
                    for k, v in vars(module).items() if k not in base}
-            self.saved.append((module, own))
+            keys = {k: set(vars(module)[k]) for k in REGISTRIES}
+            self.saved.append((module, type(module), own, keys))
             self.tensors += [(v, v.detach().clone()) for v, _ in own.values()
                              if isinstance(v, torch.Tensor) and v.numel() <= TENSOR_COPY]
+            if getattr(module, "max_norm", None) is not None and isinstance(getattr(module, "weight", None), torch.Tensor):
+                self.tensors.append((module.weight, module.weight.detach().clone()))
 
     def restore(self) -> None:
         base = _base_keys()
-        for module, own in self.saved:
+        for module, kind, own, keys in self.saved:
+            if type(module) is not kind:  # a lazy module the forward materialised: it stays so
+                continue
             attrs = vars(module)
+            for registry, before in keys.items():  # submodules, parameters, buffers the check added
+                for key in [k for k in attrs[registry] if k not in before]:
+                    del attrs[registry][key]
             for key in [k for k in attrs if k not in base and k not in own]:  # added by the check
                 del attrs[key]
             for key, (value, contents) in own.items():

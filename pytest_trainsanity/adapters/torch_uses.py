@@ -13,8 +13,11 @@ tensor through the torch calls it meets:
   ``gather``) makes it **ids**;
 - a call that turns it into floating-point values (``x.float()``, ``x.to(torch.float32)``,
   ``x / 100``, ``torch.log1p(x)``) makes it **numbers**;
-- a call that keeps it integer (``x[:, 0]``, ``x.long()``, ``x.view(...)``, ``x + 1``) is followed
-  on its result; comparisons (``x != pad_id``) and reads (``x.shape``) settle nothing.
+- a call that keeps it integer (``x[:, 0]``, ``x.long()``, ``x.view(...)``, ``x + 1``,
+  ``torch.cat([cls, x])``: tensors inside a list argument too) is followed on its result;
+  comparisons (``x != pad_id``), reads (``x.shape``) and new tensors of its shape
+  (``torch.ones_like(x, dtype=torch.float32)``) settle nothing. A trip through numpy
+  (``x.numpy()``) leaves torch, so it is not seen.
 
 A field read both ways (category codes and counts in one int64 array) is ``mixed``: its columns
 cannot be told apart, so it keeps the data-only reading (ids, skipped) and a note says why. A
@@ -30,6 +33,8 @@ from typing import Any, Iterator
 
 IDS = {"embedding", "embedding_bag", "one_hot", "index_select", "gather", "take", "take_along_dim",
        "index_add", "index_copy", "index_fill", "scatter", "scatter_add", "scatter_reduce", "bincount"}
+SHAPE_ONLY = {"ones_like", "zeros_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like",
+              "new_ones", "new_zeros", "new_empty", "new_full", "new_tensor", "size", "dim", "numel"}
 SHOWN = {"getitem": "an index (weight[x])", "truediv": "a division", "mul": "a product", "div": "a division"}
 
 
@@ -60,12 +65,16 @@ def first_uses(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], fields
     eval-mode forward ``model(*args, **kwargs)`` settles, with its use. Raises what the forward raises."""
     import torch
 
+    from .torch_attrs import ModuleAttrs
+
     flags = [(m, m.training) for m in model.modules()]
+    attrs = ModuleAttrs(model)  # what the forward records on the modules (and max_norm embeddings' rows) put back
     try:
         model.eval()
         with torch.no_grad(), following(model, fields) as found:
             model(*args, **kwargs)
     finally:
+        attrs.restore()
         for module, mode in flags:
             module.training = mode
     return found
@@ -102,6 +111,8 @@ def following(model: Any, fields: dict[str, Any]) -> Iterator[dict[str, TorchUse
             out = func(*args, **kwargs)
             hit = [(i, watched[id(a)]) for i, a in enumerate(args) if id(a) in watched]
             hit += [(-1, watched[id(v)]) for v in kwargs.values() if id(v) in watched]
+            hit += [(i, watched[id(t)]) for i, a in enumerate(args) if isinstance(a, (list, tuple))  # cat, stack
+                    for t in a if id(t) in watched]
             name = _name(func) if hit else ""
             for position, field in hit:
                 role = _role(name, position, out, torch) if name else None
@@ -134,6 +145,8 @@ def following(model: Any, fields: dict[str, Any]) -> Iterator[dict[str, TorchUse
 
 def _role(name: str, position: int, out: Any, torch: Any) -> str | None:
     """What one call tells of the watched integer tensor at argument ``position``."""
+    if name in SHAPE_ONLY:
+        return None  # torch.ones_like(ids, dtype=float): a new tensor of its shape, not its values
     if name in IDS:
         return "ids" if name in ("embedding", "embedding_bag", "one_hot", "bincount") or position != 0 else None
     if name == "getitem":
@@ -171,10 +184,18 @@ def forward_uses(model: Any, split: Any, seed: int) -> tuple[dict[str, TorchUse]
             device = next((q.device for q in model.parameters()), torch.device("cpu"))
             batch = to_device(batch, device)
             args, kwargs = form.call_args(batch)
-            return first_uses(model, args, kwargs, form.inputs(batch)), ""
+            fields = form.inputs(batch)
+            uses = first_uses(model, args, kwargs, fields)
     except Exception as exc:  # noqa: BLE001 - the check stays model-free: the inputs' dtype decides, said in a note
         from .base import first_line
 
         return {}, (f"\nNote: the model's forward failed on {PROBE_SAMPLES} samples of {split.where} "
                     f"({type(exc).__name__}: {first_line(exc)}), so whether it reads the integer inputs as ids or "
                     f"as numbers was decided by their dtype alone.")
+    unseen = [name for name, t in fields.items() if name not in uses and isinstance(t, torch.Tensor)
+              and not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool and "mask" not in name.lower()]
+    if not unseen:
+        return uses, ""
+    what = "the integer inputs" if len(fields) == 1 else "field(s) " + ", ".join(map(repr, unseen))
+    return uses, (f"\nNote: the model's forward used {what} in no embedding, index or cast that torch shows (a trip "
+                  f"through numpy, x.numpy(), leaves torch), so their kind was decided by their dtype alone.")

@@ -451,9 +451,35 @@ class _Mixed(torch.nn.Module):
         return self.head(torch.cat([self.codes(x[:, 0]), x[:, 1:].float()], 1))
 
 
+class _Stacks(torch.nn.Module):
+    """Columns regrouped through a list (torch.stack of unbind) before the cast: still numbers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(torch.stack(list(x.unbind(1)), 1).float())
+
+
+class _PrependsCls(torch.nn.Module):
+    """Token ids behind a prepended CLS id (torch.cat of a list), with a float mask of their shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = torch.nn.Embedding(101, 4)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        ids = torch.cat([torch.full((len(x), 1), 100), x], 1)
+        weights = torch.ones_like(ids, dtype=torch.float32)  # its shape, not its values
+        return self.head((self.tokens(ids) * weights[..., None]).mean(1))
+
+
 @pytest.mark.parametrize("model, role, call", [
     (_CastsInts, "numbers", "float()"), (_Embeds, "ids", "embedding()"), (_Indexes, "ids", "an index (weight[x])"),
-    (_Mixed, "mixed", "embedding() in module 'codes' and float() in the model's forward")])
+    (_Mixed, "mixed", "embedding() in module 'codes' and float() in the model's forward"), (_Stacks, "numbers", "float()"),
+    (_PrependsCls, "ids", "embedding()")])
 def test_the_forward_shows_whether_integer_inputs_are_ids_or_numbers(model, role, call) -> None:
     from pytest_trainsanity.adapters.torch_uses import first_uses
 

@@ -357,3 +357,43 @@ def test_what_a_lightning_step_records_on_the_module_is_put_back(digits) -> None
         assert model.by_stage is by_stage and by_stage == {"train": [], "seen": 0}
         assert model.seen == 0 and model.total is total and float(total) == 0.0 and float(model.in_place) == 0.0
         assert not hasattr(model, "last_batch_idx")
+
+
+def test_what_a_forward_changes_on_the_model_is_put_back(digits) -> None:
+    """An Embedding(max_norm=...) renormalises its weight rows in the forward, even under no_grad, and the
+    check's first forward (inputs_normalized's probe, a training check's validating forward) ran before any
+    weight snapshot: the user's weights changed. A submodule created in forward stayed, so the user's next
+    run differed. A LazyLinear it materialised came back as Linear(in_features=0) holding a 32x64 weight."""
+    from pytest_trainsanity import check_normalization
+
+    r = np.random.RandomState(0)
+    ids, y = r.randint(0, 50, (120, 6)), r.randint(0, 2, 120)
+
+    class Renorms(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.tokens = torch.nn.Embedding(50, 8, max_norm=1.0)
+            self.head = torch.nn.Linear(8, 2)
+
+        def forward(self, x):
+            if not hasattr(self, "extra"):
+                self.extra = torch.nn.Linear(8, 8)  # built on the first call
+            return self.head(self.extra(self.tokens(x).mean(1)))
+
+    model = Renorms()
+    weights = model.tokens.weight.detach().clone()
+    assert float(model.tokens.weight.norm(dim=1).max()) > 1.0  # rows a forward would renormalise
+    check_normalization(TrainSetup(model=model, train=(ids, y), val=(ids, y)))
+    check_epoch1_overfit(TrainSetup(model=model, train=(ids, y), val=(ids, y), optimizer=torch.optim.Adam(model.parameters()),
+                                    loss=torch.nn.CrossEntropyLoss(), batch_size=16), probes=False)
+    assert torch.equal(model.tokens.weight, weights)
+    assert [n for n, _ in model.named_modules()] == ["", "tokens", "head"]
+
+    Xtr, ytr = digits[0], digits[1]
+    torch.manual_seed(0)
+    lazy = torch.nn.Sequential(torch.nn.LazyLinear(32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    check_epoch1_overfit(TrainSetup(model=lazy, train=(Xtr, ytr), val=(Xtr, ytr), optimizer=torch.optim.Adam(lazy.parameters()),
+                                    loss=torch.nn.CrossEntropyLoss()), probes=False)
+    assert lazy[0].in_features == 64 and tuple(lazy[0].weight.shape) == (32, 64)  # materialised, and consistent
+    assert lazy(torch.as_tensor(Xtr[:4])).shape == (4, 10)

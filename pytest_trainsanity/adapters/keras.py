@@ -113,10 +113,18 @@ class KerasAdapter(KerasPreflight, Adapter):
         self.scheduler = self._scheduler(setup.scheduler)
         self.notes: list[str] = []
         if self.plateau is not None:
-            self.notes.append(self.plateau.describe() if self.plateau.known else
-                              f"ReduceLROnPlateau monitors {self.plateau.monitor!r}, which the check does not measure "
-                              f"(it measures {', '.join(MEASURED)}), so the rate was never reduced, as model.fit leaves "
-                              f"it when the metric is missing from its logs")
+            monitor = self.plateau.monitor
+            if not self.plateau.known:
+                self.notes.append(f"ReduceLROnPlateau monitors {monitor!r}, which the check does not measure (it measures "
+                                  f"{', '.join(MEASURED)}), so the rate was never reduced, as model.fit leaves it when "
+                                  f"the metric is missing from its logs")
+            elif monitor.startswith("val_") and "val" not in self.samples:
+                self.notes.append(f"ReduceLROnPlateau monitors {monitor!r} but the setup has no val split, so the rate "
+                                  f"was never reduced (model.fit without validation_data does the same); give "
+                                  f"TrainSetup(val=...) to have it stepped")
+                self.plateau = None
+            else:
+                self.notes.append(self.plateau.describe())
         if not self.arrays and not self.train_split.reproducible():  # type: ignore[attr-defined]
             self.notes.append(
                 "the tf.data pipeline yields other batches on every pass (a shuffle that reshuffles each iteration, "

@@ -619,6 +619,15 @@ def fields_rows(fields: Mapping[str, np.ndarray], widths: Mapping[str, int] | No
     if len(arrays) == 1:
         return arrays[0]
     n = len(arrays[0])
+    odd = {k: len(a) for k, a in fields.items() if len(a) != n}
+    if odd:
+        first = next(iter(fields))
+        raise SetupError(
+            f"The batches' input fields do not hold one row per sample each: {first!r} has {n} row(s) but "
+            + ", ".join(f"{k!r} has {m}" for k, m in odd.items())
+            + " (flat token lists with offsets, as nn.EmbeddingBag takes them). A sample is identified by all its input "
+            "fields, row by row, so such batches cannot be compared sample by sample; for no_leakage give a "
+            "per-sample form (padded token ids with a mask).")
     flat = [a.reshape(n, -1) for a in arrays]
     dtype = np.float64 if any(a.dtype.kind == "f" for a in flat) else np.int64
     return np.concatenate([a.astype(dtype, copy=False) for a in flat], axis=1)

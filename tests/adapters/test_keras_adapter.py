@@ -380,6 +380,11 @@ def test_reduce_lr_on_plateau_on_a_metric_the_check_does_not_measure_is_said(dig
                                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                                         scheduler=keras.callbacks.ReduceLROnPlateau(monitor="val_auc", patience=0)), epochs=3)
     assert "ReduceLROnPlateau monitors 'val_auc', which the check does not measure" in report.message
+    report = check_lr_spikes(TrainSetup(model=model, train=(Xtr, ytr), optimizer=keras.optimizers.SGD(0.05),
+                                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                                        scheduler=keras.callbacks.ReduceLROnPlateau(patience=0)), epochs=3, metric="train_acc")
+    assert "ReduceLROnPlateau monitors 'val_loss' but the setup has no val split, so the rate was never reduced" in report.message
+    assert "stepped after each epoch" not in report.message
     with pytest.raises(SetupError, match="the callback sets the rate, which a schedule owns"):
         check_lr_spikes(TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv),
                                    optimizer=keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)),

@@ -578,3 +578,70 @@ def test_a_tf_data_pipeline_that_repeats_forever_is_refused_not_read(keras_proje
     assert ("lr_spike_explained judges training epoch by epoch, and an endless pipeline has no epoch to end: the pass "
             "would run its whole step budget as one 'epoch'.") in out
     assert "Traceback (most recent call last)" not in out and "pytest_trainsanity/" not in out
+
+
+def test_embedding_bag_batches_of_flat_tokens_and_offsets(project: pytest.Pytester) -> None:
+    """Dict batches as nn.EmbeddingBag takes them (all tokens of the batch in one flat 'text' field, with
+    'offsets'): no_epoch1_overfit crashed with numpy's "cannot reshape array of size 150 into shape (642,newaxis)"
+    and no_leakage said "cannot reshape array of size 16 into shape (80,newaxis)"."""
+    project.makepyfile(test_bags="""
+        import numpy as np
+        import pytest
+        import torch
+        from torch.utils.data import DataLoader, Dataset
+        from pytest_trainsanity import TrainSetup
+
+        r = np.random.RandomState(0)
+        DOCS = [r.randint(0, 50, size=r.randint(2, 8)) for _ in range(200)]
+        COUNTS, LABELS = r.randint(0, 3, size=(200, 1)).astype(np.float32), r.randint(0, 2, size=200)
+
+        class Docs(Dataset):
+            def __init__(self, rows):
+                self.rows = rows
+            def __len__(self):
+                return len(self.rows)
+            def __getitem__(self, i):
+                j = self.rows[i]
+                return DOCS[j], COUNTS[j], LABELS[j]
+
+        def collate(items):
+            docs, counts, labels = zip(*items)
+            offsets = torch.tensor(np.cumsum([0] + [len(d) for d in docs[:-1]]))
+            inputs = {"text": torch.tensor(np.concatenate(docs)), "offsets": offsets, "count": torch.tensor(np.stack(counts))}
+            return inputs, torch.tensor(np.array(labels))
+
+        class Bag(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                torch.manual_seed(0)
+                self.bag, self.head = torch.nn.EmbeddingBag(50, 4), torch.nn.Linear(5, 2)
+            def forward(self, batch):
+                return self.head(torch.cat([self.bag(batch["text"], batch["offsets"]), batch["count"]], 1))
+
+        @pytest.fixture
+        def bags():
+            train = DataLoader(Docs(range(150)), batch_size=16, collate_fn=collate, shuffle=True)
+            val = DataLoader(Docs(range(150, 200)), batch_size=16, collate_fn=collate)
+            model = Bag()
+            return TrainSetup(model=model, train=train, val=val, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                              loss=torch.nn.CrossEntropyLoss())
+
+        @pytest.mark.no_epoch1_overfit(setup="bags", probes=False)
+        def test_overfit(): pass
+
+        @pytest.mark.no_leakage(setup="bags")
+        def test_leakage(): pass
+    """)
+    res = run(project, "-rA", "--trainsanity-explain")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines([
+        "*no_epoch1_overfit passed: after 1 epoch (10 steps) * train/val overlap not measured.",
+        "*Note: the batches' field(s) 'text' hold other than one row per sample (e.g. EmbeddingBag's flat tokens and "
+        "offsets), so samples cannot be told apart by their inputs: train duplication, train/val overlap and the "
+        "single-feature rule were not measured",
+    ])
+    res.stdout.fnmatch_lines([
+        "*The batches' input fields do not hold one row per sample each: 'text' has * row(s) but 'offsets' has 16, "
+        "'count' has 16 (flat token lists with offsets, as nn.EmbeddingBag takes them)*",
+    ])
+    assert "Traceback" not in res.stdout.str() and "cannot reshape" not in res.stdout.str()

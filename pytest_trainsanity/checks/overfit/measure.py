@@ -350,5 +350,6 @@ def headline(m: OverfitMeasurements, result: OverfitResult, max_gap: float) -> s
         span = f"after {m.steps:,}{of} steps of {m.epochs} epoch{'s' if m.epochs > 1 else ''} (capped by --trainsanity-max-steps)"
     base = f"train {m.metric_name} {f3(m.train)} vs val {f3(m.val)}"
     if result.passed:
-        return f"no_epoch1_overfit passed: {span} {base}: gap {f3(m.gap)} <= max_gap {f3(max_gap)}, no train/val overlap."
+        overlap = "no train/val overlap" if m.cross is not None else "train/val overlap not measured"
+        return f"no_epoch1_overfit passed: {span} {base}: gap {f3(m.gap)} <= max_gap {f3(max_gap)}, {overlap}."
     return f"no_epoch1_overfit FAILED: {span} {base}: " + "; ".join(result.failures) + "."

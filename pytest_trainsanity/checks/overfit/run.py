@@ -46,13 +46,17 @@ def run(p: Prepared) -> CheckReport:
     noise = LabelNoise(yt_raw, seed) if opts.probes and skipped is None else None
     # the data measurements first: they need no training, and numpy's BLAS threads run them ~3x slower
     # while torch's worker threads still spin after a pass
-    widths = common_widths(train_fields, val_fields) if _ragged(train_fields, val_fields) else None
-    Xt, Xv = fields_rows(train_fields, widths), fields_rows(val_fields, widths)
-    cross = duplicates.cross_split(Xt, Xv, yt_raw, yv_raw)
-    within = duplicates.within_split(Xt)
     scale = check_fields({"train": train_fields, "val": val_fields}, numbers=adapter.number_fields())
-    leak = None
-    if classification and len(train_fields) == 1:  # one label per sample: the single-feature rules
+    # a field with other than one row per sample (EmbeddingBag's flat tokens and offsets) cannot identify samples
+    unaligned = sorted({k for fields, y in ((train_fields, yt_raw), (val_fields, yv_raw)) for k, v in fields.items()
+                        if len(v) != len(y)})
+    cross = within = leak = None
+    if not unaligned:
+        widths = common_widths(train_fields, val_fields) if _ragged(train_fields, val_fields) else None
+        Xt, Xv = fields_rows(train_fields, widths), fields_rows(val_fields, widths)
+        cross = duplicates.cross_split(Xt, Xv, yt_raw, yv_raw)
+        within = duplicates.within_split(Xt)
+    if not unaligned and classification and len(train_fields) == 1:  # one label per sample: the single-feature rules
         yt, yv = target_ids(yt_raw, info.n_outputs), target_ids(yv_raw, info.n_outputs)
         if len(yt) == len(Xt) and len(yv) == len(Xv):
             leak = features.single_feature_leak(Xt, yt, Xv, yv, seed)
@@ -83,7 +87,7 @@ def run(p: Prepared) -> CheckReport:
             noise_ids = target_ids(noise.targets(train_fields), info.n_outputs)
             noise_chance = float(np.bincount(noise_ids).max() / max(len(noise_ids), 1))
         pred = np.asarray(main.val_pred)
-        if pred.shape == yv.shape:
+        if pred.shape == yv.shape and cross is not None:
             correct = pred == yv
             overlap = np.zeros(len(yv), dtype=bool)
             overlap[cross.overlap_b] = True
@@ -107,6 +111,11 @@ def run(p: Prepared) -> CheckReport:
     )
     extra = extra_causes(p.hook, MARKER, m)
     result = overfit.diagnose(m, opts.max_gap, opts.max_train_acc, extra)
+    if unaligned:
+        result.notes.append(
+            f"the batches' field(s) {', '.join(map(repr, unaligned))} hold other than one row per sample (e.g. "
+            f"EmbeddingBag's flat tokens and offsets), so samples cannot be told apart by their inputs: train "
+            f"duplication, train/val overlap and the single-feature rule were not measured")
     result.metrics["seconds"] = main.seconds + sum(t.seconds for t in (noisy, low) if t is not None)
     result.metrics["eval_train_samples"], result.metrics["eval_val_samples"] = samples["train"].n, samples["val"].n
     return CheckReport(

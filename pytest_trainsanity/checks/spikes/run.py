@@ -261,10 +261,31 @@ def message(p: Prepared, trace: Any, series: np.ndarray, found: spikes.Detection
     if causes:
         lines.append("Fix:")
         for c in causes:
-            lines.append(f"  - {c}: " + (_collapse_fix(collapse, p) if c == "lr_collapse" else SPIKE_FIXES[c]))
+            lines.append(f"  - {c}: " + (_collapse_fix(collapse, p) if c == "lr_collapse" else _spike_fix(c, bad, p)))
     if plot:
         lines.append(f"Plot: {plot}")
     return "\n".join(lines)
+
+
+def _spike_fix(cause: str, bad: list[spikes.Spike], p: Prepared) -> str:
+    """SPIKE_FIXES[cause], said for a plateau scheduler's cut, and for a jump at an lr change that the
+    replay at the old rate did not remove."""
+    if cause == "lr_schedule" and getattr(p.adapter, "plateau", None) is not None:
+        return ("the jump follows a cut by ReduceLROnPlateau. If that is intended, allow it "
+                "(@pytest.mark.lr_spike_explained(allow=('lr_schedule',))); otherwise make its cuts gentler or rarer "
+                "(factor nearer 1, e.g. 0.5; a larger patience or min_delta; a cooldown).")
+    text = SPIKE_FIXES[cause]
+    if cause == "batch_stats" and p.adapter is not None and p.adapter.interventions().get("freeze_bn"):
+        text = ("the jump depends on the batch order, not on learning (the model has no batch-norm layer): do not "
+                "pick checkpoints or hyper-parameters on it; use larger batches or average several seeds.")
+    held = [sp for sp in bad if sp.cause == "unexplained" and "hold_lr" in sp.replayed and sp.baseline is not None]
+    if cause == "unexplained" and held:
+        sp = held[0]
+        text += (f" The lr changed at epoch {sp.epoch + 1}, yet the replay that held the old rate jumped "
+                 f"{sp.replayed['hold_lr'] - sp.before:+.3f} (as recorded: {sp.baseline:+.3f}), so the rate alone does "
+                 f"not explain it in this replay; a rate that unsettles training makes one replay noisy: rerun with "
+                 f"other seeds (--trainsanity-seed) before reading it either way.")
+    return text
 
 
 def _collapse_headline(c: spikes.Collapse, p: Prepared) -> str:

@@ -19,7 +19,11 @@ tensor through the torch calls it meets:
   (``torch.ones_like(x, dtype=torch.float32)``) settle nothing. A trip through numpy
   (``x.numpy()``) leaves torch, so it is not seen.
 
-A field read both ways (category codes and counts in one int64 array) is ``mixed``: its columns
+Numbers the forward standardises itself before any layer reads them (``(x.float() - mean) / std``,
+``batch_norm``, ``layer_norm`` on the cast values) are ``standardised``: torch has no layer to pass
+them through as Keras's ``Normalization`` is, so they are not judged (as before), and a note says
+so rather than asking for a second standardisation. A field read both ways (category codes and
+counts in one int64 array) is ``mixed``: its columns
 cannot be told apart, so it keeps the data-only reading (ids, skipped) and a note says why. A
 field never settled is left out (the data's dtype decides, as before). Nothing of the user's is changed: the forward runs under ``no_grad`` in eval
 mode and every module's train flag is put back.
@@ -33,6 +37,9 @@ from typing import Any, Iterator
 
 IDS = {"embedding", "embedding_bag", "one_hot", "index_select", "gather", "take", "take_along_dim",
        "index_add", "index_copy", "index_fill", "scatter", "scatter_add", "scatter_reduce", "bincount"}
+NORMALISE = {"batch_norm", "layer_norm", "instance_norm", "group_norm", "normalize"}  # standardising calls
+RESHAPE = {"view", "reshape", "unsqueeze", "squeeze", "flatten", "contiguous", "to", "float", "clone", "detach",
+           "transpose", "permute", "getitem", "cat", "stack", "unbind", "split", "chunk"}  # the same values, moved
 SHAPE_ONLY = {"ones_like", "zeros_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like",
               "new_ones", "new_zeros", "new_empty", "new_full", "new_tensor", "size", "dim", "numel"}
 SHOWN = {"getitem": "an index (weight[x])", "truediv": "a division", "mul": "a product", "div": "a division"}
@@ -40,7 +47,7 @@ SHOWN = {"getitem": "an index (weight[x])", "truediv": "a division", "mul": "a p
 
 @dataclass(frozen=True)
 class TorchUse:
-    role: str  # "ids" | "numbers" | "mixed" (read both ways: judged as ids, with a note)
+    role: str  # "ids" | "numbers" | "standardised" (cast, then standardised by the forward) | "mixed" (ids and numbers)
     call: str  # the torch call that settled it, e.g. "embedding()" or "float()"
     module: str  # the module whose forward made that call ("" for the model's own forward)
     layer: Any = None  # no layer object (Keras's FirstUse has one)
@@ -113,18 +120,37 @@ def following(model: Any, fields: dict[str, Any]) -> Iterator[dict[str, TorchUse
             hit += [(-1, watched[id(v)]) for v in kwargs.values() if id(v) in watched]
             hit += [(i, watched[id(t)]) for i, a in enumerate(args) if isinstance(a, (list, tuple))  # cat, stack
                     for t in a if id(t) in watched]
-            name = _name(func) if hit else ""
+            name = _name(func) if hit or floats else ""
             for position, field in hit:
                 role = _role(name, position, out, torch) if name else None
                 if role == "follow":
-                    for t in out if isinstance(out, (tuple, list)) else (out,):
-                        if isinstance(t, torch.Tensor):
-                            keep.append(t)
-                            watched[id(t)] = field
+                    watch(out, watched, field)
                 elif role is not None:
-                    seen.setdefault(field, {}).setdefault(role, TorchUse(role, SHOWN.get(name, f"{name}()"),
-                                                                          stack[-1] if stack else ""))
+                    note(field, role, name)
+                    if role == "numbers":  # where the floats made of it go next: a layer, or a standardisation
+                        watch(out, floats, (field, 0))
+            for a in (*args, *kwargs.values()):
+                if id(a) not in floats or not name:
+                    continue
+                field, stage = floats[id(a)]
+                if name in NORMALISE or stage == 1 and name in ("div", "truediv", "mul"):
+                    note(field, "standardised", name)
+                elif name in ("sub", "rsub") and stage == 0:
+                    watch(out, floats, (field, 1))
+                elif name in RESHAPE:
+                    watch(out, floats, (field, stage))
             return out
+
+    def watch(out: Any, into: dict[int, Any], value: Any) -> None:
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                keep.append(t)
+                into[id(t)] = value
+
+    def note(field: str, role: str, name: str) -> None:
+        seen.setdefault(field, {}).setdefault(role, TorchUse(role, SHOWN.get(name, f"{name}()"), stack[-1] if stack else ""))
+
+    floats: dict[int, tuple[str, int]] = {}  # float tensors made of a field: (field, 1 once a mean was subtracted)
 
     seen: dict[str, dict[str, TorchUse]] = {}  # per field, the first use of each role
     handles = [torch.nn.modules.module.register_module_forward_pre_hook(enter),
@@ -136,11 +162,11 @@ def following(model: Any, fields: dict[str, Any]) -> Iterator[dict[str, TorchUse
         for h in handles:
             h.remove()
         for field, roles in seen.items():
-            if len(roles) == 1:
-                found[field] = next(iter(roles.values()))
-            else:  # part ids, part numbers (a table of category codes and counts): its columns cannot be told apart
+            if "ids" in roles and "numbers" in roles:  # part ids, part numbers (category codes and counts in one array)
                 ids, numbers = roles["ids"], roles["numbers"]
                 found[field] = TorchUse("mixed", f"{ids.label} and {numbers.label}", "")
+            else:  # standardised by the forward itself, else the one role seen
+                found[field] = roles.get("standardised") or next(iter(roles.values()))
 
 
 def _role(name: str, position: int, out: Any, torch: Any) -> str | None:

@@ -476,10 +476,33 @@ class _PrependsCls(torch.nn.Module):
         return self.head((self.tokens(ids) * weights[..., None]).mean(1))
 
 
+class _Standardises(torch.nn.Module):
+    """Counts cast and standardised by the forward itself, with train statistics in buffers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.full((3,), 50.0))
+        self.register_buffer("std", torch.full((3,), 29.0))
+        self.head = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head((x.float() - self.mean) / self.std)
+
+
+class _BatchNorms(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn, self.head = torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.bn(x.float()))
+
+
 @pytest.mark.parametrize("model, role, call", [
     (_CastsInts, "numbers", "float()"), (_Embeds, "ids", "embedding()"), (_Indexes, "ids", "an index (weight[x])"),
     (_Mixed, "mixed", "embedding() in module 'codes' and float() in the model's forward"), (_Stacks, "numbers", "float()"),
-    (_PrependsCls, "ids", "embedding()")])
+    (_PrependsCls, "ids", "embedding()"), (_Standardises, "standardised", "a division"),
+    (_BatchNorms, "standardised", "batch_norm()")])
 def test_the_forward_shows_whether_integer_inputs_are_ids_or_numbers(model, role, call) -> None:
     from pytest_trainsanity.adapters.torch_uses import first_uses
 

@@ -492,9 +492,25 @@ def casts():
 def embeds():
     return build(Embeds)
 
+class StandardisesItself(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([54.0, 110000.0, 2.0]))
+        self.register_buffer("std", torch.tensor([21.0, 52000.0, 1.4]))
+        self.head = torch.nn.Linear(3, 2)
+    def forward(self, x):
+        return self.head((x.float() - self.mean) / self.std)
+
 @pytest.fixture
 def mixed():
     return build(CodesAndCounts)
+
+@pytest.fixture
+def standardises():
+    return build(StandardisesItself)
+
+@pytest.mark.inputs_normalized(setup="standardises")
+def test_standardises(): pass
 
 @pytest.mark.inputs_normalized(setup="casts")
 def test_casts(): pass
@@ -516,7 +532,12 @@ def test_torch_integer_columns_cast_in_forward_are_judged_as_features(project: p
     forward on a few samples now shows how the model reads them; real ids (an Embedding) still pass."""
     project.makepyfile(test_int_columns=TORCH_INT_COLUMNS)
     res = run(project, "-rA", "--trainsanity-explain")
-    res.assert_outcomes(passed=3, failed=1)
+    res.assert_outcomes(passed=4, failed=1)
+    res.stdout.fnmatch_lines([  # it failed with a fix to standardise them a second time
+        "*inputs_normalized passed: the integer inputs are standardised inside the model's forward (see the note)*",
+        "*Note: the inputs (int64) are standardised by the model's forward itself (a division in the model's forward, "
+        "right after the cast to float), so they were not judged here*",
+    ])
     res.stdout.fnmatch_lines([
         "*Note: the inputs (int64) read both as indices and as numbers by the forward (embedding() in module 'codes' "
         "and float() in the model's forward)*Give the numeric columns as a field of their own*",

@@ -47,7 +47,7 @@ def run(p: Prepared) -> CheckReport:
                 use = uses.get(field)
                 if use is not None and use.role == "normalised":
                     X = _through(use.layer, X, split.where)
-                if (use is not None and use.role not in ("ids", "mixed") or field_role(field, X.dtype) is None
+                if (use is not None and use.role not in ("ids", "mixed", "standardised") or field_role(field, X.dtype) is None
                         or not several and not is_integer_ids(X)):
                     key = field if several else None
                     acc = accs.setdefault(key, {}).setdefault(split_name, StatsAccumulator(split_name, key))
@@ -64,6 +64,9 @@ def run(p: Prepared) -> CheckReport:
     result = judge({k: {s: dataclasses.replace(a.result(), names=names.get(s, ())) for s, a in v.items()}
                     for k, v in accs.items()}, dtypes, p.options.tol)
     text = message(result, p.options.tol, list(p.splits))
+    if result.integer_ids and uses and {u.role for u in uses.values()} == {"standardised"}:  # not ids: say what they are
+        text = text.replace(result.notes[0], "the integer inputs are standardised inside the model's forward (see the "
+                                             "note); nothing is left to judge.", 1)
     text += "".join(_use_note(field, use, len(dtypes) > 1, dtypes[field]) for field, use in (uses or {}).items()
                     if field in dtypes) + use_note
     if tables:
@@ -115,6 +118,10 @@ def _use_note(field: str, use: Any, several: bool, dtype: np.dtype) -> str:
                else "its scale and offset")
         return (f"\nNote: {what} judged as the model receives them, after its own {use.label} layer, which reads "
                 f"them first: a failure is fixed in that layer ({fix}), not by a second normalisation in the pipeline.")
+    if use.role == "standardised":
+        return (f"\nNote: {what} ({dtype}) are standardised by the model's forward itself ({use.label}, right after "
+                f"the cast to float), so they were not judged here: their raw scale is what that step expects, and a "
+                f"second standardisation in the pipeline would be wrong. Check that step's mean and std come from train.")
     if use.role == "mixed":
         return (f"\nNote: {what} ({dtype}) read both as indices and as numbers by the forward ({use.label}), so "
                 f"its id columns cannot be told from its number columns: it was skipped as ids. Give the numeric "

@@ -114,10 +114,11 @@ class KerasAdapter(KerasPreflight, Adapter):
         self.notes: list[str] = []
         if self.plateau is not None:
             monitor = self.plateau.monitor
-            if not self.plateau.known:
+            if not self.plateau.known or "acc" in monitor and setup.task != "classification":
                 self.notes.append(f"ReduceLROnPlateau monitors {monitor!r}, which the check does not measure (it measures "
-                                  f"{', '.join(MEASURED)}), so the rate was never reduced, as model.fit leaves it when "
-                                  f"the metric is missing from its logs")
+                                  f"{', '.join(MEASURED)}; accuracy for classification), so the rate was never reduced, "
+                                  f"as model.fit leaves it when the metric is missing from its logs")
+                self.plateau = None
             elif monitor.startswith("val_") and "val" not in self.samples:
                 self.notes.append(f"ReduceLROnPlateau monitors {monitor!r} but the setup has no val split, so the rate "
                                   f"was never reduced (model.fit without validation_data does the same); give "
@@ -596,7 +597,7 @@ class KerasAdapter(KerasPreflight, Adapter):
         current = self.plateau.value(float(np.mean(self.tf.stack(losses).numpy())), loss_val[-1] if loss_val else None,
                                      train[-1] if train and classification else None,
                                      val[-1] if val and classification else None)
-        if current is not None and np.isfinite(current):
+        if current is not None:  # NaN included: as in Keras, it is never an improvement (the patience runs)
             self._base.assign(self.plateau.step(float(current), float(self._base.numpy())))
 
     def _epoch_lr(self, epoch: int) -> None:

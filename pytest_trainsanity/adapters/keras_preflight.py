@@ -219,6 +219,8 @@ class KerasPreflight(Preflight):
         for _ in range(8):
             if op is None or getattr(op, "bias", None) is not None:
                 break
+            if getattr(op, "kernel", None) is not None:  # Dense(use_bias=False): the outputs have no bias of their own
+                return None
             nodes = getattr(op, "_inbound_nodes", None) or []
             inputs = list(getattr(nodes[0], "input_tensors", None) or []) if nodes else []
             op = inputs[0]._keras_history.operation if len(inputs) == 1 and hasattr(inputs[0], "_keras_history") else None

@@ -249,7 +249,6 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             param.grad = grad
         for module, mode in self._flags:
             module.training = mode
-        self._attrs.restore()
         self._restore_config()
         for split in self.splits.values():
             split.rewind()
@@ -260,6 +259,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         torch.set_rng_state(cpu)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
+        self._attrs.restore()  # last: nothing above depends on it
 
     def _restore_config(self) -> None:
         if self._problem_type is not None:

@@ -30,6 +30,7 @@ from typing import Any
 SMALL = 64  # containers of at most this many items are also captured one level deeper
 REGISTRIES = ("_modules", "_parameters", "_buffers")
 TENSOR_COPY = 1 << 20  # plain tensor attributes up to this many elements are copied (4 MB of float32)
+MAX_NORM_COPY = 1 << 28  # a max_norm embedding's weight up to this many elements (1 GB of float32) is copied
 _BASE: frozenset[str] | None = None
 
 
@@ -92,7 +93,8 @@ class ModuleAttrs:
             self.saved.append((module, type(module), own, keys))
             self.tensors += [(v, v.detach().clone()) for v, _ in own.values()
                              if isinstance(v, torch.Tensor) and v.numel() <= TENSOR_COPY]
-            if getattr(module, "max_norm", None) is not None and isinstance(getattr(module, "weight", None), torch.Tensor):
+            weight = getattr(module, "weight", None)
+            if getattr(module, "max_norm", None) is not None and isinstance(weight, torch.Tensor) and weight.numel() <= MAX_NORM_COPY:
                 self.tensors.append((module.weight, module.weight.detach().clone()))
 
     def restore(self) -> None:
@@ -115,5 +117,8 @@ class ModuleAttrs:
 
             with torch.no_grad():
                 for tensor, values in self.tensors:
-                    if tensor.shape == values.shape and not torch.equal(tensor, values):
-                        tensor.copy_(values)
+                    try:
+                        if tensor.shape == values.shape and not torch.equal(tensor, values):
+                            tensor.copy_(values)
+                    except RuntimeError:  # moved to another device, or an inference tensor: left as the forward left it
+                        continue

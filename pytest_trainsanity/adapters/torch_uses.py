@@ -25,8 +25,9 @@ them through as Keras's ``Normalization`` is, so they are not judged (as before)
 so rather than asking for a second standardisation. A field read both ways (category codes and
 counts in one int64 array) is ``mixed``: its columns
 cannot be told apart, so it keeps the data-only reading (ids, skipped) and a note says why. A
-field never settled is left out (the data's dtype decides, as before). Nothing of the user's is changed: the forward runs under ``no_grad`` in eval
-mode and every module's train flag is put back.
+field never settled is left out (the data's dtype decides, as before). The forward runs under ``no_grad`` in eval mode; the modules' train flags, their
+buffers, what it records on them and ``max_norm`` embedding rows are put back (``torch_attrs``); a
+lazy module it materialises stays materialised.
 """
 
 from __future__ import annotations
@@ -76,11 +77,16 @@ def first_uses(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], fields
 
     flags = [(m, m.training) for m in model.modules()]
     attrs = ModuleAttrs(model)  # what the forward records on the modules (and max_norm embeddings' rows) put back
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]  # a buffer a forward updates in place (no adapter here)
     try:
         model.eval()
         with torch.no_grad(), following(model, fields) as found:
             model(*args, **kwargs)
     finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                if b.shape == saved.shape and not torch.equal(b, saved):
+                    b.copy_(saved)
         attrs.restore()
         for module, mode in flags:
             module.training = mode
@@ -94,8 +100,7 @@ def following(model: Any, fields: dict[str, Any]) -> Iterator[dict[str, TorchUse
     import torch
 
     found: dict[str, TorchUse] = {}
-    watched = {id(t): name for name, t in fields.items()
-               if isinstance(t, torch.Tensor) and not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool}
+    watched = {id(t): name for name, t in fields.items() if _integer_field(name, t, torch)}
     if not watched:
         yield found
         return
@@ -169,6 +174,13 @@ def following(model: Any, fields: dict[str, Any]) -> Iterator[dict[str, TorchUse
                 found[field] = roles.get("standardised") or next(iter(roles.values()))
 
 
+def _integer_field(name: str, t: Any, torch: Any) -> bool:
+    """An integer input tensor whose use decides what it is; a mask (by name, as ``field_role`` reads
+    it) is a mask however the forward uses it (``h * mask.unsqueeze(-1)``, ``(1.0 - mask) * min``)."""
+    return (isinstance(t, torch.Tensor) and not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
+            and "mask" not in name.lower())
+
+
 def _role(name: str, position: int, out: Any, torch: Any) -> str | None:
     """What one call tells of the watched integer tensor at argument ``position``."""
     if name in SHAPE_ONLY:
@@ -218,8 +230,7 @@ def forward_uses(model: Any, split: Any, seed: int) -> tuple[dict[str, TorchUse]
         return {}, (f"\nNote: the model's forward failed on {PROBE_SAMPLES} samples of {split.where} "
                     f"({type(exc).__name__}: {first_line(exc)}), so whether it reads the integer inputs as ids or "
                     f"as numbers was decided by their dtype alone.")
-    unseen = [name for name, t in fields.items() if name not in uses and isinstance(t, torch.Tensor)
-              and not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool and "mask" not in name.lower()]
+    unseen = [name for name, t in fields.items() if name not in uses and _integer_field(name, t, torch)]
     if not unseen:
         return uses, ""
     what = "the integer inputs" if len(fields) == 1 else "field(s) " + ", ".join(map(repr, unseen))

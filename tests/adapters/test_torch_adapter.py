@@ -527,3 +527,23 @@ def test_the_adapter_names_integer_fields_its_model_reads_as_numbers() -> None:
                            loss=torch.nn.CrossEntropyLoss(), batch_size=16)
         adapter = TorchAdapter(net, setup, load_splits(setup), RunSettings(device="cpu"))
         assert adapter.number_fields() == numbers
+
+
+def test_an_integer_mask_stays_a_mask_however_the_forward_uses_it() -> None:
+    """Mean pooling multiplies by the int64 attention mask (a float result): it was read as "numbers" and
+    judged as a feature; (1.0 - mask) * min made it "standardised"."""
+    from pytest_trainsanity.adapters.torch_uses import first_uses
+
+    class Pools(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tokens, self.head = torch.nn.Embedding(100, 4), torch.nn.Linear(4, 2)
+
+        def forward(self, input_ids, attention_mask):
+            h = self.tokens(input_ids) * attention_mask.unsqueeze(-1)
+            bias = (1.0 - attention_mask) * -1e4  # the additive mask of attention layers
+            return self.head(h.sum(1) / attention_mask.sum(1, keepdim=True)) + bias[:, :1]
+
+    ids, mask = torch.randint(0, 100, (4, 6)), torch.ones(4, 6, dtype=torch.long)
+    uses = first_uses(Pools(), (), {"input_ids": ids, "attention_mask": mask}, {"input_ids": ids, "attention_mask": mask})
+    assert uses["input_ids"].role == "ids" and "attention_mask" not in uses

@@ -302,8 +302,8 @@ def test_times_held_as_objects_or_text_on_dask_are_one_paragraph(client) -> None
                                              r"to datetimes first: dd.to_datetime\(frame\[column\]\)"):
             check_leakage(TrainSetup(train=dt, val=dv, target="label", timestamps={"train": "signup", "val": "signup"}))
     dt, dv = dd.from_pandas(train, npartitions=2), dd.from_pandas(val, npartitions=1)
-    with pytest.raises(SetupError, match=r"holds text, not times\. .* from_pandas turns object columns into text by "
-                                         r"default \(dataframe.convert-string\), datetime objects included"):
+    with pytest.raises(SetupError, match=r"holds text, not times\. .* object columns become text by default "
+                                         r"\(dataframe.convert-string\), datetime objects included"):
         check_leakage(TrainSetup(train=dt, val=dv, target="label", timestamps={"train": "signup", "val": "signup"}))
 
 

@@ -281,7 +281,8 @@ def find_leakage_dask(
             if given and name in given:
                 frame = split.with_column(frame, key, given[name], what)
                 extra[key] = frame._meta[key].dtype
-                if key == TIME and (isinstance(extra[key], pd.StringDtype) or extra[key].kind in "USO"):
+                if key == TIME and (isinstance(extra[key], pd.StringDtype) or extra[key] == np.dtype("O")
+                                    or getattr(extra[key], "kind", "") in "US"):
                     raise SetupError(_dask_times_error(name, extra[key]))
                 if not isinstance(given[name], str):
                     aligned[(name, what)] = _alignment(frame, key, given[name], split)
@@ -409,8 +410,8 @@ def _dask_times_error(name: str, dtype: Any) -> str:
                 f"dd.to_datetime(frame[column]) (with utc=True when the objects carry time zones), or "
                 f"pd.to_datetime(...) on the pandas frame before dd.from_pandas.")
     return leakage.not_times_error(name, "text") + (
-        " On Dask, from_pandas turns object columns into text by default (dataframe.convert-string), datetime "
-        "objects included: convert them with pd.to_datetime before dd.from_pandas, or dd.to_datetime after.")
+        " On Dask, object columns become text by default (dataframe.convert-string), datetime objects included "
+        "(dd.from_pandas of a frame holding them): convert them with pd.to_datetime first, or dd.to_datetime after.")
 
 
 def _check_aligned(out: dict[str, Any]) -> None:

@@ -227,12 +227,20 @@ def check_fields(splits: dict[str, dict[str, np.ndarray]], tol: float = DEFAULT_
     return judge(stats, dtypes, tol)
 
 
-def judge(stats: dict[str | None, dict[str, SplitStats]], dtypes: dict[str, np.dtype], tol: float = DEFAULT_TOL) -> NormalizationResult:
+STANDARDISED = "standardised in the model's forward"  # a skip reason: int numbers the forward standardises itself
+
+
+def judge(stats: dict[str | None, dict[str, SplitStats]], dtypes: dict[str, np.dtype], tol: float = DEFAULT_TOL,
+          reasons: dict[str, str] | None = None) -> NormalizationResult:
     """The verdict over per-field, per-split statistics; ``dtypes`` names every input field (a
-    field with no statistics was skipped as ids or a mask)."""
+    field with no statistics was skipped as ids or a mask, or for ``reasons[field]``)."""
     several = len(dtypes) > 1
-    skipped = {name: field_role(name, dt) or "integer ids" for name, dt in dtypes.items()
+    reasons = reasons or {}
+    skipped = {name: reasons.get(name) or field_role(name, dt) or "integer ids" for name, dt in dtypes.items()
                if (name if several else None) not in stats}
+    if stats == {} and skipped and all(why == STANDARDISED for why in skipped.values()):
+        return NormalizationResult(True, [], {}, integer_ids=True, skipped=skipped, notes=[
+            "the integer inputs are standardised inside the model's forward (see the note); nothing is left to judge."])
     if not stats:
         what = (f"inputs are integer ids (dtype {next(iter(dtypes.values()))})" if not several else
                 "every input field is integer ids or a mask (" + "; ".join(f"{k}: {dtypes[k]} {skipped[k]}" for k in dtypes) + ")")

@@ -18,7 +18,7 @@ from ...report import CheckReport
 from ...settings import CheckOptions, RunSettings
 from ...spec import TrainSetup
 from ..runner import Prepared, prepare_model_free
-from .measure import NormalizationResult, StatsAccumulator, field_role, is_integer_ids, judge
+from .measure import STANDARDISED, NormalizationResult, StatsAccumulator, field_role, is_integer_ids, judge
 
 MARKER = "inputs_normalized"
 
@@ -31,8 +31,9 @@ def run(p: Prepared) -> CheckReport:
     accs: dict[str | None, dict[str, StatsAccumulator]] = {}
     dtypes: dict[str, np.dtype] = {}
     tables: dict[str, Any] = {}
-    uses: dict[str, Any] | None = None  # how the model first reads each field (a Keras graph, a torch forward)
-    use_note = ""
+    # how the model first reads each field: a torch forward on a few samples, read before any split is streamed;
+    # a Keras graph, by the field names of the first block
+    uses, use_note = _torch_uses(p)
     for split_name, split in p.splits.items():
         several = None
         table = split.kind.startswith("table")
@@ -41,7 +42,7 @@ def run(p: Prepared) -> CheckReport:
         for inputs, _ in (split.numeric_blocks() if table else split.blocks()):  # type: ignore[attr-defined]
             several = len(inputs) > 1 if several is None else several
             if uses is None:
-                uses, use_note = _first_uses(p, split, inputs)
+                uses = _keras_uses(p, inputs)
             for field, X in inputs.items():
                 dtypes.setdefault(field, X.dtype)
                 use = uses.get(field)
@@ -61,14 +62,13 @@ def run(p: Prepared) -> CheckReport:
         if several is None:
             raise SetupError(f"{split.where} is empty (it yielded no samples).")
     names = {name: tuple(c for c, k in split.kinds.items() if k == "numeric") for name, split in tables.items()}
+    reasons = {f: {"standardised": STANDARDISED, "mixed": "read as ids and as numbers"}[u.role]
+               for f, u in (uses or {}).items() if u.role in ("standardised", "mixed")}
     result = judge({k: {s: dataclasses.replace(a.result(), names=names.get(s, ())) for s, a in v.items()}
-                    for k, v in accs.items()}, dtypes, p.options.tol)
+                    for k, v in accs.items()}, dtypes, p.options.tol, reasons)
     text = message(result, p.options.tol, list(p.splits))
-    if result.integer_ids and uses and {u.role for u in uses.values()} == {"standardised"}:  # not ids: say what they are
-        text = text.replace(result.notes[0], "the integer inputs are standardised inside the model's forward (see the "
-                                             "note); nothing is left to judge.", 1)
     text += "".join(_use_note(field, use, len(dtypes) > 1, dtypes[field]) for field, use in (uses or {}).items()
-                    if field in dtypes) + use_note
+                    if field in dtypes and (use.role in ("numbers", "normalised")) != (field in result.skipped)) + use_note
     if tables:
         first_name, first = next(iter(tables.items()))
         skipped = {c: k for c, k in first.kinds.items() if k != "numeric"}
@@ -83,23 +83,30 @@ def run(p: Prepared) -> CheckReport:
     )
 
 
-def _first_uses(p: Prepared, split: Any, inputs: dict[str, np.ndarray]) -> tuple[dict[str, Any], str]:
-    """(the model's first use of each field, a note when it could not be seen): a Keras model's
-    graph (``adapters.keras_graph``), or one forward of a torch model on a few samples as the
-    pipeline yields them, run only when a field is integer (``adapters.torch_uses``)."""
+def _torch_uses(p: Prepared) -> tuple[dict[str, Any] | None, str]:
+    """(a torch model's first use of each integer field, a note) from one forward on a few samples of
+    the first split (``adapters.torch_uses``), read before the splits are streamed; (None, "") for a
+    Keras model (its graph is read per field name) and ({}, "") when there is nothing to decide."""
     model = getattr(p.setup, "model", None)
     framework = framework_of(model) if model is not None else None
     if framework == "tensorflow":
-        from ...adapters.keras_graph import first_uses
-
-        return first_uses(model, tuple(inputs)), ""
-    if framework != "torch" or not any(field_role(f, X.dtype) == "integer ids" for f, X in inputs.items()):
+        return None, ""
+    split = next(iter(p.splits.values()), None)
+    if framework != "torch" or split is None or split.one_shot or not hasattr(model, "named_modules"):
         return {}, ""
-    if split.one_shot or not hasattr(model, "named_modules"):
-        return {}, ""
-    from ...adapters.torch_uses import forward_uses
+    from ...adapters.torch_uses import PROBE_SAMPLES, forward_uses
 
+    fields = split.sample(PROBE_SAMPLES, p.settings.seed).numpy()[0]
+    if not any(field_role(f, X.dtype) == "integer ids" for f, X in fields.items()):
+        return {}, ""
     return forward_uses(model, split, p.settings.seed)
+
+
+def _keras_uses(p: Prepared, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A Keras model's first use of each field, read from its graph (``adapters.keras_graph``)."""
+    from ...adapters.keras_graph import first_uses
+
+    return first_uses(p.setup.model, tuple(inputs))
 
 
 def _through(layer: Any, X: np.ndarray, where: str) -> np.ndarray:

@@ -278,7 +278,7 @@ def _spike_fix(cause: str, bad: list[spikes.Spike], p: Prepared) -> str:
     if cause == "batch_stats" and p.adapter is not None and p.adapter.interventions().get("freeze_bn"):
         text = ("the jump depends on the batch order, not on learning (the model has no batch-norm layer): do not "
                 "pick checkpoints or hyper-parameters on it; use larger batches or average several seeds.")
-    held = [sp for sp in bad if sp.cause == "unexplained" and "hold_lr" in sp.replayed and sp.baseline is not None]
+    held = [sp for sp in bad if sp.cause == "unexplained" and "hold_lr" in sp.effects]  # (effects: the replay reproduced it)
     if cause == "unexplained" and held:
         sp = held[0]
         text += (f" The lr changed at epoch {sp.epoch + 1}, yet the replay that held the old rate jumped "

@@ -35,7 +35,7 @@ from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, c
 from .batches import describe, takes_whole, tree_map
 from .lightning import is_hugging_face, is_lightning
 from .splits import Split, as_numpy, named_fields
-from .torch_attrs import ModuleAttrs
+from .torch_attrs import ModuleAttrs, evaluating
 from .torch_data import _torch, clone, clone_tree, tensor_to_numpy, to_device
 from .torch_preflight import TorchPreflight
 from .torch_record import StepRecord
@@ -133,40 +133,34 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         torch = self.torch
         sample = self.samples["train"]
         batch = self._device(sample.head(2), shape_targets=False, device=self.home)  # the model moves only on enter
-        flags = [(m, m.training) for m in self.model.modules()]
-        try:
-            self.model.eval()
-            with torch.no_grad(), self._quiet():
-                try:  # how the forward reads integer inputs (ids, or numbers it casts) is seen on the way
-                    with following(self.model, self.form.inputs(batch)) as uses:
-                        out = self._forward(batch, with_target=self.mode == "own")
-                except Exception as exc:  # noqa: BLE001 - one paragraph, not a framework traceback
-                    raise SetupError(self._cannot_run(batch, exc, "the first train samples")) from None
-                self.input_uses = dict(uses)
-                pred = predictions(out, torch)
-                n_outputs = self._outputs_of(pred, self.form.target(batch))
-                self.n_outputs = n_outputs
-                check_label_range({n: s.numpy()[1] for n, s in self.samples.items()}, self.setup.task, n_outputs,
-                                  sampled=any(s.sampled for s in self.samples.values()))
-                if self.arrays:
-                    batch = self.form.with_target(batch, self._targets(self.form.target(batch)))
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # a broadcasting warning here precedes the real error
-                        loss = self._eval_loss(batch, out, pred, 0)
-                except SetupError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    raise SetupError(self._loss_error(batch, pred, exc)) from None
-                if loss is None and self.mode == "own":
-                    raise SetupError(
-                        f"The model's output ({type(out).__name__}) holds no loss and TrainSetup(loss=...) was not "
-                        f"given. Give loss= (e.g. torch.nn.CrossEntropyLoss()) or step=..., or, for a model that "
-                        f"computes its own loss (Hugging Face), batches that hold the labels."
-                    )
-        finally:
-            for module, mode in flags:
-                module.training = mode
+        with evaluating(self.model), torch.no_grad(), self._quiet():
+            try:  # how the forward reads integer inputs (ids, or numbers it casts) is seen on the way
+                with following(self.model, self.form.inputs(batch)) as uses:
+                    out = self._forward(batch, with_target=self.mode == "own")
+            except Exception as exc:  # noqa: BLE001 - one paragraph, not a framework traceback
+                raise SetupError(self._cannot_run(batch, exc, "the first train samples")) from None
+            self.input_uses = dict(uses)
+            pred = predictions(out, torch)
+            n_outputs = self._outputs_of(pred, self.form.target(batch))
+            self.n_outputs = n_outputs
+            check_label_range({n: s.numpy()[1] for n, s in self.samples.items()}, self.setup.task, n_outputs,
+                              sampled=any(s.sampled for s in self.samples.values()))
+            if self.arrays:
+                batch = self.form.with_target(batch, self._targets(self.form.target(batch)))
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a broadcasting warning here precedes the real error
+                    loss = self._eval_loss(batch, out, pred, 0)
+            except SetupError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise SetupError(self._loss_error(batch, pred, exc)) from None
+            if loss is None and self.mode == "own":
+                raise SetupError(
+                    f"The model's output ({type(out).__name__}) holds no loss and TrainSetup(loss=...) was not "
+                    f"given. Give loss= (e.g. torch.nn.CrossEntropyLoss()) or step=..., or, for a model that "
+                    f"computes its own loss (Hugging Face), batches that hold the labels."
+                )
         return n_outputs
 
     def number_fields(self) -> tuple[str, ...]:

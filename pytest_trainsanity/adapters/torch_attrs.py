@@ -24,14 +24,28 @@ would break it); a forward that converts the model (``self.double()``).
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from typing import Any
+from typing import Any, Iterator
 
 SMALL = 64  # containers of at most this many items are also captured one level deeper
 REGISTRIES = ("_modules", "_parameters", "_buffers")
 TENSOR_COPY = 1 << 20  # plain tensor attributes up to this many elements are copied (4 MB of float32)
 MAX_NORM_COPY = 1 << 28  # a max_norm embedding's weight up to this many elements (1 GB of float32) is copied
 _BASE: frozenset[str] | None = None
+
+
+@contextlib.contextmanager
+def evaluating(model: Any) -> Iterator[None]:
+    """``model.eval()`` inside the block; every module's own train flag put back after it (a user may
+    have left some modules in eval mode on purpose)."""
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for module, mode in flags:
+            module.training = mode
 
 
 def _base_keys() -> frozenset[str]:

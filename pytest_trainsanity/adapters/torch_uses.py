@@ -73,14 +73,12 @@ def first_uses(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], fields
     eval-mode forward ``model(*args, **kwargs)`` settles, with its use. Raises what the forward raises."""
     import torch
 
-    from .torch_attrs import ModuleAttrs
+    from .torch_attrs import ModuleAttrs, evaluating
 
-    flags = [(m, m.training) for m in model.modules()]
     attrs = ModuleAttrs(model)  # what the forward records on the modules (and max_norm embeddings' rows) put back
     buffers = [(b, b.detach().clone()) for b in model.buffers()]  # a buffer a forward updates in place (no adapter here)
     try:
-        model.eval()
-        with torch.no_grad(), following(model, fields) as found:
+        with evaluating(model), torch.no_grad(), following(model, fields) as found:
             model(*args, **kwargs)
     finally:
         with torch.no_grad():
@@ -88,8 +86,6 @@ def first_uses(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], fields
                 if b.shape == saved.shape and not torch.equal(b, saved):
                     b.copy_(saved)
         attrs.restore()
-        for module, mode in flags:
-            module.training = mode
     return found
 
 

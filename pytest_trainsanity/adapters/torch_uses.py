@@ -36,6 +36,9 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+INDEX_AT = {"index_select": 2, "gather": 2, "scatter": 2, "scatter_add": 2, "scatter_reduce": 2, "index_add": 2,
+            "index_copy": 2, "index_fill": 2, "take": 1, "take_along_dim": 1}  # where the index sits: (input, dim, index)
+KEYWORD_AT: dict[str, Any] = {"input": 0, "index": "index", "indices": "index"}  # by keyword: the input, or the index
 IDS = {"embedding", "embedding_bag", "one_hot", "index_select", "gather", "take", "take_along_dim",
        "index_add", "index_copy", "index_fill", "scatter", "scatter_add", "scatter_reduce", "bincount"}
 NORMALISE = {"batch_norm", "layer_norm", "instance_norm", "group_norm", "normalize"}  # standardising calls
@@ -118,7 +121,7 @@ def following(model: Any, fields: dict[str, Any]) -> Iterator[dict[str, TorchUse
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             hit = [(i, watched[id(a)]) for i, a in enumerate(args) if id(a) in watched]
-            hit += [(-1, watched[id(v)]) for v in kwargs.values() if id(v) in watched]
+            hit += [(KEYWORD_AT.get(k, -1), watched[id(v)]) for k, v in kwargs.items() if id(v) in watched]
             hit += [(i, watched[id(t)]) for i, a in enumerate(args) if isinstance(a, (list, tuple))  # cat, stack
                     for t in a if id(t) in watched]
             name = _name(func) if hit or floats else ""
@@ -130,7 +133,8 @@ def following(model: Any, fields: dict[str, Any]) -> Iterator[dict[str, TorchUse
                     note(field, role, name)
                     if role == "numbers":  # where the floats made of it go next: a layer, or a standardisation
                         watch(out, floats, (field, 0))
-            for a in (*args, *kwargs.values()):
+            listed = [t for a in args if isinstance(a, (list, tuple)) for t in a]  # torch.cat([x.float(), emb])
+            for a in (*args, *kwargs.values(), *listed):
                 if id(a) not in floats or not name:
                     continue
                 field, stage = floats[id(a)]
@@ -177,12 +181,14 @@ def _integer_field(name: str, t: Any, torch: Any) -> bool:
             and "mask" not in name.lower())
 
 
-def _role(name: str, position: int, out: Any, torch: Any) -> str | None:
+def _role(name: str, position: Any, out: Any, torch: Any) -> str | None:
     """What one call tells of the watched integer tensor at argument ``position``."""
     if name in SHAPE_ONLY:
         return None  # torch.ones_like(ids, dtype=float): a new tensor of its shape, not its values
-    if name in IDS:
-        return "ids" if name in ("embedding", "embedding_bag", "one_hot", "bincount") or position != 0 else None
+    if name in IDS:  # ids where it is the index (the values of scatter/index_add, their input, are not)
+        index = position == INDEX_AT.get(name) or position == "index"
+        if name in ("embedding", "embedding_bag", "one_hot", "bincount") or index:
+            return "ids"  # (as the input or the values of gather/scatter its values go on: read below)
     if name == "getitem":
         return "ids" if position != 0 else "follow"  # weight[x]: an index; x[:, 0]: a part of it
     tensors = [t for t in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(t, torch.Tensor)]

@@ -498,11 +498,36 @@ class _BatchNorms(torch.nn.Module):
         return self.head(self.bn(x.float()))
 
 
+class _GathersByKeyword(torch.nn.Module):
+    """Counts scattered as values (scatter's src) and gathered by keyword: the index is another tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        order = torch.arange(3).expand(len(x), 3)
+        placed = torch.zeros_like(x).scatter(1, order, x)  # x is scatter's src: its values, not an index
+        return self.head(torch.gather(input=placed, dim=1, index=order).float())
+
+
+class _CatsThenNorms(torch.nn.Module):
+    """Cast parts put back together in a list (torch.cat) before a batch norm: still standardised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn, self.head = torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.bn(torch.cat([x[:, :1].float(), x[:, 1:].float()], 1)))
+
+
 @pytest.mark.parametrize("model, role, call", [
     (_CastsInts, "numbers", "float()"), (_Embeds, "ids", "embedding()"), (_Indexes, "ids", "an index (weight[x])"),
     (_Mixed, "mixed", "embedding() in module 'codes' and float() in the model's forward"), (_Stacks, "numbers", "float()"),
     (_PrependsCls, "ids", "embedding()"), (_Standardises, "standardised", "a division"),
-    (_BatchNorms, "standardised", "batch_norm()")])
+    (_BatchNorms, "standardised", "batch_norm()"), (_GathersByKeyword, "numbers", "float()"),
+    (_CatsThenNorms, "standardised", "batch_norm()")])
 def test_the_forward_shows_whether_integer_inputs_are_ids_or_numbers(model, role, call) -> None:
     from pytest_trainsanity.adapters.torch_uses import first_uses
 

@@ -23,6 +23,9 @@ from .batches import BatchForm, detect_form
 from .splits import Block, EvalSample, Gather, Split, as_numpy, refuse_loader_collection, sample_how, sample_indices
 
 EVAL_READ_BATCH = 256  # batch size of eval-sample reads when the loader has none of its own
+# samples a model-free check reads from an IterableDataset with no __len__ before calling it endless: such a
+# stream (a `while True` in __iter__) never ends, and a finite one this large can say so with a __len__
+STREAM_CAP = 1_000_000
 
 
 def _torch() -> Any:
@@ -220,8 +223,13 @@ class TorchSplit(Split):
                 if self.members() is not None else f"{n:,} samples, " if n is not None else "")
         workers = f"{self.loader.num_workers} worker(s)" + (
             ", started anew each pass" if getattr(self.loader, "persistent_workers", False) else "")
-        return (f"{what} ({part}batch {self.loader.batch_size}, "
-                f"{'shuffled' if self.shuffles() else 'in order'}, {workers})")
+        order = "shuffled" if self.shuffles() else "in order"
+        if not self.map_style:  # a stream's order is its __iter__'s; the loader's sampler draws nothing
+            order = "in the order its __iter__ yields"
+            if self.loader.num_workers > 1:
+                workers += (" (each runs its own copy of __iter__: a stream that does not split its samples by "
+                            "torch.utils.data.get_worker_info() yields each of them once per worker)")
+        return f"{what} ({part}batch {self.loader.batch_size}, {order}, {workers})"
 
     def form(self, batch: Any = None) -> BatchForm:
         if self._form is None:
@@ -283,11 +291,25 @@ class TorchSplit(Split):
         return self._guard(iter(reader))
 
     def blocks(self) -> Iterator[Block]:
+        """The whole split, for the model-free checks; a length-less stream past ``STREAM_CAP`` samples is
+        refused as endless (the checks would otherwise read, and hash, without end)."""
+        capped = not self.map_style and self._len(self.dataset) is None
+        read = 0
         for batch in self._reader(None):
             form = self.form(batch)
             target = as_numpy(form.target(batch), self.where)
             inputs = {k: as_numpy(v, self.where) for k, v in form.inputs(batch).items()}
-            if _batch_len(target, self.where):
+            size = _batch_len(target, self.where)
+            read += size
+            if capped and read > STREAM_CAP:
+                raise SetupError(
+                    f"{self.where} is a {type(self.dataset).__name__} (an IterableDataset with no __len__) that yielded "
+                    f"more than {STREAM_CAP:,} samples without ending. This check compares every sample of the split, "
+                    f"so a stream that never ends (a `while True` in __iter__) would be read without end. Give the "
+                    f"check a finite split: the stream's first n samples (an IterableDataset that stops after n), a "
+                    f"map-style Dataset or arrays; a finite stream larger than {STREAM_CAP:,} samples is read to its "
+                    f"end once its dataset has a __len__.")
+            if size:
                 yield inputs, target
 
     def _read_sample(self, n: int, seed: int) -> EvalSample:

@@ -216,6 +216,86 @@ def test_structured_batches_in_the_model_free_checks(pipelines: pytest.Pytester)
     res.stdout.fnmatch_lines(["*test_scaled inputs_normalized passed*"])
 
 
+ENDLESS = """
+import itertools
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+import pipelines
+import pytest_trainsanity.adapters.torch_data as torch_data
+
+
+class Endless(IterableDataset):
+    def __iter__(self):  # the training idiom: a stream that cycles for ever
+        return itertools.cycle(zip(pipelines.Xtr, pipelines.ytr))
+
+
+class Sized(Endless):
+    def __len__(self):  # a finite stream that says how long it is: read to its end
+        return len(pipelines.Xtr)
+
+    def __iter__(self):
+        return iter(zip(pipelines.Xtr, pipelines.ytr))
+
+
+@pytest.fixture
+def endless(monkeypatch):
+    monkeypatch.setattr(torch_data, "STREAM_CAP", 5000)  # the test's own smaller cap: the refusal in a second
+    return pipelines.setup(pipelines.mlp(), DataLoader(Endless(), batch_size=32), (pipelines.Xv, pipelines.yv))
+
+
+@pytest.fixture
+def sized(monkeypatch):
+    monkeypatch.setattr(torch_data, "STREAM_CAP", 1000)  # below the split's 1,437 samples: a __len__ lifts it
+    return pipelines.setup(pipelines.mlp(), DataLoader(Sized(), batch_size=32), (pipelines.Xv, pipelines.yv))
+
+
+@pytest.mark.no_leakage(setup="endless")
+def test_leakage(): pass
+
+
+@pytest.mark.inputs_normalized(setup="endless")
+def test_normalized(): pass
+
+
+@pytest.fixture
+def endless_workers():
+    return pipelines.setup(pipelines.mlp(), DataLoader(Endless(), batch_size=32, num_workers=2), (pipelines.Xv, pipelines.yv))
+
+
+@pytest.mark.no_epoch1_overfit(setup="endless_workers", probes=False, max_steps=10, eval_samples=200)
+def test_overfit(trainsanity_report):
+    assert trainsanity_report["no_epoch1_overfit"].metrics["steps"] == 10
+
+
+@pytest.mark.no_leakage(setup="sized")
+def test_sized(trainsanity_report):
+    assert "train 0 repeated row(s) of 1437;" in trainsanity_report["no_leakage"].message
+"""
+
+
+def test_an_endless_iterable_dataset_is_refused_by_the_checks_that_read_whole_splits(pipelines: pytest.Pytester) -> None:
+    pipelines.makepyfile(test_endless=ENDLESS)
+    res = run(pipelines, "--trainsanity-explain")
+    res.assert_outcomes(passed=2, failed=2)
+    res.stdout.fnmatch_lines([  # a stream's order is its own, and each worker runs all of it
+        "    Training: (x, y) batches from a DataLoader over Endless (batch 32, in the order its __iter__ yields, 2 "
+        "worker(s) (each runs its own copy of __iter__: a stream that does not split its samples by "
+        "torch.utils.data.get_worker_info() yields each of them once per worker)).",
+    ])
+    res.stdout.fnmatch_lines([
+        "*_ test_leakage _*",
+        "*pytest-trainsanity: TrainSetup(train=...) is a Endless (an IterableDataset with no __len__) that yielded more "
+        "than 5,000 samples without ending. This check compares every sample of the split, so a stream that never ends "
+        "(a `while True` in __iter__) would be read without end. Give the check a finite split*",
+        "*_ test_normalized _*",
+        "pytest-trainsanity: TrainSetup(train=...) is a Endless (an IterableDataset with no __len__) that yielded more "
+        "than 5,000 samples*",
+    ])
+
+
 def test_progress_is_logged_for_live_display(pipelines: pytest.Pytester) -> None:
     pipelines.makepyfile(test_progress="""
         import pytest

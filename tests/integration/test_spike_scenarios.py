@@ -147,3 +147,27 @@ def test_spikes_around_a_plateau_cut_get_fixes_that_apply(keras_project: pytest.
         "*lr_schedule: the jump follows a cut by ReduceLROnPlateau.*make its cuts gentler or rarer (factor nearer 1*",
     ])
     assert "BN momentum" not in res.stdout.str() and "cosine instead of step decay" not in res.stdout.str()
+
+
+def test_a_pass_too_short_for_spike_detection_is_a_skip_never_a_pass(project: pytest.Pytester) -> None:
+    """A step budget that stops the pass in epoch 1 of 5 said "lr_spike_explained passed: 0 spike(s)" with
+    a note that no detection ran: a green gate that judged nothing. (A collapse or a non-finite pass still
+    fails a short run: test_trust's NaN scenarios run 2 epochs.)"""
+    project.makepyfile("""
+        import pytest
+
+        @pytest.mark.lr_spike_explained(epochs=5, max_steps=10)
+        def test_capped(): pass
+
+        @pytest.mark.lr_spike_explained(epochs=2)
+        def test_two_epochs(): pass
+    """)
+    res = run(project, "-rs")
+    res.assert_outcomes(skipped=2)
+    res.stdout.fnmatch_lines([
+        "SKIPPED [[]1[]] test_a_pass_too_short*: lr_spike_explained judged no spike: 1 epoch(s) ran and spike detection "
+        "needs at least 4 (the first three set the trend); the step budget (--trainsanity-max-steps 10) stopped the pass "
+        "after 10 steps, in epoch 1 of the 5 asked for; raise it, or lift it with max_steps=0",
+    ])
+    res.stdout.fnmatch_lines(["SKIPPED [[]1[]] *: lr_spike_explained judged no spike: 2 epoch(s) ran and spike detection "
+                              "needs at least 4 (the first three set the trend); ask for epochs >= 4"])

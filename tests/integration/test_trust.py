@@ -382,7 +382,7 @@ def test_report_and_plot_io_problems_are_warnings_not_outcomes(project: pytest.P
     project.makepyfile("""
         import pytest
 
-        @pytest.mark.lr_spike_explained(setup="warmup", epochs=3)
+        @pytest.mark.lr_spike_explained(setup="warmup", epochs=4)
         def test_spikes(): pass
     """)
     (project.path / "afile").write_text("a file, not a folder")

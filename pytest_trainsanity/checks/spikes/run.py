@@ -82,7 +82,21 @@ def run(p: Prepared) -> CheckReport:
         causes.insert(0, {"cause": "lr_collapse", "epoch": collapse.epoch + 1, "step": collapse.step,
                           "peak_lr": collapse.peak, "final_lr": collapse.final, "halving_steps": collapse.halving_steps,
                           "epoch_factor": collapse.epoch_factor})
-    return CheckReport(MARKER, passed, text, metrics, causes, key=("spikes", "unallowed_spikes", "lr_collapse"))
+    return CheckReport(MARKER, passed, text, metrics, causes, key=("spikes", "unallowed_spikes", "lr_collapse"),
+                       skipped=_too_short(p, trace, len(series)) if passed else "")
+
+
+def _too_short(p: Prepared, trace: Any, epochs: int) -> str:
+    """Why a pass too short for spike detection judged nothing (a skip, never a pass: a collapse or a
+    non-finite pass still fails)."""
+    if epochs > spikes.FIRST_DETECTABLE:
+        return ""
+    asked = p.options.epochs
+    why = (f"the step budget (--trainsanity-max-steps {p.settings.max_steps}) stopped the pass after {trace.steps} "
+           f"steps, in epoch {epochs} of the {asked} asked for; raise it, or lift it with max_steps=0"
+           if trace.truncated else f"ask for epochs >= {spikes.FIRST_DETECTABLE + 1}")
+    return (f"{MARKER} judged no spike: {epochs} epoch(s) ran and spike detection needs at least "
+            f"{spikes.FIRST_DETECTABLE + 1} (the first three set the trend); {why}")
 
 
 def _untracked(series: np.ndarray, metric: str, classification: bool) -> CheckReport:

@@ -164,9 +164,16 @@ def detect_form(batch: Any, where: str, target_key: str | None = None, input_nam
     ``input_names`` name positional inputs (e.g. the parameters of the model's ``forward``).
     ``keras_inputs``: for a Keras model, how many inputs it takes (0: not known). A 3-tuple is then
     Keras's ``(x, y, sample_weight)``, as ``model.fit`` reads it, unless the model takes exactly two
-    inputs and the first item is one tensor (SPEC's ``(x1, x2, y)``)."""
+    inputs and the first item is one tensor (SPEC's ``(x1, x2, y)``). A torch model whose forward takes
+    one input (``input_names`` holds one name) reads a 3-tuple whose last item is one float per sample
+    the same way."""
     if (keras_inputs is not None and isinstance(batch, (tuple, list)) and len(batch) == 3
             and (isinstance(batch[0], (tuple, list, Mapping)) or keras_inputs != 2)):
+        return replace(detect_form(tuple(batch[:2]), where, target_key, input_names), weighted=True)
+    if (keras_inputs is None and len(input_names) == 1 and isinstance(batch, (tuple, list)) and len(batch) == 3
+            and not isinstance(batch[0], (tuple, list, Mapping)) and _per_sample_floats(batch[2], batch[0])):
+        # torch: a forward of one input cannot take (x1, x2, y), so a third item of one float per sample
+        # is a weight, as Keras reads (x, y, sample_weight)
         return replace(detect_form(tuple(batch[:2]), where, target_key, input_names), weighted=True)
     if isinstance(batch, Mapping):
         keys = [str(k) for k in batch.keys()]
@@ -195,6 +202,15 @@ def detect_form(batch: Any, where: str, target_key: str | None = None, input_nam
     if len(batch) == 2:
         return BatchForm(PAIR, ("x",))
     return BatchForm(MULTI, _positional(len(batch) - 1, input_names))
+
+
+def _per_sample_floats(w: Any, x: Any) -> bool:
+    """Whether ``w`` holds one floating-point number per sample of ``x`` (a 1-D float array or tensor)."""
+    shape, x_shape = getattr(w, "shape", None), getattr(x, "shape", None)
+    if shape is None or x_shape is None or len(shape) != 1 or not len(x_shape) or shape[0] != x_shape[0]:
+        return False
+    floating = getattr(w, "is_floating_point", None)
+    return bool(floating()) if callable(floating) else getattr(getattr(w, "dtype", None), "kind", "") == "f"
 
 
 def _positional(k: int, names: tuple[str, ...]) -> tuple[str, ...]:

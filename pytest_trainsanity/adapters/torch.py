@@ -155,6 +155,8 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
                 raise
             except Exception as exc:  # noqa: BLE001
                 raise SetupError(self._loss_error(batch, pred, exc)) from None
+            if self.form.weighted:
+                self.notes.append(self._weights_note())
             if loss is None and self.mode == "own":
                 raise SetupError(
                     f"The model's output ({type(out).__name__}) holds no loss and TrainSetup(loss=...) was not "
@@ -162,6 +164,16 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
                     f"computes its own loss (Hugging Face), batches that hold the labels."
                 )
         return n_outputs
+
+    def _weights_note(self) -> str:
+        """How the (x, y, sample_weight) batches' weights reach the loss."""
+        read = "each batch's third item is read as per-sample weights (x, y, sample_weight), as the forward takes one input"
+        if self.mode != "loss":
+            return f"{read}; the training step gets the batch as yielded, and the metrics compare model(x) with y"
+        if not getattr(self, "weights_applied", False):
+            return (f"{read}; loss=... reduces each batch to one number, so the weights are not applied: give the loss "
+                    f"reduction='none' (the check then takes mean(loss * w), as Keras does), or step=... that weighs them")
+        return f"{read}; the loss is taken as mean(loss * w) over each batch, as Keras weighs it"
 
     def number_fields(self) -> tuple[str, ...]:
         return tuple(f for f, use in getattr(self, "input_uses", {}).items() if use.role == "numbers")

@@ -262,8 +262,7 @@ class TorchStep:
     def _train_loss(self, batch: Any, index: int) -> Any:
         torch = self.torch
         if self.mode == "loss":
-            loss = self.loss_fn(predictions(self._forward(batch), torch), self.form.target(batch))
-            return loss.mean() if isinstance(loss, torch.Tensor) and loss.numel() != 1 else loss
+            return self._reduced(self.loss_fn(predictions(self._forward(batch), torch), self.form.target(batch)), batch)
         if self.mode == "own":
             return loss_value(self._forward(batch, with_target=True), "the model's output", torch)
         if self.mode == "step":
@@ -272,12 +271,21 @@ class TorchStep:
         out = step(batch, index) if self._batch_idx else step(batch)
         return loss_value(out, f"{type(self.model).__name__}.training_step", torch)
 
+    def _reduced(self, loss: Any, batch: Any) -> Any:
+        """A per-sample loss (reduction='none') as one number: its mean, weighted by the batch's sample
+        weights when it has them (mean(loss * w), as Keras weighs a loss)."""
+        w = self.form.weights(batch)
+        weighed = w is not None and isinstance(loss, self.torch.Tensor) and loss.ndim > 0 and loss.shape[0] == w.shape[0]
+        self.weights_applied = weighed
+        if weighed:
+            return (loss.reshape(w.shape[0], -1).mean(1) * w.to(loss.dtype)).mean()
+        return loss.mean() if isinstance(loss, self.torch.Tensor) and loss.numel() != 1 else loss
+
     def _eval_loss(self, batch: Any, out: Any, pred: Any, index: int) -> Any:
         """The loss of an eval batch whose forward gave ``out`` (a second call only for a user's step)."""
         torch = self.torch
         if self.mode == "loss":
-            loss = self.loss_fn(pred, self.form.target(batch))
-            return loss.mean() if isinstance(loss, self.torch.Tensor) and loss.numel() != 1 else loss
+            return self._reduced(self.loss_fn(pred, self.form.target(batch)), batch)
         if self.mode == "own":
             loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
             return loss.mean() if isinstance(loss, torch.Tensor) else None

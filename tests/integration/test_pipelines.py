@@ -296,6 +296,109 @@ def test_an_endless_iterable_dataset_is_refused_by_the_checks_that_read_whole_sp
     ])
 
 
+WEIGHTED = """
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import pipelines
+
+W_TR = np.random.default_rng(0).uniform(0.5, 2.0, len(pipelines.ytr)).astype(np.float32)
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = pipelines.mlp()
+
+    def forward(self, x):  # one input: a third item of one float per sample is a weight
+        return self.body(x)
+
+
+def weighted(X, y, w, **kw):
+    return DataLoader(TensorDataset(torch.as_tensor(X), torch.as_tensor(y), torch.as_tensor(w)), batch_size=32, **kw)
+
+
+def make(val_from_train=0, **kw):
+    Xv, yv = pipelines.Xv.copy(), pipelines.yv.copy()
+    Xv[:val_from_train], yv[:val_from_train] = pipelines.Xtr[:val_from_train], pipelines.ytr[:val_from_train]
+    torch.manual_seed(0)
+    model = Net()
+    return pipelines.setup(model, weighted(pipelines.Xtr, pipelines.ytr, W_TR, shuffle=True),
+                           weighted(Xv, yv, np.ones(len(yv), np.float32)), **kw)
+
+
+def user_step(model, batch):
+    x, y, w = batch
+    return (torch.nn.functional.cross_entropy(model(x), y, reduction="none") * w).mean()
+
+
+@pytest.fixture
+def by_step():
+    return make(step=user_step, loss=None)
+
+
+@pytest.fixture
+def unreduced():
+    return make(loss=torch.nn.CrossEntropyLoss(reduction="none"))
+
+
+@pytest.fixture
+def reduced():
+    return make()
+
+
+@pytest.fixture
+def copied():
+    return make(val_from_train=25)
+
+
+@pytest.mark.no_epoch1_overfit(setup="by_step", probes=False)
+def test_step(): pass
+
+
+@pytest.mark.no_epoch1_overfit(setup="unreduced", probes=False)
+def test_unreduced(): pass
+
+
+@pytest.mark.no_epoch1_overfit(setup="reduced", probes=False)
+def test_reduced(): pass
+
+
+@pytest.mark.no_leakage(setup="copied")
+def test_copies(): pass
+"""
+
+
+def test_torch_batches_of_x_y_and_sample_weights(pipelines: pytest.Pytester) -> None:
+    """(x, y, w) batches for a forward of one input were refused ("forward() takes 2 positional arguments but 3
+    were given ... what your own training would hit") even with the user's step that unpacks them, and
+    no_leakage took y for an input and the weights for the labels."""
+    pipelines.makepyfile(test_weighted=WEIGHTED)
+    res = run(pipelines, "--trainsanity-explain")
+    res.assert_outcomes(passed=3, failed=1)
+    res.stdout.fnmatch_lines([
+        "*test_step no_epoch1_overfit passed*",
+        "    Training: (x, y) batches with sample weights from a DataLoader over TensorDataset (1,437 samples, batch 32, "
+        "shuffled, 0 worker(s)); loss from TrainSetup(step=...); each batch's third item is read as per-sample weights "
+        "(x, y, sample_weight), as the forward takes one input; the training step gets the batch as yielded, and the "
+        "metrics compare model(x) with y.",
+    ])
+    res.stdout.fnmatch_lines(["*test_unreduced no_epoch1_overfit passed*",
+                              "    Training: *; the loss is taken as mean(loss * w) over each batch, as Keras weighs it."])
+    res.stdout.fnmatch_lines(["*test_reduced no_epoch1_overfit passed*",
+                              "    Training: *; loss=... reduces each batch to one number, so the weights are not applied: "
+                              "give the loss reduction='none' (the check then takes mean(loss * w), as Keras does), or "
+                              "step=... that weighs them."])
+    res.stdout.fnmatch_lines([
+        "*no_leakage FAILED: train/val: 25 copies (exact or near) of 360 val samples*",
+        # the copies' labels are equal: read as (x1, x2, y), the weights were the labels and 'conflicted'
+        "*train/val: 25 exact and 0 near copies of 360 val samples (6.9%)*; 0 label conflict(s)",
+    ])
+    assert "Samples: a sample is identified by all its input fields" not in res.stdout.str()  # x alone, not (x, y)
+
+
 def test_progress_is_logged_for_live_display(pipelines: pytest.Pytester) -> None:
     pipelines.makepyfile(test_progress="""
         import pytest

@@ -216,3 +216,18 @@ def test_a_mapping_goes_whole_only_to_a_forward_that_cannot_take_its_keys() -> N
     batch = {"features": np.ones((2, 3)), "labels": np.zeros(2)}
     assert takes_whole(flat, Whole()).call_args(batch) == ((batch,), {})  # as yielded, the target included
     assert "given whole to the model's forward" in takes_whole(flat, Whole()).structure()
+
+
+def test_a_forward_of_one_input_reads_a_third_item_of_float_weights_as_sample_weights() -> None:
+    from pytest_trainsanity.adapters.batches import detect_form
+
+    x, y = np.zeros((4, 3), np.float32), np.arange(4)
+    w = np.ones(4, np.float32)
+    form = detect_form((x, y, w), "train", input_names=("x",))
+    assert form.weighted and form.kind == "(x, y)" and form.target((x, y, w)) is y and form.weights((x, y, w)) is w
+    assert list(form.inputs((x, y, w))) == ["x"]
+    # two inputs in the forward, an integer third item, or per-feature floats: SPEC's (x1, x2, y)
+    assert not detect_form((x, y, w), "train", input_names=("a", "b")).weighted
+    assert not detect_form((x, w, y), "train", input_names=("x",)).weighted
+    assert not detect_form((x, y, np.ones((4, 2), np.float32)), "train", input_names=("x",)).weighted
+    assert not detect_form((x, y, w), "train").weighted  # no model: nothing says the forward takes one input

@@ -28,6 +28,20 @@ def is_lightning(model: Any) -> bool:
     return _has_base(model, "LightningModule", ("lightning", "pytorch_lightning"))
 
 
+# hooks a Trainer calls around each optimizer step that the checks call too: on_before_optimizer_step, then
+# configure_gradient_clipping (overridden ones only: the base class's need a Trainer)
+STEP_HOOKS = ("on_before_optimizer_step", "configure_gradient_clipping")
+UNCALLED_HOOKS = ("optimizer_step",)  # takes the Trainer's closure: not called, named in a note
+
+
+def overridden(model: Any, names: tuple[str, ...]) -> list[str]:
+    """Which of the LightningModule hooks ``names`` the model's class overrides."""
+    base = next((c for c in type(model).__mro__ if c.__name__ == "LightningModule"), None)
+    if base is None:
+        return []
+    return [n for n in names if getattr(type(model), n, None) is not getattr(base, n, None)]
+
+
 def is_hugging_face(model: Any) -> bool:
     return _has_base(model, "PreTrainedModel", ("transformers",))
 

@@ -33,7 +33,7 @@ from ..errors import SetupError, TrainSanityError
 from ..rng import seed_torch
 from .base import Adapter, LabelNoise, ModelInfo, TrainingTrace, batch_starts, check_label_range, finite_pass, first_line
 from .batches import describe, takes_whole, tree_map
-from .lightning import is_hugging_face, is_lightning
+from .lightning import STEP_HOOKS, UNCALLED_HOOKS, is_hugging_face, is_lightning, overridden
 from .splits import Split, as_numpy, named_fields
 from .torch_attrs import ModuleAttrs, evaluating
 from .torch_data import _torch, clone, clone_tree, tensor_to_numpy, to_device
@@ -106,6 +106,12 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
                 f"or the head's parameters) before the check.")
         self.notes: list[str] = []
         self.lightning, self.hugging_face = is_lightning(model), is_hugging_face(model)
+        self._step_hooks = [getattr(model, n) for n in overridden(model, STEP_HOOKS)] if self.lightning else []
+        uncalled = overridden(model, UNCALLED_HOOKS) if self.lightning else []
+        if uncalled:
+            self.notes.append(f"{type(model).__name__} overrides {', '.join(uncalled)}, which the check does not call "
+                              f"(it takes a Trainer's closure): what it does beyond optimizer.step() (an lr warm-up) is "
+                              f"not in the check's passes")
         self.optimizer, plan = self._optimizer_and_plan(setup)
         try:
             self.scheduler = self._scheduler(plan.scheduler) if plan is not None else None
@@ -698,7 +704,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
                         continue
                     loss.backward()
                     rec.before_step(optimizer, sampled)
-                    optimizer.step()
+                    self._optimizer_step()
                 except (SetupError, TrainSanityError):
                     raise
                 except Exception as exc:  # noqa: BLE001 - the user's model, loss, step or optimizer failed: one paragraph

@@ -159,7 +159,7 @@ class TorchPreflight(Preflight):
                 if step % 10 == 0:
                     flat_before = torch.cat([p.detach().reshape(-1) for _, p in named]).clone()
                 lrs.append(float(self.optimizer.param_groups[0]["lr"]))
-                self.optimizer.step()
+                self._optimizer_step()
                 self._schedule(step + 1, per_epoch)
                 if step % 10 == 0 and flat_before is not None:
                     after = torch.cat([p.detach().reshape(-1) for _, p in named])
@@ -317,7 +317,7 @@ class TorchPreflight(Preflight):
                 lo, hi = (float(v) for v in next(it))
                 grads.append("nonfinite" if not (np.isfinite(lo) and np.isfinite(hi)) else
                              "zero" if lo == 0 and hi == 0 else "ok")
-            self.optimizer.step()
+            self._optimizer_step()
         out = []
         for (name, p), b, g in zip(named, before, grads):
             changed = not bool(torch.equal(p.detach(), b))
@@ -359,7 +359,7 @@ class TorchPreflight(Preflight):
                 loss.backward()
                 grads = [p.grad for _, p in named if p.grad is not None]
                 gnorms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(()))
-                self.optimizer.step()
+                self._optimizer_step()
                 losses.append(loss.detach().float())
                 ran += 1
                 self._schedule(ran, per_epoch)
@@ -424,7 +424,7 @@ class TorchPreflight(Preflight):
                 if loss is None:
                     continue
                 loss.backward()
-                self.optimizer.step()
+                self._optimizer_step()
                 taken += 1
                 if taken == step:
                     break

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import OptionError, SetupError
+from .base import first_line
 from .batches import describe, tree_leaves
 from .devices import auto_gpu_index, xdist_worker_index
 from .lightning import HF_DEFAULT_LR, SchedulerPlan, configured, takes_batch_idx
@@ -270,6 +271,21 @@ class TorchStep:
         step = self.model.training_step
         out = step(batch, index) if self._batch_idx else step(batch)
         return loss_value(out, f"{type(self.model).__name__}.training_step", torch)
+
+    def _optimizer_step(self) -> None:
+        """The optimizer's step, after a LightningModule's own on_before_optimizer_step and
+        configure_gradient_clipping (where it overrides them), as a Trainer runs them."""
+        for hook in self._step_hooks:
+            try:
+                hook(self.optimizer)
+            except Exception as exc:  # noqa: BLE001 - the module's hook, called with no Trainer: one paragraph
+                raise SetupError(
+                    f"{type(self.model).__name__}.{hook.__name__}(optimizer) failed: {type(exc).__name__}: "
+                    f"{first_line(exc)}. The check calls the module's own on_before_optimizer_step and "
+                    f"configure_gradient_clipping before each optimizer step, as a Trainer does, but it runs no "
+                    f"Trainer: a hook that needs one (self.clip_gradients(...), self.trainer) cannot run here. Clip "
+                    f"with torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm) in the hook instead.") from None
+        self.optimizer.step()
 
     def _reduced(self, loss: Any, batch: Any) -> Any:
         """A per-sample loss (reduction='none') as one number: its mean, weighted by the batch's sample

@@ -399,6 +399,109 @@ def test_torch_batches_of_x_y_and_sample_weights(pipelines: pytest.Pytester) -> 
     assert "Samples: a sample is identified by all its input fields" not in res.stdout.str()  # x alone, not (x, y)
 
 
+HOOKS = """
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import pipelines
+
+CALLS = {"on_before_optimizer_step": 0, "configure_gradient_clipping": 0, "optimizer_step": 0}
+
+
+class Clipped(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = pipelines.mlp()
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self(x * 300), y)  # raw-scale inputs: the lr diverges unclipped
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+    def on_before_optimizer_step(self, optimizer):
+        CALLS["on_before_optimizer_step"] += 1
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        CALLS["configure_gradient_clipping"] += 1
+        torch.nn.utils.clip_grad_norm_(self.parameters(), 0.01)
+
+
+class WarmedUp(Clipped):
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        CALLS["optimizer_step"] += 1
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+
+
+class NeedsTrainer(Clipped):
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        self.clip_gradients(optimizer, gradient_clip_val=0.01, gradient_clip_algorithm="norm")
+
+
+def make(cls):
+    data = lambda X, y: DataLoader(TensorDataset(torch.as_tensor(X), torch.as_tensor(y)), batch_size=32)
+    return pipelines.TrainSetup(model=cls(), train=data(pipelines.Xtr, pipelines.ytr), val=data(pipelines.Xv, pipelines.yv))
+
+
+@pytest.fixture
+def clipped():
+    return make(Clipped)
+
+
+@pytest.fixture
+def warmed_up():
+    return make(WarmedUp)
+
+
+@pytest.fixture
+def needs_trainer():
+    return make(NeedsTrainer)
+
+
+@pytest.mark.finite_training(setup="clipped", steps=50)
+@pytest.mark.no_epoch1_overfit(setup="clipped", probes=False)
+def test_clipped():
+    assert CALLS["on_before_optimizer_step"] == CALLS["configure_gradient_clipping"] == 45 + 50
+
+
+@pytest.mark.no_epoch1_overfit(setup="warmed_up", probes=False)
+def test_warmed_up():
+    assert CALLS["optimizer_step"] == 0
+
+
+@pytest.mark.no_epoch1_overfit(setup="needs_trainer", probes=False)
+def test_needs_trainer(): pass
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lightning") is None, reason="lightning is not installed")
+def test_a_lightning_modules_step_hooks_run_as_a_trainer_runs_them(pipelines: pytest.Pytester) -> None:
+    """The module's configure_gradient_clipping and on_before_optimizer_step were never called: a module that clips
+    its gradients there went NaN in the checks (and was told to clip gradients), though a Trainer trains it fine.
+    (Not importorskip: importing lightning here, under pytest's assertion rewriting, breaks torch._dynamo for the
+    worker's later tests.)"""
+    pipelines.makepyfile(test_hooks=HOOKS)
+    res = run(pipelines, "--trainsanity-explain")
+    res.assert_outcomes(passed=2, failed=1)
+    res.stdout.fnmatch_lines([
+        "*test_warmed_up no_epoch1_overfit passed*",
+        "    Training: *WarmedUp overrides optimizer_step, which the check does not call (it takes a Trainer's closure): "
+        "what it does beyond optimizer.step() (an lr warm-up) is not in the check's passes*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*_ test_needs_trainer _*",
+        "pytest-trainsanity: NeedsTrainer.configure_gradient_clipping(optimizer) failed: *. The check calls the module's "
+        "own on_before_optimizer_step and configure_gradient_clipping before each optimizer step, as a Trainer does, but "
+        "it runs no Trainer*Clip with torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm) in the hook instead.",
+    ])
+
+
 def test_progress_is_logged_for_live_display(pipelines: pytest.Pytester) -> None:
     pipelines.makepyfile(test_progress="""
         import pytest

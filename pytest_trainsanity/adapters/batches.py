@@ -167,14 +167,14 @@ def detect_form(batch: Any, where: str, target_key: str | None = None, input_nam
     inputs and the first item is one tensor (SPEC's ``(x1, x2, y)``). A torch model whose forward takes
     one input (``input_names`` holds one name) reads a 3-tuple whose last item is one float per sample
     the same way."""
-    if (keras_inputs is not None and isinstance(batch, (tuple, list)) and len(batch) == 3
-            and (isinstance(batch[0], (tuple, list, Mapping)) or keras_inputs != 2)):
-        return replace(detect_form(tuple(batch[:2]), where, target_key, input_names), weighted=True)
-    if (keras_inputs is None and len(input_names) == 1 and isinstance(batch, (tuple, list)) and len(batch) == 3
-            and not isinstance(batch[0], (tuple, list, Mapping)) and _per_sample_floats(batch[2], batch[0])):
-        # torch: a forward of one input cannot take (x1, x2, y), so a third item of one float per sample
-        # is a weight, as Keras reads (x, y, sample_weight)
-        return replace(detect_form(tuple(batch[:2]), where, target_key, input_names), weighted=True)
+    if isinstance(batch, (tuple, list)) and len(batch) == 3:
+        nested = isinstance(batch[0], (tuple, list, Mapping))
+        keras = keras_inputs is not None and (nested or keras_inputs != 2)
+        # torch: a forward of one input cannot take (x1, x2, y), so a third item of one float per sample is a weight
+        torch = (keras_inputs is None and len(input_names) == 1 and not nested
+                 and _per_sample_floats(batch[2], batch[0]))
+        if keras or torch:
+            return replace(detect_form(tuple(batch[:2]), where, target_key, input_names), weighted=True)
     if isinstance(batch, Mapping):
         keys = [str(k) for k in batch.keys()]
         key = target_key if target_key is not None else next((k for k in TARGET_KEYS if k in batch), None)

@@ -53,6 +53,8 @@ class BatchRun:
     update_ratio: float = float("nan")  # median ||update|| / ||weights|| per step
     train_mode_layers: list[str] = field(default_factory=list)  # dropout / batch-norm layers active in train mode
     lrs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (steps,) the lr each step applied (its schedule)
+    schedule_end: int = 0  # the probe step after which a fixed-length schedule had no step left (its lr held); 0: none
+    schedule_note: str = ""  # that, in words
 
 
 @dataclass
@@ -97,6 +99,7 @@ class FiniteRun:
     dtype: str = ""
     input_nonfinite: int = 0  # NaN/Inf values among the inputs of the bad step's batch
     skipped: int = 0  # batches the training_step skipped (returned None)
+    schedule_note: str = ""  # a fixed-length schedule that ran out inside the probe (its last lr held), in words
 
 
 def input_range(arrays: list[np.ndarray]) -> tuple[float, float, int]:

@@ -47,6 +47,7 @@ class TorchPreflight(Preflight):
         self.ensure_snapshot()
         self._fresh()
         self.pristine = False
+        self.schedule_ended = 0
 
     def _step_loss(self, batch: Any, index: int = 0, skip: bool = False) -> Any:
         """The training loss of ``batch`` (the ``index``-th of the pipeline: Lightning's batch_idx). A
@@ -75,7 +76,27 @@ class TorchPreflight(Preflight):
             return
         every = plan.frequency * (1 if plan.interval == "step" else per_epoch or 0)
         if every and steps % every == 0:
+            if self._schedule_spent():
+                self.schedule_ended = self.schedule_ended or steps
+                return
             self._scheduler_step(steps)
+
+    def _schedule_spent(self) -> bool:
+        """Whether a schedule of a fixed length (OneCycleLR's ``total_steps``) has taken its last step, so that
+        torch refuses the next. A probe takes its own number of steps (300 on one batch), not the run's: a
+        schedule sized for a shorter run ends inside it, and the probe holds its last lr from there on."""
+        total = getattr(self.scheduler, "total_steps", None)
+        return isinstance(total, int) and getattr(self.scheduler, "last_epoch", -1) >= total
+
+    def _schedule_note(self, steps: int) -> str:
+        """What the probe of ``steps`` steps did after the user's schedule ran out ("" when it did not)."""
+        ended = getattr(self, "schedule_ended", 0)
+        if not ended:
+            return ""
+        sched = self.scheduler
+        return (f"{type(sched).__name__}(total_steps={sched.total_steps}) had no step left after probe step {ended} "
+                f"of {steps}, so the probe held its last lr {float(self.optimizer.param_groups[0]['lr']):.3g} for the "
+                f"other {steps - ended} step(s) (torch refuses a step past total_steps; a run sized so ends there)")
 
     def _named_trainable(self) -> list[tuple[str, Any]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -184,7 +205,7 @@ class TorchPreflight(Preflight):
         ratio = float(np.median(tensor_to_numpy(torch.stack(ratios)))) if ratios else float("nan")
         lr = max(lrs) if lrs else float(self.optimizer.param_groups[0]["lr"])  # the schedule's peak (a warm-up starts low)
         return BatchRun(loss_np, acc, r2, _batch_len(self.form, batch), self._conflicts(batch), moved, lr, ratio, active,
-                        np.asarray(lrs, dtype=np.float64))
+                        np.asarray(lrs, dtype=np.float64), self.schedule_ended, self._schedule_note(steps))
 
     def _conflicts(self, batch: Any) -> int:
         """Samples whose inputs equal another's in the batch while the labels differ."""
@@ -368,7 +389,8 @@ class TorchPreflight(Preflight):
         weights_ok = not self._bad_weights(self.model.named_parameters())
         bad = np.flatnonzero(~np.isfinite(loss_np) | ~np.isfinite(g_np))
         result = FiniteRun(ran, 0, losses=loss_np, first_loss=float(loss_np[0]) if len(loss_np) else float("nan"),
-                           dtype=str(self.dtype).replace("torch.", ""), skipped=skipped)
+                           dtype=str(self.dtype).replace("torch.", ""), skipped=skipped,
+                           schedule_note=self._schedule_note(ran))
         if not len(bad) and weights_ok:
             return result
         step = int(bad[0]) + 1 if len(bad) else ran

@@ -461,3 +461,57 @@ def test_loss_at_init_reads_the_bias_of_the_head_the_loss_reads(pytester: pytest
     ])
     text = res.stdout.str()
     assert text.count("the bias of the final layer 'main'") == 2 and "'aux'" not in text  # both frameworks
+
+
+def test_a_schedule_sized_for_the_run_ends_inside_a_probe_and_its_last_lr_is_held(project: pytest.Pytester) -> None:
+    """A OneCycleLR sized for the user's run (total_steps = epochs x batches) errored in preflight: the probes' own
+    300 and 100 steps ran past its total_steps, and the message told the user to size the scheduler, which they
+    had. The probes now hold its last lr and say so; the lr-collapse cause reads the schedule's own steps only."""
+    project.makepyfile("""
+        import numpy as np, pytest, torch
+        from pytest_trainsanity import TrainSetup
+
+        rng = np.random.RandomState(0)
+        X = rng.randn(320, 8).astype("float32")
+        Y = (X[:, 0] + X[:, 1] > 0).astype("int64") + 2 * (X[:, 2] > 0)
+
+        def setup(max_lr):
+            torch.manual_seed(1)
+            model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=6 * 10)  # 6 epochs of 10 batches
+            return TrainSetup(model=model, train=(X, Y), optimizer=opt, loss=torch.nn.CrossEntropyLoss(),
+                              scheduler=sched, scheduler_step="batch", batch_size=32)
+
+        @pytest.fixture
+        def sized():
+            return setup(0.05)
+
+        @pytest.fixture
+        def tiny():
+            return setup(1e-5)
+
+        @pytest.mark.preflight(setup="sized")
+        def test_sized(): pass
+
+        @pytest.mark.overfits_one_batch(setup="tiny")
+        def test_tiny(): pass
+    """)
+    res = run(project, "--trainsanity-explain")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines([
+        "*preflight passed: 6 of 6 pre-flight checks passed*",
+        "*- overfits_one_batch passed: *after 300 steps*",
+        "*  Note: OneCycleLR(total_steps=60) had no step left after probe step 61 of 300, so the probe held its last lr "
+        "* for the other 239 step(s) (torch refuses a step past total_steps; a run sized so ends there)",
+        "*- finite_training passed: *for 100 steps*",
+        "*  Note: OneCycleLR(total_steps=60) had no step left after probe step 61 of 100*for the other 39 step(s)*",
+    ])
+    res.stdout.fnmatch_lines([
+        "*overfits_one_batch FAILED: accuracy * on one fixed batch of 32 after 300 steps*",
+        "*Note: OneCycleLR(total_steps=60) had no step left after probe step 61 of 300*",
+    ])
+    out = res.stdout.str()
+    assert "refused to step" not in out and "Traceback" not in out
+    # the schedule anneals as designed within its 60 steps: not "spent in its first k of 300 steps"
+    assert "learning-rate schedule decays to ~0 (evidence" not in out

@@ -39,6 +39,7 @@ class Verdict:
     likely: list[Cause] = field(default_factory=list)
     ruled_out: list[Cause] = field(default_factory=list)
     skipped: str = ""
+    notes: list[str] = field(default_factory=list)  # what the probe did that the user should know, pass or fail
 
 
 def f3(x: float) -> str:
@@ -293,6 +294,10 @@ def _lr_collapse(run: BatchRun, steps: int, framework: str) -> Cause | None:
     lrs = run.lrs
     if len(lrs) < 2 or len(run.losses) != len(lrs) or not np.isfinite(lrs).all() or lrs.max() <= 0:
         return None
+    if run.schedule_end:  # a fixed-length schedule ran out inside the probe: judged on its own steps, not the held lr
+        lrs = lrs[: run.schedule_end]
+        if len(lrs) < 2:
+            return None
     peak = float(lrs.max())
     if lrs[-1] > peak * LR_COLLAPSE:
         return None
@@ -327,8 +332,9 @@ def judge_one_batch(run: BatchRun, steps: int, task: str, higher: BatchRun | Non
                "last_loss": float(run.losses[-1]) if len(run.losses) else float("nan"),
                "lr": run.lr, "update_ratio": run.update_ratio, "batch_size": run.batch_size}
     lines = [f"Loss curve (step: loss): {curve(run.losses)}"]
+    notes = [run.schedule_note] if run.schedule_note else []
     if passed:
-        return Verdict(name, True, head, metrics, lines)
+        return Verdict(name, True, head, metrics, lines, notes=notes)
     causes = []
     fell = 1 - float(run.losses[-1]) / float(run.losses[0]) if len(run.losses) and run.losses[0] else 0.0
     for probe, factor in ((higher, 10), (lower, 0.1)):
@@ -403,7 +409,7 @@ def judge_one_batch(run: BatchRun, steps: int, task: str, higher: BatchRun | Non
         if run.train_mode_layers else "no dropout or batch-norm layers",
         "expected to slow a one-batch fit a little; if it never fits, try the same with dropout 0"))
     likely, ruled = rank(causes)
-    return Verdict(name, False, head, metrics, lines, likely, ruled)
+    return Verdict(name, False, head, metrics, lines, likely, ruled, notes=notes)
 
 
 # ------------------------------------------------------------------ batch independence
@@ -514,6 +520,7 @@ def judge_finite(r: FiniteRun, steps: int, framework: str = "torch", capped: str
     """``capped`` says that ``steps`` is fewer than were asked for (the run's step cap): a pass then
     shows fewer steps finite than the test names, and says so."""
     name = "finite_training"
+    notes = [r.schedule_note] if r.schedule_note else []
     metrics = {"steps": r.steps, "bad_step": r.bad_step, "lr": r.lr, "input_min": r.input_min,
                "input_max": r.input_max, "first_loss": r.first_loss}
     if not r.steps and r.skipped:  # a guard that returns None for every batch: nothing was shown finite
@@ -531,7 +538,7 @@ def judge_finite(r: FiniteRun, steps: int, framework: str = "torch", capped: str
         if capped:
             head += (f"; {capped}: raise max_steps (--trainsanity-max-steps N, ini trainsanity_max_steps, or the "
                      f"marker's max_steps=) to test every step asked for")
-        return Verdict(name, True, head, metrics)
+        return Verdict(name, True, head, metrics, notes=notes)
     where = (f"; the first module whose output was non-finite on a replay of that step: '{r.module}' ({r.module_kind})"
              if r.module else "; every module's output was finite on the replay: the loss or the update itself overflowed")
     inputs = f"inputs in [{r.input_min:.3g}, {r.input_max:.3g}]" if math.isfinite(r.input_max) else "no finite input"
@@ -567,7 +574,7 @@ def judge_finite(r: FiniteRun, steps: int, framework: str = "torch", capped: str
     lines = [f"Loss by step: {curve(r.losses)}"]
     if r.bad_params:
         lines.append(f"Non-finite after that step: {', '.join(r.bad_params[:6])}{', ...' if len(r.bad_params) > 6 else ''}")
-    return Verdict(name, False, head, metrics, lines, likely, ruled)
+    return Verdict(name, False, head, metrics, lines, likely, ruled, notes=notes)
 
 
 # ------------------------------------------------------------------ batch mix

@@ -114,6 +114,7 @@ def run(p: Prepared) -> CheckReport:
 def message(v: measure.Verdict, model: str | None) -> str:
     lines = [v.headline] + ([model] if model else []) + v.lines
     lines += cause_lines(v.likely, v.ruled_out)
+    lines += [f"Note: {n}" for n in v.notes]
     return "\n".join(lines)
 
 
@@ -138,6 +139,7 @@ def _umbrella(verdicts: list[measure.Verdict], model: str) -> CheckReport:
             blocks.append(f"- {v.name} skipped: {v.skipped}")
         elif v.passed:
             blocks.append(f"- {v.headline}")
+            blocks += [f"  Note: {n}" for n in v.notes]
     metrics = {f"{v.name}.{k}": val for v in verdicts for k, val in v.metrics.items()}
     metrics["failed"] = len(failed)
     causes = [c.to_dict() for c in sorted((c for v in failed for c in v.likely), key=lambda c: -c.score)]

@@ -666,3 +666,31 @@ def test_embedding_bag_batches_of_flat_tokens_and_offsets(project: pytest.Pytest
         "'count' has 16 (flat token lists with offsets, as nn.EmbeddingBag takes them)*",
     ])
     assert "Traceback" not in res.stdout.str() and "cannot reshape" not in res.stdout.str()
+
+
+def test_a_val_split_of_one_class_is_named_not_read_as_a_gap(project: pytest.Pytester) -> None:
+    """A val split holding only digit 3 passed no_epoch1_overfit with nothing said: its accuracy is one class's
+    recall, which the gap compares with train accuracy over ten classes."""
+    project.makepyfile("""
+        import pytest
+        from helpers import digits, setup
+
+        @pytest.fixture
+        def threes():
+            Xtr, ytr, Xv, yv = digits()
+            return setup(Xtr, ytr, Xv[yv == 3], yv[yv == 3])
+
+        @pytest.mark.no_epoch1_overfit(setup="threes", probes=False, max_gap=1.0)
+        def test_threes(): pass
+
+        @pytest.mark.no_epoch1_overfit(setup="clean", probes=False)
+        def test_clean(): pass
+    """)
+    res = run(project, "--trainsanity-explain")
+    res.assert_outcomes(passed=2)
+    res.stdout.fnmatch_lines([
+        "*Note: every one of the 37 val samples holds class 3, while train holds 10 classes: val accuracy is that one "
+        "class's recall, so the gap compares it with train accuracy over every class and says little about "
+        "over-fitting; split with stratification (train_test_split(..., stratify=y), StratifiedKFold)*",
+    ])
+    assert res.stdout.str().count("holds class") == 1  # the stratified split gets no such note

@@ -77,7 +77,7 @@ def run(p: Prepared) -> CheckReport:
             p.pass_label("lr/10 probe")
             low = adapter.train(epochs=opts.epochs, lr_scale=0.1, max_steps=p.settings.max_steps)
     chance = majority = noise_chance = val_clean = val_on_overlap = batch_mix = None
-    n_classes = None
+    n_classes = val_one_class = None
     if classification:
         n_classes = max(info.n_outputs, 2)
         yt, yv = target_ids(yt_raw, info.n_outputs), target_ids(yv_raw, info.n_outputs)
@@ -93,6 +93,9 @@ def run(p: Prepared) -> CheckReport:
             overlap[cross.overlap_b] = True
             if overlap.any() and (~overlap).any():
                 val_clean, val_on_overlap = float(correct[~overlap].mean()), float(correct[overlap].mean())
+        present = np.unique(yv) if yv.ndim == 1 and len(yv) else None
+        if present is not None and len(present) == 1 and yt.ndim == 1 and len(np.unique(yt)) > 1:
+            val_one_class = int(present[0])
         counts = main.label_counts
         batch_mix = sorting(counts, class_shares(yt, n_classes)) if counts.size and counts.shape[1] == n_classes else None
     m = overfit.OverfitMeasurements(
@@ -107,7 +110,7 @@ def run(p: Prepared) -> CheckReport:
         within=within, cross=cross, leak=leak, scale=scale,
         probes_skipped=skipped,
         batch_mix=batch_mix, sampled=samples["train"].sampled or samples["val"].sampled,
-        planned_steps=_planned(adapter, opts.epochs),
+        planned_steps=_planned(adapter, opts.epochs), val_one_class=val_one_class,
     )
     extra = extra_causes(p.hook, MARKER, m)
     result = overfit.diagnose(m, opts.max_gap, opts.max_train_acc, extra)

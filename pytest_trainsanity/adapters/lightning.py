@@ -56,6 +56,22 @@ class SchedulerPlan:
     monitor: str | None = None  # ReduceLROnPlateau: the logged metric it watches (Lightning's "monitor")
 
 
+def refuse_manual(model: Any, optimizer_given: bool = False) -> None:
+    """One paragraph for a module with manual optimization, whose training_step needs a Trainer: it calls
+    ``self.optimizers()`` and ``self.manual_backward``, which raise outside one."""
+    if getattr(model, "automatic_optimization", True) is not False:
+        return
+    given = (" TrainSetup(optimizer=...) alone does not avoid it: the checks would still call that "
+             "training_step." if optimizer_given else "")
+    raise SetupError(
+        f"{type(model).__name__} uses manual optimization (automatic_optimization = False): its training_step "
+        f"steps the optimizers itself through a Trainer (self.optimizers(), self.manual_backward()).{given} Give "
+        f"TrainSetup(optimizer=..., step=...) with a step that returns the loss (e.g. step=lambda model, batch: "
+        f"F.cross_entropy(model(batch[0]), batch[1])), or TrainSetup(optimizer=..., loss=...), or switch the module "
+        f"to automatic optimization."
+    )
+
+
 def configured(model: Any, torch: Any) -> tuple[Any, SchedulerPlan | None]:
     """The optimizer and scheduler of ``model.configure_optimizers()``.
 
@@ -65,12 +81,7 @@ def configured(model: Any, torch: Any) -> tuple[Any, SchedulerPlan | None]:
     list/tuple of such dicts. One optimizer only: several need manual optimization.
     """
     name = type(model).__name__
-    if getattr(model, "automatic_optimization", True) is False:
-        raise SetupError(
-            f"{name} uses manual optimization (automatic_optimization = False): its training_step steps the "
-            f"optimizers itself through a Trainer. Give TrainSetup(optimizer=..., step=...) with a step that "
-            f"returns the loss, or switch the module to automatic optimization."
-        )
+    refuse_manual(model)
     try:
         out = model.configure_optimizers()
     except Exception as exc:  # noqa: BLE001 - e.g. it reads self.trainer, which does not exist here

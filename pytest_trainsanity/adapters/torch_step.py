@@ -17,7 +17,7 @@ from ..errors import OptionError, SetupError
 from .base import first_line
 from .batches import describe, tree_leaves
 from .devices import auto_gpu_index, xdist_worker_index
-from .lightning import HF_DEFAULT_LR, SchedulerPlan, configured, takes_batch_idx
+from .lightning import HF_DEFAULT_LR, SchedulerPlan, configured, refuse_manual, takes_batch_idx
 from .torch_data import _torch
 
 LOSS_NAMES = {
@@ -232,6 +232,7 @@ class TorchStep:
             self.notes.append("loss from TrainSetup(step=...)")
             return "step", None
         if setup.loss is None and self.lightning:
+            refuse_manual(self.model, optimizer_given=setup.optimizer is not None)
             self.notes.append(f"loss from {type(self.model).__name__}.training_step(batch, batch_idx)")
             self._batch_idx = takes_batch_idx(self.model)
             return "lightning", None

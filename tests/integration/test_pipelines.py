@@ -527,6 +527,7 @@ def _have(module: str) -> bool:
 
 LIGHTNING_TESTS = """
 import pytest
+import torch
 import lightning_pipelines as lp
 from pytest_trainsanity import TrainSetup
 
@@ -569,6 +570,27 @@ def test_manual_optimization(): pass
 
 
 @pytest.fixture
+def manual_given():
+    model = lp.Manual()
+    return TrainSetup(model=model, datamodule=lp.DigitsData(), optimizer=torch.optim.Adam(model.parameters(), 1e-3))
+
+
+@pytest.mark.no_epoch1_overfit(setup="manual_given")
+def test_manual_optimization_given_an_optimizer(): pass
+
+
+@pytest.fixture
+def manual_with_loss():
+    model = lp.Manual()
+    return TrainSetup(model=model, datamodule=lp.DigitsData(), optimizer=torch.optim.Adam(model.parameters(), 1e-3),
+                      loss=torch.nn.CrossEntropyLoss())
+
+
+@pytest.mark.no_epoch1_overfit(setup="manual_with_loss", probes=False)
+def test_manual_optimization_with_a_loss(): pass
+
+
+@pytest.fixture
 def two_val_sets():
     return TrainSetup(model=lp.Classifier(), datamodule=lp.TwoValSets())
 
@@ -592,7 +614,7 @@ def test_lightning_module_and_datamodule(pipelines: pytest.Pytester) -> None:
 
     pipelines.makepyfile(lightning_pipelines=LIGHTNING, test_lightning=LIGHTNING_TESTS)
     res = run(pipelines, "--trainsanity-explain", "-W", "error::UserWarning:lightning")
-    res.assert_outcomes(passed=8, failed=1, errors=2)
+    res.assert_outcomes(passed=9, failed=1, errors=3)
     res.stdout.fnmatch_lines([
         "*test_return_forms[[]optimizer] no_epoch1_overfit passed*",
         "    Training: (x, y) batches from a DataLoader over TensorDataset (1,437 samples, batch 32, shuffled, 0 worker(s)); "
@@ -611,6 +633,13 @@ def test_lightning_module_and_datamodule(pipelines: pytest.Pytester) -> None:
         "*ERROR at setup of test_manual_optimization*",
         "*pytest-trainsanity: Manual uses manual optimization (automatic_optimization = False)*",
     ])
+    res.stdout.fnmatch_lines([  # was "RuntimeError: Manual is not attached to a `Trainer`" from the step's self.optimizers()
+        "*ERROR at setup of test_manual_optimization_given_an_optimizer*",
+        "*pytest-trainsanity: Manual uses manual optimization (automatic_optimization = False)*TrainSetup(optimizer=...) "
+        "alone does not avoid it: the checks would still call that training_step. Give TrainSetup(optimizer=..., "
+        "step=...)*or TrainSetup(optimizer=..., loss=...)*",
+    ])
+    res.stdout.fnmatch_lines(["*test_manual_optimization_with_a_loss no_epoch1_overfit passed*"])
     res.stdout.fnmatch_lines([  # was AttributeError: 'DataLoader' object has no attribute 'detach'
         "*ERROR at setup of test_two_val_sets*",
         "*pytest-trainsanity: TwoValSets.val_dataloader() gives 2 loaders ([[]0] DataLoader, [[]1] DataLoader), as "

@@ -314,6 +314,16 @@ MISUSE = {
     # booleans as times passed ("the latest train time False"); 2-D group ids were read as 100 ids of 50 samples
     "times_booleans": ("no_leakage", "TrainSetup(train=(X50, y50), val=(X50 + 1, y50), timestamps={'train': y50 > 0, "
                        "'val': y50 > 0})", "*TrainSetup(timestamps={'train': ...}) holds booleans, not times*"),
+    # class names as labels: "labels must be numeric" (numpy text) or "ragged or mixed values" (pandas) with no way out
+    "labels_as_text_numpy": ("no_leakage", "TrainSetup(train=(X50, np.where(y50 > 0, 'dog', 'cat')), val=(X50 + 1, y50))",
+                             "*TrainSetup(train=...) y has dtype <U3 (e.g. 'dog'); labels must be numeric: encode the class "
+                             "names as ids with one mapping for all splits*LabelEncoder().fit(y_train)*"),
+    "labels_as_text_pandas": ("no_epoch1_overfit(probes=False)",
+                              "TrainSetup(model=torch.nn.Linear(4, 2), train=(X50, pd.Series(np.where(y50 > 0, 'dog', "
+                              "'cat'))), val=(X50, y50), optimizer=lambda p: torch.optim.SGD(p, 0.1), "
+                              "loss=torch.nn.CrossEntropyLoss())",
+                              "*TrainSetup(train=(X, y)) y has dtype object (e.g. 'dog'); labels must be numeric: encode the "
+                              "class names as ids*"),
     # a torch model frozen whole crashed with an IndexError inside the step records
     "frozen_model": ("no_epoch1_overfit(probes=False)",
                      "TrainSetup(model=torch.nn.Linear(4, 2).requires_grad_(False), train=(X50, y50), val=(X50, y50), "

@@ -30,6 +30,8 @@ class ModelInfo:
     has_batchnorm: bool = False
     embeds_inputs: bool = False  # first layer looks up integer ids
     notes: tuple[str, ...] = ()  # what the adapter chose for the user (e.g. a default optimizer)
+    # an adaptive optimizer whose eps is 0 in its weights' dtype (Adam's 1e-8 in float16), in words; "" when none
+    eps_underflow: str = ""
 
 
 @dataclass

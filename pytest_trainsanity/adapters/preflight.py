@@ -100,6 +100,7 @@ class FiniteRun:
     input_nonfinite: int = 0  # NaN/Inf values among the inputs of the bad step's batch
     skipped: int = 0  # batches the training_step skipped (returned None)
     schedule_note: str = ""  # a fixed-length schedule that ran out inside the probe (its last lr held), in words
+    eps_underflow: str = ""  # an optimizer eps that is 0 in the weights' dtype (ModelInfo.eps_underflow)
 
 
 def input_range(arrays: list[np.ndarray]) -> tuple[float, float, int]:

@@ -430,7 +430,25 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             has_batchnorm=any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules),
             embeds_inputs=isinstance(first, (nn.Embedding, nn.EmbeddingBag)),
             notes=(pipeline, *self.notes),
+            eps_underflow=self.eps_underflow(),
         )
+
+    def eps_underflow(self) -> str:
+        """The optimizer's ``eps`` when it rounds to 0 in the dtype of weights it updates (Adam's 1e-8 in
+        float16, whose smallest positive value is 6e-8): its update m / (sqrt(v) + eps) is then 0 / 0 = NaN
+        wherever a gradient is 0 (a dead ReLU unit, a class absent from the batch)."""
+        torch = self.torch
+        for group in self.optimizer.param_groups:
+            eps = group.get("eps")
+            if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0:
+                continue
+            for dtype in {p.dtype for p in group["params"] if p.is_floating_point()}:
+                if float(torch.tensor(eps, dtype=dtype)) == 0.0:
+                    tiny = torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps  # the smallest subnormal
+                    return (f"{type(self.optimizer).__name__}'s eps {eps:g} is 0 in "
+                            f"{str(dtype).replace('torch.', '')}, the dtype of the weights it updates (its "
+                            f"smallest positive value is {tiny:.2g})")
+        return ""
 
     def _scale_lr(self, scale: float) -> None:
         """Every learning rate the optimizer and scheduler keep (OneCycleLR's max_lr/min_lr in the

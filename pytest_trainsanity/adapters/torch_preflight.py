@@ -390,7 +390,7 @@ class TorchPreflight(Preflight):
         bad = np.flatnonzero(~np.isfinite(loss_np) | ~np.isfinite(g_np))
         result = FiniteRun(ran, 0, losses=loss_np, first_loss=float(loss_np[0]) if len(loss_np) else float("nan"),
                            dtype=str(self.dtype).replace("torch.", ""), skipped=skipped,
-                           schedule_note=self._schedule_note(ran))
+                           schedule_note=self._schedule_note(ran), eps_underflow=self.eps_underflow())
         if not len(bad) and weights_ok:
             return result
         step = int(bad[0]) + 1 if len(bad) else ran

@@ -181,7 +181,7 @@ def nonfinite_report(p: Prepared, trace: Any, inputs: Callable[[], dict[str, Any
     nf = finite.find(trace, inputs(), others)
     if nf is None:
         return None
-    likely, ruled_out = finite.causes(nf)
+    likely, ruled_out = finite.causes(nf, getattr(info, "eps_underflow", ""))
     lines = [finite.headline(p.marker, nf),
              f"Model: {info.model_name} ({info.framework} on {info.device}), {info.n_params:,} trainable parameters."]
     lines += [f"Sample: {line}." for line in sample_lines(samples or {})]

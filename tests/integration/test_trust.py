@@ -704,3 +704,56 @@ def test_a_val_split_of_one_class_is_named_not_read_as_a_gap(project: pytest.Pyt
         "over-fitting; split with stratification (train_test_split(..., stratify=y), StratifiedKFold)*",
     ])
     assert res.stdout.str().count("holds class") == 1  # the stratified split gets no such note
+
+
+def test_a_float16_model_whose_adam_eps_is_zero_is_told_so(project: pytest.Pytester) -> None:
+    """model.half() with Adam's default eps went NaN at step 2 and was blamed on "one batch broke it" / "float16
+    overflow": eps 1e-8 is 0 in float16, so the first update is 0 / 0 wherever a gradient is 0. With eps=1e-4 the
+    same model trains, and no such cause is named."""
+    project.makepyfile("""
+        import numpy as np, pytest, torch
+        from pytest_trainsanity import TrainSetup
+
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(400, 10)).astype(np.float16)
+        Y = (X.astype(np.float32) @ rng.normal(size=(10, 3))).argmax(1)
+
+        def half(eps):
+            torch.manual_seed(0)
+            model = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3)).half()
+            return TrainSetup(model=model, train=(X[:320], Y[:320]), val=(X[320:], Y[320:]), batch_size=32,
+                              optimizer=torch.optim.Adam(model.parameters(), 1e-2, eps=eps),
+                              loss=torch.nn.CrossEntropyLoss())
+
+        @pytest.fixture
+        def default_eps():
+            return half(1e-8)
+
+        @pytest.fixture
+        def held_eps():
+            return half(1e-4)
+
+        @pytest.mark.no_epoch1_overfit(setup="default_eps", probes=False)
+        def test_overfit(): pass
+
+        @pytest.mark.finite_training(setup="default_eps")
+        def test_finite(): pass
+
+        @pytest.mark.finite_training(setup="held_eps")
+        def test_finite_held(): pass
+    """)
+    res = run(project)
+    res.assert_outcomes(passed=1, failed=2)
+    res.stdout.fnmatch_lines([
+        "*no_epoch1_overfit FAILED: training went non-finite: the training loss was NaN at step 2 of 10*",
+        "*1. optimizer_eps_underflow (evidence score 0.90): Adam's eps 1e-08 is 0 in float16, the dtype of the weights "
+        "it updates (its smallest positive value is 6e-08): the update m / (sqrt(v) + eps) is 0 / 0 = NaN for every "
+        "weight whose gradient is exactly 0*and the loss broke at step 2, right after the first update",
+        "*fix: keep float32 weights and train in mixed precision (torch.autocast(device_type, dtype=torch.float16) with "
+        "torch.amp.GradScaler), or use bfloat16; with pure float16 weights give the optimizer an eps float16 holds (eps=1e-4)",
+    ])
+    res.stdout.fnmatch_lines([
+        "*finite_training FAILED: the loss became non-finite at step 2 of 100*",
+        "*1. optimizer eps is 0 in the weights' dtype (evidence score 0.90): Adam's eps 1e-08 is 0 in float16*",
+    ])
+    assert res.stdout.str().count("eps 1e-08 is 0") == 2

@@ -45,6 +45,16 @@ def test_causes_rank_what_was_measured() -> None:
     assert {c.name for c in ruled_out} == {"weights_nonfinite_at_start", "nonfinite_inputs"}
 
 
+def test_an_optimizer_eps_that_is_zero_in_the_weights_dtype_leads_when_the_first_update_broke() -> None:
+    said = "Adam's eps 1e-08 is 0 in float16"
+    likely, _ = finite.causes(finite.find(Trace([1.1, np.nan, np.nan])), said)
+    assert [c.name for c in likely] == ["optimizer_eps_underflow", "one_batch_broke_it"]
+    assert likely[0].score == 0.9 and "right after the first update" in likely[0].evidence and "eps=1e-4" in likely[0].fix
+    later, _ = finite.causes(finite.find(Trace([1.1, 1.0, 0.9, 0.8, 0.7, np.nan])), said)
+    assert [c.score for c in later if c.name == "optimizer_eps_underflow"] == [0.5]  # a late break is weaker evidence
+    assert "optimizer_eps_underflow" not in [c.name for c in finite.causes(finite.find(Trace([1.1, np.nan])))[0]]
+
+
 def test_weights_broken_with_a_finite_loss_still_fail() -> None:
     nf = finite.find(Trace([2.3, 2.2], end=("head.weight",)))
     assert nf is not None and nf.step == 0 and "the weights hold NaN/Inf after 2 step(s) (head.weight)" in nf.where()

@@ -376,6 +376,7 @@ class TableSplit(Split):
             raise SetupError(f"TrainSetup({name}=...) has no feature column (only the target {target!r}).")
         self.columns = names
         self.kinds = {c: kind_of_type(schema.field(c).type) for c in names}
+        self.types = {c: schema.field(c).type for c in names}
         bad = [c for c, k in self.kinds.items() if k == _OTHER]
         if bad:
             raise SetupError(f"TrainSetup({name}=...) column(s) {', '.join(bad)} are nested or of an unsupported type "
@@ -447,6 +448,21 @@ class TableSplit(Split):
             return
         for batch, y in self.record_batches():
             yield {"x": np.column_stack([column_codes(batch.column(c)) for c in keep])}, y
+
+    def numeric_dtype(self) -> str:
+        """The numpy name of the numeric columns' type ("float32"), or each type with its column count when
+        they differ; ``numeric_blocks`` reads them all as float64."""
+        counts: dict[str, int] = {}
+        for c in self.columns:
+            if self.kinds[c] == _NUMERIC:
+                try:
+                    name = np.dtype(self.types[c].to_pandas_dtype()).name
+                except (NotImplementedError, TypeError):
+                    name = str(self.types[c])
+                counts[name] = counts.get(name, 0) + 1
+        if len(counts) == 1:
+            return next(iter(counts))
+        return "mixed (" + ", ".join(f"{n} x{k}" for n, k in counts.items()) + " columns)"
 
     def skipped(self) -> dict[str, str]:
         """Columns a numeric check leaves out, with their kind."""

@@ -159,6 +159,11 @@ def test_training_on_a_numeric_frame():
     pass
 
 
+@pytest.mark.inputs_normalized(setup="numeric_model")
+def test_float32_frame_normalized():
+    pass
+
+
 @pytest.fixture
 def leaked_column_model():
     import torch
@@ -206,7 +211,7 @@ def test_tables_end_to_end(pytester: pytest.Pytester) -> None:
     pytest.importorskip("polars")
     pytester.makepyfile(test_frames=FRAMES)
     res = run(pytester, "--trainsanity-explain")
-    res.assert_outcomes(passed=1, failed=10, errors=2)
+    res.assert_outcomes(passed=2, failed=10, errors=2)
     out = res.stdout.str()
     for library in ("pandas", "polars", "pyarrow"):
         res.stdout.fnmatch_lines([f"*test_{library}_copies no_leakage FAILED: max_copy_fraction=0.083*"])
@@ -233,6 +238,10 @@ def test_tables_end_to_end(pytester: pytest.Pytester) -> None:
                               "*Skipped (not numeric features to scale): 'plan' (categorical), 'region' (string), "
                               "'signup' (datetime), 'autopay' (bool)*"])
     res.stdout.fnmatch_lines(["*test_training_on_a_numeric_frame no_epoch1_overfit passed*"])
+    # the columns' own types, not the float64 they are read as ("dtype float64" for a float32 frame)
+    res.stdout.fnmatch_lines(["*train: 1200 samples, 2 feature(s), dtype mixed (int64 x1, float64 x1 columns), range *"])
+    res.stdout.fnmatch_lines(["*test_float32_frame_normalized inputs_normalized passed*",
+                              "*train: 800 samples, 3 feature(s), dtype float32, range *"])
     res.stdout.fnmatch_lines(["*no_epoch1_overfit FAILED: *; column 'closed_days' alone predicts the train label*",
                               "*single-feature leak*: column 'closed_days' alone predicts the train label*",
                               "*fix: drop column 'closed_days' (df.drop(columns=[[]'closed_days'])) or rebuild it*"])

@@ -84,7 +84,8 @@ class StatsAccumulator:
         self.axis_label = "feature"
         self.dtype = ""
 
-    def add(self, X: np.ndarray) -> None:
+    def add(self, X: np.ndarray, dtype: str = "") -> None:
+        """``dtype`` names the source's type where ``X`` is a conversion of it (a table's columns, read as float64)."""
         if not len(X):
             return
         axis = feature_axis(X)
@@ -95,7 +96,7 @@ class StatsAccumulator:
         view = X.reshape(len(X), pre, shape[axis], post)  # the feature/channel axis in place: no moveaxis copy
         d = shape[axis]
         if self.d is None:
-            self.d, self.axis_label, self.dtype = d, "feature" if X.ndim <= 2 else "channel", str(X.dtype)
+            self.d, self.axis_label, self.dtype = d, "feature" if X.ndim <= 2 else "channel", dtype or str(X.dtype)
             self.count, self.mean, self.m2 = np.zeros(d), np.zeros(d), np.zeros(d)
             self.lo, self.hi, self.bad = np.full(d, np.inf), np.full(d, -np.inf), np.zeros(d, dtype=np.int64)
         elif d != self.d:

@@ -53,7 +53,7 @@ def run(p: Prepared) -> CheckReport:
                     key = field if several else None
                     acc = accs.setdefault(key, {}).setdefault(split_name, StatsAccumulator(split_name, key))
                     try:
-                        acc.add(X)
+                        acc.add(X, split.numeric_dtype() if table else "")  # type: ignore[attr-defined]
                     except ValueError as exc:
                         raise SetupError(f"inputs_normalized cannot summarise {split.where}: {exc}.") from None
         if several is None and table:

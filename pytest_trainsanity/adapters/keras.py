@@ -27,6 +27,7 @@ gradient tape.
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import time
 from collections.abc import Mapping
@@ -69,6 +70,22 @@ def _per_position(out: np.ndarray, y: np.ndarray) -> bool:
     return y.dtype.kind in "iu" and y.ndim >= 2 and out.ndim == y.ndim + 1 and out.shape[1:-1] == y.shape[1:]
 
 
+class _OwnRetracing(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about this adapter's own functions (its
+    eval and step functions are traced per check and per input structure, which is expected); the same
+    warning about the user's functions still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("triggered tf.function retracing" in text and "KerasAdapter." in text)
+
+
+def _quiet_own_retracing() -> None:
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _OwnRetracing) for f in logger.filters):
+        logger.addFilter(_OwnRetracing())
+
+
 class KerasAdapter(KerasPreflight, Adapter):
     framework = "tensorflow"
     progress_label = "training pass"
@@ -76,6 +93,7 @@ class KerasAdapter(KerasPreflight, Adapter):
     def __init__(self, model: Any, setup: Any, data: dict[str, Split], settings: Any) -> None:
         tf, keras = _tf()
         self.tf, self.keras = tf, keras
+        _quiet_own_retracing()
         if not isinstance(model, keras.Model):
             raise SetupError(f"TrainSetup(model=...) is a {type(model).__name__}, not a keras.Model.")
         self.model, self.setup, self.settings, self.splits = model, setup, settings, data

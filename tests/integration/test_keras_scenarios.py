@@ -352,3 +352,52 @@ def test_a_reduce_lr_on_plateau_callback_is_stepped_by_the_check(keras_project: 
         "check's measurement.",
         "*Per epoch: 1: * @ lr 0.05, 2: *@ lr 0.025*",
     ])
+
+
+def test_the_adapters_own_retracing_is_not_reported_as_the_users(keras_project: pytest.Pytester) -> None:
+    """After a few Keras checks over dict and plain inputs, TensorFlow printed "5 out of the last 13 calls to
+    <function KerasAdapter._measure_sample.<locals>.<lambda>> triggered tf.function retracing ... define your
+    @tf.function outside of the loop": the plugin's own eval function, traced per check, read as the user's
+    problem. That warning is dropped for the adapter's functions only: the user's own retracing still shows."""
+    keras_project.makepyfile("""
+        import numpy as np, pandas as pd, pytest, keras, tensorflow as tf
+        from pytest_trainsanity import TrainSetup
+
+        rng = np.random.default_rng(0)
+        A, B = rng.normal(size=(400, 6)).astype("float32"), rng.normal(size=(400, 4)).astype("float32")
+        y = (np.concatenate([A, B], 1) @ rng.normal(size=(10, 3))).argmax(1)
+        LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        def two_inputs(order):
+            keras.utils.set_random_seed(0)
+            a, b = keras.Input((6,), name="a"), keras.Input((4,), name="b")
+            h = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([a, b]))
+            model = keras.Model({"a": a, "b": b}, keras.layers.Dense(3)(h))
+            model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=LOSS)
+            split = lambda s: ({k: {"a": A, "b": B}[k][s] for k in order}, y[s])
+            return TrainSetup(model=model, train=split(slice(0, 280)), val=split(slice(280, 400)))
+
+        def frame():
+            keras.utils.set_random_seed(0)
+            inp = keras.Input((10,))
+            model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Dense(16, activation="relu")(inp)))
+            model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=LOSS)
+            df = pd.DataFrame(np.concatenate([A, B], 1), columns=[f"f{i}" for i in range(10)])
+            return TrainSetup(model=model, train=(df.iloc[:280], y[:280]), val=(df.iloc[280:], y[280:]))
+
+        for name, make in (("ab", lambda: two_inputs("ab")), ("ba", lambda: two_inputs("ba")), ("frame", frame)):
+            globals()[name] = pytest.fixture(make, name=name)
+            for marker in (pytest.mark.no_epoch1_overfit(setup=name), pytest.mark.preflight(setup=name)):
+                def _test(): pass
+                globals()[f"test_{marker.name}_{name}"] = marker(_test)
+
+        def test_users_own_retracing():
+            f = tf.function(lambda x: x * 2)
+            for n in range(1, 9):  # a new shape each call: the user's own retracing
+                f(tf.zeros((n, n)))
+    """)
+    res = run(keras_project, "-s", "-p", "no:logging")
+    res.assert_outcomes(passed=7)
+    out = res.stdout.str() + res.stderr.str()
+    assert "triggered tf.function retracing" in out  # the user's, which the user should see
+    assert "KerasAdapter" not in out, out

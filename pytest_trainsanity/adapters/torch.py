@@ -73,6 +73,14 @@ def _cat_padded(preds: list[Any]) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _model_name(model: Any) -> str:
+    """The model's class; a ``torch.compile`` wrapper (OptimizedModule) by the class it compiled."""
+    inner = getattr(model, "_orig_mod", None)
+    if type(model).__name__ == "OptimizedModule" and inner is not None:
+        return f"{type(inner).__name__} via torch.compile"
+    return type(model).__name__
+
+
 class TorchAdapter(TorchStep, TorchPreflight, Adapter):
     framework = "torch"
 
@@ -426,7 +434,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             n_params=sum(p.numel() for p in self.params),
             n_outputs=self.n_outputs,
             device=str(self.device),
-            model_name=type(self.model).__name__,
+            model_name=_model_name(self.model),
             has_batchnorm=any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules),
             embeds_inputs=isinstance(first, (nn.Embedding, nn.EmbeddingBag)),
             notes=(pipeline, *self.notes),

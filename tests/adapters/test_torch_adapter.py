@@ -572,3 +572,17 @@ def test_an_integer_mask_stays_a_mask_however_the_forward_uses_it() -> None:
     ids, mask = torch.randint(0, 100, (4, 6)), torch.ones(4, 6, dtype=torch.long)
     uses = first_uses(Pools(), (), {"input_ids": ids, "attention_mask": mask}, {"input_ids": ids, "attention_mask": mask})
     assert uses["input_ids"].role == "ids" and "attention_mask" not in uses
+
+
+def test_a_compiled_model_is_named_by_the_class_it_compiled_and_comes_back_unchanged(digits) -> None:
+    """torch.compile's wrapper was named 'Model: OptimizedModule' in every message."""
+    Xtr, ytr, Xv, yv = digits
+    torch.manual_seed(0)
+    inner = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    model = torch.compile(inner, backend="eager")  # no C compiler needed
+    before = {k: v.clone() for k, v in inner.state_dict().items()}
+    report = check_epoch1_overfit(TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), loss=torch.nn.CrossEntropyLoss(),
+                                             optimizer=torch.optim.Adam(model.parameters(), 1e-3)), probes=False)
+    assert "Model: Sequential via torch.compile (torch on cpu), 2,410 trainable parameters" in report.message
+    assert "OptimizedModule" not in report.message
+    assert all(torch.equal(v, before[k]) for k, v in inner.state_dict().items())

@@ -283,6 +283,11 @@ class Split:
     in_memory = False
     one_shot = False
 
+    def stream_copies(self) -> int:
+        """How many workers each run their own copy of the split's stream (a torch IterableDataset read by
+        2+ DataLoader workers, each of which yields every sample unless the stream shards itself); 0 otherwise."""
+        return 0
+
     def __init__(self, name: str, source: Any, target_key: str | None = None, input_names: tuple[str, ...] = ()) -> None:
         self.name, self.source, self.target_key, self.input_names = name, source, target_key, input_names
         self._samples: dict[tuple[int, int], EvalSample] = {}

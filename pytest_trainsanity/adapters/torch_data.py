@@ -216,6 +216,9 @@ class TorchSplit(Split):
         sampler = self.loader.batch_sampler.sampler if self.loader.batch_sampler is not None else self.loader.sampler
         return not isinstance(sampler, SequentialSampler)
 
+    def stream_copies(self) -> int:
+        return self.loader.num_workers if not self.map_style and self.loader.num_workers > 1 else 0
+
     def describe(self) -> str:
         n = self.n_samples()
         what = f"{'a DataLoader of ours over ' if self.own else 'a DataLoader over '}{type(self.dataset).__name__}"

@@ -273,13 +273,40 @@ def test_overfit(trainsanity_report):
 @pytest.mark.no_leakage(setup="sized")
 def test_sized(trainsanity_report):
     assert "train 0 repeated row(s) of 1437;" in trainsanity_report["no_leakage"].message
+
+
+class Once(IterableDataset):
+    def __iter__(self):  # finite, and not split by get_worker_info(): every worker yields all of it
+        return iter(zip(pipelines.Xtr, pipelines.ytr))
+
+
+@pytest.fixture
+def unsharded():
+    return pipelines.setup(pipelines.mlp(), DataLoader(Once(), batch_size=32, num_workers=2), (pipelines.Xv, pipelines.yv))
+
+
+@pytest.mark.no_leakage(setup="unsharded", within_split=True)
+def test_unsharded(): pass
+
+
+@pytest.mark.no_leakage(setup="unsharded")
+def test_unsharded_reported(trainsanity_report):  # repeats are reported, not failed: the cause is named all the same
+    assert "Note (repeats, train): train is an IterableDataset read by 2 DataLoader workers" in trainsanity_report["no_leakage"].message
 """
 
 
 def test_an_endless_iterable_dataset_is_refused_by_the_checks_that_read_whole_splits(pipelines: pytest.Pytester) -> None:
     pipelines.makepyfile(test_endless=ENDLESS)
     res = run(pipelines, "--trainsanity-explain")
-    res.assert_outcomes(passed=2, failed=2)
+    res.assert_outcomes(passed=3, failed=3)
+    res.stdout.fnmatch_lines([  # the repeats of an unsharded stream read by 2 workers: the fix was "de-duplicate" alone
+        "*no_leakage FAILED: train: 1437 repeated row(s) of 2874 (50.0%; limit 0).",
+        "*Fix (repeats): de-duplicate each split*",
+        "*Fix (repeats, train): train is an IterableDataset read by 2 DataLoader workers, each running its own copy of "
+        "__iter__, and its 1437 repeats of 2874 rows are exactly the (k-1)/k share that 2 copies of one stream give: "
+        "unless __iter__ splits its samples by torch.utils.data.get_worker_info()*shard it there (or read it with "
+        "num_workers=0), then de-duplicate only what still repeats.",
+    ])
     res.stdout.fnmatch_lines([  # a stream's order is its own, and each worker runs all of it
         "    Training: (x, y) batches from a DataLoader over Endless (batch 32, in the order its __iter__ yields, 2 "
         "worker(s) (each runs its own copy of __iter__: a stream that does not split its samples by "

@@ -231,10 +231,11 @@ def run(p: Prepared) -> CheckReport:
             rule = f"near copies need numeric columns, and this table has only {others}; exact copies only"
         note = ("rows are compared by value over every column (strings exactly, categoricals by value, datetimes, "
                 "bools, numbers); " + rule)
-    return _report(result, opts, note)
+    return _report(result, opts, note, {n: s.stream_copies() for n, s in p.splits.items()})
 
 
-def _report(result: leakage.LeakageResult, opts: CheckOptions, note: str | None) -> CheckReport:
+def _report(result: leakage.LeakageResult, opts: CheckOptions, note: str | None,
+            streams: dict[str, int] | None = None) -> CheckReport:
     metrics: dict[str, Any] = {"near_threshold": result.threshold}
     for pair in result.pairs:
         key = f"{pair.a}_{pair.b}"
@@ -256,7 +257,7 @@ def _report(result: leakage.LeakageResult, opts: CheckOptions, note: str | None)
     worst = max(result.pairs, key=lambda q: q.copies / max(q.n_b, 1), default=None)
     metrics["max_copy_fraction"] = worst.copies / worst.n_b if worst and worst.n_b else 0.0
     return CheckReport(
-        MARKER, result.passed, leakage_message(result, opts.max_overlap, opts.within_split, note), metrics,
+        MARKER, result.passed, leakage_message(result, opts.max_overlap, opts.within_split, note, streams), metrics,
         [{"failure": f} for f in result.failures], key=("max_copy_fraction", "target_columns"),
     )
 
@@ -271,7 +272,8 @@ def _fields_note(p: Prepared) -> str | None:
 
 
 def leakage_message(r: leakage.LeakageResult, max_overlap: int | float, within_split: bool = False,
-                    fields: str | None = None) -> str:
+                    fields: str | None = None, streams: dict[str, int] | None = None) -> str:
+    """``streams``: per split, how many workers each run a copy of its stream (``Split.stream_copies``)."""
     limit = f"max_overlap {max_overlap}" + (" (a fraction of each pair's second split)" if isinstance(max_overlap, float) else " (a count)")
     near = f"near copies ({near_words(r.threshold)})" if r.threshold is not None else "near copies not searched"
     if r.passed:
@@ -292,7 +294,22 @@ def leakage_message(r: leakage.LeakageResult, max_overlap: int | float, within_s
     columns = ", ".join(t.label for t in r.targets[: leakage.EXAMPLES])
     needed = dict.fromkeys(FIX_OF.get(kind, kind) for kind in r.kinds)
     lines += [f"Fix ({name}): " + FIXES[name].format(columns=columns) for name in needed if name in FIXES]
+    # repeats in a stream read by several workers: named whether or not they fail (within_split=False reports them)
+    label = "Fix (repeats, {name})" if "repeats" in needed else "Note (repeats, {name})"
+    lines += [_worker_repeats(label.format(name=name), name, r.within[name], k) for name, k in (streams or {}).items()
+              if k > 1 and name in r.within and r.within[name].repeats]
     return "\n".join(lines)
+
+
+def _worker_repeats(label: str, name: str, w: Any, k: int) -> str:
+    """The fix when a split's repeats may be its workers' copies of one stream."""
+    exact = w.repeats * k == w.n * (k - 1)
+    share = (f"its {w.repeats} repeats of {w.n} rows are exactly the (k-1)/k share that {k} copies of one stream give"
+             if exact else f"{k} copies of one stream would repeat (k-1)/k of its rows")
+    return (f"{label}: {name} is an IterableDataset read by {k} DataLoader workers, each running its own "
+            f"copy of __iter__, and {share}: unless __iter__ splits its samples by "
+            f"torch.utils.data.get_worker_info() (worker i yields every num_workers-th sample from i), each sample "
+            f"comes once per worker; shard it there (or read it with num_workers=0), then de-duplicate only what still repeats.")
 
 
 TARGET_FOUND = ("Target leakage: column {column} alone predicts the train {label}: held-out {score} ({evidence} >= "

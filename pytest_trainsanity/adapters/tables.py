@@ -457,7 +457,9 @@ class TableSplit(Split):
             if self.kinds[c] == _NUMERIC:
                 try:
                     name = np.dtype(self.types[c].to_pandas_dtype()).name
-                except (NotImplementedError, TypeError):
+                except Exception:  # noqa: BLE001 - a type numpy has no name for: arrow's own
+                    name = "object"
+                if name == "object":  # decimal128(10, 2) and the like: arrow's name says more
                     name = str(self.types[c])
                 counts[name] = counts.get(name, 0) + 1
         if len(counts) == 1:

@@ -217,7 +217,9 @@ class TorchSplit(Split):
         return not isinstance(sampler, SequentialSampler)
 
     def stream_copies(self) -> int:
-        return self.loader.num_workers if not self.map_style and self.loader.num_workers > 1 else 0
+        from torch.utils.data import IterableDataset
+
+        return self.loader.num_workers if isinstance(self.dataset, IterableDataset) and self.loader.num_workers > 1 else 0
 
     def describe(self) -> str:
         n = self.n_samples()

@@ -76,10 +76,12 @@ class TorchPreflight(Preflight):
             return
         every = plan.frequency * (1 if plan.interval == "step" else per_epoch or 0)
         if every and steps % every == 0:
-            if self._schedule_spent():
+            if self._schedule_spent():  # ran out at an earlier step (or before the probe): its lr is held
                 self.schedule_ended = self.schedule_ended or steps
                 return
             self._scheduler_step(steps)
+            if self._schedule_spent():  # that was its last step: the next one would be refused
+                self.schedule_ended = self.schedule_ended or steps
 
     def _schedule_spent(self) -> bool:
         """Whether a schedule of a fixed length (OneCycleLR's ``total_steps``) has taken its last step, so that
@@ -94,7 +96,7 @@ class TorchPreflight(Preflight):
         if not ended:
             return ""
         sched = self.scheduler
-        return (f"{type(sched).__name__}(total_steps={sched.total_steps}) had no step left after probe step {ended} "
+        return (f"{type(sched).__name__}(total_steps={sched.total_steps}) took its last step after probe step {ended} "
                 f"of {steps}, so the probe held its last lr {float(self.optimizer.param_groups[0]['lr']):.3g} for the "
                 f"other {steps - ended} step(s) (torch refuses a step past total_steps; a run sized so ends there)")
 

@@ -142,14 +142,14 @@ EPS_FIX = ("keep float32 weights and train in mixed precision (torch.autocast(de
 
 def eps_cause(underflow: str, step: int, name: str = "optimizer_eps_underflow") -> Cause:
     """An adaptive optimizer whose eps is 0 in the weights' dtype: the update is 0 / 0 = NaN where a gradient is 0.
-    Strongest when the loss first broke on step 2 (or the weights after step 1): the first update did it."""
-    first = step <= 2
+    Strongest when the loss first broke on step 2: the first update did it. Never for a break on step 1, whose
+    loss and gradient come from the weights before any update (callers leave it out then)."""
     return Cause(
-        name, 0.9 if first else 0.5,
+        name, 0.9 if step == 2 else 0.5,
         f"{underflow}: the update m / (sqrt(v) + eps) is 0 / 0 = NaN for every weight whose gradient is exactly 0 "
         f"(a dead ReLU unit, a class absent from the batch)"
         + (f", and the loss broke at step {step}, right after the first update" if step == 2 else
-           ", and it broke on the first step" if step == 1 else f"; it broke at step {step}"),
+           f"; it broke at step {step}"),
         EPS_FIX)
 
 
@@ -157,7 +157,8 @@ def causes(nf: NonFinite, eps_underflow: str = "") -> tuple[list[Cause], list[Ca
     """The measured causes of a non-finite pass, ranked (likely, ruled out); ``eps_underflow`` (ModelInfo's)
     names an optimizer eps that is 0 in the weights' dtype."""
     found = []
-    if eps_underflow and (nf.step or nf.weights_end):
+    # an update made the NaN: not a break on step 1, which no update preceded
+    if eps_underflow and (nf.step > 1 or (not nf.step and nf.weights_end and nf.grad_step != 1)):
         found.append(eps_cause(eps_underflow, nf.step or nf.grad_step or nf.steps))
     if nf.weights_start:
         found.append(Cause(

@@ -502,14 +502,14 @@ def test_a_schedule_sized_for_the_run_ends_inside_a_probe_and_its_last_lr_is_hel
     res.stdout.fnmatch_lines([
         "*preflight passed: 6 of 6 pre-flight checks passed*",
         "*- overfits_one_batch passed: *after 300 steps*",
-        "*  Note: OneCycleLR(total_steps=60) had no step left after probe step 61 of 300, so the probe held its last lr "
-        "* for the other 239 step(s) (torch refuses a step past total_steps; a run sized so ends there)",
+        "*  Note: OneCycleLR(total_steps=60) took its last step after probe step 60 of 300, so the probe held its last lr "
+        "* for the other 240 step(s) (torch refuses a step past total_steps; a run sized so ends there)",
         "*- finite_training passed: *for 100 steps*",
-        "*  Note: OneCycleLR(total_steps=60) had no step left after probe step 61 of 100*for the other 39 step(s)*",
+        "*  Note: OneCycleLR(total_steps=60) took its last step after probe step 60 of 100*for the other 40 step(s)*",
     ])
     res.stdout.fnmatch_lines([
         "*overfits_one_batch FAILED: accuracy * on one fixed batch of 32 after 300 steps*",
-        "*Note: OneCycleLR(total_steps=60) had no step left after probe step 61 of 300*",
+        "*Note: OneCycleLR(total_steps=60) took its last step after probe step 60 of 300*",
     ])
     out = res.stdout.str()
     assert "refused to step" not in out and "Traceback" not in out

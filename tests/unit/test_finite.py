@@ -53,6 +53,9 @@ def test_an_optimizer_eps_that_is_zero_in_the_weights_dtype_leads_when_the_first
     later, _ = finite.causes(finite.find(Trace([1.1, 1.0, 0.9, 0.8, 0.7, np.nan])), said)
     assert [c.score for c in later if c.name == "optimizer_eps_underflow"] == [0.5]  # a late break is weaker evidence
     assert "optimizer_eps_underflow" not in [c.name for c in finite.causes(finite.find(Trace([1.1, np.nan])))[0]]
+    # a loss NaN on step 1 came from the weights before any update: not the optimizer's eps
+    first, _ = finite.causes(finite.find(Trace([np.nan, np.nan])), said)
+    assert first[0].name == "loss_computes_nonfinite" and "optimizer_eps_underflow" not in [c.name for c in first]
 
 
 def test_weights_broken_with_a_finite_loss_still_fail() -> None:

@@ -295,9 +295,12 @@ def leakage_message(r: leakage.LeakageResult, max_overlap: int | float, within_s
     needed = dict.fromkeys(FIX_OF.get(kind, kind) for kind in r.kinds)
     lines += [f"Fix ({name}): " + FIXES[name].format(columns=columns) for name in needed if name in FIXES]
     # repeats in a stream read by several workers: named whether or not they fail (within_split=False reports them)
-    label = "Fix (repeats, {name})" if "repeats" in needed else "Note (repeats, {name})"
-    lines += [_worker_repeats(label.format(name=name), name, r.within[name], k) for name, k in (streams or {}).items()
-              if k > 1 and name in r.within and r.within[name].repeats]
+    # (k unsharded copies repeat at least (k-1)/k of the rows: fewer repeats rule them out)
+    for name, k in (streams or {}).items():
+        w = r.within.get(name)
+        if k > 1 and w is not None and w.repeats and w.repeats * k >= w.n * (k - 1):
+            failed = any(f.startswith(f"{name}: ") and "repeated row" in f for f in r.failures)
+            lines.append(_worker_repeats(f"{'Fix' if failed else 'Note'} (repeats, {name})", name, w, k))
     return "\n".join(lines)
 
 
@@ -305,7 +308,8 @@ def _worker_repeats(label: str, name: str, w: Any, k: int) -> str:
     """The fix when a split's repeats may be its workers' copies of one stream."""
     exact = w.repeats * k == w.n * (k - 1)
     share = (f"its {w.repeats} repeats of {w.n} rows are exactly the (k-1)/k share that {k} copies of one stream give"
-             if exact else f"{k} copies of one stream would repeat (k-1)/k of its rows")
+             if exact else f"its {w.repeats} repeats of {w.n} rows include the (k-1)/k share that {k} copies of one "
+             f"stream give")
     return (f"{label}: {name} is an IterableDataset read by {k} DataLoader workers, each running its own "
             f"copy of __iter__, and {share}: unless __iter__ splits its samples by "
             f"torch.utils.data.get_worker_info() (worker i yields every num_workers-th sample from i), each sample "

@@ -74,7 +74,8 @@ class OverfitMeasurements:
     batch_mix: Sorting | None = None  # how sorted by class the training batches are
     sampled: bool = False  # the metrics and data measurements come from an eval sample, not the whole splits
     planned_steps: int | None = None  # steps of the epochs asked for, when known (a capped pass ran fewer)
-    val_one_class: int | None = None  # the one class id every measured val sample holds, while train holds several
+    # (the one class id every measured val sample holds, how many classes train holds, whether val was sampled)
+    val_one_class: tuple[int, int, bool] | None = None
 
     @property
     def metric_name(self) -> str:
@@ -330,9 +331,10 @@ def diagnose(
     if m.truncated:
         notes.append(f"the pass stopped at the step budget after {m.steps} steps (--trainsanity-max-steps)")
     if m.val_one_class is not None:
+        only, train_classes, val_sampled = m.val_one_class
         notes.append(
-            f"every one of the {m.n_val if not m.sampled else 'sampled'} val samples holds class {m.val_one_class}, "
-            f"while train holds {m.n_classes if m.n_classes else 'several'} classes: val accuracy is that one class's "
+            f"every one of the {'sampled' if val_sampled else m.n_val} val samples holds class {only}, "
+            f"while train holds {train_classes} classes: val accuracy is that one class's "
             f"recall, so the gap compares it with train accuracy over every class and says little about "
             f"over-fitting; split with stratification (train_test_split(..., stratify=y), StratifiedKFold) so val "
             f"holds every class")

@@ -94,8 +94,9 @@ def run(p: Prepared) -> CheckReport:
             if overlap.any() and (~overlap).any():
                 val_clean, val_on_overlap = float(correct[~overlap].mean()), float(correct[overlap].mean())
         present = np.unique(yv) if yv.ndim == 1 and len(yv) else None
-        if present is not None and len(present) == 1 and yt.ndim == 1 and len(np.unique(yt)) > 1:
-            val_one_class = int(present[0])
+        train_classes = len(np.unique(yt)) if yt.ndim == 1 else 0
+        if present is not None and len(present) == 1 and train_classes > 1:
+            val_one_class = (int(present[0]), train_classes, bool(samples["val"].sampled))
         counts = main.label_counts
         batch_mix = sorting(counts, class_shares(yt, n_classes)) if counts.size and counts.shape[1] == n_classes else None
     m = overfit.OverfitMeasurements(

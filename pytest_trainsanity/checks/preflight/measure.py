@@ -568,7 +568,8 @@ def judge_finite(r: FiniteRun, steps: int, framework: str = "torch", capped: str
               f"non-finite on {'the very first step' if r.bad_step == 1 else 'step ' + str(r.bad_step)}"
               + (f" in '{r.module}' ({r.module_kind})" if r.module else ""),
               "clamp before log (x.clamp_min(1e-12)) / divide by (d + eps); use log_softmax / logits losses"),
-        *([eps_cause(r.eps_underflow, r.bad_step, "optimizer eps is 0 in the weights' dtype")] if r.eps_underflow else []),
+        *([eps_cause(r.eps_underflow, r.bad_step, "optimizer eps is 0 in the weights' dtype")]
+          if r.eps_underflow and r.bad_step > 1 else []),
         Cause("float16 overflow", 0.7 if r.dtype in ("float16", "bfloat16") else 0.0,
               f"weights are {r.dtype or '?'} (float16 overflows past 65504)", "train in float32 or use autocast with a GradScaler"),
     ]

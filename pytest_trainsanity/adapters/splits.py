@@ -51,10 +51,7 @@ def as_numpy(value: Any, what: str) -> np.ndarray:
     if array.dtype == object:
         first = array.reshape(-1)[:1].tolist()
         if first and isinstance(first[0], (str, bytes)):
-            raise SetupError(f"{what} has dtype object (e.g. {first[0]!r}); " + (
-                LABELS_AS_TEXT if what.endswith(" y") else
-                "inputs must be numeric: encode text columns before building the split (sklearn's OrdinalEncoder "
-                "for ids an embedding reads, OneHotEncoder for a few categories), fitted on train."))
+            raise SetupError(text_values(what, array, labels=what.endswith(" y")))
         raise SetupError(
             f"{what} has dtype object (ragged or mixed values, shape {array.shape}); "
             f"give a numeric array of equal-shaped samples."
@@ -62,9 +59,15 @@ def as_numpy(value: Any, what: str) -> np.ndarray:
     return array
 
 
-LABELS_AS_TEXT = ("labels must be numeric: encode the class names as ids with one mapping for all splits, so that a "
-                  "class has the same id in each, e.g. enc = sklearn.preprocessing.LabelEncoder().fit(y_train), then "
-                  "enc.transform(y) for each split.")
+def text_values(what: str, array: Any, labels: bool) -> str:
+    """The paragraph for text where numbers are needed (class names as labels, a text input column)."""
+    first = np.asarray(array).reshape(-1)[:1].tolist()
+    return f"{what} has dtype {array.dtype}" + (f" (e.g. {first[0]!r}); " if first else "; ") + (
+        "labels must be numeric: encode the class names as ids with one mapping for all splits, so that a class has "
+        "the same id in each, e.g. enc = sklearn.preprocessing.LabelEncoder().fit(y_train), then enc.transform(y) for "
+        "each split." if labels else
+        "inputs must be numeric: encode text columns before building the split (sklearn's OrdinalEncoder for ids an "
+        "embedding reads, OneHotEncoder for a few categories), fitted on train.")
 
 
 def require_values(shape: Any, what: str) -> None:
@@ -402,10 +405,9 @@ class ArraySplit(Split):
                     f"(float features or integer ids)."
                 )
         if kind_of(y) not in "biuf":
-            text = kind_of(y) in "USO"
-            first = np.asarray(y).reshape(-1)[:1].tolist() if text else []
-            raise SetupError(f"TrainSetup({name}=...) y has dtype {y.dtype}" + (f" (e.g. {first[0]!r}); " if first else "; ")
-                             + (LABELS_AS_TEXT if text else "labels must be numeric."))
+            if kind_of(y) in "USO":
+                raise SetupError(text_values(f"TrainSetup({name}=...) y", y, labels=True))
+            raise SetupError(f"TrainSetup({name}=...) y has dtype {y.dtype}; labels must be numeric.")
 
     def n_samples(self) -> int:
         return _length(self.y)

@@ -464,16 +464,17 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
 
     def _scale_lr(self, scale: float) -> None:
         """Every learning rate the optimizer and scheduler keep (OneCycleLR's max_lr/min_lr in the
-        groups, CyclicLR's max_lrs), so the schedule cannot restore the full rate."""
+        groups, CyclicLR's max_lrs, the base_lrs of each scheduler a SequentialLR or ChainedScheduler
+        holds), so the schedule cannot restore the full rate."""
         for group in self.optimizer.param_groups:
             for key in ("lr", "initial_lr", "max_lr", "min_lr"):
                 if key in group:
                     group[key] = group[key] * scale
-        for attr in ("base_lrs", "max_lrs", "min_lrs"):
-            if self.scheduler is not None and hasattr(self.scheduler, attr):
-                setattr(self.scheduler, attr, [lr * scale for lr in getattr(self.scheduler, attr)])
-        if self.scheduler is not None:
-            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        for sched in _schedulers_in(self.scheduler):
+            for attr in ("base_lrs", "max_lrs", "min_lrs"):
+                if hasattr(sched, attr):
+                    setattr(sched, attr, [lr * scale for lr in getattr(sched, attr)])
+            sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def _target_ids(self, target: Any) -> Any:
         """Class ids per sample (one-hot rows -> argmax); token-level targets keep their shape."""
@@ -841,3 +842,11 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         return out
 
 
+def _schedulers_in(scheduler: Any) -> list[Any]:
+    """``scheduler`` and every scheduler it runs (SequentialLR's and ChainedScheduler's ``_schedulers``, nested)."""
+    if scheduler is None:
+        return []
+    found = [scheduler]
+    for child in getattr(scheduler, "_schedulers", None) or ():
+        found += _schedulers_in(child)
+    return found

@@ -210,13 +210,23 @@ def test_cuda_unavailable_is_a_clear_option_error(digits) -> None:
         check_epoch1_overfit(setup, device="cuda")
 
 
-@pytest.mark.parametrize("kind", ["onecycle", "cyclic"])
+def _schedule(kind: str, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    S = torch.optim.lr_scheduler
+    if kind == "onecycle":
+        return S.OneCycleLR(opt, max_lr=0.1, total_steps=200)
+    if kind == "cyclic":
+        return S.CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=20)
+    if kind == "sequential":  # warm-up then cosine: at the milestone the cosine recomputes from its own base_lrs
+        return S.SequentialLR(opt, [S.LinearLR(opt, 0.1, 1.0, 10), S.CosineAnnealingLR(opt, 80)], [10])
+    return S.ChainedScheduler([S.LinearLR(opt, 0.1, 1.0, 10), S.ExponentialLR(opt, 0.99)])
+
+
+@pytest.mark.parametrize("kind", ["onecycle", "cyclic", "sequential", "chained"])
 def test_lr_probe_scales_schedules_that_recompute_the_rate(digits, kind: str) -> None:
     Xtr, ytr, Xv, yv = digits
     model = bn_net()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=200) if kind == "onecycle"
-             else torch.optim.lr_scheduler.CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=20))
+    sched = _schedule(kind, opt)
     setup = TrainSetup(model=model, train=(Xtr, ytr), val=(Xv, yv), optimizer=opt, loss="cross_entropy",
                        scheduler=sched, scheduler_step="batch")
     adapter = TorchAdapter(model, setup, load_splits(setup), RunSettings(device="cpu"))

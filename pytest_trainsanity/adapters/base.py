@@ -173,6 +173,15 @@ def check_label_range(targets: dict[str, np.ndarray], task: str, n_outputs: int,
                     f"{' ...' if len(row) > 8 else ''}). The classification checks judge one label per sample (accuracy "
                     f"of the argmax, the entropy of one class distribution), which would misjudge them; multi-label "
                     f"classification is not supported yet. no_leakage and inputs_normalized take these splits as they are.")
+        if n_outputs > 1 and y.dtype.kind == "f" and (y.ndim == 1 or y.ndim == 2 and y.shape[1] == 1) and y.size:
+            fractional = y.reshape(-1)[np.mod(y.reshape(-1), 1) != 0]
+            if len(fractional):
+                raise SetupError(
+                    f"TrainSetup({name}=...) has classification labels that are not whole numbers ({len(fractional)} "
+                    f"of {y.size}{' in its eval sample' if sampled else ''}, e.g. {float(fractional[0]):g}), but the model "
+                    f"outputs {n_outputs} class scores per sample, so each label must be a class id in [0, "
+                    f"{n_outputs - 1}]. For a numeric target use TrainSetup(task='regression'); for soft labels give "
+                    f"rows of {n_outputs} class probabilities.")
         ids = target_ids(y, n_outputs)
         if not len(ids):
             continue

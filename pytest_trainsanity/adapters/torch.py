@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import math
 import random
 import time
 import warnings
@@ -39,7 +40,7 @@ from .torch_attrs import ModuleAttrs, evaluating
 from .torch_data import _torch, clone, clone_tree, tensor_to_numpy, to_device
 from .torch_preflight import TorchPreflight
 from .torch_record import StepRecord
-from .torch_step import TorchStep, batch_text, first_layer, predictions, resolve_device
+from .torch_step import ELEMENTWISE_LOSSES, TorchStep, batch_text, first_layer, label_hint, predictions, resolve_device
 from .torch_uses import following
 
 UPDATE_EVERY = 4  # ||update|| / ||weights|| on every 4th step of a detail pass (NaN between): see TrainingTrace
@@ -156,7 +157,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             self.input_uses = dict(uses)
             pred = predictions(out, torch)
             n_outputs = self._outputs_of(pred, self.form.target(batch))
-            self.n_outputs = n_outputs
+            self.n_outputs, self._output_ndim = n_outputs, pred.ndim
             check_label_range({n: s.numpy()[1] for n, s in self.samples.items()}, self.setup.task, n_outputs,
                               sampled=any(s.sampled for s in self.samples.values()))
             if self.arrays:
@@ -169,6 +170,8 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
                 raise
             except Exception as exc:  # noqa: BLE001
                 raise SetupError(self._loss_error(batch, pred, exc)) from None
+            if self.mode == "loss":
+                self._refuse_broadcast(pred, self.form.target(batch))
             if self.form.weighted:
                 self.notes.append(self._weights_note())
             if loss is None and self.mode == "own":
@@ -200,13 +203,40 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             f"layer is {first_layer(self.model)}. {NO_CAST}"
         )
 
+    def _loss_name(self) -> str:
+        fn = self.loss_fn
+        return type(fn).__name__ if isinstance(fn, self.torch.nn.Module) else getattr(fn, "__name__", type(fn).__name__)
+
+    def _refuse_broadcast(self, pred: Any, target: Any) -> None:
+        """An element-wise loss (MSELoss, BCEWithLogitsLoss) that broadcast the output against labels of
+        another shape ((N, 1) against (N,) gives N x N pairs; (N, C) against (N,) pairs classes with
+        samples) computed without an error, and lowers the wrong number: torch only warns."""
+        name = self._loss_name()
+        if name not in ELEMENTWISE_LOSSES or not hasattr(target, "shape") or tuple(pred.shape) == tuple(target.shape):
+            return
+        try:
+            shape = tuple(self.torch.broadcast_shapes(pred.shape, target.shape))
+        except RuntimeError:
+            return
+        grows = math.prod(shape) > max(pred.numel(), target.numel())
+        hint = label_hint(pred, target, name, self.setup.task)
+        raise SetupError(
+            f"{name} broadcasts the model's output {describe(pred)} against the train labels {describe(target)} "
+            + (f"to {shape}: it compares every output with every sample's label" if grows else
+               "(their shapes differ; it aligns them from the last axis)")
+            + f", so the loss it lowers is not the error of each prediction (torch only warns: 'Using a target size "
+            f"that is different to the input size'). " + (f"{hint[0].upper()}{hint[1:]}." if hint else
+                                                            "Give the labels the output's shape."))
+
     def _loss_error(self, batch: Any, pred: Any, exc: BaseException) -> str:
         target = self.form.target(batch)
         if self.mode == "loss":
+            hint = label_hint(pred, target, self._loss_name(), self.setup.task)
             return (
                 f"The loss could not compare the model's output with the train labels: loss(output {describe(pred)}, "
-                f"labels {describe(target)}) raised {type(exc).__name__}: {first_line(exc)}. Check that the loss "
-                f"fits the task ({self.setup.task}) and the label format."
+                f"labels {describe(target)}) raised {type(exc).__name__}: {first_line(exc)}. "
+                + (f"{hint[0].upper()}{hint[1:]}." if hint else
+                   f"Check that the loss fits the task ({self.setup.task}) and the label format.")
             )
         source = {"step": "TrainSetup(step=...)", "lightning": f"{type(self.model).__name__}.training_step",
                   "own": "the model's own loss"}[self.mode]
@@ -386,12 +416,23 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
         return batch
 
     def _targets(self, t: Any) -> Any:
-        """Array targets in the loss's format: class ids as long (float 0/1 columns for one output),
-        other targets in the model's float dtype. (Inputs are never converted.)"""
-        if self.setup.task == "classification" and not t.is_floating_point():
-            if self.n_outputs == 1:
-                return t.to(self.dtype).reshape(-1, 1) if t.ndim == 1 else t.to(self.dtype)
-            return t.long()
+        """Array targets in the loss's format, as a training loop hands them to it: for one output per
+        sample (BCEWithLogitsLoss, a regression head), floats in the output's own shape, (N, 1) or (N,),
+        so that no loss broadcasts one against the other; class ids (integers, or floats holding whole
+        numbers, as a vector or an (N, 1) column) as a long vector; other targets (soft or one-hot rows,
+        token ids, several regression outputs) as they are, floats in the model's dtype. (Only array
+        splits, whose batches the check cuts; inputs are never converted.)"""
+        ndim = getattr(self, "_output_ndim", 2)
+        if self.n_outputs == 1 and (self.setup.task != "classification" or ndim <= 2):
+            t = t.to(self.dtype)
+            if t.ndim == 1 and ndim == 2:
+                return t.reshape(-1, 1)
+            return t.reshape(-1) if t.ndim == 2 and t.shape[1] == 1 and ndim == 1 else t
+        if self.setup.task == "classification":
+            if t.ndim == 2 and t.shape[1] == 1 and ndim == 2:
+                t = t.reshape(-1)  # a column of class ids
+            if not t.is_floating_point() or t.ndim == 1:
+                return t.long()
         return t.to(self.dtype)
 
     def _tensor_data(self) -> None:

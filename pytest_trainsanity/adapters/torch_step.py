@@ -83,6 +83,44 @@ def batch_text(form: Any, batch: Any) -> str:
     return "; ".join(parts)
 
 
+ELEMENTWISE_LOSSES = ("BCEWithLogitsLoss", "BCELoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss",
+                      "binary_cross_entropy_with_logits", "binary_cross_entropy", "mse_loss", "l1_loss",
+                      "smooth_l1_loss", "huber_loss")
+ID_LOSSES = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss")
+
+
+def label_hint(pred: Any, target: Any, loss_name: str, task: str = "classification") -> str:
+    """What to change when the loss refused the labels as the pipeline yields them, read off the
+    output's and the labels' shapes and dtypes ("" when they give no clue)."""
+    out, t = tuple(getattr(pred, "shape", ())), tuple(getattr(target, "shape", ()))
+    if not out or not t or not hasattr(target, "is_floating_point"):
+        return ""
+    floating = bool(target.is_floating_point())
+    if out[1:] == (1,) and t[1:] == ():
+        return (f"the model gives one value per sample as a column {out} and the labels come as a vector {t}; "
+                f"{loss_name} needs the two in one shape: yield each label with shape (1,) (y.float().unsqueeze(1) in "
+                f"the dataset or collate_fn), or return the output as a vector (output.squeeze(1))")
+    if out[1:] == () and t[1:] == (1,):
+        return (f"the model gives one value per sample as a vector {out} and the labels come as a column {t}; "
+                f"{loss_name} needs the two in one shape: yield each label as a scalar (y.squeeze(1)), or return the "
+                f"scores as a column (logits.unsqueeze(1))")
+    if out == t and not floating and loss_name in ELEMENTWISE_LOSSES:
+        return (f"the labels are {str(target.dtype).replace('torch.', '')} and {loss_name} takes them as floats of "
+                f"the output's dtype: yield y.float() from the dataset or collate_fn")
+    if len(out) == 2 and out[1] > 1 and task == "classification":
+        if t[1:] == (1,):
+            return (f"the labels are class ids in a column {t}; {loss_name} takes one id per sample as a vector: "
+                    f"yield y.squeeze(1) (shape (N,)) from the dataset or collate_fn")
+        if len(t) == 1 and floating and loss_name in ID_LOSSES:
+            return (f"the labels are {str(target.dtype).replace('torch.', '')} but {loss_name} reads a vector of "
+                    f"class ids, which must be int64: yield y.long() from the dataset or collate_fn (float labels "
+                    f"must be rows of {out[1]} class probabilities)")
+        if len(t) == 1 and loss_name in ELEMENTWISE_LOSSES:
+            return (f"the model gives {out[1]} class scores per sample and the labels one class id each; {loss_name} "
+                    f"compares values element by element: class ids take CrossEntropyLoss")
+    return ""
+
+
 def predictions(out: Any, torch: Any) -> Any:
     """The predictions in a model's output: a tensor; ``.logits`` of a mapping or output object
     (Hugging Face ``ModelOutput``); the first item of a tuple or list."""

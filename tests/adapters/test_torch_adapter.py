@@ -4,6 +4,7 @@ split forms, state restoration bit for bit, determinism, errors."""
 from __future__ import annotations
 
 import copy
+import warnings
 import random
 
 import numpy as np
@@ -596,3 +597,33 @@ def test_a_compiled_model_is_named_by_the_class_it_compiled_and_comes_back_uncha
     assert "Model: Sequential via torch.compile (torch on cpu), 2,410 trainable parameters" in report.message
     assert "OptimizedModule" not in report.message
     assert all(torch.equal(v, before[k]) for k, v in inner.state_dict().items())
+
+
+def _head(outputs: int, flat: bool = False) -> torch.nn.Module:
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, outputs)]
+    return torch.nn.Sequential(*layers, *([torch.nn.Flatten(0)] if flat else []))
+
+
+@pytest.mark.parametrize("case", ["regression_vector", "one_logit_flat", "class_id_column", "float_class_ids"])
+def test_array_labels_reach_the_loss_in_the_outputs_format(digits, case: str) -> None:
+    """Array splits are cut into batches by the check, so their labels are handed to the loss as a
+    training loop would: in the output's shape for one output per sample (no (N, 1) vs (N,)
+    broadcasting), class ids as a long vector."""
+    Xtr, ytr, Xv, yv = digits
+    kw: dict = {}
+    if case == "regression_vector":  # y (N,) against an (N, 1) output: MSELoss broadcast it to N x N pairs
+        model, ys, loss, kw = _head(1), (ytr.astype(np.float32), yv.astype(np.float32)), torch.nn.MSELoss(), {"task": "regression"}
+    elif case == "one_logit_flat":  # integer 0/1 labels for a model that returns a vector of logits
+        model, ys, loss = _head(1, flat=True), (ytr % 2, yv % 2), torch.nn.BCEWithLogitsLoss()
+    elif case == "class_id_column":
+        model, ys, loss = _head(10), (ytr[:, None], yv[:, None]), torch.nn.CrossEntropyLoss()
+    else:  # ids read from a float column (pandas gives float64 when a column held NaN once)
+        model, ys, loss = _head(10), (ytr.astype(np.float64), yv.astype(np.float64)), torch.nn.CrossEntropyLoss()
+    setup = TrainSetup(model=model, train=(Xtr, ys[0]), val=(Xv, ys[1]), optimizer=lambda p: torch.optim.Adam(p, 1e-3),
+                       loss=loss, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's 'Using a target size that is different to the input size'
+        report = check_epoch1_overfit(setup, epochs=3)
+    floor = {"regression_vector": 0.3, "one_logit_flat": 0.75}.get(case, 0.8)  # broadcast, R^2 stayed below 0
+    assert report.metrics["train_metric"] > floor, report.message

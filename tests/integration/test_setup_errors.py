@@ -47,6 +47,29 @@ CASES = {
         "TrainSetup(model=mlp(), train=(Xtr, ytr), val=(Xv, yv), optimizer=lambda p: torch.optim.SGD(p, 0.1), loss=torch.nn.MSELoss())",
         "*The loss could not compare the model's output with the train labels: loss(output float32 (2, 10), labels int64 (2,)) raised RuntimeError:*",
     ),
+    "fractional_labels": (
+        "setup(Xtr, ytr + 0.5, Xv, yv)",
+        "*TrainSetup(train=...) has classification labels that are not whole numbers (1437 of 1437, e.g. 3.5), but the model outputs 10 class scores per sample*task='regression'*",
+    ),
+    # a DataLoader's batches reach the loss as they come: its label format is named with the fix
+    "labels_as_a_vector_for_one_logit": (
+        "TrainSetup(model=torch.nn.Sequential(mlp(), torch.nn.Linear(10, 1)), train=dl(Xtr, (ytr % 2).astype('float32')), "
+        "val=dl(Xv, (yv % 2).astype('float32')), optimizer=lambda p: torch.optim.Adam(p, 1e-3), loss=torch.nn.BCEWithLogitsLoss())",
+        "*raised ValueError: Target size (torch.Size([[]2])) must be the same as input size (torch.Size([[]2, 1])). The model gives "
+        "one value per sample as a column (2, 1) and the labels come as a vector (2,); BCEWithLogitsLoss needs the two in one "
+        "shape: yield each label with shape (1,) (y.float().unsqueeze(1) in the dataset or collate_fn)*",
+    ),
+    "regression_loss_broadcasts": (
+        "TrainSetup(model=torch.nn.Sequential(mlp(), torch.nn.Linear(10, 1)), train=dl(Xtr, ytr.astype('float32')), "
+        "val=dl(Xv, yv.astype('float32')), optimizer=lambda p: torch.optim.Adam(p, 1e-3), loss=torch.nn.MSELoss(), task='regression')",
+        "*MSELoss broadcasts the model's output float32 (2, 1) against the train labels float32 (2,) to (2, 2): it compares "
+        "every output with every sample's label*",
+    ),
+    "float_class_ids": (
+        "TrainSetup(model=mlp(), train=dl(Xtr, ytr.astype('float32')), val=dl(Xv, yv.astype('float32')), optimizer=lambda p: torch.optim.Adam(p, 1e-3), "
+        "loss=torch.nn.CrossEntropyLoss())",
+        "*The labels are float32 but CrossEntropyLoss reads a vector of class ids, which must be int64: yield y.long()*",
+    ),
     "string_inputs": (
         "setup(Xtr.astype(str), ytr, Xv, yv)",
         "*TrainSetup(train=...) X has dtype <U* inputs must be numeric*",
@@ -55,7 +78,10 @@ CASES = {
 
 
 def test_unusable_setups_are_clear_errors(project: pytest.Pytester) -> None:
-    body = ["import pytest, torch", "from helpers import *", "from pytest_trainsanity import TrainSetup", ""]
+    body = ["import pytest, torch", "from helpers import *", "from pytest_trainsanity import TrainSetup", "",
+            "def dl(X, y):",
+            "    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.as_tensor(X), torch.as_tensor(y)), batch_size=32)",
+            ""]
     for name, (expr, _) in CASES.items():
         body += [
             "@pytest.fixture",

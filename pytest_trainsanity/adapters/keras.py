@@ -125,6 +125,10 @@ class KerasAdapter(KerasPreflight, Adapter):
             if not self.params:
                 raise SetupError("TrainSetup(model=...) has no trainable weights; there is nothing to train.")
             self.optimizer = self._optimizer(setup.optimizer)
+            # a LossScaleOptimizer (mixed_float16) steps with its inner optimizer's rate, and divides the gradients by
+            # its loss scale: the loss is multiplied by it first, as Keras's own train_step does (scale_loss)
+            self.rate_owner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+            self.loss_scaled = self.rate_owner is not self.optimizer and hasattr(self.optimizer, "scale_loss")
             self.loss_fn = self._loss(setup.loss) if self.step is None else None
             self._check_loss(out)
         self.plateau: Plateau | None = None
@@ -222,10 +226,10 @@ class KerasAdapter(KerasPreflight, Adapter):
         if given is None:
             return None
         if isinstance(given, self.keras.callbacks.ReduceLROnPlateau):
-            if isinstance(self.optimizer._learning_rate, self.keras.optimizers.schedules.LearningRateSchedule):
+            if isinstance(self.rate_owner._learning_rate, self.keras.optimizers.schedules.LearningRateSchedule):
                 raise SetupError(
                     f"TrainSetup(scheduler=ReduceLROnPlateau(...)) with an optimizer whose learning_rate is a "
-                    f"{type(self.optimizer._learning_rate).__name__}: the callback sets the rate, which a schedule "
+                    f"{type(self.rate_owner._learning_rate).__name__}: the callback sets the rate, which a schedule "
                     f"owns (model.fit raises TypeError at the first reduction). Give the optimizer a float rate, or "
                     f"drop the callback.")
             self.plateau = Plateau.of(given)
@@ -314,7 +318,7 @@ class KerasAdapter(KerasPreflight, Adapter):
         tf = self.tf
         gen = tf.random.get_global_generator()
         self._rng = (random.getstate(), np.random.get_state(), gen.state.numpy().copy())
-        self._orig_lr = self.optimizer._learning_rate  # Keras 3 reads the rate from here
+        self._orig_lr = self.rate_owner._learning_rate  # Keras 3 reads the rate from here
         self._snapshot = self._capture()
         with tf.device(self.device):
             schedule = isinstance(self._orig_lr, self.keras.optimizers.schedules.LearningRateSchedule)
@@ -325,7 +329,7 @@ class KerasAdapter(KerasPreflight, Adapter):
             self._scale = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="trainsanity_lr_scale")
             self._hold = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="trainsanity_hold_lr")
             self._schedule = self._orig_lr if schedule else None
-            self.optimizer._learning_rate = self._lr
+            self.rate_owner._learning_rate = self._lr
             try:
                 self.eval_batches = {name: [self._device(c) for c in s.chunks(s.chunk_rows(self.batch_size))] for name, s in self.samples.items()}
                 if self.arrays:
@@ -338,7 +342,7 @@ class KerasAdapter(KerasPreflight, Adapter):
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.optimizer._learning_rate = self._orig_lr
+        self.rate_owner._learning_rate = self._orig_lr
         self._restore(self._snapshot)
         py, npy, tfs = self._rng
         random.setstate(py)
@@ -389,8 +393,16 @@ class KerasAdapter(KerasPreflight, Adapter):
     def _bn_layers(self) -> list[Any]:
         return [layer for layer in self._layers() if isinstance(layer, self.keras.layers.BatchNormalization)]
 
+    def loss_scale(self) -> Any:
+        """The factor the loss is multiplied by before its gradients (a LossScaleOptimizer's dynamic scale; 1)."""
+        opt = self.optimizer
+        if not self.loss_scaled:
+            return 1.0
+        return self.tf.cast(opt.dynamic_scale if opt.built else opt.initial_scale, self.tf.float32)
+
     def _momentum_vars(self) -> list[Any]:
-        return list(getattr(self.optimizer, "_momentums", None) or getattr(self.optimizer, "momentums", None) or [])
+        opt = self.rate_owner
+        return list(getattr(opt, "_momentums", None) or getattr(opt, "momentums", None) or [])
 
     def _step_loss(self, batch: Any, training: bool) -> Any:
         tf = self.tf
@@ -463,8 +475,9 @@ class KerasAdapter(KerasPreflight, Adapter):
                 loss = self._batch_loss(batch, predictions(model(self.form.keras_input(batch), training=True)))
             if model.losses:
                 loss += tf.add_n(model.losses)
-        grads = tape.gradient(loss, params)
-        gnorm = tf.linalg.global_norm([g for g in grads if g is not None])
+            scaled = opt.scale_loss(loss) if self.loss_scaled else loss
+        grads = tape.gradient(scaled, params)
+        gnorm = tf.linalg.global_norm([g for g in grads if g is not None]) / self.loss_scale()
         base = self._schedule(opt.iterations) if self._schedule is not None else self._base
         lr = tf.where(self._hold >= 0, self._hold, tf.cast(base, tf.float32) * self._scale)
         self._lr.assign(lr)
@@ -669,7 +682,7 @@ class KerasAdapter(KerasPreflight, Adapter):
         out = {"hold_lr": "", "reshuffle": ""}
         if getattr(self.train_split, "kind", "") == "tf.data":
             out["reshuffle"] = "a tf.data pipeline orders its own batches"
-        out["reset_momentum"] = "" if self._momentum_vars() else f"{type(self.optimizer).__name__} keeps no momentum"
+        out["reset_momentum"] = "" if self._momentum_vars() else f"{type(self.rate_owner).__name__} keeps no momentum"
         out["freeze_bn"] = "" if self._bn_layers() else "the model has no batch-norm layer"
         return out
 

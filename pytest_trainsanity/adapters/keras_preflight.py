@@ -422,7 +422,8 @@ class KerasPreflight(Preflight):
             before = [v.numpy().copy() for v in weights]
             with tf.GradientTape() as tape:
                 loss = self._train_loss(batch, training=True)
-            grads = tape.gradient(loss, targets)
+                scaled = self.optimizer.scale_loss(loss) if self.loss_scaled else loss
+            grads = tape.gradient(scaled, targets)
             base = self._schedule(self._live_step()) if self._schedule is not None else self._base
             self._lr.assign(tf.cast(base, tf.float32) * self._scale)
             with warnings.catch_warnings():  # "gradients do not exist for variables": measured, not warned

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import SetupError, missing_extra
 from .batches import BatchForm, detect_form, tree_leaves
-from .splits import Block, EvalSample, Gather, Split, as_numpy, sample_how
+from .splits import STREAM_CAP, Block, EvalSample, Gather, Split, as_numpy, sample_how
 
 
 def _tf() -> tuple[Any, Any]:
@@ -139,9 +139,21 @@ class KerasSplit(Split):
         """The whole split, for the model-free checks; a dataset that repeats forever is refused, not read."""
         self.refuse_endless("This check compares every sample of the split, so it would read without end and "
                             "without bound in memory.")
+        capped = self.kind == "tf.data" and int(self.dataset.cardinality()) == -2  # tf.data.UNKNOWN_CARDINALITY
+        read = 0
         for batch in self._ordered():
             form = self.form(batch)
             target = as_numpy(form.target(batch), self.where)
+            read += len(target)
+            if capped and read > STREAM_CAP:
+                raise SetupError(
+                    f"{self.where} is a tf.data.Dataset of unknown length (its cardinality is UNKNOWN: a .filter(), "
+                    f"a generator or TFRecord files hide whether it ends) that yielded more than {STREAM_CAP:,} samples "
+                    f"without ending. This check compares every sample of the split, so a pipeline that repeats forever "
+                    f"(a .repeat() before the .filter()) would be read without end. Give the check a finite split: the "
+                    f"dataset before .repeat(), or ds.take(n_batches); a finite dataset larger than {STREAM_CAP:,} "
+                    f"samples is read to its end once it states its length "
+                    f"(ds.apply(tf.data.experimental.assert_cardinality(n_batches))).")
             if len(target):
                 yield {k: as_numpy(v, self.where) for k, v in form.inputs(batch).items()}, target
 

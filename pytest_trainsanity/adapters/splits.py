@@ -279,6 +279,12 @@ class Gather:
 # ---------------------------------------------------------------------- splits
 
 
+# samples a model-free check reads from a stream of unknown length (an IterableDataset with no __len__, a
+# tf.data.Dataset of UNKNOWN cardinality) before calling it endless: such a stream (a `while True` in __iter__,
+# a .repeat() behind a .filter()) never ends, and a finite one this large can state its length
+STREAM_CAP = 1_000_000
+
+
 class Split:
     """One split as the user gave it. Subclasses read it; nothing is read at construction."""
 

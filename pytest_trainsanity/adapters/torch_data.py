@@ -20,12 +20,9 @@ import numpy as np
 
 from ..errors import SetupError, missing_extra
 from .batches import BatchForm, detect_form
-from .splits import Block, EvalSample, Gather, Split, as_numpy, refuse_loader_collection, sample_how, sample_indices
+from .splits import STREAM_CAP, Block, EvalSample, Gather, Split, as_numpy, refuse_loader_collection, sample_how, sample_indices
 
 EVAL_READ_BATCH = 256  # batch size of eval-sample reads when the loader has none of its own
-# samples a model-free check reads from an IterableDataset with no __len__ before calling it endless: such a
-# stream (a `while True` in __iter__) never ends, and a finite one this large can say so with a __len__
-STREAM_CAP = 1_000_000
 
 
 def _torch() -> Any:

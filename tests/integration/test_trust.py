@@ -757,3 +757,47 @@ def test_a_float16_model_whose_adam_eps_is_zero_is_told_so(project: pytest.Pytes
         "*1. optimizer eps is 0 in the weights' dtype (evidence score 0.90): Adam's eps 1e-08 is 0 in float16*",
     ])
     assert res.stdout.str().count("eps 1e-08 is 0") == 2
+
+
+def test_a_tf_data_pipeline_that_hides_its_repeat_behind_a_filter_is_refused_past_the_cap(keras_project) -> None:
+    """.repeat().filter(...) has UNKNOWN cardinality, not INFINITE: no_leakage read it without end (QA: no
+    result in 30 s and growing). Past the stream cap a length-less tf.data split is refused, as a torch
+    IterableDataset without __len__ is; one that states its length is read to its end."""
+    keras_project.makepyfile("""
+        import numpy as np, pytest, tensorflow as tf
+        import pytest_trainsanity.adapters.keras_data as keras_data
+        from pytest_trainsanity import TrainSetup
+
+        rng = np.random.RandomState(0)
+        X, y = rng.randn(200, 8).astype("float32"), rng.randint(0, 2, 200)
+
+        def hidden(repeat):
+            ds = tf.data.Dataset.from_tensor_slices((X, y))
+            return (ds.repeat() if repeat else ds).filter(lambda x, t: True).batch(32)
+
+        @pytest.fixture
+        def endless(monkeypatch):
+            monkeypatch.setattr(keras_data, "STREAM_CAP", 1000)  # the test's own smaller cap
+            return TrainSetup(train=hidden(True), val=tf.data.Dataset.from_tensor_slices((X[:50] + 1, y[:50])).batch(32))
+
+        @pytest.fixture
+        def stated(monkeypatch):
+            monkeypatch.setattr(keras_data, "STREAM_CAP", 100)  # below its 200 samples: the stated length lifts it
+            train = hidden(False).apply(tf.data.experimental.assert_cardinality(7))
+            return TrainSetup(train=train, val=tf.data.Dataset.from_tensor_slices((X[:50] + 1, y[:50])).batch(32))
+
+        @pytest.mark.no_leakage(setup="endless")
+        def test_leakage(): pass
+
+        @pytest.mark.inputs_normalized(setup="endless")
+        def test_normalized(): pass
+
+        @pytest.mark.no_leakage(setup="stated")
+        def test_stated(): pass
+    """)
+    res = run(keras_project)
+    out = res.stdout.str()
+    res.assert_outcomes(passed=1, failed=2)
+    assert out.count("TrainSetup(train=...) is a tf.data.Dataset of unknown length (its cardinality is UNKNOWN") == 2, out
+    assert "yielded more than 1,000 samples without ending" in out
+    assert "Traceback (most recent call last)" not in out and "pytest_trainsanity/" not in out

@@ -137,8 +137,8 @@ class KerasSplit(Split):
 
     def blocks(self) -> Iterator[Block]:
         """The whole split, for the model-free checks; a dataset that repeats forever is refused, not read."""
-        self.refuse_endless("This check compares every sample of the split, so it would read without end and "
-                            "without bound in memory.")
+        self.refuse_endless("The model-free checks (no_leakage, inputs_normalized) read every sample of the split, so "
+                            "it would be read without end and without bound in memory.")
         capped = self.kind == "tf.data" and int(self.dataset.cardinality()) == -2  # tf.data.UNKNOWN_CARDINALITY
         read = 0
         for batch in self._ordered():
@@ -149,7 +149,8 @@ class KerasSplit(Split):
                 raise SetupError(
                     f"{self.where} is a tf.data.Dataset of unknown length (its cardinality is UNKNOWN: a .filter(), "
                     f"a generator or TFRecord files hide whether it ends) that yielded more than {STREAM_CAP:,} samples "
-                    f"without ending. This check compares every sample of the split, so a pipeline that repeats forever "
+                    f"without ending. The model-free checks (no_leakage, inputs_normalized) read every sample of the "
+                    f"split, so a pipeline that repeats forever "
                     f"(a .repeat() before the .filter()) would be read without end. Give the check a finite split: the "
                     f"dataset before .repeat(), or ds.take(n_batches); a finite dataset larger than {STREAM_CAP:,} "
                     f"samples is read to its end once it states its length "
@@ -164,6 +165,7 @@ class KerasSplit(Split):
             form = self.form(batch)
             batch = _numpy_tree(batch)
             size = len(as_numpy(form.target(batch), self.where))
+            self.seen_batch = max(getattr(self, "seen_batch", 0), size)  # a batched pipeline's own batch size
             if count + size > n:
                 from .batches import tree_map
 

@@ -306,7 +306,8 @@ class TorchSplit(Split):
             if capped and read > STREAM_CAP:
                 raise SetupError(
                     f"{self.where} is a {type(self.dataset).__name__} (an IterableDataset with no __len__) that yielded "
-                    f"more than {STREAM_CAP:,} samples without ending. This check compares every sample of the split, "
+                    f"more than {STREAM_CAP:,} samples without ending. The model-free checks (no_leakage, "
+                    f"inputs_normalized) read every sample of the split, "
                     f"so a stream that never ends (a `while True` in __iter__) would be read without end. Give the "
                     f"check a finite split: the stream's first n samples (an IterableDataset that stops after n), a "
                     f"map-style Dataset or arrays; a finite stream larger than {STREAM_CAP:,} samples is read to its "

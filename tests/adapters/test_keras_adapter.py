@@ -419,3 +419,16 @@ def test_a_mixed_precision_model_trains_as_fit_trains_it(digits, wrapped: str) -
     assert epoch.metrics["train_metric"] > 0.8, epoch.message
     assert "lr=0.01 gives" in epoch.message  # the lr/10 probe ran at a tenth of the inner rate
     assert all(np.array_equal(b, w.numpy()) for b, w in zip(before, model.weights))
+
+
+def test_the_message_names_the_batch_size_a_batched_tf_data_pipeline_yields(digits) -> None:
+    """A batched tf.data.Dataset brings its own batch size; the message said TrainSetup's default 32."""
+    Xtr, ytr, Xv, yv = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
+    train = tf.data.Dataset.from_tensor_slices((Xtr, ytr)).batch(64)
+    setup = TrainSetup(model=model, train=train, val=(Xv, yv), optimizer="adam",
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    report = check_epoch1_overfit(setup)
+    assert report.metrics["steps"] == 23  # 1437 samples in batches of 64
+    assert "1,437 train / 360 val samples; batch 64." in report.message, report.message

@@ -315,7 +315,8 @@ def test_an_endless_iterable_dataset_is_refused_by_the_checks_that_read_whole_sp
     res.stdout.fnmatch_lines([
         "*_ test_leakage _*",
         "*pytest-trainsanity: TrainSetup(train=...) is a Endless (an IterableDataset with no __len__) that yielded more "
-        "than 5,000 samples without ending. This check compares every sample of the split, so a stream that never ends "
+        "than 5,000 samples without ending. The model-free checks (no_leakage, inputs_normalized) read every sample "
+        "of the split, so a stream that never ends "
         "(a `while True` in __iter__) would be read without end. Give the check a finite split*",
         "*_ test_normalized _*",
         "pytest-trainsanity: TrainSetup(train=...) is a Endless (an IterableDataset with no __len__) that yielded more "

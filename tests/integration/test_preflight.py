@@ -294,8 +294,8 @@ def test_batch_independent_measures_token_id_models(project: pytest.Pytester) ->
     res = run(project, "--trainsanity-explain")
     res.assert_outcomes(passed=1, failed=1)
     res.stdout.fnmatch_lines([
-        "*batch_independent FAILED: in eval mode, the output of sample(s) 0, 16, 31 of a batch of 32 depends on other "
-        "samples' inputs (token ids: measured at the output of embedding 'emb') with a relative gradient of *",
+        "*batch_independent FAILED: in eval mode, the outputs of sample(s) 0, 16, 31 of a batch of 32 take a relative "
+        "gradient of * from the other samples' inputs (token ids: measured at the output of embedding 'emb') (0: *",
         "*1. samples mix across the batch (evidence score 0.95): they mix in 'enc.layers.0.self_attn' "
         "(MultiheadAttention): built without batch_first=True*",
         "*fix: build 'enc.layers.0.self_attn' with batch_first=True*",

@@ -171,6 +171,14 @@ def test_mixing_verdicts() -> None:
     op = m.judge_mixing(Mixing(32, [0], 1.0, between=("enc", "head")))
     assert "between the output of module 'enc' and the input of module 'head'" in op.likely[0].evidence
     assert m.judge_mixing(Mixing(32, [], 0.0, skipped="no float input")).skipped.endswith("no float input")
+    # a functional op after the last module: a batch mean (h - h.mean(0)) as often as a reshape, so the fix names both
+    after = m.judge_mixing(Mixing(16, [0, 8, 15], 0.9, between=("emb", "")))
+    assert "a mean or sum over dim 0" in after.likely[0].evidence
+    assert "never dim 0" in after.likely[0].fix and "x.reshape(x.shape[0], -1)" in after.likely[0].fix
+    # the passing headline states the measured gradient, not that the samples depend on each other
+    fine = m.judge_mixing(Mixing(16, [0, 8, 15], 0.0))
+    assert "take a relative gradient of 0 from the other samples' inputs" in fine.headline
+    assert "depends on" not in fine.headline
 
 
 def record(name: str, **kw) -> ParamRecord:

@@ -146,7 +146,8 @@ def _count(p: Prepared, name: str, samples: dict[str, Any]) -> int:
 def message(p: Prepared, m: overfit.OverfitMeasurements, result: overfit.OverfitResult, info: Any,
             samples: dict[str, Any]) -> str:
     lines = [overfit.headline(m, result, p.options.max_gap)]
-    batch = p.splits["train"].batch_size or p.setup.batch_size
+    train = p.splits["train"]
+    batch = train.batch_size or getattr(train, "seen_batch", None) or p.setup.batch_size  # a batched tf.data: its own
     lines.append(
         f"Model: {info.model_name} ({info.framework} on {info.device}), {info.n_params:,} trainable "
         f"parameters; {m.n_train:,} train / {m.n_val:,} val samples; batch {batch}."

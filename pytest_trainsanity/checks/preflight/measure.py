@@ -416,6 +416,12 @@ def judge_one_batch(run: BatchRun, steps: int, task: str, higher: BatchRun | Non
 # ------------------------------------------------------------------ batch independence
 
 
+BATCH_AXIS_FIX = ("keep the batch axis first and separate: reduce over the feature axes, never dim 0 (x - x.mean(-1, "
+                  "keepdim=True), LayerNorm instead of a batch statistic), and reshape with x.reshape(x.shape[0], -1) "
+                  "/ x.flatten(1) (Keras: keras.layers.Flatten()), never x.view(-1, batch) or a transpose that moves "
+                  "axis 0")
+
+
 def judge_mixing(m: Mixing) -> Verdict:
     name = "batch_independent"
     metrics = {"leak": m.leak, "batch_size": m.batch_size, "probed": len(m.probed)}
@@ -424,11 +430,11 @@ def judge_mixing(m: Mixing) -> Verdict:
     if m.skipped:
         return Verdict(name, True, "", metrics, skipped=f"batch_independent cannot be measured: {m.skipped}")
     passed = m.leak <= LEAK
-    head = (f"batch_independent {'passed' if passed else 'FAILED'}: in eval mode, the output of sample(s) "
-            f"{', '.join(map(str, m.probed))} of a batch of {m.batch_size} depends on other samples' inputs"
+    head = (f"batch_independent {'passed' if passed else 'FAILED'}: in eval mode, the outputs of sample(s) "
+            f"{', '.join(map(str, m.probed))} of a batch of {m.batch_size} take a relative gradient of {m.leak:.3g} "
+            f"from the other samples' inputs"
             + (f" (token ids: measured at {m.through})" if m.through else "")
-            + f" with a relative gradient of {m.leak:.3g} (0: independent, 1: as much from other samples as from its "
-            f"own; limit {LEAK:g}){bn}")
+            + f" (0: independent, 1: as much from other samples as from its own; limit {LEAK:g}){bn}")
     if passed:
         return Verdict(name, True, head, metrics)
     if m.module and m.module_kind == "MultiheadAttention":
@@ -443,14 +449,15 @@ def judge_mixing(m: Mixing) -> Verdict:
     elif m.between[0] and m.between[1]:
         where = (f"between the output of module '{m.between[0]}' and the input of module '{m.between[1]}': a functional op in "
                  f"forward (a view/reshape/transpose/flatten across the batch axis, a mean or sum over dim 0)")
-        fix = ("keep the batch axis first and separate: x.reshape(x.shape[0], -1) / x.flatten(1) "
-               "(Keras: keras.layers.Flatten()), never x.view(-1, batch) or a transpose that moves axis 0")
+        fix = BATCH_AXIS_FIX
     elif m.between[0]:
-        where = f"after the output of module '{m.between[0]}' (a functional op in forward mixes the batch axis)"
-        fix = "keep the batch axis first and separate: x.reshape(x.shape[0], -1), never x.view(-1, batch)"
+        where = (f"after the output of module '{m.between[0]}' (a functional op in forward mixes the batch axis: a "
+                 f"mean or sum over dim 0, a view/reshape/transpose across it)")
+        fix = BATCH_AXIS_FIX
     else:
-        where = "before the first module (a functional op on the input mixes the batch axis)"
-        fix = "keep the batch axis first and separate in forward"
+        where = ("before the first module (a functional op on the input mixes the batch axis: a mean or sum over dim "
+                 "0, a view/reshape/transpose across it)")
+        fix = BATCH_AXIS_FIX
     cause = Cause("samples mix across the batch", 0.95, f"they mix {where}", fix, {"leak": m.leak})
     return Verdict(name, False, head, metrics, [], [cause], [])
 

@@ -224,8 +224,8 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             f"{name} broadcasts the model's output {describe(pred)} against the train labels {describe(target)} "
             + (f"to {shape}: it compares every output with every sample's label" if grows else
                "(their shapes differ; it aligns them from the last axis)")
-            + f", so the loss it lowers is not the error of each prediction (torch only warns: 'Using a target size "
-            f"that is different to the input size'). " + (f"{hint[0].upper()}{hint[1:]}." if hint else
+            + ", so the loss it lowers is not the error of each prediction (torch only warns: 'Using a target size "
+            "that is different to the input size'). " + (f"{hint[0].upper()}{hint[1:]}." if hint else
                                                             "Give the labels the output's shape."))
 
     def _loss_error(self, batch: Any, pred: Any, exc: BaseException) -> str:

@@ -307,8 +307,8 @@ def test_keras_inputs_are_judged_as_the_first_layer_reads_them(keras_project: py
     res = run(keras_project, "-rA", "--trainsanity-explain")
     res.assert_outcomes(passed=2, failed=2)
     res.stdout.fnmatch_lines([  # it was skipped ("the inputs are not float tensors"): a pass
-        "*batch_independent FAILED: in eval mode, the output of sample(s) 0, 16, 31 of a batch of 32 depends on other "
-        "samples' inputs (token ids: measured at the output of embedding 'embedding*')*",
+        "*batch_independent FAILED: in eval mode, the outputs of sample(s) 0, 16, 31 of a batch of 32 take a relative "
+        "gradient of * from the other samples' inputs (token ids: measured at the output of embedding 'embedding*')*",
         "*they mix in 'center': its output for one sample depends on other samples' inputs",
     ])
     res.stdout.fnmatch_lines([  # each block matched from the top: the summary repeats the failures

@@ -37,8 +37,8 @@ def test_example_suite_every_planted_bug_named(pytester: pytest.Pytester) -> Non
         "*1. learning rate too low (evidence score 0.95): each step moves the weights by *e-09 of their norm*lr 1e-09",
     ])
     res.stdout.fnmatch_lines([
-        "*batch_independent FAILED: in eval mode, the output of sample(s) 0, 16, 31 of a batch of 32 depends on other "
-        "samples' inputs*",
+        "*batch_independent FAILED: in eval mode, the outputs of sample(s) 0, 16, 31 of a batch of 32 take a relative "
+        "gradient of * from the other samples' inputs*",
         "*1. samples mix across the batch (evidence score 0.95): they mix between the output of module 'encoder' and "
         "the input of module 'head'*",
     ])

@@ -40,7 +40,8 @@ from .torch_attrs import ModuleAttrs, evaluating
 from .torch_data import _torch, clone, clone_tree, tensor_to_numpy, to_device
 from .torch_preflight import TorchPreflight
 from .torch_record import StepRecord
-from .torch_step import ELEMENTWISE_LOSSES, TorchStep, batch_text, first_layer, label_hint, predictions, resolve_device
+from .torch_step import (ELEMENTWISE_LOSSES, TorchStep, batch_text, first_layer, label_hint, predictions,
+                         resolve_device, sentence)
 from .torch_uses import following
 
 UPDATE_EVERY = 4  # ||update|| / ||weights|| on every 4th step of a detail pass (NaN between): see TrainingTrace
@@ -203,10 +204,6 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             f"layer is {first_layer(self.model)}. {NO_CAST}"
         )
 
-    def _loss_name(self) -> str:
-        fn = self.loss_fn
-        return type(fn).__name__ if isinstance(fn, self.torch.nn.Module) else getattr(fn, "__name__", type(fn).__name__)
-
     def _refuse_broadcast(self, pred: Any, target: Any) -> None:
         """An element-wise loss (MSELoss, BCEWithLogitsLoss) that broadcast the output against labels of
         another shape ((N, 1) against (N,) gives N x N pairs; (N, C) against (N,) pairs classes with
@@ -225,8 +222,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             + (f"to {shape}: it compares every output with every sample's label" if grows else
                "(their shapes differ; it aligns them from the last axis)")
             + ", so the loss it lowers is not the error of each prediction (torch only warns: 'Using a target size "
-            "that is different to the input size'). " + (f"{hint[0].upper()}{hint[1:]}." if hint else
-                                                            "Give the labels the output's shape."))
+            "that is different to the input size'). " + sentence(hint, "give the labels the output's shape"))
 
     def _loss_error(self, batch: Any, pred: Any, exc: BaseException) -> str:
         target = self.form.target(batch)
@@ -235,8 +231,7 @@ class TorchAdapter(TorchStep, TorchPreflight, Adapter):
             return (
                 f"The loss could not compare the model's output with the train labels: loss(output {describe(pred)}, "
                 f"labels {describe(target)}) raised {type(exc).__name__}: {first_line(exc)}. "
-                + (f"{hint[0].upper()}{hint[1:]}." if hint else
-                   f"Check that the loss fits the task ({self.setup.task}) and the label format.")
+                + sentence(hint, f"check that the loss fits the task ({self.setup.task}) and the label format")
             )
         source = {"step": "TrainSetup(step=...)", "lightning": f"{type(self.model).__name__}.training_step",
                   "own": "the model's own loss"}[self.mode]

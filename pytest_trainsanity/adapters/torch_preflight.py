@@ -111,9 +111,13 @@ class TorchPreflight(Preflight):
         if self.mode != "loss":
             return "unknown", {"own": "the model's own loss", "step": "TrainSetup(step=...)",
                                "lightning": "training_step"}.get(self.mode, self.mode)
-        fn = self.loss_fn
-        name = type(fn).__name__ if isinstance(fn, self.torch.nn.Module) else getattr(fn, "__name__", type(fn).__name__)
+        name = self._loss_name()
         return LOGIT_LOSSES.get(name, "unknown"), name
+
+    def _loss_name(self) -> str:
+        """The class name of a loss module, the name of a loss function."""
+        fn = self.loss_fn
+        return type(fn).__name__ if isinstance(fn, self.torch.nn.Module) else getattr(fn, "__name__", type(fn).__name__)
 
     # ------------------------------------------------------------ loss at init
 

@@ -89,6 +89,12 @@ ELEMENTWISE_LOSSES = ("BCEWithLogitsLoss", "BCELoss", "MSELoss", "L1Loss", "Smoo
 ID_LOSSES = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss")
 
 
+def sentence(hint: str, fallback: str) -> str:
+    """``hint`` (else ``fallback``) as the sentence that ends a paragraph."""
+    text = hint or fallback
+    return f"{text[0].upper()}{text[1:]}."
+
+
 def label_hint(pred: Any, target: Any, loss_name: str, task: str = "classification") -> str:
     """What to change when the loss refused the labels as the pipeline yields them, read off the
     output's and the labels' shapes and dtypes ("" when they give no clue)."""
@@ -103,7 +109,7 @@ def label_hint(pred: Any, target: Any, loss_name: str, task: str = "classificati
     if out[1:] == () and t[1:] == (1,):
         return (f"the model gives one value per sample as a vector {out} and the labels come as a column {t}; "
                 f"{loss_name} needs the two in one shape: yield each label as a scalar (y.squeeze(1)), or return the "
-                f"scores as a column (logits.unsqueeze(1))")
+                f"output as a column (output.unsqueeze(1))")
     if out == t and not floating and loss_name in ELEMENTWISE_LOSSES:
         return (f"the labels are {str(target.dtype).replace('torch.', '')} and {loss_name} takes them as floats of "
                 f"the output's dtype: yield y.float() from the dataset or collate_fn")
